@@ -1,0 +1,133 @@
+"""What a pod asks of the GPUs: how many, how much memory on each, shared or exclusive.
+
+Works on pods as JSON objects (the form AdmissionReview, the watch cache and the API return), so
+the webhook, the extender and the scaler read a pod's demand the same way. Pure: no client imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headroom import names
+from headroom.quantity import QuantityError, format_bytes, parse_bytes
+
+JsonObject = Mapping[str, Any]
+
+
+class DemandError(ValueError):
+    """A pod whose GPU request cannot be understood; `field` names the annotation or field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class GpuDemand:
+    """A pod's GPU demand. `memory_bytes` is per GPU; 0 means the pod declared no need."""
+
+    gpu_count: int
+    memory_bytes: int = 0
+    shared: bool = False
+
+    @property
+    def total_bytes(self) -> int:
+        return self.gpu_count * self.memory_bytes
+
+    def describe(self) -> str:
+        """Words for reasons and events: "20Gi on 1 GPU", "a whole GPU x2"."""
+        plural = "GPU" if self.gpu_count == 1 else "GPUs"
+        if self.memory_bytes == 0:
+            return f"{self.gpu_count} free {plural}"
+        return f"{format_bytes(self.memory_bytes)} on {self.gpu_count} {plural}"
+
+    @classmethod
+    def from_pod(cls, pod: JsonObject) -> GpuDemand | None:
+        """The pod's demand, or None for a pod that asks for no GPU at all.
+
+        Raises DemandError naming the annotation or resource field that is malformed.
+        """
+        annotations = _annotations(pod)
+        memory_text = annotations.get(names.GPU_MEMORY_ANNOTATION)
+        shared = _parse_bool(annotations, names.GPU_SHARING_ANNOTATION)
+        gpu_limit = _gpu_limit(pod.get("spec") or {})
+        if memory_text is None:
+            if shared:
+                raise DemandError(
+                    names.GPU_MEMORY_ANNOTATION,
+                    f'is required with {names.GPU_SHARING_ANNOTATION}: "true" (a quantity such '
+                    'as "20Gi": the memory the pod needs on each GPU)',
+                )
+            return None if gpu_limit == 0 else cls(gpu_count=gpu_limit)
+        memory_bytes = _parse_memory(memory_text)
+        return cls(gpu_count=gpu_limit or 1, memory_bytes=memory_bytes, shared=shared)
+
+
+def is_managed(pod: JsonObject) -> bool:
+    """True for pods labelled `headroom.dev/managed: "true"`."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(names.MANAGED_LABEL) == names.MANAGED_VALUE)
+
+
+def assigned_gpus(pod: JsonObject) -> tuple[str, ...]:
+    """GPU UUIDs the extender recorded at bind (`headroom.dev/assigned-gpus`), in order."""
+    text = _annotations(pod).get(names.ASSIGNED_GPUS_ANNOTATION) or ""
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def _annotations(pod: JsonObject) -> Mapping[str, str]:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def _parse_bool(annotations: Mapping[str, str], key: str) -> bool:
+    value = annotations.get(key)
+    if value is None:
+        return False
+    if value in ("true", "false"):
+        return value == "true"
+    raise DemandError(key, f'must be "true" or "false" (got {value!r})')
+
+
+def _parse_memory(text: object) -> int:
+    try:
+        memory_bytes = parse_bytes(text, field=names.GPU_MEMORY_ANNOTATION)
+    except QuantityError as exc:
+        raise DemandError(names.GPU_MEMORY_ANNOTATION, str(exc).split(": ", 1)[1]) from exc
+    if memory_bytes == 0:
+        raise DemandError(
+            names.GPU_MEMORY_ANNOTATION,
+            'must be more than 0 (a quantity such as "20Gi": the memory needed on each GPU)',
+        )
+    return memory_bytes
+
+
+def _gpu_limit(spec: JsonObject) -> int:
+    """The pod's effective `nvidia.com/gpu` count, by the scheduler's rule: the larger of the sum
+    over app containers and the largest init container (init containers run one at a time)."""
+    app_total = sum(_container_gpus(c, f"spec.containers[{i}]")
+                    for i, c in enumerate(_list(spec.get("containers"))))
+    init_max = max((_container_gpus(c, f"spec.initContainers[{i}]")
+                    for i, c in enumerate(_list(spec.get("initContainers")))), default=0)
+    return max(app_total, init_max)
+
+
+def _list(value: object) -> Iterable[JsonObject]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _container_gpus(container: JsonObject, where: str) -> int:
+    resources = container.get("resources") or {}
+    for kind in ("limits", "requests"):  # extended resources: a request must equal its limit
+        value = (resources.get(kind) or {}).get(names.GPU_RESOURCE)
+        if value is None:
+            continue
+        field = f"{where}.resources.{kind}[{names.GPU_RESOURCE}]"
+        try:
+            count = parse_bytes(value, field=field)  # same grammar: a whole, non-negative number
+        except QuantityError as exc:
+            raise DemandError(field, f"must be a whole number of GPUs (got {value!r})") from exc
+        return count
+    return 0

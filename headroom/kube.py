@@ -1,0 +1,182 @@
+"""The edge to the Kubernetes API: configuration, JSON requests and watch streams, as plain dicts.
+
+Built on the official client's `ApiClient` (its configuration, authentication, TLS and connection
+pool) but without its generated models: Headroom handles objects as JSON, the form admission
+reviews, watch events and the pure functions use, and that keeps every component's view identical.
+Every call has a timeout, so a dead apiserver is an error, never a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.watch.watch import iter_resp_lines
+
+JsonDict = dict[str, Any]
+DEFAULT_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class ApiError(Exception):
+    """An API call that failed: `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str, *, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+
+
+def load_api_client(kubeconfig: str | None = None, *, context: str | None = None
+                    ) -> client.ApiClient:
+    """An ApiClient configured as kubectl would be: the given file, $KUBECONFIG, ~/.kube/config,
+    else the in-cluster service account."""
+    candidates = [kubeconfig] if kubeconfig else _kubeconfig_candidates()
+    for path in candidates:
+        if path and Path(path).exists():
+            api_client: client.ApiClient = config.new_client_from_config(
+                config_file=path, context=context)
+            return api_client
+    if kubeconfig:
+        raise ConfigException(f"--kubeconfig: no such file {kubeconfig!r}")
+    try:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as exc:
+        raise ConfigException(
+            "no cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, "
+            f"or run inside a cluster ({exc})"
+        ) from exc
+    return client.ApiClient(configuration)
+
+
+def _kubeconfig_candidates() -> list[str]:
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [p for p in env.split(os.pathsep) if p]
+    return paths or [str(Path.home() / ".kube" / "config")]
+
+
+def resource_path(*, group: str, version: str, plural: str, namespace: str | None = None,
+                  name: str | None = None, subresource: str | None = None) -> str:
+    """The REST path of a collection or object: `/api/v1/...` for the core group."""
+    parts = ["/api/v1"] if group == "" else ["/apis", group, version]
+    if namespace:
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(plural)
+    if name:
+        parts.append(quote(name, safe=""))
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+class Kube:
+    """JSON requests against one cluster."""
+
+    def __init__(self, api_client: client.ApiClient, *,
+                 timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.api_client = api_client
+        self.timeout_seconds = timeout_seconds
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str = "application/json",
+                timeout_seconds: float | None = None) -> JsonDict:
+        """Send one request and return the decoded JSON body; raise ApiError on failure."""
+        timeout = timeout_seconds or self.timeout_seconds
+        response = self._send(method, path, query=query, body=body, content_type=content_type,
+                              timeout=(CONNECT_TIMEOUT_SECONDS, timeout))
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        if not 200 <= response.status < 300:
+            raise _error_from(response.status, data)
+        decoded: JsonDict = json.loads(data) if data else {}
+        return decoded
+
+    def watch(self, path: str, *, query: Mapping[str, Any],
+              read_timeout_seconds: float) -> WatchStream:
+        """Open a streaming GET (a watch). A non-2xx answer raises ApiError with its status."""
+        response = self._send("GET", path, query=query, body=None,
+                              content_type="application/json",
+                              timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout_seconds))
+        if not 200 <= response.status < 300:
+            try:
+                raise _error_from(response.status, response.data)
+            finally:
+                response.release_conn()
+        return WatchStream(response)
+
+    def _send(self, method: str, path: str, *, query: Mapping[str, Any] | None, body: Any,
+              content_type: str, timeout: tuple[float, float]) -> urllib3.BaseHTTPResponse:
+        params: Sequence[tuple[str, Any]] = [
+            (k, _query_value(v)) for k, v in (query or {}).items() if v is not None
+        ]
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if isinstance(body, bytes | str):
+            payload: Any = body
+        else:
+            payload = None if body is None else json.dumps(body)
+        method_, url, headers, _, _ = self.api_client.param_serialize(
+            method=method, resource_path=path, query_params=list(params),
+            header_params=headers, auth_settings=["BearerToken"],
+        )
+        pool = self.api_client.rest_client.pool_manager
+        try:
+            response: urllib3.BaseHTTPResponse = pool.request(
+                method_, url, body=payload, headers=headers,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                preload_content=False, retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(0, f"{method} {path}: cannot reach the API server: {exc}") from exc
+        return response
+
+
+def _query_value(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def _error_from(status: int, data: bytes | None) -> ApiError:
+    message, reason = (data or b"").decode("utf-8", "replace")[:500], ""
+    try:
+        decoded = json.loads(data or b"")
+        if isinstance(decoded, dict):
+            message = str(decoded.get("message", message))
+            reason = str(decoded.get("reason", ""))
+    except ValueError:
+        pass
+    return ApiError(status, message, reason=reason)
+
+
+class WatchStream:
+    """The events of one open watch. `close()` may be called from another thread to end it."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[JsonDict]:
+        """Yield decoded events; a broken or silent (past the read timeout) stream raises
+        ApiError(0, ...), unless it was closed on purpose."""
+        try:
+            for line in iter_resp_lines(self._response):
+                yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if not self._response.closed:
+                raise ApiError(0, f"watch stream broke: {exc}") from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        # shutdown() wakes a read blocked in another thread; close() alone would not.
+        shutdown = getattr(self._response, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        self._response.close()

@@ -1,0 +1,1 @@
+"""The node agent: NVML reading, pod attribution, the GPUNode publisher and /metrics."""

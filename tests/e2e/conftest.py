@@ -1,0 +1,54 @@
+"""The e2e fixtures: one real control plane for the whole session, stopped whatever happens.
+
+The API server runs with the watch cache off for ConfigMaps (`--watch-cache-sizes=configmaps#0`):
+their watches then go to etcd directly, so compacting etcd makes an old resourceVersion answer
+410 Gone deterministically, which the watch-cache tests rely on. Everything else is stock 1.20.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headroom.kube import Kube, load_api_client
+from headroom.localcluster import LocalCluster, ensure_binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    ensure_binaries()
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"),
+                         apiserver_args=["--watch-cache-sizes=configmaps#0"])
+    local.start()
+    try:
+        local.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"))
+        local.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/gpunodes.headroom.dev", "crd/aiscalers.headroom.dev")
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def kube(cluster: LocalCluster) -> Kube:
+    return Kube(load_api_client(str(cluster.kubeconfig)))
+
+
+@pytest.fixture
+def namespace(cluster: LocalCluster, kube: Kube) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

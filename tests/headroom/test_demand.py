@@ -1,0 +1,94 @@
+"""GpuDemand.from_pod: count from nvidia.com/gpu, memory and sharing from annotations."""
+
+from typing import Any
+
+import pytest
+
+from headroom import names
+from headroom.demand import DemandError, GpuDemand, assigned_gpus, is_managed
+
+GI = 2**30
+
+
+def pod(annotations: dict[str, str] | None = None, gpus: list[object] | None = None,
+        init_gpus: list[object] | None = None, labels: dict[str, str] | None = None
+        ) -> dict[str, Any]:
+    def container(i: int, n: object) -> dict[str, Any]:
+        limits = {} if n is None else {names.GPU_RESOURCE: n}
+        return {"name": f"c{i}", "image": "x", "resources": {"limits": limits}}
+
+    return {
+        "metadata": {"name": "p", "annotations": annotations or {}, "labels": labels or {}},
+        "spec": {
+            "containers": [container(i, n) for i, n in enumerate(gpus or [None])],
+            "initContainers": [container(i, n) for i, n in enumerate(init_gpus or [])],
+        },
+    }
+
+
+def test_a_pod_without_gpus_has_no_demand() -> None:
+    assert GpuDemand.from_pod(pod()) is None
+    assert GpuDemand.from_pod({}) is None
+
+
+def test_count_from_the_limit_without_memory_is_exclusive_whole_gpus() -> None:
+    assert GpuDemand.from_pod(pod(gpus=["2"])) == GpuDemand(gpu_count=2)
+
+
+def test_memory_annotation_alone_means_one_gpu() -> None:
+    demand = GpuDemand.from_pod(pod({names.GPU_MEMORY_ANNOTATION: "20Gi"}))
+    assert demand == GpuDemand(gpu_count=1, memory_bytes=20 * GI, shared=False)
+    assert demand.describe() == "20Gi on 1 GPU"
+
+
+def test_count_sums_app_containers_and_takes_the_largest_init_container() -> None:
+    assert GpuDemand.from_pod(pod(gpus=[1, "2", None])) == GpuDemand(gpu_count=3)
+    assert GpuDemand.from_pod(pod(gpus=[1], init_gpus=[4, 2])) == GpuDemand(gpu_count=4)
+
+
+def test_requests_count_when_no_limit_is_given() -> None:
+    p = pod()
+    p["spec"]["containers"][0]["resources"] = {"requests": {names.GPU_RESOURCE: "1"}}
+    assert GpuDemand.from_pod(p) == GpuDemand(gpu_count=1)
+
+
+def test_shared_mode() -> None:
+    demand = GpuDemand.from_pod(pod({names.GPU_MEMORY_ANNOTATION: "10Gi",
+                                     names.GPU_SHARING_ANNOTATION: "true"}, gpus=[2]))
+    assert demand == GpuDemand(gpu_count=2, memory_bytes=10 * GI, shared=True)
+    assert demand.total_bytes == 20 * GI
+    assert demand.describe() == "10Gi on 2 GPUs"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "gpus", "field", "expected_words"),
+    [
+        ({names.GPU_MEMORY_ANNOTATION: "lots"}, None, names.GPU_MEMORY_ANNOTATION, '"20Gi"'),
+        ({names.GPU_MEMORY_ANNOTATION: "-2Gi"}, None, names.GPU_MEMORY_ANNOTATION, "negative"),
+        ({names.GPU_MEMORY_ANNOTATION: "0"}, None, names.GPU_MEMORY_ANNOTATION, "more than 0"),
+        ({names.GPU_MEMORY_ANNOTATION: "1.5"}, None, names.GPU_MEMORY_ANNOTATION, "whole"),
+        ({names.GPU_SHARING_ANNOTATION: "yes", names.GPU_MEMORY_ANNOTATION: "1Gi"}, None,
+         names.GPU_SHARING_ANNOTATION, '"true" or "false"'),
+        ({names.GPU_SHARING_ANNOTATION: "true"}, None, names.GPU_MEMORY_ANNOTATION,
+         "is required"),
+        ({}, ["1.5"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
+        ({}, ["two"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
+        ({}, ["-1"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
+    ],
+)
+def test_errors_name_the_field(annotations: dict[str, str], gpus: list[object] | None,
+                               field: str, expected_words: str) -> None:
+    with pytest.raises(DemandError) as info:
+        GpuDemand.from_pod(pod(annotations, gpus=gpus))
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+    assert expected_words in str(info.value)
+
+
+def test_managed_label_and_assigned_gpus() -> None:
+    assert is_managed(pod(labels={names.MANAGED_LABEL: "true"}))
+    assert not is_managed(pod(labels={names.MANAGED_LABEL: "yes"}))
+    assert not is_managed({})
+    p = pod({names.ASSIGNED_GPUS_ANNOTATION: "GPU-a, GPU-b,,"})
+    assert assigned_gpus(p) == ("GPU-a", "GPU-b")
+    assert assigned_gpus(pod()) == ()

@@ -1,0 +1,33 @@
+"""The `headroom` console script: installed, and its help says what each subcommand does."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from headroom.cli import main
+
+SCRIPT = Path(sys.executable).parent / "headroom"
+
+
+def test_the_console_script_is_installed_and_lists_its_subcommands() -> None:
+    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "really free" in " ".join(result.stdout.split())  # argparse wraps lines
+    assert "certs" in result.stdout
+
+
+def test_subcommands_not_built_yet_are_absent(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo"])
+    assert info.value.code == 2
+    assert "invalid choice: 'demo'" in capsys.readouterr().err
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "required" in capsys.readouterr().err

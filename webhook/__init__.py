@@ -1,0 +1,1 @@
+"""The mutating admission webhook (Flask under gunicorn): AdmissionReview in, JSONPatch out."""
