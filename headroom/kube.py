@@ -161,6 +161,7 @@ class WatchStream:
 
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
+        self._closed = False
 
     def __iter__(self) -> Iterator[JsonDict]:
         """Yield decoded events; a broken or silent (past the read timeout) stream raises
@@ -169,14 +170,19 @@ class WatchStream:
             for line in iter_resp_lines(self._response):
                 yield json.loads(line)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            if not self._response.closed:
+            if not self._closed:
                 raise ApiError(0, f"watch stream broke: {exc}") from exc
         finally:
             self.close()
 
     def close(self) -> None:
-        # shutdown() wakes a read blocked in another thread; close() alone would not.
-        shutdown = getattr(self._response, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # shutdown() wakes a read blocked in another thread; close() alone would not. A stream
+            # the server already ended has given its connection back to the pool: nothing waits.
+            self._response.shutdown()
+        except (RuntimeError, ValueError, OSError):
+            pass  # urllib3 refuses when the connection is already released or never had a socket
         self._response.close()

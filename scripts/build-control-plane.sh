@@ -10,7 +10,7 @@ CACHE_DIR="${HEADROOM_CACHE:-$HOME/.cache/headroom}"
 BIN_DIR="$CACHE_DIR/bin"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 # Bump when the recipe changes, so machines with an older cache build again.
-RECIPE="1.20.2-debian+reflect2-go118-1"
+RECIPE="1.20.2-debian+go119-patches-2"
 
 have_all() {
   [ "$(cat "$BIN_DIR/RECIPE" 2>/dev/null)" = "$RECIPE" ] || return 1
@@ -52,10 +52,8 @@ if [ -z "$SRC" ]; then
 fi
 SRC=$(cd "$SRC" && pwd)
 
-# Go 1.18 changed reflect.mapiterinit to fill an iterator the caller allocates; the vendored
-# reflect2 v1.0.1 still expects it to return one, so kube-apiserver crashes (SIGSEGV in
-# mapiterinit) on the first custom resource it encodes. Adapt the vendored copy to the new call.
-bash "$SCRIPT_DIR/patch-reflect2.sh" "$SRC/vendor/github.com/modern-go/reflect2"
+# The 1.20 tree predates Go 1.18; two vendored libraries need adapting to Go 1.19 (see the script).
+bash "$SCRIPT_DIR/patch-k8s-go119.sh" "$SRC"
 
 # The 1.20 tree builds in GOPATH mode from k8s.io/kubernetes with its vendored modules.
 export GOPATH="$BUILD_DIR/.go"

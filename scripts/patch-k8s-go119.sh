@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
-# Adapts a vendored github.com/modern-go/reflect2 v1.0.1 to Go >= 1.18, where the runtime's
-# reflect.mapiterinit(type, map, iterator) writes into an iterator the caller allocates (whole:
-# the runtime fills every field) instead of returning a new one. Idempotent.
+# Adapts the Kubernetes 1.20 tree (its vendored libraries) to the Go 1.19 Debian builds it with.
+# Usage: patch-k8s-go119.sh SOURCE_TREE. Idempotent. Two incompatibilities, both found by the e2e
+# tests:
+#
+# 1. github.com/modern-go/reflect2 v1.0.1: since Go 1.18 the runtime's
+#    reflect.mapiterinit(type, map, iterator) fills an iterator the caller allocates (every field
+#    of it) instead of returning one. Unpatched, kube-apiserver dies with SIGSEGV the first time it
+#    encodes a custom resource.
+# 2. The OpenAPI type validator (kube-openapi and go-openapi copies) treats a value as null when
+#    reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(v)) holds. That compared two different
+#    internal pointers, so it meant "v is nil", until Go 1.19 began to share one zero buffer:
+#    now an empty string counts as null and a custom resource with `reason: ""` is refused.
 set -euo pipefail
-dir="$1"
+src="$1"
+
+for validator in "$src/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+                 "$src/vendor/github.com/go-openapi/validate/type.go"; do
+  [ -f "$validator" ] || continue
+  perl -pi -e 's/if data == nil \|\| reflect\.DeepEqual\(reflect\.Zero\(reflect\.TypeOf\(data\)\), reflect\.ValueOf\(data\)\) \{/if data == nil {/' "$validator"
+  grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data))' "$validator" && {
+    echo "patch-k8s-go119: $validator did not take the patch" >&2; exit 1; }
+done
+
+dir="$src/vendor/github.com/modern-go/reflect2"
 link="$dir/unsafe_link.go"
 map="$dir/unsafe_map.go"
 grep -q 'm unsafe.Pointer, it \*hiter)' "$link" && exit 0
