@@ -8,6 +8,7 @@ Every call has a timeout, so a dead apiserver is an error, never a hang.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -179,10 +180,9 @@ class WatchStream:
         if self._closed:
             return
         self._closed = True
-        try:
-            # shutdown() wakes a read blocked in another thread; close() alone would not. A stream
-            # the server already ended has given its connection back to the pool: nothing waits.
+        # shutdown() wakes a read blocked in another thread; close() alone would not. urllib3
+        # refuses when the server already ended the stream (the connection went back to the pool)
+        # or no socket was opened: then nothing is waiting.
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
             self._response.shutdown()
-        except (RuntimeError, ValueError, OSError):
-            pass  # urllib3 refuses when the connection is already released or never had a socket
         self._response.close()
