@@ -212,6 +212,9 @@ class LocalCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true", "--profiling=false", "--v=1",
+            # Without kubelets nothing would lift the not-ready taint this plugin puts on new
+            # Nodes; tests create Nodes with the conditions they want instead.
+            "--disable-admission-plugins=TaintNodesByCondition",
             *self.apiserver_args,
         ])
         self._await(process, lambda: _http_get(f"{self.server_url}/readyz",
@@ -247,17 +250,17 @@ class LocalCluster:
         doc["clientConnection"] = {**doc.get("clientConnection", {}),
                                    "kubeconfig": str(self.kubeconfig)}
         doc.setdefault("leaderElection", {"leaderElect": False})
+        # The scheduler's health endpoint, on loopback (its default is 0.0.0.0:10251).
+        health_port = free_port()
+        doc["healthzBindAddress"] = doc["metricsBindAddress"] = f"127.0.0.1:{health_port}"
         config_path = self.workdir / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(doc))
-        port = free_port()
         process = self._spawn(name, [
-            str(self.bin_dir / "kube-scheduler"), f"--config={config_path}", "--port=0",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", "--v=1",
+            str(self.bin_dir / "kube-scheduler"), f"--config={config_path}",
+            "--secure-port=0", "--v=1",
         ])
-        insecure = ssl.create_default_context()
-        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE  # own loopback port
-        self._await(process, lambda: _http_get(f"https://127.0.0.1:{port}/healthz",
-                                               context=insecure) == b"ok", timeout_seconds)
+        self._await(process, lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz") == b"ok",
+                    timeout_seconds)
         return process
 
     # -- use ---------------------------------------------------------------------------------------
