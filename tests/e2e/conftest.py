@@ -7,13 +7,14 @@ their watches then go to etcd directly, so compacting etcd makes an old resource
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from headroom.kube import Kube, load_api_client
+from headroom.kube import ApiError, Kube, load_api_client
 from headroom.localcluster import LocalCluster, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,5 +51,15 @@ def kube(cluster: LocalCluster) -> Kube:
 def namespace(cluster: LocalCluster, kube: Kube) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    # Pods can be created once kube-controller-manager has made the namespace's default account.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            kube.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            break
+        except ApiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
