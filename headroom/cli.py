@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as certs_cli
+from nodeagent import cli as nodeagent_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     certs_cli.register(sub)
+    nodeagent_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,293 @@
+"""Three node agents as real processes (`headroom nodeagent`, the fake NVML on LD_LIBRARY_PATH)
+against the real kube-apiserver, writing with the ServiceAccount and RBAC of
+manifests/nodeagent/: they publish owned GPUNodes that `kubectl get gpunodes` shows, a GPU lost
+mid-run shows as unhealthy within one interval, the agents ride out a 20 s API server outage and
+publish the next change, and a deleted Node takes its GPUNode with it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from headroom import names
+from headroom.kube import ApiError, Kube, load_api_client
+from headroom.localcluster import LocalCluster, free_port
+from headroom.state import parse_time
+from tests.nodeagent.fakenvml import (
+    GIB,
+    FakeNvml,
+    agent_env,
+    build,
+    device,
+    pod_cgroup,
+    write_proc,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests" / "nodeagent"
+SCRIPT = Path(sys.executable).parent / "headroom"
+INTERVAL_SECONDS = 1.0
+OUTAGE_SECONDS = 20.0
+SA = "system:serviceaccount:headroom-system:headroom-nodeagent"
+GPUNODES = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
+POD_UIDS = [f"7e57a9e0-0000-4000-8000-00000000000{i}" for i in range(3)]
+
+
+def eventually(check: Callable[[], bool], *, timeout_seconds: float = 30.0,
+               what: str = "condition", interval_seconds: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except ApiError:  # e.g. the first request after an API server restart: try again
+            pass
+        time.sleep(interval_seconds)
+    raise AssertionError(f"{what} not reached within {timeout_seconds:.0f}s")
+
+
+@dataclass
+class Agent:
+    node: str
+    state: FakeNvml
+    port: int
+    log_path: Path
+    popen: subprocess.Popen[bytes]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        for family in text_string_to_metric_families(self.get("/metrics")[1]):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    return float(sample.value)
+        raise AssertionError(f"{name} {labels} not in /metrics of {self.node}")
+
+    def stop(self) -> int | None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(15)
+                return None
+        return self.popen.returncode
+
+
+def agent_kubeconfig(cluster: LocalCluster, out: Path) -> Path:
+    """Install the ServiceAccount and RBAC from the manifests and return a kubeconfig with the
+    account's token (1.20's token controller writes it into a Secret)."""
+    cluster.kubectl("create", "namespace", names.SYSTEM_NAMESPACE, check=False)
+    cluster.kubectl("apply", "-f", str(MANIFESTS / "serviceaccount.yaml"),
+                    "-f", str(MANIFESTS / "rbac.yaml"))
+    token: list[str] = []
+
+    def read_token() -> bool:
+        sa = json.loads(cluster.kubectl("get", "-n", names.SYSTEM_NAMESPACE, "serviceaccount",
+                                        "headroom-nodeagent", "-o", "json").stdout)
+        for ref in sa.get("secrets") or []:
+            secret = json.loads(cluster.kubectl("get", "-n", names.SYSTEM_NAMESPACE, "secret",
+                                                ref["name"], "-o", "json").stdout)
+            if secret.get("data", {}).get("token"):
+                token.append(base64.b64decode(secret["data"]["token"]).decode())
+                return True
+        return False
+
+    eventually(read_token, what="the ServiceAccount's token")
+    ca = base64.b64encode((cluster.workdir / "ca.crt").read_bytes()).decode()
+    out.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "agent",
+        "clusters": [{"name": "c", "cluster": {"server": cluster.server_url,
+                                               "certificate-authority-data": ca}}],
+        "users": [{"name": "nodeagent", "user": {"token": token[0]}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "c", "user": "nodeagent"}}]}))
+    return out
+
+
+def node_state(index: int) -> list[Any]:
+    pid = 5000 + index
+    return [device(0, used=6 * GIB, processes=[{"pid": pid, "used": 5 * GIB}]),
+            device(1, used=0)]
+
+
+@dataclass
+class Fleet:
+    kube: Kube
+    agents: list[Agent]
+    proc_root: Path
+
+    def gpunode(self, node: str) -> dict[str, Any] | None:
+        try:
+            return self.kube.request("GET", f"{GPUNODES}/{node}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def status(self, node: str) -> dict[str, Any]:
+        return (self.gpunode(node) or {}).get("status") or {}
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {a.node}\n{a.log_tail()}" for a in self.agents)
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("nodeagents")
+    kube = Kube(load_api_client(str(cluster.kubeconfig)))
+    kubeconfig = agent_kubeconfig(cluster, work / "agent.kubeconfig")
+    library = build()
+    prefix = f"gpu-{uuid.uuid4().hex[:6]}"
+    proc_root = work / "proc"
+    for i, uid in enumerate(POD_UIDS):
+        write_proc(proc_root, 5000 + i, pod_cgroup(uid))
+    agents: list[Agent] = []
+    try:
+        for i in range(3):
+            node = f"{prefix}-{i}"
+            kube.request("POST", "/api/v1/nodes", body={"metadata": {
+                "name": node, "labels": {names.GPU_PRESENT_NODE_LABEL: "true"}}})
+            state = FakeNvml(work / f"{node}.json", {"devices": node_state(i)})
+            port = free_port()
+            log_path = work / f"{node}.log"
+            with log_path.open("wb") as log:
+                popen = subprocess.Popen(
+                    [str(SCRIPT), "nodeagent", "--node-name", node, "--kubeconfig",
+                     str(kubeconfig), "--interval-seconds", str(INTERVAL_SECONDS),
+                     "--proc-root", str(proc_root), "--metrics-bind", f"127.0.0.1:{port}"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=agent_env(library, state.path))
+            agents.append(Agent(node, state, port, log_path, popen))
+        yield Fleet(kube, agents, proc_root)
+    finally:
+        for agent in agents:
+            agent.stop()
+        for agent in agents:
+            cluster.kubectl("delete", "node", agent.node, "--wait=false", check=False)
+
+
+def test_each_agent_publishes_its_owned_gpunode(cluster: LocalCluster, fleet: Fleet) -> None:
+    nodes = [a.node for a in fleet.agents]
+    eventually(lambda: all(fleet.status(n).get("gpuCount") == 2 for n in nodes),
+               what="three published GPUNodes")
+    for i, node in enumerate(nodes):
+        obj = fleet.gpunode(node)
+        assert obj is not None
+        node_uid = fleet.kube.request("GET", f"/api/v1/nodes/{node}")["metadata"]["uid"]
+        assert obj["metadata"]["ownerReferences"] == [{
+            "apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid,
+            "controller": False, "blockOwnerDeletion": False}]
+        assert obj["spec"] == {"nodeName": node}
+        status = obj["status"]
+        assert (status["healthy"], status["healthyGPUs"]) == (True, 2)
+        assert status["gpus"][0]["pods"] == [{"uid": POD_UIDS[i], "namespace": "", "name": "",
+                                              "usedBytes": 5 * GIB}]
+        assert status["gpus"][0]["unattributedBytes"] == GIB
+    table = cluster.kubectl("get", "gpunodes", *nodes).stdout.splitlines()
+    assert table[0].split() == ["NAME", "GPUS", "HEALTHY", "FREE", "LARGEST-FREE", "REPORTED"]
+    assert sorted(row.split()[:5] for row in table[1:]) == [
+        [n, "2", "2", "42Gi", "24Gi"] for n in nodes]
+    for agent in fleet.agents:
+        assert agent.get("/healthz")[0] == 200, agent.get("/healthz")
+
+
+def test_the_rbac_allows_the_agent_its_gpunodes_and_nothing_more(cluster: LocalCluster,
+                                                                  fleet: Fleet) -> None:
+    def can(*args: str) -> str:
+        return cluster.kubectl("auth", "can-i", *args, f"--as={SA}", check=False).stdout.strip()
+
+    assert can("patch", "gpunodes.headroom.dev", "--subresource=status") == "yes"
+    assert can("create", "gpunodes.headroom.dev") == "yes"
+    assert can("get", "nodes") == "yes"
+    for verb, resource in [("delete", "gpunodes.headroom.dev"), ("list", "nodes"),
+                           ("list", "pods"), ("get", "secrets"), ("update", "nodes"),
+                           ("create", "aiscalers.headroom.dev")]:
+        assert can(verb, resource, "--all-namespaces") == "no", (verb, resource)
+    # The DaemonSet as shipped passes the API server's validation.
+    cluster.kubectl("apply", "--dry-run=server", "-f", str(MANIFESTS / "daemonset.yaml"))
+
+
+def test_a_gpu_lost_mid_run_shows_unhealthy_within_one_interval(fleet: Fleet) -> None:
+    agent = fleet.agents[0]
+    eventually(lambda: fleet.status(agent.node).get("healthyGPUs") == 2, what="a healthy start")
+    lost_at = time.time()
+    agent.state.update_device(1, errors={"*": "GPU_IS_LOST"})
+    eventually(lambda: fleet.status(agent.node).get("healthyGPUs") == 1,
+               what="the lost GPU reported")
+    status = fleet.status(agent.node)
+    gpu = status["gpus"][1]
+    assert (gpu["healthy"], gpu["reason"]) == (False, "GPU is lost (nvmlDeviceGetHandleByIndex)")
+    assert gpu["uuid"] == agent.state.devices[1]["uuid"]  # still named, from its last reading
+    # The report is from the first sample after the loss: one interval, plus 1 s for the
+    # scheduling of a loaded machine (reportTime is whole seconds, rounded down).
+    assert parse_time(status["reportTime"], field="reportTime") <= lost_at + INTERVAL_SECONDS + 1
+    assert agent.metric("headroom_gpu_healthy", gpu="1", uuid=gpu["uuid"]) == 0.0
+    assert agent.metric("headroom_gpu_healthy", gpu="0") == 1.0
+    agent.state.update_device(1, errors={})  # the GPU comes back after a reset
+    eventually(lambda: fleet.status(agent.node).get("healthyGPUs") == 2, what="recovery")
+
+
+def test_agents_ride_out_an_api_server_outage(cluster: LocalCluster, fleet: Fleet) -> None:
+    outage_agent, later_agent = fleet.agents[1], fleet.agents[2]
+    errors_before = outage_agent.metric("headroom_nodeagent_publish_errors_total")
+    cluster.stop_apiserver()
+    try:
+        # A change while the API server is down: it cannot be written yet.
+        outage_agent.state.update_device(0, memory_used=14 * GIB)
+        deadline = time.monotonic() + OUTAGE_SECONDS  # the outage lasts this long, by design
+        while time.monotonic() < deadline:
+            assert all(a.alive() for a in fleet.agents), fleet.logs()
+            time.sleep(0.5)
+        assert outage_agent.metric("headroom_nodeagent_publish_errors_total") > errors_before
+        assert outage_agent.get("/livez")[0] == 200  # sampling went on
+    finally:
+        cluster.start_apiserver()
+    assert all(a.alive() for a in fleet.agents), fleet.logs()
+    eventually(lambda: fleet.status(outage_agent.node).get("largestFree") == "24Gi"
+               and fleet.status(outage_agent.node)["gpus"][0]["usedBytes"] == 14 * GIB,
+               timeout_seconds=60, what="the change made during the outage published")
+    later_agent.state.update_device(0, memory_used=20 * GIB)
+    eventually(lambda: fleet.status(later_agent.node)["gpus"][0]["usedBytes"] == 20 * GIB,
+               timeout_seconds=30, what="the next change published")
+    assert outage_agent.get("/healthz")[0] == 200
+
+
+def test_deleting_a_node_removes_its_gpunode_and_agents_stop_cleanly(fleet: Fleet) -> None:
+    agent = fleet.agents[2]
+    assert fleet.gpunode(agent.node) is not None
+    assert agent.stop() == 0, agent.log_tail()  # SIGTERM: a clean exit
+    fleet.kube.request("DELETE", f"/api/v1/nodes/{agent.node}")
+    # The garbage collector follows the owner reference (it may first need to discover the
+    # GPUNode resource, which it does every 30 s).
+    eventually(lambda: fleet.gpunode(agent.node) is None, timeout_seconds=90,
+               interval_seconds=0.5, what="the GPUNode garbage-collected with its Node")
+    for other in fleet.agents[:2]:
+        assert other.stop() == 0, other.log_tail()
