@@ -16,6 +16,7 @@ import base64
 import ctypes
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -64,10 +65,32 @@ def _which(name: str) -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, chosen below the kernel's ephemeral range.
+
+    Asking the kernel for port 0 would hand out an ephemeral port, which any outgoing connection
+    may take too before the caller binds it; ports below that range are only ever taken by
+    listeners, so the one chosen stays free unless another listener picks the same at random.
+    """
+    low, _ = _ephemeral_range()
+    upper = low if low > 11000 else 65536  # an unusual range: then any port will have to do
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, upper)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError("no free loopback port found below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _die_with_parent() -> None:
