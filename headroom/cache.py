@@ -78,7 +78,8 @@ class WatchCache:
                  field_selector: str | None = None,
                  on_event: Callable[[WatchEvent], None] | None = None,
                  watch_timeout_seconds: float = 300.0, page_size: int = 500,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None,
+                 transform: Callable[[JsonDict], JsonDict] | None = None) -> None:
         self.kube = kube
         self.path = path
         self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
@@ -86,6 +87,9 @@ class WatchCache:
         self.watch_timeout_seconds = watch_timeout_seconds
         self.page_size = page_size
         self.backoff = backoff or Backoff()
+        # Applied to every object before it is stored or passed on: keeps only what a reader
+        # needs, so a cache of a large cluster's pods stays small.
+        self.transform = transform or (lambda obj: obj)
         self.stats = CacheStats()
         self.resource_version = ""
         self._store: dict[str, JsonDict] = {}
@@ -161,7 +165,7 @@ class WatchCache:
                     continue
                 raise
             for obj in page.get("items") or []:
-                items[object_key(obj)] = obj
+                items[object_key(obj)] = self.transform(obj)
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
@@ -223,6 +227,7 @@ class WatchCache:
             self.stats.bookmarks += 1
             self.resource_version = version or self.resource_version
             return
+        obj = self.transform(obj)
         key = object_key(obj)
         with self._lock:
             before = self._store.get(key)

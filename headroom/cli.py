@@ -11,7 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as certs_cli
+from extender import cli as extender_cli
 from nodeagent import cli as nodeagent_cli
+from webhook import cli as webhook_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     certs_cli.register(sub)
+    extender_cli.register(sub)
     nodeagent_cli.register(sub)
+    webhook_cli.register(sub)
     return parser
 
 

@@ -52,7 +52,7 @@ class GpuDemand:
         annotations = _annotations(pod)
         memory_text = annotations.get(names.GPU_MEMORY_ANNOTATION)
         shared = _parse_bool(annotations, names.GPU_SHARING_ANNOTATION)
-        gpu_limit = _gpu_limit(pod.get("spec") or {})
+        gpu_limit = _gpu_limit(_object(pod.get("spec"), "spec"))
         if memory_text is None:
             if shared:
                 raise DemandError(
@@ -67,19 +67,32 @@ class GpuDemand:
 
 def is_managed(pod: JsonObject) -> bool:
     """True for pods labelled `headroom.dev/managed: "true"`."""
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(names.MANAGED_LABEL) == names.MANAGED_VALUE)
+    metadata = pod.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return isinstance(labels, Mapping) and labels.get(names.MANAGED_LABEL) == names.MANAGED_VALUE
 
 
 def assigned_gpus(pod: JsonObject) -> tuple[str, ...]:
     """GPU UUIDs the extender recorded at bind (`headroom.dev/assigned-gpus`), in order."""
-    text = _annotations(pod).get(names.ASSIGNED_GPUS_ANNOTATION) or ""
+    try:
+        text = _annotations(pod).get(names.ASSIGNED_GPUS_ANNOTATION) or ""
+    except DemandError:
+        return ()
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
 
 
+def _object(value: object, field: str) -> JsonObject:
+    """`value` as a JSON object; absent is empty, anything else is an error naming `field`."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DemandError(field, f"expected an object (got {type(value).__name__})")
+    return value
+
+
 def _annotations(pod: JsonObject) -> Mapping[str, str]:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return annotations if isinstance(annotations, Mapping) else {}
+    metadata = _object(pod.get("metadata"), "metadata")
+    return _object(metadata.get("annotations"), "metadata.annotations")
 
 
 def _parse_bool(annotations: Mapping[str, str], key: str) -> bool:
@@ -119,9 +132,10 @@ def _list(value: object) -> Iterable[JsonObject]:
 
 
 def _container_gpus(container: JsonObject, where: str) -> int:
-    resources = container.get("resources") or {}
+    resources = _object(container.get("resources"), f"{where}.resources")
     for kind in ("limits", "requests"):  # extended resources: a request must equal its limit
-        value = (resources.get(kind) or {}).get(names.GPU_RESOURCE)
+        amounts = _object(resources.get(kind), f"{where}.resources.{kind}")
+        value = amounts.get(names.GPU_RESOURCE)
         if value is None:
             continue
         field = f"{where}.resources.{kind}[{names.GPU_RESOURCE}]"

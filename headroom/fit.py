@@ -13,7 +13,8 @@ DESIGN.md's:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -55,6 +56,14 @@ class Fit:
     gpu_uuids: tuple[str, ...]
 
 
+class ReasonKind(StrEnum):
+    MEMORY = "memory"  # not enough free GPU memory (or free GPUs) now: may change soon
+    TOO_SMALL = "too-small"  # no GPU on the node is big enough: never fits
+    NO_REPORT = "no-report"
+    STALE = "stale"
+    UNREADABLE = "unreadable"  # NVML cannot be read on the node
+
+
 @dataclass(frozen=True)
 class Reason:
     """Why a pod does not fit a node, in words a person can act on."""
@@ -62,6 +71,7 @@ class Reason:
     message: str
     resolvable: bool = True  # False: no GPU on the node could ever hold the pod
     best_free_bytes: int = 0
+    kind: ReasonKind = ReasonKind.MEMORY
 
 
 @dataclass(frozen=True)
@@ -126,92 +136,143 @@ def _add_claim(book: GpuLedger, demand: GpuDemand) -> GpuLedger:
     return replace(book, held_whole=True)
 
 
-def _can_hold(book: GpuLedger, demand: GpuDemand) -> bool:
-    if demand.shared:
-        return book.usable and book.free_bytes >= demand.memory_bytes
-    return book.empty and book.free_bytes >= demand.memory_bytes
+Candidate = tuple[int, int, str]  # (free bytes, GPU index, UUID)
 
 
-def _available(snapshot: NodeSnapshot) -> tuple[list[GpuLedger], list[GpuLedger]]:
-    """All GPU accounts, and those left after unplaced claims take the best empty GPUs."""
+@dataclass(frozen=True)
+class NodeSummary:
+    """Everything `fit` and `score` need of a node, computed once per snapshot.
+
+    A scheduler asks about thousands of nodes per pod; with the accounting done here once, each
+    question is a bisection. `fit` itself goes through a summary, so there is one implementation.
+    """
+
+    report: NodeReport | None
+    shared_candidates: tuple[Candidate, ...]  # usable GPUs left after pending claims, by free
+    exclusive_candidates: tuple[Candidate, ...]  # the empty ones among them, by free
+    shared_free: tuple[int, ...]  # the candidates' free bytes, for bisection
+    exclusive_free: tuple[int, ...]
+    totals_sorted: tuple[int, ...]
+    best_usable: Candidate | None  # the most free memory on any usable GPU (lowest index first)
+    unhealthy: int
+    held: int  # healthy GPUs an exclusive (or unknown) pod holds whole
+    usable: int
+    any_empty: bool
+    fullness: float  # committed fraction of healthy memory, claims included
+    binpack_score: int  # round(MAX_SCORE * fullness), kept: it is asked for every request
+
+
+def summarize(snapshot: NodeSnapshot) -> NodeSummary:
     books, whole_gpus_held = ledger(snapshot)
     empty_best_first = sorted((b for b in books if b.empty), key=lambda b: -b.free_bytes)
     taken = {b.gpu.uuid for b in empty_best_first[:whole_gpus_held]}
-    return books, [b for b in books if b.gpu.uuid not in taken]
+    available = [b for b in books if b.gpu.uuid not in taken]
+    usable = [b for b in books if b.usable]
+    healthy_total = sum(b.gpu.total_bytes for b in books if b.gpu.healthy)
+    free_total = sum(b.free_bytes for b in available)
+    best = max(usable, key=lambda b: (b.free_bytes, -b.gpu.index), default=None)
+    committed = 1.0 if healthy_total == 0 else min(1.0, max(0.0, 1 - free_total / healthy_total))
+
+    def candidates(keep: Callable[[GpuLedger], bool]) -> tuple[Candidate, ...]:
+        return tuple(sorted((b.free_bytes, b.gpu.index, b.gpu.uuid) for b in available
+                            if keep(b)))
+
+    shared, exclusive = candidates(lambda b: b.usable), candidates(lambda b: b.empty)
+    return NodeSummary(
+        report=snapshot.report,
+        shared_candidates=shared,
+        exclusive_candidates=exclusive,
+        shared_free=tuple(c[0] for c in shared),
+        exclusive_free=tuple(c[0] for c in exclusive),
+        totals_sorted=tuple(sorted(b.gpu.total_bytes for b in books)),
+        best_usable=None if best is None else (best.free_bytes, best.gpu.index, best.gpu.uuid),
+        unhealthy=sum(not b.gpu.healthy for b in books),
+        held=sum(b.gpu.healthy and b.held_whole for b in books),
+        usable=len(usable),
+        any_empty=any(b.empty for b in usable),
+        fullness=committed,
+        binpack_score=round(MAX_SCORE * committed),
+    )
 
 
-def _freshness(snapshot: NodeSnapshot, *, now_unix_seconds: float,
+def _freshness(report: NodeReport | None, *, now_unix_seconds: float,
                staleness_seconds: float) -> Reason | None:
-    report = snapshot.report
     if report is None:
-        return Reason("no GPU report")
+        return Reason("no GPU report", kind=ReasonKind.NO_REPORT)
     age_seconds = report.age_seconds(now_unix_seconds)
     if age_seconds > staleness_seconds:
-        return Reason(f"GPU report {age_seconds:.0f}s old (stale after {staleness_seconds:.0f}s)")
+        return Reason(f"GPU report {age_seconds:.0f}s old (stale after {staleness_seconds:.0f}s)",
+                      kind=ReasonKind.STALE)
     if not report.healthy:
-        return Reason(f"GPUs unreadable on the node: {report.reason or 'no reason given'}")
+        return Reason(f"GPUs unreadable on the node: {report.reason or 'no reason given'}",
+                      kind=ReasonKind.UNREADABLE)
     return None
 
 
 def fit(demand: GpuDemand, snapshot: NodeSnapshot, *, now_unix_seconds: float,
         staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Fit | Reason:
     """Whether `demand` fits `snapshot` now; a Fit lists the GPUs `place` would choose."""
-    stale = _freshness(snapshot, now_unix_seconds=now_unix_seconds,
-                       staleness_seconds=staleness_seconds)
-    if stale is not None:
-        return stale
-    books, available = _available(snapshot)
-    candidates = [b for b in available if _can_hold(b, demand)]
-    if len(candidates) >= demand.gpu_count:
-        # binpack: the tightest GPUs that still fit; spread: the roomiest.
-        sign = 1 if policy is Policy.BINPACK else -1
-        ordered = sorted(candidates, key=lambda b: (sign * b.free_bytes, b.gpu.index))
-        return Fit(tuple(b.gpu.uuid for b in ordered[: demand.gpu_count]))
-    return _reason(demand, books, candidates)
+    return fit_summary(demand, summarize(snapshot), now_unix_seconds=now_unix_seconds,
+                       staleness_seconds=staleness_seconds, policy=policy)
 
 
-def _reason(demand: GpuDemand, books: Sequence[GpuLedger],
-            candidates: Sequence[GpuLedger]) -> Reason:
-    need = f"needs {demand.describe()}"
-    big_enough = [b for b in books if b.gpu.total_bytes >= demand.memory_bytes]
-    if len(big_enough) < demand.gpu_count:
-        largest = max((b.gpu.total_bytes for b in books), default=0)
-        return Reason(f"{need}; the node has {len(books)} GPUs, the largest "
-                      f"{format_bytes(largest)}", resolvable=False)
-    usable = [b for b in books if b.usable]
-    best = max(usable, key=lambda b: (b.free_bytes, -b.gpu.index), default=None)
-    best_free_bytes = best.free_bytes if best is not None else 0
-    parts = [need]
-    if demand.gpu_count > 1 and candidates:
-        parts.append(f"only {len(candidates)} GPUs have room")
-    if best is None:
-        unhealthy = sum(not b.gpu.healthy for b in books)
-        held = sum(b.gpu.healthy and b.held_whole for b in books)
-        counts = [f"{n} {what}" for n, what in ((held, "held by pods"), (unhealthy, "unhealthy"))
-                  if n]
-        parts.append(f"every GPU is taken ({', '.join(counts)})")
-    elif not demand.shared and not any(b.empty for b in usable) and not candidates:
-        parts.append(f"all {len(usable)} usable GPUs hold shared pods")
+def fit_summary(demand: GpuDemand, summary: NodeSummary, *, now_unix_seconds: float,
+                staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Fit | Reason:
+    """`fit`, from a node's summary."""
+    report = summary.report
+    if (report is None or not report.healthy
+            or now_unix_seconds - report.reported_at_unix_seconds > staleness_seconds):
+        stale = _freshness(report, now_unix_seconds=now_unix_seconds,
+                           staleness_seconds=staleness_seconds)
+        if stale is not None:
+            return stale
+    if demand.shared:
+        pool, frees = summary.shared_candidates, summary.shared_free
     else:
-        parts.append(f"best free {format_bytes(best.free_bytes)} on GPU {best.gpu.index} "
-                     f"({best.gpu.uuid})")
-    return Reason("; ".join(parts), best_free_bytes=best_free_bytes)
+        pool, frees = summary.exclusive_candidates, summary.exclusive_free
+    fitting = pool[bisect_left(frees, demand.memory_bytes):]
+    if len(fitting) >= demand.gpu_count:
+        # binpack: the tightest GPUs that still fit; spread: the roomiest.
+        chosen = fitting if policy is Policy.BINPACK else sorted(fitting,
+                                                                 key=lambda c: (-c[0], c[1]))
+        return Fit(tuple(c[2] for c in chosen[: demand.gpu_count]))
+    return _reason(demand, summary, room=len(fitting))
+
+
+def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
+    need = f"needs {demand.describe()}"
+    totals = summary.totals_sorted
+    if len(totals) - bisect_left(totals, demand.memory_bytes) < demand.gpu_count:
+        return Reason(f"{need}; the node has {len(totals)} GPUs, the largest "
+                      f"{format_bytes(totals[-1] if totals else 0)}", resolvable=False,
+                      kind=ReasonKind.TOO_SMALL)
+    best = summary.best_usable
+    parts = [need]
+    if demand.gpu_count > 1 and room:
+        parts.append(f"only {room} GPUs have room")
+    if best is None:
+        counts = [f"{n} {what}" for n, what in ((summary.held, "held by pods"),
+                                                (summary.unhealthy, "unhealthy")) if n]
+        parts.append(f"every GPU is taken ({', '.join(counts)})")
+    elif not demand.shared and not summary.any_empty and not room:
+        parts.append(f"all {summary.usable} usable GPUs hold shared pods")
+    else:
+        parts.append(f"best free {format_bytes(best[0])} on GPU {best[1]} ({best[2]})")
+    return Reason("; ".join(parts), best_free_bytes=best[0] if best else 0)
 
 
 def fullness(snapshot: NodeSnapshot) -> float:
     """Committed fraction of the node's healthy GPU memory (claims included), 0.0 .. 1.0."""
-    books, available = _available(snapshot)
-    healthy = [b for b in books if b.gpu.healthy]
-    total = sum(b.gpu.total_bytes for b in healthy)
-    if total == 0:
-        return 1.0
-    free = sum(b.free_bytes for b in available)
-    return min(1.0, max(0.0, 1.0 - free / total))
+    return summarize(snapshot).fullness
 
 
 def score(snapshot: NodeSnapshot, *, policy: Policy) -> int:
     """0..10 for a node that fits: binpack favours the fullest node, spread the emptiest."""
-    packed = round(MAX_SCORE * fullness(snapshot))
+    return score_summary(summarize(snapshot), policy=policy)
+
+
+def score_summary(summary: NodeSummary, *, policy: Policy) -> int:
+    packed = summary.binpack_score
     return packed if policy is Policy.BINPACK else MAX_SCORE - packed
 
 

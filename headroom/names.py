@@ -25,8 +25,13 @@ MANAGED_VALUE: Final = "true"
 GPU_MEMORY_ANNOTATION: Final = f"{API_GROUP}/gpu-memory"
 PROFILE_ANNOTATION: Final = f"{API_GROUP}/profile"
 GPU_SHARING_ANNOTATION: Final = f"{API_GROUP}/gpu-sharing"
+PLACEMENT_POLICY_ANNOTATION: Final = f"{API_GROUP}/placement-policy"  # binpack or spread
 # Pod annotations written by Headroom.
 ASSIGNED_GPUS_ANNOTATION: Final = f"{API_GROUP}/assigned-gpus"
+# Written by the webhook: which version and profile mutated the pod.
+MUTATED_BY_ANNOTATION: Final = f"{API_GROUP}/mutated-by"
+# Touched by the extender to make the scheduler retry a pod it rejected once headroom appears.
+RETRY_ANNOTATION: Final = f"{API_GROUP}/retry-after-headroom"
 
 DEFAULT_PROFILE: Final = "default"
 

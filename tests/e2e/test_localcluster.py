@@ -45,9 +45,11 @@ def ready_node(name: str) -> dict[str, object]:
 
 def test_the_scheduler_on_request_binds_a_pod_to_a_node_object(
         cluster: LocalCluster, kube: Kube, namespace: str) -> None:
-    node = kube.request("POST", "/api/v1/nodes", body=ready_node("harness-node-1"))
-    kube.request("PUT", "/api/v1/nodes/harness-node-1/status",
-                 body={**node, "status": ready_node("harness-node-1")["status"]})
+    kube.request("POST", "/api/v1/nodes", body=ready_node("harness-node-1"))
+    # A patch, not a PUT: kube-controller-manager annotates new Nodes meanwhile.
+    kube.request("PATCH", "/api/v1/nodes/harness-node-1/status",
+                 content_type="application/merge-patch+json",
+                 body={"status": ready_node("harness-node-1")["status"]})
     scheduler = cluster.start_scheduler(name="harness-scheduler")
     try:
         kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={

@@ -92,3 +92,21 @@ def test_managed_label_and_assigned_gpus() -> None:
     p = pod({names.ASSIGNED_GPUS_ANNOTATION: "GPU-a, GPU-b,,"})
     assert assigned_gpus(p) == ("GPU-a", "GPU-b")
     assert assigned_gpus(pod()) == ()
+
+
+@pytest.mark.parametrize(
+    ("malformed", "field"),
+    [({"spec": 5}, "spec"),
+     ({"metadata": []}, "metadata"),
+     ({"metadata": {"annotations": "x"}}, "metadata.annotations"),
+     ({"spec": {"containers": [{"resources": 5}]}}, "spec.containers[0].resources"),
+     ({"spec": {"containers": [{"resources": {"limits": 5}}]}},
+      "spec.containers[0].resources.limits")],
+)
+def test_a_malformed_pod_is_an_error_naming_the_field(malformed: dict[str, Any],
+                                                      field: str) -> None:
+    with pytest.raises(DemandError) as info:
+        GpuDemand.from_pod(malformed)
+    assert info.value.field == field
+    assert not is_managed(malformed)
+    assert assigned_gpus(malformed) == ()

@@ -13,6 +13,7 @@ from headroom.fit import (
     PodClaim,
     Policy,
     Reason,
+    ReasonKind,
     fit,
     fullness,
     ledger,
@@ -70,7 +71,7 @@ def test_gpus_too_small_are_unresolvable() -> None:
     snapshot = node("n", gpu(0, total_gi=24), gpu(1, total_gi=24))
     verdict = check(need(40), snapshot)
     assert verdict == Reason("needs 40Gi on 1 GPU; the node has 2 GPUs, the largest 24Gi",
-                             resolvable=False)
+                             resolvable=False, kind=ReasonKind.TOO_SMALL)
     assert isinstance(check(need(20, 3), snapshot), Reason)
     assert not check(need(20, 3), snapshot).resolvable  # type: ignore[union-attr]
 
@@ -128,14 +129,16 @@ def test_shared_binpack_picks_the_tightest_gpu_and_spread_the_roomiest() -> None
 
 # -- freshness -----------------------------------------------------------------------------------
 def test_no_report_and_unreadable_gpus() -> None:
-    assert check(need(1), NodeSnapshot("n", None)) == Reason("no GPU report")
+    assert check(need(1), NodeSnapshot("n", None)) == Reason("no GPU report",
+                                                              kind=ReasonKind.NO_REPORT)
     verdict = check(need(1), node("n", gpu(0), healthy=False))
-    assert verdict == Reason("GPUs unreadable on the node: NVML: driver not loaded")
+    assert verdict == Reason("GPUs unreadable on the node: NVML: driver not loaded",
+                             kind=ReasonKind.UNREADABLE)
 
 
 def test_stale_report_reason_says_how_old() -> None:
     verdict = check(need(1), node("n", gpu(0), age_seconds=95))
-    assert verdict == Reason("GPU report 95s old (stale after 90s)")
+    assert verdict == Reason("GPU report 95s old (stale after 90s)", kind=ReasonKind.STALE)
 
 
 # -- score and place -----------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+"""The extender's Flask app: the scheduler's verbs, health, readiness and metrics.
+
+`create_app(config=None)` builds the running parts (watch caches feeding the cluster view, the
+binder, the requeuer, leadership) from `config`, or from `HEADROOM_EXTENDER_*` environment
+variables when gunicorn imports it by name. A test may pass a ready-made `Runtime` instead.
+The state (view, in-flight binds) lives in this one process: gunicorn runs one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from extender.binder import Binder
+from extender.leader import Leadership
+from extender.metrics import ExtenderMetrics
+from extender.requeue import Requeuer
+from extender.verbs import PolicyError, Settings, filter_nodes, prioritize
+from extender.view import ClusterView, pod_ref
+from extender.wire import WireError, parse_args, parse_binding
+from headroom import names
+from headroom.cache import DELETED, WatchCache, WatchEvent
+from headroom.demand import DemandError, GpuDemand
+from headroom.fit import Policy
+from headroom.kube import JsonDict, Kube, load_api_client
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "HEADROOM_EXTENDER_"
+MAX_BODY_BYTES = 64 * 2**20  # full Node objects of a large cluster when not nodeCacheCapable
+
+
+@dataclass
+class Runtime:
+    view: ClusterView
+    settings: Settings
+    leadership: Leadership
+    binder: Binder | None = None
+    requeuer: Requeuer | None = None
+    caches: list[WatchCache] = field(default_factory=list)
+    metrics: ExtenderMetrics = field(default_factory=ExtenderMetrics)
+    clock: Callable[[], float] = time.time
+
+    def ready(self) -> bool:
+        return all(cache.synced for cache in self.caches)
+
+
+def slim_pod(pod: JsonDict) -> JsonDict:
+    """What the view needs of a pod; the rest is not kept (a large cluster has many pods)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+
+    def resources(containers: Any) -> list[JsonDict]:
+        return [{"resources": c.get("resources") or {}} for c in containers or []]
+
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                          "annotations") if k in meta},
+        "spec": {"nodeName": spec.get("nodeName"), "schedulerName": spec.get("schedulerName"),
+                 "containers": resources(spec.get("containers")),
+                 "initContainers": resources(spec.get("initContainers"))},
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
+def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | None,
+                  identity: str) -> Runtime:
+    view = ClusterView()
+    leadership = Leadership(kube, lease=lease, identity=identity)
+    requeuer = Requeuer(kube, view, settings=settings, is_leader=leadership.is_leader)
+
+    def on_pod(event: WatchEvent) -> None:
+        view.apply_pod(event)
+        if event.type == DELETED or (event.object.get("spec") or {}).get("nodeName"):
+            requeuer.forget(pod_ref(event.object).uid)
+
+    caches = [
+        WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}",
+                   on_event=view.apply_gpunode),
+        WatchCache(kube, "/api/v1/nodes", on_event=view.apply_node),
+        WatchCache(kube, "/api/v1/pods", on_event=on_pod, transform=slim_pod),
+    ]
+    pods = caches[2]
+    binder = Binder(kube, view, settings=settings,
+                    pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"))
+    runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
+                      requeuer=requeuer, caches=caches)
+    for cache in caches:
+        cache.start()
+    leadership.start()
+    requeuer.start()
+    runtime.metrics.track(
+        reservations=view.reservations, leader=leadership.is_leader,
+        requeued=lambda: requeuer.nudged,
+        cache_sync={c.path.rsplit("/", 1)[-1]: _last_sync(c) for c in caches})
+    return runtime
+
+
+def _last_sync(cache: WatchCache) -> Callable[[], float]:
+    return lambda: cache.stats.last_sync_monotonic
+
+
+def runtime_from_env() -> Runtime:
+    env = os.environ
+    namespace, _, name = env.get(f"{ENV_PREFIX}LEADER_LEASE", "").partition("/")
+    lease = (namespace, name) if name else None
+    settings = Settings(
+        staleness_seconds=float(env.get(f"{ENV_PREFIX}STALENESS_SECONDS",
+                                        names.DEFAULT_STALENESS_SECONDS)),
+        policy=Policy(env.get(f"{ENV_PREFIX}POLICY", Policy.BINPACK.value)))
+    kube = Kube(load_api_client(env.get(f"{ENV_PREFIX}KUBECONFIG") or None))
+    return start_runtime(kube, settings=settings, lease=lease,
+                         identity=env.get(f"{ENV_PREFIX}IDENTITY", "") or os.uname().nodename)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config.update(config or {})
+    runtime = app.config.get("RUNTIME") or runtime_from_env()
+    app.extensions["headroom_extender"] = runtime
+    app.register_blueprint(verbs)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=exc.description), exc.code or 500
+
+    return app
+
+
+verbs = Blueprint("verbs", __name__)
+
+
+def runtime() -> Runtime:
+    found: Runtime = current_app.extensions["headroom_extender"]
+    return found
+
+
+def bad_request(verb: str, message: str) -> tuple[Response, int]:
+    runtime().metrics.requests_refused.labels(verb).inc()
+    return jsonify(error=message), 400
+
+
+def body() -> object:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise WireError("body: expected JSON (Content-Type application/json)")
+    return data
+
+
+def not_acting() -> str | None:
+    rt = runtime()
+    if not rt.ready():
+        return "extender not ready: its caches are still syncing"
+    if not rt.leadership.is_leader():
+        return "extender on standby: another replica is the leader"
+    return None
+
+
+@verbs.post("/filter")
+def filter_verb() -> Any:
+    rt = runtime()
+    with rt.metrics.verb_seconds.labels("filter").time():
+        try:
+            pod, node_names, nodes = parse_args(body())
+        except WireError as exc:
+            return bad_request("filter", str(exc))
+        refusal = not_acting()
+        if refusal:
+            return jsonify(Error=refusal)
+        try:
+            outcome = filter_nodes(pod, node_names, nodes, summaries=rt.view.summaries,
+                                   now_unix_seconds=rt.clock(), settings=rt.settings)
+        except (DemandError, PolicyError) as exc:
+            return jsonify(Error=str(exc))
+        for kind, count in outcome.counts.items():
+            rt.metrics.filter_nodes.labels(kind).inc(count)
+        if outcome.rejected_for_memory and rt.requeuer is not None:
+            demand = GpuDemand.from_pod(pod)
+            if demand is not None:
+                rt.requeuer.rejected(pod_ref(pod), demand)
+        return jsonify(outcome.result)
+
+
+@verbs.post("/prioritize")
+def prioritize_verb() -> Any:
+    rt = runtime()
+    with rt.metrics.verb_seconds.labels("prioritize").time():
+        try:
+            pod, node_names, _ = parse_args(body())
+        except WireError as exc:
+            return bad_request("prioritize", str(exc))
+        refusal = not_acting()
+        if refusal:  # the scheduler ignores a failed prioritize and goes on without it
+            return jsonify(error=refusal), 503
+        try:
+            scores = prioritize(pod, node_names, summaries=rt.view.summaries,
+                                settings=rt.settings)
+        except (DemandError, PolicyError) as exc:
+            return bad_request("prioritize", str(exc))
+        return jsonify(scores)
+
+
+@verbs.post("/bind")
+def bind_verb() -> Any:
+    rt = runtime()
+    with rt.metrics.verb_seconds.labels("bind").time():
+        try:
+            args = parse_binding(body())
+        except WireError as exc:
+            return bad_request("bind", str(exc))
+        refusal = not_acting() or (None if rt.binder else "this extender does not bind")
+        if refusal or rt.binder is None:
+            rt.metrics.binds.labels("refused").inc()
+            return jsonify(Error=refusal)
+        result = rt.binder.bind(args)
+        rt.metrics.binds.labels("error" if result.get("Error") else "bound").inc()
+        return jsonify(result)
+
+
+@verbs.get("/healthz")
+def healthz() -> Any:
+    return jsonify(status="ok")
+
+
+@verbs.get("/readyz")
+def readyz() -> Any:
+    if runtime().ready():
+        return jsonify(status="ready")
+    return jsonify(status="caches syncing"), 503
+
+
+@verbs.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(runtime().metrics.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,128 @@
+"""The bind verb: the one place a GPU is committed to a pod.
+
+Filter may pass two pods for the same free GPU (the scheduler filters the next pod before the
+previous one's bind arrives), so bind decides again under a lock, against a view that holds every
+in-flight bind: a pod that no longer fits gets an `Error` and the scheduler tries again. The
+reservation is recorded before the API write and before answering; for shared mode the chosen
+GPUs go in `headroom.dev/assigned-gpus` on the Binding itself, which the API server copies onto the
+pod as it binds it, so the kubelet starts the containers with them. A retry is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from extender.verbs import PolicyError, Settings, pod_policy
+from extender.view import ClusterView
+from extender.wire import ExtenderBindingArgs, ExtenderBindingResult
+from headroom import names
+from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.fit import Fit, PodClaim, fit
+from headroom.kube import ApiError, Kube
+
+log = logging.getLogger(__name__)
+PodLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> pod or None
+
+
+class BindRefused(Exception):
+    """A bind that must not happen; the message goes to the scheduler's `Error`."""
+
+
+class Binder:
+    def __init__(self, kube: Kube, view: ClusterView, *, settings: Settings,
+                 clock: Callable[[], float] = time.time,
+                 pod_lookup: PodLookup = lambda namespace, name: None) -> None:
+        self.kube = kube
+        self.view = view
+        self.settings = settings
+        self.clock = clock
+        self.pod_lookup = pod_lookup  # the pod watch cache: saves a GET per bind
+        self._lock = threading.Lock()
+
+    def bind(self, args: ExtenderBindingArgs) -> ExtenderBindingResult:
+        try:
+            self._bind(args)
+        except BindRefused as exc:
+            log.info("bind %s/%s to %s refused: %s", args["PodNamespace"], args["PodName"],
+                     args["Node"], exc)
+            return ExtenderBindingResult(Error=str(exc))
+        return ExtenderBindingResult(Error="")
+
+    def _bind(self, args: ExtenderBindingArgs) -> None:
+        cached = self.pod_lookup(args["PodNamespace"], args["PodName"])
+        fresh = cached is not None and (cached.get("metadata") or {}).get("uid") == args["PodUID"]
+        pod = cached if fresh and cached is not None else self._read_pod(args)
+        bound_to = (pod.get("spec") or {}).get("nodeName")
+        if bound_to == args["Node"]:
+            return  # a retry of a bind that already happened
+        if bound_to:
+            raise BindRefused(f"pod is already bound to {bound_to}")
+        try:
+            demand = GpuDemand.from_pod(pod)
+            policy = pod_policy(pod, self.settings.policy)
+        except (DemandError, PolicyError) as exc:
+            raise BindRefused(str(exc)) from exc
+        claim = self._reserve(args, demand, policy=policy) if demand is not None else None
+        annotations = {}
+        if claim is not None and claim.gpu_uuids and claim.gpu_uuids != assigned_gpus(pod):
+            annotations[names.ASSIGNED_GPUS_ANNOTATION] = ",".join(claim.gpu_uuids)
+        try:
+            self._post_binding(args, annotations)
+        except BindRefused:
+            self.view.release(args["PodUID"])
+            raise
+
+    def _reserve(self, args: ExtenderBindingArgs, demand: GpuDemand, *,
+                 policy: Any) -> PodClaim:
+        uid, node = args["PodUID"], args["Node"]
+        with self._lock:
+            earlier = self.view.inflight(uid)
+            if earlier is not None and earlier[0] == node:
+                return earlier[1]  # a retry: keep the GPUs chosen the first time
+            self.view.release(uid)  # an earlier attempt on another node
+            verdict = fit(demand, self.view.snapshot(node), now_unix_seconds=self.clock(),
+                          staleness_seconds=self.settings.staleness_seconds, policy=policy)
+            if not isinstance(verdict, Fit):
+                raise BindRefused(f"{node} no longer fits: {verdict.message}")
+            # Exclusive pods get their GPUs from the device plugin; Headroom only counts them.
+            claim = PodClaim(uid, demand, verdict.gpu_uuids if demand.shared else ())
+            self.view.reserve(node, claim)
+            return claim
+
+    def _read_pod(self, args: ExtenderBindingArgs) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{args['PodNamespace']}/pods/{args['PodName']}"
+        try:
+            pod = self.kube.request("GET", path)
+        except ApiError as exc:
+            raise BindRefused(f"cannot read the pod: {exc}") from exc
+        if (pod.get("metadata") or {}).get("uid") != args["PodUID"]:
+            raise BindRefused("the pod was replaced by another of the same name")
+        return pod
+
+    def _post_binding(self, args: ExtenderBindingArgs, annotations: dict[str, str]) -> None:
+        # The API server copies a Binding's annotations onto the pod as it binds it: the GPUs
+        # and the node are recorded in one write, and no pod is ever seen with one but not the
+        # other.
+        path = f"/api/v1/namespaces/{args['PodNamespace']}/pods/{args['PodName']}/binding"
+        body = {"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": args["PodName"], "uid": args["PodUID"],
+                             "annotations": annotations},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": args["Node"]}}
+        try:
+            self.kube.request("POST", path, body=body)
+        except ApiError as exc:
+            if exc.status == 409 and self._bound_to(args) == args["Node"]:
+                return  # our own earlier attempt landed
+            raise BindRefused(f"cannot bind: {exc}") from exc
+
+    def _bound_to(self, args: ExtenderBindingArgs) -> str | None:
+        try:
+            pod = self._read_pod(args)
+        except BindRefused:
+            return None
+        node = (pod.get("spec") or {}).get("nodeName")
+        return str(node) if node else None

@@ -1,0 +1,79 @@
+"""Who acts: the extender leads while the kube-scheduler beside it holds the scheduler's Lease.
+
+The extender runs as a sidecar of a kube-scheduler that elects its leader through a Lease. Following
+that same Lease (instead of electing separately) keeps the acting scheduler and the acting extender
+in the same pod: two elections could pick different pods, and the leading scheduler would then be
+answered by a standby. The kube-scheduler writes the holder as `<pod hostname>_<uuid>`. With no
+Lease configured (one replica, leader election off) the extender always leads. A Lease that cannot
+be read, or that expired, means standby: acting twice is worse than acting late.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from headroom.kube import ApiError, Kube
+from headroom.state import ReportError, parse_time
+
+log = logging.getLogger(__name__)
+
+
+class Leadership:
+    def __init__(self, kube: Kube | None, *, lease: tuple[str, str] | None, identity: str,
+                 poll_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self.kube = kube
+        self.lease = lease
+        self.identity = identity
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self._leading = lease is None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_change: list[Callable[[bool], None]] = []
+
+    def is_leader(self) -> bool:
+        return self._leading
+
+    def start(self) -> None:
+        if self.lease is None:
+            return
+        self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check_once(self) -> bool:
+        leading = self._holds_lease()
+        if leading != self._leading:
+            log.info("leadership: %s", "leading" if leading else "standing by")
+            self._leading = leading
+            for callback in list(self.on_change):
+                callback(leading)
+        return leading
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check_once()
+            self._stop.wait(self.poll_seconds)
+
+    def _holds_lease(self) -> bool:
+        assert self.lease is not None and self.kube is not None
+        namespace, name = self.lease
+        try:
+            spec = self.kube.request(
+                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
+                timeout_seconds=max(1.0, self.poll_seconds * 2)).get("spec") or {}
+        except ApiError:
+            return False
+        holder = str(spec.get("holderIdentity") or "")
+        if holder != self.identity and not holder.startswith(f"{self.identity}_"):
+            return False
+        try:
+            renewed = parse_time(spec.get("renewTime"), field="spec.renewTime")
+        except ReportError:
+            return False
+        return renewed + float(spec.get("leaseDurationSeconds") or 15) > self.clock()

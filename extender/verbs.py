@@ -1,0 +1,118 @@
+"""Filter and prioritize: answers computed from the cluster view, writing nothing anywhere.
+
+Each verb reads one snapshot per candidate node and calls the pure `fit` / `score`, so the answer
+is what DESIGN.md's accounting says, and the scaler's feasibility (which calls the same functions)
+cannot disagree with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
+from headroom import names
+from headroom.demand import GpuDemand
+from headroom.fit import (
+    Fit,
+    NodeSummary,
+    Policy,
+    Reason,
+    ReasonKind,
+    fit_summary,
+    score_summary,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    staleness_seconds: float = names.DEFAULT_STALENESS_SECONDS
+    policy: Policy = Policy.BINPACK
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def pod_policy(pod: JsonObject, default: Policy) -> Policy:
+    """The placement policy a pod asks for with its annotation, else the configured one."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(names.PLACEMENT_POLICY_ANNOTATION)
+    if value is None:
+        return default
+    try:
+        return Policy(value)
+    except ValueError as exc:
+        raise PolicyError(f'{names.PLACEMENT_POLICY_ANNOTATION}: expected "binpack" or '
+                          f'"spread" (got {value!r})') from exc
+
+
+@dataclass(frozen=True)
+class FilterOutcome:
+    result: ExtenderFilterResult
+    rejected_for_memory: bool  # no node fits now, and memory (not health or age) is why
+    counts: dict[str, int]  # nodes by result: "passed" or a ReasonKind value
+
+
+Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
+
+
+def filter_nodes(pod: JsonObject, node_names: Sequence[str],
+                 nodes: Sequence[JsonObject] | None, *, summaries: Summaries,
+                 now_unix_seconds: float, settings: Settings) -> FilterOutcome:
+    """The scheduler's filter verb. DemandError or PolicyError propagate (the caller answers
+    them in `Error`)."""
+    demand = GpuDemand.from_pod(pod)
+    policy = pod_policy(pod, settings.policy)
+    if demand is None:  # a pod without GPUs: Headroom has no say
+        names_or_nodes = _answer(node_names, nodes, range(len(node_names)))
+        return FilterOutcome(ExtenderFilterResult(**names_or_nodes, FailedNodes={},  # type: ignore[typeddict-item]
+                                                  FailedAndUnresolvableNodes={}, Error=""),
+                             rejected_for_memory=False, counts={"passed": len(node_names)})
+    passed: list[int] = []
+    failed: dict[str, str] = {}
+    unresolvable: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for i, (name, (summary, error)) in enumerate(zip(node_names, summaries(node_names),
+                                                     strict=True)):
+        verdict: Fit | Reason = Reason(error, kind=ReasonKind.NO_REPORT) if error else \
+            fit_summary(demand, summary, now_unix_seconds=now_unix_seconds,
+                        staleness_seconds=settings.staleness_seconds, policy=policy)
+        if isinstance(verdict, Fit):
+            passed.append(i)
+            continue
+        counts[verdict.kind.value] = counts.get(verdict.kind.value, 0) + 1
+        failed[name] = verdict.message
+        if not verdict.resolvable:
+            unresolvable[name] = verdict.message
+    counts["passed"] = len(passed)
+    result = ExtenderFilterResult(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable,
+                                  Error="", **_answer(node_names, nodes, passed))  # type: ignore[typeddict-item]
+    return FilterOutcome(result, counts=counts, rejected_for_memory=not passed
+                         and counts.get(ReasonKind.MEMORY.value, 0) > 0)
+
+
+def _answer(node_names: Sequence[str], nodes: Sequence[JsonObject] | None,
+            passed: Iterable[int]) -> dict[str, object]:
+    """Names when names were sent, full Node objects when those were."""
+    if nodes is None:
+        return {"NodeNames": [node_names[i] for i in passed]}
+    return {"Nodes": {"items": [nodes[i] for i in passed]}}
+
+
+def prioritize(pod: JsonObject, node_names: Sequence[str], *, summaries: Summaries,
+               settings: Settings) -> list[HostPriority]:
+    """0..10 per node by the pod's policy. The scheduler asks only about nodes the filter
+    passed, so fit is not checked again here; a pod without GPUs scores 0 everywhere."""
+    if GpuDemand.from_pod(pod) is None:
+        return [HostPriority(Host=name, Score=0) for name in node_names]
+    policy = pod_policy(pod, settings.policy)
+    return [HostPriority(Host=name, Score=score_summary(summary, policy=policy))
+            for name, (summary, _) in zip(node_names, summaries(node_names), strict=True)]
+
+
+def describe_pod(pod: JsonObject) -> dict[str, Any]:
+    meta = pod.get("metadata") or {}
+    return {"namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
+            "uid": meta.get("uid", "")}

@@ -1,0 +1,258 @@
+"""The cluster's GPU view: per node, the latest GPUNode report and the pods that hold its GPUs.
+
+Fed by the watch caches of GPUNode, Node and Pod (any source of watch events works, which is how
+the tests drive it), plus the extender's own in-flight binds. `snapshot(node)` is the input of the
+pure `fit` / `score` / `place`. A reservation (a claim the report does not show yet) is a pod bound
+to the node, or being bound by this extender; it ends when the report shows the pod (fit ignores
+claims it can see), when the pod is deleted or finishes, or, for an in-flight bind that never
+reached the API, after a time limit. Since every bound pod is a claim, a restarted extender
+rebuilds the same view from the cluster: no GPU is committed twice across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from headroom.cache import DELETED, WatchEvent
+from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.fit import NodeSnapshot, NodeSummary, PodClaim, summarize
+from headroom.state import NodeReport, ReportError, report_from_status
+
+log = logging.getLogger(__name__)
+
+# Called with (node name, what happened) when memory may have been freed on a node.
+HeadroomListener = Callable[[str, str], None]
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class PodRef:
+    uid: str
+    namespace: str
+    name: str
+
+
+def pod_ref(pod: dict[str, Any]) -> PodRef:
+    meta = pod.get("metadata") or {}
+    return PodRef(str(meta.get("uid", "")), str(meta.get("namespace", "")),
+                  str(meta.get("name", "")))
+
+
+def claim_of(pod: dict[str, Any]) -> PodClaim | None:
+    """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished."""
+    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    uid = pod_ref(pod).uid
+    try:
+        demand = GpuDemand.from_pod(pod)
+    except DemandError as exc:
+        # The webhook refuses such pods; one that got in anyway (unmanaged, or created before the
+        # webhook) is counted as holding one whole GPU rather than nothing.
+        log.warning("pod %s: %s; counting it as one whole GPU", uid, exc)
+        demand = GpuDemand(gpu_count=1)
+    if demand is None:
+        return None
+    return PodClaim(uid, demand, assigned_gpus(pod))
+
+
+class ClusterView:
+    """Thread-safe; every method may be called from any thread."""
+
+    def __init__(self, *, inflight_ttl_seconds: float = 120.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.RLock()
+        self._reports: dict[str, NodeReport] = {}
+        self._report_errors: dict[str, str] = {}
+        self._unschedulable: set[str] = set()
+        self._nodes: set[str] = set()
+        self._pod_node: dict[str, str] = {}
+        self._claims: dict[str, dict[str, PodClaim]] = {}
+        self._inflight: dict[str, tuple[str, PodClaim, float]] = {}
+        self._snapshots: dict[str, NodeSnapshot] = {}
+        self._summaries: dict[str, NodeSummary] = {}
+        self._next_expiry = float("inf")
+        self._inflight_ttl_seconds = inflight_ttl_seconds
+        self._monotonic = monotonic
+        self.listeners: list[HeadroomListener] = []
+
+    # -- reading ---------------------------------------------------------------------------------
+    def snapshot(self, node_name: str) -> NodeSnapshot:
+        with self._lock:
+            if self._monotonic() >= self._next_expiry:
+                self._expire_inflight()
+            cached = self._snapshots.get(node_name)
+            if cached is None:
+                claims = dict(self._claims.get(node_name, {}))
+                for uid, (node, claim, _) in self._inflight.items():
+                    if node == node_name and uid not in claims:
+                        claims[uid] = claim
+                cached = NodeSnapshot(node_name, self._reports.get(node_name),
+                                      tuple(claims.values()))
+                self._snapshots[node_name] = cached
+            return cached
+
+    def summary(self, node_name: str) -> NodeSummary:
+        """The node's accounting, computed once per change (what the verbs ask per request)."""
+        with self._lock:
+            if self._monotonic() >= self._next_expiry:
+                self._expire_inflight()
+            found = self._summaries.get(node_name)
+            if found is None:
+                found = self._summaries[node_name] = summarize(self.snapshot(node_name))
+            return found
+
+    def summaries(self, node_names: Iterable[str]) -> list[tuple[NodeSummary, str | None]]:
+        """Summaries and report errors of many nodes under one lock (a verb's whole request)."""
+        with self._lock:
+            if self._monotonic() >= self._next_expiry:
+                self._expire_inflight()
+            cached, errors = self._summaries, self._report_errors
+            return [(cached.get(n) or self.summary(n), errors.get(n)) for n in node_names]
+
+    def report_error(self, node_name: str) -> str | None:
+        """Why the node's GPUNode could not be read, if it could not."""
+        with self._lock:
+            return self._report_errors.get(node_name)
+
+    def schedulable_nodes(self) -> list[str]:
+        """Nodes that exist, are not cordoned and have a GPU report: where replicas could go."""
+        with self._lock:
+            return sorted(n for n in self._nodes if n in self._reports
+                          and n not in self._unschedulable)
+
+    def reservations(self) -> int:
+        """Claims no report shows yet, in-flight binds included (for /metrics)."""
+        with self._lock:
+            count = 0
+            for node in set(self._claims) | {n for n, _, _ in self._inflight.values()}:
+                snapshot = self.snapshot(node)
+                seen = snapshot.report.pod_uids if snapshot.report else frozenset()
+                count += sum(c.uid not in seen for c in snapshot.claims)
+            return count
+
+    def inflight(self, pod_uid: str) -> tuple[str, PodClaim] | None:
+        with self._lock:
+            entry = self._inflight.get(pod_uid)
+            return None if entry is None else (entry[0], entry[1])
+
+    # -- in-flight binds ---------------------------------------------------------------------------
+    def reserve(self, node_name: str, claim: PodClaim) -> None:
+        with self._lock:
+            expires = self._monotonic() + self._inflight_ttl_seconds
+            self._inflight[claim.uid] = (node_name, claim, expires)
+            self._next_expiry = min(self._next_expiry, expires)
+            self._touch(node_name)
+
+    def release(self, pod_uid: str) -> None:
+        with self._lock:
+            entry = self._inflight.pop(pod_uid, None)
+            if entry is not None:
+                self._touch(entry[0])
+
+    def _expire_inflight(self) -> None:
+        now = self._monotonic()
+        for uid in [u for u, (_, _, expires) in self._inflight.items() if expires <= now]:
+            node, _, _ = self._inflight.pop(uid)
+            self._touch(node)
+            self._notify(node, "an in-flight bind expired")
+        self._next_expiry = min((e for _, _, e in self._inflight.values()), default=float("inf"))
+
+    # -- watch events ------------------------------------------------------------------------------
+    def apply_gpunode(self, event: WatchEvent) -> None:
+        name = str(event.object.get("metadata", {}).get("name", ""))
+        with self._lock:
+            before = self._reports.get(name)
+            if event.type == DELETED:
+                self._reports.pop(name, None)
+                self._report_errors.pop(name, None)
+            else:
+                self._read_report(name, event.object)
+            self._touch(name)
+            after = self._reports.get(name)
+        if after is not None and _freed(before, after):
+            self._notify(name, "its GPU report shows more free memory")
+
+    def _read_report(self, name: str, obj: dict[str, Any]) -> None:
+        status = obj.get("status")
+        if not status:
+            self._reports.pop(name, None)
+            self._report_errors.pop(name, None)
+            return
+        try:
+            self._reports[name] = report_from_status(name, status)
+            self._report_errors.pop(name, None)
+        except ReportError as exc:
+            self._reports.pop(name, None)
+            self._report_errors[name] = f"GPU report unreadable: {exc}"
+
+    def apply_node(self, event: WatchEvent) -> None:
+        name = str(event.object.get("metadata", {}).get("name", ""))
+        with self._lock:
+            if event.type == DELETED:
+                self._nodes.discard(name)
+                self._unschedulable.discard(name)
+                return
+            self._nodes.add(name)
+            if (event.object.get("spec") or {}).get("unschedulable"):
+                self._unschedulable.add(name)
+            else:
+                self._unschedulable.discard(name)
+
+    def apply_pod(self, event: WatchEvent) -> None:
+        pod = event.object
+        uid = pod_ref(pod).uid
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        claim = None if event.type == DELETED or not node else claim_of(pod)
+        with self._lock:
+            old_node = self._pod_node.pop(uid, None)
+            if old_node is not None:
+                self._claims.get(old_node, {}).pop(uid, None)
+                self._touch(old_node)
+            if claim is not None:
+                self._pod_node[uid] = node
+                self._claims.setdefault(node, {})[uid] = claim
+                self._touch(node)
+            if event.type == DELETED or node:
+                self._inflight.pop(uid, None)  # the pod is gone, or its Binding landed
+        if old_node is not None and claim is None:
+            self._notify(old_node, "a pod holding GPUs went away")
+
+    def _touch(self, node_name: str) -> None:
+        self._snapshots.pop(node_name, None)
+        self._summaries.pop(node_name, None)
+
+    def _notify(self, node_name: str, why: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(node_name, why)
+            except Exception:  # a listener's failure must not break the view
+                log.exception("headroom listener failed")
+
+    def load(self, *, gpunodes: Iterable[dict[str, Any]], nodes: Iterable[dict[str, Any]],
+             pods: Iterable[dict[str, Any]]) -> None:
+        """Fill the view from lists of objects (tests and benchmarks)."""
+        for obj in nodes:
+            self.apply_node(WatchEvent("ADDED", obj))
+        for obj in gpunodes:
+            self.apply_gpunode(WatchEvent("ADDED", obj))
+        for obj in pods:
+            self.apply_pod(WatchEvent("ADDED", obj))
+
+
+def _freed(before: NodeReport | None, after: NodeReport) -> bool:
+    """Whether the new report could fit something the old one could not."""
+    if before is None:
+        return True
+    old = {g.uuid: g for g in before.gpus}
+    for gpu in after.gpus:
+        prior = old.get(gpu.uuid)
+        if prior is None or (gpu.healthy and not prior.healthy):
+            return True
+        if gpu.free_bytes > prior.free_bytes or len(gpu.pods) < len(prior.pods):
+            return True
+    return after.healthy and not before.healthy

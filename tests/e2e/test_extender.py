@@ -1,0 +1,290 @@
+"""The extender with the real kube-scheduler on the real API server.
+
+The scheduler runs the shipped `manifests/extender/kube-scheduler-config.yaml`, adapted to 1.20:
+apiVersion v1beta1 (same fields), the extender's port, and a Lease per test module. The extender
+runs as `headroom extender` (gunicorn) with the admin kubeconfig. GPU reports are written by the
+test (the node agent has its own e2e tests); the pods never run (no kubelet), so every placed pod
+stays a reservation, which is exactly what the accounting must get right.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from headroom import names
+from headroom.kube import ApiError, Kube
+from headroom.localcluster import LocalCluster, Process, free_port
+from headroom.state import GpuState, NodeReport, report_to_status
+
+ROOT = Path(__file__).resolve().parents[2]
+GI = 2**30
+HEADROOM = Path(sys.executable).parent / "headroom"
+
+
+def eventually(check: Callable[[], bool], *, timeout_seconds: float = 60.0, what: str) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except ApiError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout_seconds:.0f}s")
+
+
+def scheduler_config(extender_port: int, lease_name: str) -> dict[str, Any]:
+    shipped = yaml.safe_load((ROOT / "manifests/extender/kube-scheduler-config.yaml").read_text())
+    shipped["apiVersion"] = "kubescheduler.config.k8s.io/v1beta1"  # what 1.20 reads
+    shipped["leaderElection"].update(resourceName=lease_name, resourceNamespace="kube-system")
+    shipped["extenders"][0]["urlPrefix"] = f"http://127.0.0.1:{extender_port}"
+    return dict(shipped)
+
+
+@dataclass
+class Stack:
+    cluster: LocalCluster
+    kube: Kube
+    label: str  # nodes and pods of this module carry it, so other tests' nodes stay out
+    port: int
+    lease: str
+    extender: subprocess.Popen[bytes] | None = None
+    scheduler: Process | None = None
+    log_path: Path | None = None
+
+    def start_extender(self) -> None:
+        self.log_path = self.cluster.workdir / f"extender-{self.port}.log"
+        with self.log_path.open("ab") as log:
+            self.extender = subprocess.Popen(
+                [str(HEADROOM), "extender", f"--bind=127.0.0.1:{self.port}",
+                 f"--kubeconfig={self.cluster.kubeconfig}", "--staleness-seconds=600",
+                 f"--leader-lease=kube-system/{self.lease}", "--no-access-log"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        eventually(self.ready, timeout_seconds=60, what="the extender ready and leading")
+
+    def ready(self) -> bool:
+        import urllib.request  # noqa: PLC0415
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return False
+        return "headroom_extender_leader 1.0" in text
+
+    def kill_extender(self) -> None:
+        """SIGKILL the whole extender (gunicorn and its worker), as a crashed container."""
+        if self.extender is not None:
+            os.killpg(self.extender.pid, signal.SIGKILL)
+            self.extender.wait(30)
+
+    def add_node(self, name: str, gpu_totals_gi: list[float], *, group: str, used_gi: float = 0,
+                 age_seconds: float = 0) -> None:
+        capacity = {"cpu": "64", "memory": "512Gi", "pods": "200",
+                    names.GPU_RESOURCE: str(len(gpu_totals_gi))}
+        self.kube.request("POST", "/api/v1/nodes", body={
+            "metadata": {"name": name, "labels": {"headroom-e2e": self.label,
+                                                  "headroom-e2e-group": group}}})
+        # A patch, not a PUT: kube-controller-manager annotates new Nodes meanwhile.
+        self.kube.request("PATCH", f"/api/v1/nodes/{name}/status",
+                          content_type="application/merge-patch+json",
+                          body={"status": {"capacity": capacity, "allocatable": capacity,
+                                           "conditions": [{"type": "Ready", "status": "True"}]}})
+        self.report(name, gpu_totals_gi, used_gi=used_gi, age_seconds=age_seconds, create=True)
+
+    def report(self, name: str, gpu_totals_gi: list[float], *, used_gi: float = 0,
+               age_seconds: float = 0, create: bool = False) -> None:
+        gpus = tuple(GpuState(index=i, uuid=f"GPU-{name}-{i}", model="test", healthy=True,
+                              total_bytes=int(t * GI), used_bytes=int(used_gi * GI),
+                              unattributed_bytes=int(used_gi * GI))
+                     for i, t in enumerate(gpu_totals_gi))
+        report = NodeReport(node_name=name, reported_at_unix_seconds=time.time() - age_seconds,
+                            gpus=gpus)
+        base = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
+        if create:
+            obj = self.kube.request("POST", base, body={
+                "apiVersion": names.GROUP_VERSION, "kind": names.GPUNODE_KIND,
+                "metadata": {"name": name}, "spec": {"nodeName": name}})
+        else:
+            obj = self.kube.request("GET", f"{base}/{name}")
+        obj["status"] = report_to_status(report)
+        self.kube.request("PUT", f"{base}/{name}/status", body=obj)
+
+    def pod(self, namespace: str, name: str, *, memory: str, group: str,
+            shared: bool = True) -> None:
+        annotations = {names.GPU_MEMORY_ANNOTATION: memory}
+        if shared:
+            annotations[names.GPU_SHARING_ANNOTATION] = "true"
+        self.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"schedulerName": names.SCHEDULER_NAME,
+                     "nodeSelector": {"headroom-e2e": self.label,
+                                      "headroom-e2e-group": group},
+                     "containers": [{"name": "model", "image": "example.invalid/model"}]}})
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kube.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+        return items
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: LocalCluster) -> Iterator[Stack]:
+    from headroom.kube import load_api_client  # noqa: PLC0415
+
+    label = uuid.uuid4().hex[:6]
+    s = Stack(cluster, Kube(load_api_client(str(cluster.kubeconfig))), label, free_port(),
+              lease=f"headroom-scheduler-{label}")
+    s.scheduler = cluster.start_scheduler(scheduler_config(s.port, s.lease),
+                                          name=f"headroom-scheduler-{label}")
+    try:
+        s.start_extender()  # it leads once it sees that scheduler holding the Lease
+        yield s
+    finally:
+        s.kill_extender()
+        if s.scheduler is not None:
+            s.scheduler.stop()
+            cluster.processes.pop(f"headroom-scheduler-{label}", None)
+        cluster.kubectl("delete", "nodes", "-l", f"headroom-e2e={label}", "--wait=false",
+                        check=False)
+
+
+def placements(stack: Stack, namespace: str) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """node -> [(pod, assigned GPUs)] for the bound pods of a namespace."""
+    out: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for pod in stack.pods(namespace):
+        node = pod["spec"].get("nodeName")
+        if node:
+            gpus = (pod["metadata"].get("annotations") or {}).get(
+                names.ASSIGNED_GPUS_ANNOTATION, "")
+            out.setdefault(node, []).append((pod["metadata"]["name"],
+                                             tuple(g for g in gpus.split(",") if g)))
+    return out
+
+
+def events_of(stack: Stack, namespace: str, pod: str) -> str:
+    items = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/events",
+                               query={"fieldSelector": f"involvedObject.name={pod}"})["items"]
+    return "\n".join(str(e.get("message", "")) for e in items)
+
+
+def test_pods_land_only_where_their_memory_fits_and_events_say_why_not(
+        stack: Stack, namespace: str) -> None:
+    small, big = f"ext-{stack.label}-l4", f"ext-{stack.label}-a100"
+    stack.add_node(small, [24, 24], group="mixed")
+    stack.add_node(big, [80], used_gi=30, group="mixed")
+    for need in (40, 20, 60):
+        stack.pod(namespace, f"needs-{need}", memory=f"{need}Gi", group="mixed")
+    eventually(lambda: {p for ps in placements(stack, namespace).values() for p, _ in ps}
+               >= {"needs-40", "needs-20"}, what="two pods placed")
+    placed = placements(stack, namespace)
+    assert [p for p, _ in placed[big]] == ["needs-40"]  # 50Gi free there, 24Gi GPUs elsewhere
+    assert "needs-60" not in {p for ps in placed.values() for p, _ in ps}
+    eventually(lambda: "needs 60Gi on 1 GPU" in events_of(stack, namespace, "needs-60"),
+               what="the extender's reason in the pod's events")
+    message = events_of(stack, namespace, "needs-60")
+    assert "best free 10Gi on GPU 0" in message or "the largest 24Gi" in message, message
+
+
+def committed_per_gpu(stack: Stack, namespace: str, need_gi: float) -> dict[str, float]:
+    per_gpu: dict[str, float] = {}
+    for pods in placements(stack, namespace).values():
+        for _, gpus in pods:
+            assert len(gpus) == 1
+            per_gpu[gpus[0]] = per_gpu.get(gpus[0], 0) + need_gi
+    return per_gpu
+
+
+def burst(stack: Stack, namespace: str, *, prefix: str, restart_after: int | None) -> None:
+    """50 pods of 20Gi onto 5 nodes x 2 GPUs x 80Gi (room for 40)."""
+    for n in range(5):
+        stack.add_node(f"ext-{stack.label}-{prefix}{n}", [80, 80], group=prefix)
+    for i in range(50):
+        stack.pod(namespace, f"burst-{i}", memory="20Gi", group=prefix)
+        if restart_after is not None and i == restart_after:
+            eventually(lambda: sum(map(len, placements(stack, namespace).values())) >= 10,
+                       what="some pods placed before the restart")
+            stack.kill_extender()
+            stack.start_extender()
+    eventually(lambda: sum(map(len, placements(stack, namespace).values())) == 40,
+               timeout_seconds=180, what="40 pods placed")
+    # The other ten were each turned away by the extender, and stay unplaced.
+    unplaced = [p["metadata"]["name"] for p in stack.pods(namespace)
+                if not p["spec"].get("nodeName")]
+    assert len(unplaced) == 10
+    for name in unplaced:
+        def rejected(name: str = name) -> bool:
+            return "needs 20Gi on 1 GPU" in events_of(stack, namespace, name)
+
+        eventually(rejected, what=f"{name} rejected by the extender")
+    assert sum(map(len, placements(stack, namespace).values())) == 40
+
+
+def assert_no_gpu_overcommitted(stack: Stack, namespace: str) -> None:
+    per_gpu = committed_per_gpu(stack, namespace, 20)
+    assert sum(per_gpu.values()) == 40 * 20
+    assert max(per_gpu.values()) <= 80, per_gpu
+    for node, pods in placements(stack, namespace).items():
+        assert all(g.startswith(f"GPU-{node}-") for _, gpus in pods for g in gpus)
+
+
+def remove_nodes(stack: Stack, group: str) -> None:
+    stack.cluster.kubectl("delete", "nodes", "-l", f"headroom-e2e-group={group}", "--wait=false")
+
+
+def test_a_burst_of_50_onto_room_for_40_places_exactly_40(stack: Stack, namespace: str) -> None:
+    burst(stack, namespace, prefix="b", restart_after=None)
+    assert_no_gpu_overcommitted(stack, namespace)
+    remove_nodes(stack, "b")
+
+
+def test_the_burst_with_the_extender_restarted_halfway_commits_no_gpu_twice(
+        stack: Stack, namespace: str) -> None:
+    burst(stack, namespace, prefix="r", restart_after=25)
+    assert_no_gpu_overcommitted(stack, namespace)
+    remove_nodes(stack, "r")
+
+
+def test_a_node_whose_report_is_stale_receives_nothing(stack: Stack, namespace: str) -> None:
+    fresh, stale = f"ext-{stack.label}-fresh", f"ext-{stack.label}-stale"
+    stack.add_node(stale, [80, 80], group="stale", age_seconds=3600)
+    stack.add_node(fresh, [80], group="stale")
+    for i in range(3):
+        stack.pod(namespace, f"s-{i}", memory="30Gi", group="stale")
+    eventually(lambda: sum(map(len, placements(stack, namespace).values())) == 2,
+               what="two pods on the fresh node")
+    eventually(lambda: "GPU report 3600s old" in events_of(stack, namespace, "s-2")
+               or "GPU report 3601s old" in events_of(stack, namespace, "s-2"),
+               what="the stale reason in the third pod's events")
+    assert set(placements(stack, namespace)) == {fresh}
+    remove_nodes(stack, "stale")
+
+
+def test_a_rejected_pod_is_placed_within_5s_of_memory_being_freed(
+        stack: Stack, namespace: str) -> None:
+    # Memory held outside Kubernetes is freed: only a new GPU report says so, which the stock
+    # scheduler does not watch. The extender's retry must bring the pod back.
+    node = f"ext-{stack.label}-freed"
+    stack.add_node(node, [80], used_gi=70, group="freed")
+    stack.pod(namespace, "waiting", memory="40Gi", group="freed")
+    eventually(lambda: "needs 40Gi on 1 GPU" in events_of(stack, namespace, "waiting"),
+               what="the pod rejected for memory")
+    freed_at = time.monotonic()
+    stack.report(node, [80], used_gi=0)
+    eventually(lambda: bool(placements(stack, namespace)), timeout_seconds=30,
+               what="the pod placed")
+    assert time.monotonic() - freed_at <= 5.0
+    remove_nodes(stack, "freed")

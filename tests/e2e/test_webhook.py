@@ -1,0 +1,244 @@
+"""The webhook on a real control plane: registered with the caBundle `headroom certs generate`
+wrote, it mutates managed pods (also those a Deployment creates), leaves others alone, refuses
+bad annotations with a message the user sees, and with the webhook down behaves as its
+failurePolicy (Fail) says.
+
+There are no Services or kube-proxy here (no kubelet, nothing routes a ClusterIP), so the
+webhook is registered by URL, https://127.0.0.1:PORT/mutate, and its certificate carries the IP.
+Each registration only matches namespaces carrying a label unique to it, so other tests sharing
+this control plane never meet it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headroom.kube import ApiError, Kube
+from headroom.localcluster import LocalCluster
+from tests.webhook.helpers import PROFILES_FILE, ROOT, corpus, gpu_pod
+from tests.webhook.server import Server, wait_until, webhook_server
+from webhook.mutate import MUTATED_BY_ANNOTATION
+
+SELECTOR_LABEL = "e2e.headroom.dev/webhook"
+PODS = "/api/v1/namespaces/{ns}/pods"
+
+
+@dataclass
+class Registered:
+    server: Server
+    config_name: str
+    label_value: str
+
+
+def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
+    label_value = uuid.uuid4().hex[:10]
+    name = f"headroom-e2e-{label_value}"
+    manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pods.webhook.headroom.dev",
+            "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
+            "clientConfig": {"url": f"https://127.0.0.1:{server.port}/mutate",
+                             "caBundle": (certs / "cabundle.txt").read_text().strip()},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            "objectSelector": {"matchLabels": {"headroom.dev/managed": "true"}},
+            "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: label_value}},
+        }],
+    }
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
+    return Registered(server=server, config_name=name, label_value=label_value)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("webhook-certs")
+    # The certificates exactly as a user makes them, with the loopback IP as a name.
+    from headroom.cli import main  # noqa: PLC0415
+
+    assert main(["certs", "generate", "--out", str(directory), "--service", "headroom-webhook",
+                 "--ip", "127.0.0.1", "--force"]) == 0
+    return directory
+
+
+def start_webhook(workdir: Path, certs: Path) -> Server:
+    profiles = workdir / "profiles.yaml"
+    shutil.copyfile(PROFILES_FILE, profiles)
+    return webhook_server(workdir, profiles, certs=certs).start()
+
+
+@pytest.fixture(scope="module")
+def registered(cluster: LocalCluster, certs: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
+    server = start_webhook(tmp_path_factory.mktemp("webhook"), certs)
+    reg = register(cluster, server, certs)
+    try:
+        yield reg
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", reg.config_name,
+                        check=False)
+        server.stop()
+
+
+def service_account_ready(kube: Kube, namespace: str) -> bool:
+    """Pods are refused until the controller manager has given the namespace's default service
+    account its token."""
+    try:
+        account = kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+    except ApiError:
+        return False
+    return bool(account.get("secrets"))
+
+
+def opt_in(kube: Kube, namespace: str, reg: Registered) -> str:
+    wait_until(lambda: service_account_ready(kube, namespace), timeout_seconds=60,
+               what="the default service account token", interval_seconds=0.2)
+    kube.request("PATCH", f"/api/v1/namespaces/{namespace}",
+                 body={"metadata": {"labels": {SELECTOR_LABEL: reg.label_value}}},
+                 content_type="application/merge-patch+json")
+    return namespace
+
+
+def create(kube: Kube, namespace: str, pod: dict[str, Any], *, dry_run: bool = False
+           ) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["namespace"] = namespace
+    return kube.request("POST", PODS.format(ns=namespace), body=pod,
+                        query={"dryRun": "All"} if dry_run else None)
+
+
+def wait_for_mutation(kube: Kube, namespace: str) -> None:
+    """The API server picks a new webhook configuration up asynchronously."""
+    probe = gpu_pod()
+    wait_until(lambda: MUTATED_BY_ANNOTATION in create(kube, namespace, probe, dry_run=True)[
+        "metadata"].get("annotations", {}), timeout_seconds=30, what="the webhook in use",
+        interval_seconds=0.2)
+
+
+@pytest.fixture
+def managed_ns(kube: Kube, namespace: str, registered: Registered) -> str:
+    opt_in(kube, namespace, registered)
+    wait_for_mutation(kube, namespace)
+    return namespace
+
+
+def is_mutated(pod: dict[str, Any]) -> bool:
+    spec = pod["spec"]
+    return (spec["schedulerName"] == "headroom"
+            and {"conditionType": "headroom.dev/gpu-ready"} in spec.get("readinessGates", [])
+            and MUTATED_BY_ANNOTATION in pod["metadata"].get("annotations", {}))
+
+
+def test_a_managed_pod_is_mutated(kube: Kube, managed_ns: str) -> None:
+    created = create(kube, managed_ns, corpus()["vllm"])
+    pod = kube.request("GET", f"{PODS.format(ns=managed_ns)}/{created['metadata']['name']}")
+    assert is_mutated(pod)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
+        pod["spec"]["tolerations"]
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [
+        {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["20479"]}]}]
+
+
+def test_a_managed_deployments_pods_are_mutated(kube: Kube, managed_ns: str) -> None:
+    template = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"},
+                       labels={"app": "llm"})
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "llm", "namespace": managed_ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "llm"}},
+                 "template": {"metadata": {k: v for k, v in template["metadata"].items()
+                                           if k != "name"},
+                              "spec": template["spec"]}},
+    }
+    kube.request("POST", f"/apis/apps/v1/namespaces/{managed_ns}/deployments", body=deployment)
+
+    def pods() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kube.request("GET", PODS.format(ns=managed_ns),
+                                                   query={"labelSelector": "app=llm"})["items"]
+        return items
+
+    wait_until(lambda: len(pods()) == 2, timeout_seconds=60,
+               what="the Deployment's two pods", interval_seconds=0.3)
+    for pod in pods():
+        assert is_mutated(pod), pod["metadata"]["name"]
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+
+
+def test_an_unmanaged_pod_is_untouched(kube: Kube, managed_ns: str) -> None:
+    pod = gpu_pod(labels={"headroom.dev/managed": "false"})
+    created = create(kube, managed_ns, pod)
+    assert created["spec"]["schedulerName"] == "default-scheduler"
+    assert "readinessGates" not in created["spec"] and "affinity" not in created["spec"]
+    assert MUTATED_BY_ANNOTATION not in created["metadata"].get("annotations", {})
+
+
+def test_a_bad_annotation_is_refused_and_the_user_sees_why(
+        cluster: LocalCluster, managed_ns: str) -> None:
+    pod = gpu_pod(annotations={"headroom.dev/gpu-memory": "lots"})
+    pod["metadata"]["name"] = "bad"
+    result = cluster.kubectl("apply", "-n", managed_ns, "-f", "-", check=False,
+                             input_text=json.dumps(pod))
+    assert result.returncode != 0
+    assert 'admission webhook "pods.webhook.headroom.dev" denied the request: ' \
+           "headroom.dev/gpu-memory: not a quantity (got 'lots'" in result.stderr, result.stderr
+    assert cluster.kubectl("get", "pod", "bad", "-n", managed_ns, check=False).returncode != 0
+
+
+@pytest.mark.parametrize("name", sorted(corpus()))
+def test_each_mutated_corpus_pod_is_a_valid_pod(kube: Kube, managed_ns: str, name: str) -> None:
+    # A server-side dry run runs the webhook and then the API server's own validation of the
+    # mutated pod: that validation is the Pod schema, and nothing is stored.
+    pod = corpus()[name]
+    created = create(kube, managed_ns, pod, dry_run=True)
+    assert MUTATED_BY_ANNOTATION in created["metadata"]["annotations"]
+    assert {"conditionType": "headroom.dev/gpu-ready"} in created["spec"]["readinessGates"]
+    listed = kube.request("GET", PODS.format(ns=managed_ns))["items"]
+    assert created["metadata"].get("name") not in [p["metadata"]["name"] for p in listed]
+
+
+def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> None:
+    cluster.kubectl("create", "namespace", "headroom-system", check=False)
+    built = cluster.kubectl("kustomize", str(ROOT / "manifests" / "webhook")).stdout
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input_text=built)
+    kinds = sorted(line.split("/")[0] for line in result.stdout.split() if "/" in line)
+    assert kinds == sorted(["serviceaccount", "configmap", "service", "deployment.apps",
+                            "poddisruptionbudget.policy",
+                            "mutatingwebhookconfiguration.admissionregistration.k8s.io"]), \
+        result.stdout
+
+
+def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
+        cluster: LocalCluster, kube: Kube, namespace: str, certs: Path,
+        tmp_path: Path) -> None:
+    server = start_webhook(tmp_path, certs)
+    reg = register(cluster, server, certs)
+    try:
+        opt_in(kube, namespace, reg)
+        wait_for_mutation(kube, namespace)
+        assert server.stop() == 0
+        with pytest.raises(ApiError) as info:
+            create(kube, namespace, gpu_pod())
+        # failurePolicy Fail: the pod is not created unmutated behind Headroom's back.
+        assert "failed calling webhook" in str(info.value)
+        assert 'pods.webhook.headroom.dev' in str(info.value)
+        # The objectSelector keeps everything that did not opt in working.
+        plain = create(kube, namespace, gpu_pod(labels={"headroom.dev/managed": "false"}))
+        assert plain["spec"]["schedulerName"] == "default-scheduler"
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", reg.config_name, check=False)
+        server.stop()

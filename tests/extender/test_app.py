@@ -1,0 +1,180 @@
+"""The verbs over HTTP (Flask test client): the real scheduler's JSON, answers in kind, errors.
+
+The runtime here has no API client at all: filter and prioritize cannot write to a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extender.app import Runtime, create_app
+from extender.leader import Leadership
+from extender.verbs import Settings
+from extender.view import ClusterView
+from headroom.cache import WatchCache, WatchEvent
+from tests.extender.builders import NOW, gpunode, node, pod
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class Synced:
+    """Stands in for a synced watch cache: readiness only looks at `synced`."""
+
+    synced = True
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
+
+
+def make_client(*, leading: bool = True, synced: bool = True) -> tuple[FlaskClient, Runtime]:
+    view = ClusterView()
+    view.load(gpunodes=[gpunode("gpu-node-1", [80], used_gi=70), gpunode("gpu-node-2", [80]),
+                        gpunode("small", [24])],
+              nodes=[node("gpu-node-1"), node("gpu-node-2"), node("small")], pods=[])
+    leadership = Leadership(None, lease=None, identity="me")
+    leadership._leading = leading
+    marker = Synced()
+    marker.synced = synced
+    caches: list[WatchCache] = [marker]  # type: ignore[list-item]
+    runtime = Runtime(view=view, settings=Settings(staleness_seconds=90), leadership=leadership,
+                      caches=caches, clock=lambda: NOW)
+    app = create_app({"RUNTIME": runtime, "TESTING": True})
+    return app.test_client(), runtime
+
+
+def test_filter_answers_the_real_schedulers_node_names_request() -> None:
+    client, _ = make_client()
+    args = fixture("filter-args-node-names.json")
+    args["NodeNames"] = ["gpu-node-1", "gpu-node-2", "small", "unknown"]
+    response = client.post("/filter", json=args)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["NodeNames"] == ["gpu-node-2", "small"]
+    assert body["FailedNodes"] == {
+        "gpu-node-1": "needs 20Gi on 1 GPU; best free 10Gi on GPU 0 (GPU-gpu-node-1-0)",
+        "unknown": "no GPU report"}
+    assert body["Error"] == ""
+
+
+def test_filter_answers_full_nodes_with_full_nodes() -> None:
+    client, _ = make_client()
+    args = fixture("filter-args-nodes.json")
+    assert [n["metadata"]["name"] for n in args["Nodes"]["items"]] == ["gpu-node-1"]
+    response = client.post("/filter", json=args)
+    body = response.get_json()
+    assert body["Nodes"]["items"] == []
+    assert "gpu-node-1" in body["FailedNodes"]
+    assert "NodeNames" not in body
+
+
+def test_unresolvable_nodes_are_marked_so() -> None:
+    client, _ = make_client()
+    args = fixture("filter-args-node-names.json")
+    args["Pod"]["metadata"]["annotations"]["headroom.dev/gpu-memory"] = "40Gi"
+    args["NodeNames"] = ["small", "gpu-node-2"]
+    body = client.post("/filter", json=args).get_json()
+    assert body["NodeNames"] == ["gpu-node-2"]
+    assert body["FailedAndUnresolvableNodes"] == {
+        "small": "needs 40Gi on 1 GPU; the node has 1 GPUs, the largest 24Gi"}
+
+
+def test_prioritize_scores_by_policy_and_the_pod_may_choose() -> None:
+    client, runtime = make_client()
+    runtime.view.apply_gpunode(WatchEvent("MODIFIED", gpunode("gpu-node-1", [80], used_gi=40)))
+    args = fixture("prioritize-args-node-names.json")
+    body = client.post("/prioritize", json=args).get_json()
+    assert body == [{"Host": "gpu-node-1", "Score": 5}, {"Host": "gpu-node-2", "Score": 0}]
+    args["Pod"]["metadata"]["annotations"]["headroom.dev/placement-policy"] = "spread"
+    body = client.post("/prioritize", json=args).get_json()
+    assert body == [{"Host": "gpu-node-1", "Score": 5}, {"Host": "gpu-node-2", "Score": 10}]
+
+
+def test_a_pod_without_gpus_passes_every_node() -> None:
+    client, _ = make_client()
+    args = fixture("filter-args-node-names.json")
+    args["Pod"] = pod("cpu-only", memory=None, shared=False)
+    args["NodeNames"] = ["gpu-node-1", "elsewhere"]
+    body = client.post("/filter", json=args).get_json()
+    assert body["NodeNames"] == ["gpu-node-1", "elsewhere"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "words"),
+    [("headroom.dev/gpu-memory", "lots", "headroom.dev/gpu-memory: not a quantity"),
+     ("headroom.dev/placement-policy", "tight", 'headroom.dev/placement-policy: expected')],
+)
+def test_a_pod_with_bad_annotations_gets_the_error(annotation: str, value: str,
+                                                   words: str) -> None:
+    client, _ = make_client()
+    args = fixture("filter-args-node-names.json")
+    args["Pod"]["metadata"]["annotations"][annotation] = value
+    body = client.post("/filter", json=args).get_json()
+    assert words in body["Error"]
+
+
+def test_standby_and_unsynced_extenders_refuse_so_the_scheduler_retries() -> None:
+    standby, _ = make_client(leading=False)
+    body = standby.post("/filter", json=fixture("filter-args-node-names.json")).get_json()
+    assert body["Error"].startswith("extender on standby")
+    assert standby.post("/bind", json=fixture("bind-args.json")).get_json()["Error"]
+    assert standby.post("/prioritize",
+                        json=fixture("prioritize-args-node-names.json")).status_code == 503
+    syncing, _ = make_client(synced=False)
+    body = syncing.post("/filter", json=fixture("filter-args-node-names.json")).get_json()
+    assert body["Error"].startswith("extender not ready")
+    assert syncing.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "words"),
+    [("/filter", b"{not json", "body: expected JSON"),
+     ("/filter", b"[]", "body: expected a JSON object"),
+     ("/filter", b'{"Pod": {}}', "Pod: expected a Pod object"),
+     ("/filter", b'{"Pod": {"metadata": {}}}', "NodeNames or Nodes"),
+     ("/filter", b'{"Pod": {"metadata": {}}, "NodeNames": [1]}', "NodeNames: expected a list"),
+     ("/prioritize", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{}]}}', "Nodes.items"),
+     ("/bind", b'{"PodName": "p"}', "PodNamespace: expected a non-empty string")],
+)
+def test_malformed_bodies_get_400_with_a_json_error(path: str, payload: bytes,
+                                                   words: str) -> None:
+    client, _ = make_client()
+    response = client.post(path, data=payload, content_type="application/json")
+    assert response.status_code == 400
+    assert words in response.get_json()["error"]
+
+
+KEYS = ["Pod", "NodeNames", "Nodes", "metadata", "items", "annotations", "PodUID", "spec",
+        "containers", "initContainers", "resources", "limits", "requests", "nvidia.com/gpu",
+        "headroom.dev/gpu-memory", "headroom.dev/gpu-sharing", "headroom.dev/placement-policy",
+        "name", "uid", "status", "phase"]
+
+
+@settings(max_examples=1000)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4), max_leaves=16),
+       st.sampled_from(["/filter", "/prioritize", "/bind"]))
+def test_random_bodies_never_cause_a_server_error(payload: object, path: str) -> None:
+    client, _ = make_client()
+    response = client.post(path, json=payload)
+    assert response.status_code in (200, 400)
+    assert response.is_json
+
+
+def test_health_readiness_and_metrics() -> None:
+    client, _ = make_client()
+    client.post("/filter", json=fixture("filter-args-node-names.json"))
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'headroom_extender_filter_nodes_total{result="memory"} 1.0' in text
+    assert 'headroom_extender_verb_seconds_count{verb="filter"} 1.0' in text

@@ -1,0 +1,104 @@
+"""The cluster view: reports and bound pods become node snapshots, with every kind of claim."""
+
+from __future__ import annotations
+
+from extender.view import ClusterView
+from headroom.cache import DELETED, WatchEvent
+from headroom.demand import GpuDemand
+from headroom.fit import Fit, PodClaim, Reason, fit
+from tests.extender.builders import GI, NOW, gpunode, node, pod
+
+
+def check(view: ClusterView, name: str, demand: GpuDemand) -> Fit | Reason:
+    return fit(demand, view.snapshot(name), now_unix_seconds=NOW, staleness_seconds=90)
+
+
+TWENTY_SHARED = GpuDemand(1, 20 * GI, shared=True)
+
+
+def loaded(*pods: dict[str, object]) -> ClusterView:
+    view = ClusterView()
+    view.load(gpunodes=[gpunode("n1", [80]), gpunode("n2", [24])],
+              nodes=[node("n1"), node("n2"), node("cordoned", unschedulable=True)], pods=pods)
+    return view
+
+
+def test_bound_pods_are_claims_and_pending_ones_are_not() -> None:
+    view = loaded(pod("a", node_name="n1", assigned="GPU-n1-0"), pod("b"))
+    assert [c.uid for c in view.snapshot("n1").claims] == ["a"]
+    assert view.snapshot("n1").claims[0].gpu_uuids == ("GPU-n1-0",)
+    assert check(view, "n1", GpuDemand(1, 60 * GI, shared=True)) == Fit(("GPU-n1-0",))
+    assert isinstance(check(view, "n1", GpuDemand(1, 61 * GI, shared=True)), Reason)
+
+
+def test_finished_and_deleted_pods_release_their_gpus_and_say_so() -> None:
+    view = loaded(pod("a", node_name="n1", memory="80Gi", assigned="GPU-n1-0"))
+    heard: list[tuple[str, str]] = []
+    view.listeners.append(lambda n, why: heard.append((n, why)))
+    assert isinstance(check(view, "n1", TWENTY_SHARED), Reason)
+    finished = pod("a", node_name="n1", memory="80Gi", assigned="GPU-n1-0", phase="Succeeded")
+    view.apply_pod(WatchEvent("MODIFIED", finished))
+    assert check(view, "n1", TWENTY_SHARED) == Fit(("GPU-n1-0",))
+    assert heard == [("n1", "a pod holding GPUs went away")]
+    view.apply_pod(WatchEvent("ADDED", pod("b", node_name="n1", memory="70Gi",
+                                           assigned="GPU-n1-0")))
+    view.apply_pod(WatchEvent(DELETED, pod("b", node_name="n1")))
+    assert check(view, "n1", TWENTY_SHARED) == Fit(("GPU-n1-0",))
+
+
+def test_inflight_binds_count_until_the_binding_lands_or_they_expire() -> None:
+    clock = [0.0]
+    view = ClusterView(inflight_ttl_seconds=30, monotonic=lambda: clock[0])
+    view.load(gpunodes=[gpunode("n1", [80])], nodes=[node("n1")], pods=[])
+    view.reserve("n1", PodClaim("x", GpuDemand(1, 70 * GI, shared=True), ("GPU-n1-0",)))
+    assert isinstance(check(view, "n1", TWENTY_SHARED), Reason)
+    assert view.reservations() == 1
+    # The Binding lands: the pod's own claim replaces the in-flight one (not counted twice).
+    view.apply_pod(WatchEvent("MODIFIED", pod("x", node_name="n1", memory="70Gi",
+                                              assigned="GPU-n1-0")))
+    assert view.inflight("x") is None
+    assert view.reservations() == 1
+    view.reserve("n1", PodClaim("y", GpuDemand(1, 5 * GI, shared=True), ("GPU-n1-0",)))
+    assert isinstance(check(view, "n1", TWENTY_SHARED), Reason)
+    clock[0] = 31.0  # never landed: it expires
+    assert check(view, "n1", GpuDemand(1, 10 * GI, shared=True)) == Fit(("GPU-n1-0",))
+
+
+def test_a_report_showing_more_free_memory_notifies_and_a_bad_one_is_a_reason() -> None:
+    view = ClusterView()
+    heard: list[str] = []
+    view.listeners.append(lambda n, why: heard.append(why))
+    view.apply_gpunode(WatchEvent("ADDED", gpunode("n1", [80], used_gi=70)))
+    view.apply_gpunode(WatchEvent("MODIFIED", gpunode("n1", [80], used_gi=70, age_seconds=0)))
+    view.apply_gpunode(WatchEvent("MODIFIED", gpunode("n1", [80], used_gi=10)))
+    assert heard == ["its GPU report shows more free memory",
+                     "its GPU report shows more free memory"]  # new node, then freed memory
+    broken = gpunode("n1", [80])
+    broken["status"]["schemaVersion"] = 99
+    view.apply_gpunode(WatchEvent("MODIFIED", broken))
+    error = view.report_error("n1")
+    assert error is not None and "status.schemaVersion" in error
+    assert view.snapshot("n1").report is None
+
+
+def test_schedulable_nodes_leave_out_cordoned_and_unreported_ones() -> None:
+    view = loaded()
+    view.apply_gpunode(WatchEvent("ADDED", gpunode("cordoned", [80])))
+    view.apply_node(WatchEvent("ADDED", node("no-report")))
+    assert view.schedulable_nodes() == ["n1", "n2"]
+
+
+def test_a_pod_with_a_bad_annotation_counts_as_one_whole_gpu() -> None:
+    view = loaded(pod("weird", node_name="n2", memory="lots"))
+    assert isinstance(check(view, "n2", TWENTY_SHARED), Reason)
+
+
+def test_a_restarted_view_rebuilt_from_the_cluster_is_the_same() -> None:
+    pods = [pod("a", node_name="n1", assigned="GPU-n1-0"), pod("b", node_name="n2", gpus=1,
+                                                                shared=False, memory=None)]
+    incremental = loaded()
+    for p in pods:
+        incremental.apply_pod(WatchEvent("ADDED", p))
+    rebuilt = loaded(*pods)
+    for name in ("n1", "n2"):
+        assert incremental.snapshot(name) == rebuilt.snapshot(name)

@@ -1,0 +1,103 @@
+"""Builders shared by the webhook tests: AdmissionReviews, the corpus, patch decoding."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import yaml
+
+from webhook.profiles import ProfileSet
+from webhook.store import load_profiles
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+PROFILES_FILE = ROOT / "manifests" / "webhook" / "profiles.yaml"
+VERSION = "0.1.0"
+MANAGED = {"headroom.dev/managed": "true"}
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+POD_RESOURCE = {"group": "", "version": "v1", "resource": "pods"}
+
+JsonDict = dict[str, Any]
+
+
+def shipped_profiles() -> ProfileSet:
+    return load_profiles(PROFILES_FILE)
+
+
+def corpus() -> dict[str, JsonDict]:
+    """The realistic pods under corpus/, by file stem."""
+    return {path.stem: yaml.safe_load(path.read_text())
+            for path in sorted(CORPUS_DIR.glob("*.yaml"))}
+
+
+def review_body(obj: Any, *, uid: str = "uid-1", operation: str = "CREATE",
+                kind: JsonDict | None = None, dry_run: bool = False) -> JsonDict:
+    request: JsonDict = {"uid": uid, "kind": kind or POD_KIND, "resource": POD_RESOURCE,
+                         "operation": operation, "namespace": "ns", "name": "p",
+                         "object": obj, "dryRun": dry_run}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def gpu_pod(*, annotations: dict[str, str] | None = None, gpus: str | None = "1",
+            spec: JsonDict | None = None, labels: dict[str, str] | None = None) -> JsonDict:
+    """A managed pod with one container; `gpus` its nvidia.com/gpu limit (None: no limit)."""
+    container: JsonDict = {"name": "server", "image": "example/server:1"}
+    if gpus is not None:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": {**MANAGED, **(labels or {})},
+                     "annotations": dict(annotations or {})},
+        "spec": {"containers": [container], **(spec or {})},
+    }
+
+
+def patch_of(response: JsonDict) -> list[JsonDict]:
+    """The JSONPatch operations of an AdmissionResponse ([] when it carries none)."""
+    if "patch" not in response:
+        return []
+    assert response["patchType"] == "JSONPatch"
+    operations: list[JsonDict] = json.loads(base64.b64decode(response["patch"]))
+    return operations
+
+
+def applied(pod: JsonDict, response: JsonDict) -> JsonDict:
+    """`pod` with the response's patch applied (the pod itself is left as it was)."""
+    result: JsonDict = jsonpatch.apply_patch(copy.deepcopy(pod), patch_of(response))
+    return result
+
+
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any]:
+    """Every scalar (and empty container) of a JSON value, by its path."""
+    if isinstance(value, dict) and value:
+        return {p: v for k, item in value.items() for p, v in leaves(item, (*path, k)).items()}
+    if isinstance(value, list) and value:
+        return {p: v for i, item in enumerate(value) for p, v in leaves(item, (*path, i)).items()}
+    return {path: value}
+
+
+# What the webhook may change in place: a default scheduler name, and its own stamp.
+MAY_CHANGE = {("spec", "schedulerName"), ("metadata", "annotations", "headroom.dev/mutated-by")}
+
+
+def lost(original: JsonDict, mutated: JsonDict) -> dict[tuple[Any, ...], Any]:
+    """Leaves of `original` that `mutated` no longer has with the same value (an empty object
+    or list that gained members is not lost)."""
+    after = leaves(mutated)
+    missing = {}
+    for path, value in leaves(original).items():
+        if path in MAY_CHANGE or (path in after and after[path] == value):
+            continue
+        if value in ({}, []) and any(p[:len(path)] == path for p in after):
+            continue
+        missing[path] = value
+    return missing

@@ -1,0 +1,225 @@
+"""The mutation of a managed pod, as a pure function: (pod, profile, demand) -> mutated pod.
+
+What is injected (DESIGN.md): the profile's tolerations unless already tolerated; its required
+node-selector requirements ANDed into every existing `nodeSelectorTerm` (terms are ORed, so each
+alternative must demand a GPU node), plus `nvidia.com/gpu.memory Gt <MiB - 1>` when the pod
+declares a need; its preferred terms appended; the readiness gate; `schedulerName` when the pod
+has the default one; in shared mode the visible-devices env from the downward API into the
+containers that use GPUs; and the `MUTATED_BY_ANNOTATION` stamp.
+
+Rules that make it safe to run twice and on anything: the input is never modified (changed paths
+are copied, the rest is shared); nothing the pod had is removed or changed, except a default
+`schedulerName` and our own stamp; each addition is skipped when already present, so a second
+pass returns an equal pod. A field of the wrong JSON type raises `MutationError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from headroom import names
+from headroom.demand import GpuDemand
+from webhook.profiles import Profile
+
+JsonDict = dict[str, Any]
+
+MUTATED_BY_ANNOTATION = names.MUTATED_BY_ANNOTATION
+MIB = 2**20
+
+
+class MutationError(ValueError):
+    """A pod field of the wrong shape; `field` is its path, e.g. `spec.tolerations`."""
+
+    def __init__(self, field: str, expected: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: expected {expected}")
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (profile data put into a pod must not be shared with it);
+    several times faster than copy.deepcopy, which it only needs to be for dicts and lists."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
+
+
+def stamp(profile: Profile, *, version: str) -> str:
+    """The value of the mutated-by annotation: who mutated the pod, with which profile."""
+    return f"webhook/{version} profile={profile.name} rev={profile.digest}"
+
+
+def memory_requirement(memory_bytes: int) -> JsonDict:
+    """Nodes whose GPUs have at least `memory_bytes` each. GPU feature discovery labels a node
+    with the MiB of one GPU, so "at least N MiB" is `Gt N-1` (N rounded up)."""
+    need_mib = -(-memory_bytes // MIB)
+    return {"key": names.GPU_MEMORY_NODE_LABEL, "operator": "Gt", "values": [str(need_mib - 1)]}
+
+
+def mutate(pod: Mapping[str, Any], profile: Profile, *, demand: GpuDemand,
+           version: str) -> JsonDict:
+    """The pod as the profile wants it; `pod` itself is left untouched."""
+    out = dict(pod)
+    out["metadata"] = _with_stamp(pod, stamp(profile, version=version))
+    spec = dict(_dict(pod.get("spec"), "spec"))
+    _add_tolerations(spec, profile)
+    required = list(profile.required_node_affinity)
+    if demand.memory_bytes and profile.gpu_memory_affinity:
+        required.append(memory_requirement(demand.memory_bytes))
+    _merge_node_affinity(spec, required, profile.preferred_node_affinity)
+    if profile.readiness_gate:
+        _add_readiness_gate(spec)
+    current = spec.get("schedulerName")
+    if profile.scheduler_name and current in (None, "", names.DEFAULT_SCHEDULER_NAME):
+        spec["schedulerName"] = profile.scheduler_name
+    if demand.shared:
+        _add_visible_devices(spec, profile.sharing.env)
+    out["spec"] = spec
+    return out
+
+
+def _with_stamp(pod: Mapping[str, Any], value: str) -> JsonDict:
+    metadata = dict(_dict(pod.get("metadata"), "metadata"))
+    annotations = dict(_dict(metadata.get("annotations"), "metadata.annotations"))
+    annotations[MUTATED_BY_ANNOTATION] = value
+    metadata["annotations"] = annotations
+    return metadata
+
+
+# -- tolerations -----------------------------------------------------------------------------------
+
+def tolerates(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """True when `existing` already tolerates every taint `wanted` tolerates."""
+    if dict(existing) == dict(wanted):
+        return True
+    if existing.get("operator") != "Exists" or existing.get("tolerationSeconds") is not None:
+        return False
+    return (existing.get("key") in (None, "", wanted.get("key"))
+            and existing.get("effect") in (None, "", wanted.get("effect")))
+
+
+def _add_tolerations(spec: JsonDict, profile: Profile) -> None:
+    tolerations = _list(spec.get("tolerations"), "spec.tolerations")
+    have = [_dict(t, f"spec.tolerations[{i}]") for i, t in enumerate(tolerations)]
+    missing = [t for t in profile.tolerations if not any(tolerates(h, t) for h in have)]
+    if missing:
+        spec["tolerations"] = [*tolerations, *map(copy_json, missing)]
+
+
+# -- node affinity ---------------------------------------------------------------------------------
+
+def _merge_node_affinity(spec: JsonDict, required: list[JsonDict],
+                         preferred: tuple[JsonDict, ...]) -> None:
+    affinity = dict(_dict(spec.get("affinity"), "spec.affinity"))
+    node = dict(_dict(affinity.get("nodeAffinity"), "spec.affinity.nodeAffinity"))
+    changed = False
+    if required:
+        changed |= _merge_required(node, required)
+    if preferred:
+        changed |= _append_missing(
+            node, "preferredDuringSchedulingIgnoredDuringExecution", preferred,
+            where="spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")
+    if changed:
+        affinity["nodeAffinity"] = node
+        spec["affinity"] = affinity
+
+
+def _merge_required(node: JsonDict, wanted: list[JsonDict]) -> bool:
+    where = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    selector = dict(_dict(node.get("requiredDuringSchedulingIgnoredDuringExecution"), where))
+    terms = _list(selector.get("nodeSelectorTerms"), f"{where}.nodeSelectorTerms")
+    if not terms:
+        selector["nodeSelectorTerms"] = [{"matchExpressions": [copy_json(w) for w in wanted]}]
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = selector
+        return True
+    changed = False
+    merged = []
+    for i, raw in enumerate(terms):
+        term = _dict(raw, f"{where}.nodeSelectorTerms[{i}]")
+        # An empty term matches no node; adding requirements would make it match GPU nodes.
+        if not term.get("matchExpressions") and not term.get("matchFields"):
+            merged.append(raw)
+            continue
+        new_term = dict(term)
+        if _append_missing(new_term, "matchExpressions", wanted,
+                           where=f"{where}.nodeSelectorTerms[{i}].matchExpressions"):
+            changed = True
+            merged.append(new_term)
+        else:
+            merged.append(raw)
+    if changed:
+        selector["nodeSelectorTerms"] = merged
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = selector
+    return changed
+
+
+def _append_missing(holder: JsonDict, key: str, wanted: Any, *, where: str) -> bool:
+    """Append the items of `wanted` that `holder[key]` lacks; True if anything was added."""
+    current = _list(holder.get(key), where)
+    missing = [item for item in wanted if item not in current]
+    if missing:
+        holder[key] = [*current, *map(copy_json, missing)]
+    return bool(missing)
+
+
+# -- readiness gate and containers -----------------------------------------------------------------
+
+def _add_readiness_gate(spec: JsonDict) -> None:
+    gates = _list(spec.get("readinessGates"), "spec.readinessGates")
+    for i, gate in enumerate(gates):
+        if _dict(gate, f"spec.readinessGates[{i}]").get("conditionType") == \
+                names.GPU_READY_CONDITION:
+            return
+    spec["readinessGates"] = [*gates, {"conditionType": names.GPU_READY_CONDITION}]
+
+
+def visible_devices_env(env_name: str) -> JsonDict:
+    """The env var the kubelet fills from the extender's assigned-gpus annotation at start."""
+    path = f"metadata.annotations['{names.ASSIGNED_GPUS_ANNOTATION}']"
+    return {"name": env_name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def uses_gpus(container: Mapping[str, Any]) -> bool:
+    resources = container.get("resources")
+    if not isinstance(resources, Mapping):
+        return False
+    return any(isinstance(resources.get(kind), Mapping)
+               and names.GPU_RESOURCE in resources[kind] for kind in ("limits", "requests"))
+
+
+def _add_visible_devices(spec: JsonDict, env_name: str) -> None:
+    """Shared-mode pods get their GPUs from the annotation, not the device plugin. The containers
+    that ask for `nvidia.com/gpu` get the variable; when none does (the usual shared-mode pod),
+    every app container does. A container that sets the variable itself keeps its own value."""
+    containers = _list(spec.get("containers"), "spec.containers")
+    checked = [_dict(c, f"spec.containers[{i}]") for i, c in enumerate(containers)]
+    targets = {i for i, c in enumerate(checked) if uses_gpus(c)} or set(range(len(checked)))
+    new_containers: list[Any] = list(containers)
+    changed = False
+    for i in sorted(targets):
+        env = _list(checked[i].get("env"), f"spec.containers[{i}].env")
+        named = [_dict(e, f"spec.containers[{i}].env[{j}]").get("name")
+                 for j, e in enumerate(env)]
+        if env_name not in named:
+            new_containers[i] = {**checked[i], "env": [*env, visible_devices_env(env_name)]}
+            changed = True
+    if changed:
+        spec["containers"] = new_containers
+
+
+# -- shape checks ----------------------------------------------------------------------------------
+
+def _checked(kind: type, expected: str) -> Callable[[Any, str], Any]:
+    def check(value: Any, field: str) -> Any:
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            raise MutationError(field, expected)
+        return value
+    return check
+
+
+_dict: Callable[[Any, str], Mapping[str, Any]] = _checked(dict, "an object")
+_list: Callable[[Any, str], list[Any]] = _checked(list, "a list")

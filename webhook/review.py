@@ -1,0 +1,262 @@
+"""One AdmissionReview in, one answer out: the decision and the JSONPatch, with no I/O.
+
+`review(body, profiles, version=...)` takes the raw request body and returns an `Outcome`: the
+HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
+`admission.k8s.io/v1` AdmissionReview with a `request.uid` gets HTTP 400; everything else gets
+an AdmissionReview carrying the request's uid: non-Pod objects, operations other than CREATE and
+unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
+naming the annotation, and a managed GPU pod is answered with the base64 JSONPatch that
+`jsonpatch.make_patch` computes between the pod and `mutate`'s result.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from headroom import names
+from headroom.demand import DemandError, GpuDemand, is_managed
+from headroom.logs import log_fields
+from webhook.mutate import MutationError, mutate
+from webhook.profiles import ProfileSet
+from webhook.wire import (
+    ADMISSION_API_VERSION,
+    ADMISSION_KIND,
+    PATCH_TYPE,
+    AdmissionResponse,
+    AdmissionReview,
+    ErrorBody,
+)
+
+log = logging.getLogger("webhook.review")
+
+# Results, as counted in /metrics and logged.
+PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR = (
+    "patched", "unchanged", "ignored", "denied", "invalid", "error")
+RESULTS = (PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: AdmissionReview | ErrorBody
+    result: str
+    log: Mapping[str, Any] = field(default_factory=dict)  # uid, pod, profile, ... for the logs
+    profile: str = ""
+    operations: int = 0
+
+
+class BadReview(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def review(body: bytes, profiles: ProfileSet, *, version: str) -> Outcome:
+    """Answer one request body; never raises."""
+    try:
+        document = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return _bad(BadReview("body", f"not JSON: {exc}"))
+    try:
+        request = _request(document)
+    except BadReview as exc:
+        return _bad(exc)
+    uid: str = request["uid"]
+    fields = _log_fields(request)
+    try:
+        response, result, profile, operations = _decide(request, profiles, version=version)
+    except Exception:  # a bug must not become a 500 the API server cannot explain to the user
+        log.exception("review failed", extra=log_fields(**fields))
+        response = _deny(uid, "internal error in the Headroom webhook; see its logs "
+                         f"for uid {uid}")
+        result, profile, operations = ERROR, "", 0
+    if not response["allowed"]:
+        fields = {**fields, "message": response.get("status", {}).get("message", "")}
+    outcome_review: AdmissionReview = {"apiVersion": ADMISSION_API_VERSION,
+                                       "kind": ADMISSION_KIND, "response": response}
+    return Outcome(status=200, body=outcome_review, result=result,
+                   log={**fields, "result": result, "profile": profile,
+                        "operations": operations},
+                   profile=profile, operations=operations)
+
+
+def _bad(error: BadReview) -> Outcome:
+    body: ErrorBody = {"error": str(error), "field": error.field}
+    return Outcome(status=400, body=body, result=INVALID, log={"result": INVALID,
+                                                                 "message": str(error)})
+
+
+def _request(document: object) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise BadReview("body", "expected a JSON object (an AdmissionReview)")
+    if document.get("apiVersion") != ADMISSION_API_VERSION:
+        raise BadReview("apiVersion", f"expected {ADMISSION_API_VERSION!r} "
+                        f"(got {document.get('apiVersion')!r})")
+    if document.get("kind") != ADMISSION_KIND:
+        raise BadReview("kind", f"expected {ADMISSION_KIND!r} (got {document.get('kind')!r})")
+    request = document.get("request")
+    if not isinstance(request, dict):
+        raise BadReview("request", "expected an object (the AdmissionRequest)")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("request.uid", "required: a non-empty string")
+    return request
+
+
+def _log_fields(request: Mapping[str, Any]) -> dict[str, Any]:
+    kind = request.get("kind")
+    return {
+        "uid": request["uid"],
+        "kind": kind.get("kind") if isinstance(kind, dict) else None,
+        "namespace": request.get("namespace"), "name": request.get("name"),
+        "operation": request.get("operation"), "dry_run": request.get("dryRun") is True,
+    }
+
+
+def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str
+            ) -> tuple[AdmissionResponse, str, str, int]:
+    uid: str = request["uid"]
+    kind = request.get("kind")
+    is_pod = isinstance(kind, dict) and kind.get("kind") == "Pod" and not kind.get("group")
+    if not is_pod or request.get("subResource") or request.get("operation") != "CREATE":
+        return _allow(uid), IGNORED, "", 0
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        return _deny(uid, "request.object: expected the Pod being created"), DENIED, "", 0
+    try:
+        _check_shape(pod)
+        if not is_managed(pod):
+            return _allow(uid), IGNORED, "", 0
+        return _decide_managed(uid, pod, profiles, version=version)
+    except (DemandError, MutationError) as exc:
+        return _deny(uid, str(exc)), DENIED, "", 0
+
+
+def _decide_managed(uid: str, pod: dict[str, Any], profiles: ProfileSet, *, version: str
+                    ) -> tuple[AdmissionResponse, str, str, int]:
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    name = annotations.get(names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)
+    profile = profiles.get(name)
+    if profile is None:
+        known = ", ".join(sorted(profiles.profiles))
+        return _deny(uid, f"{names.PROFILE_ANNOTATION}: unknown profile {name!r} (expected one "
+                     f"of: {known})"), DENIED, "", 0
+    demand = GpuDemand.from_pod(pod)
+    if demand is None:
+        warning = (f"{names.MANAGED_LABEL} is set but the pod asks for no GPU (no "
+                   f"{names.GPU_MEMORY_ANNOTATION} annotation, no {names.GPU_RESOURCE} limit); "
+                   "Headroom left it unchanged")
+        return {**_allow(uid), "warnings": [warning]}, IGNORED, name, 0
+    problem = _refusal(demand, name, profile.max_gpus, sharing=profile.sharing.allowed)
+    if problem:
+        return _deny(uid, problem), DENIED, name, 0
+    mutated = mutate(pod, profile, demand=demand, version=version)
+    operations = jsonpatch.make_patch(*changed_parts(pod, mutated)).patch
+    if not operations:
+        return _allow(uid), UNCHANGED, name, 0
+    patch = base64.b64encode(json.dumps(operations, separators=(",", ":")).encode()).decode()
+    response: AdmissionResponse = {"uid": uid, "allowed": True, "patchType": PATCH_TYPE,
+                                   "patch": patch}
+    return response, PATCHED, name, len(operations)
+
+
+def changed_parts(original: Mapping[str, Any], mutated: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two documents without the parts they share unchanged, for a faster, equal diff.
+
+    `mutate` copies only what it changes, so most of a pod is the very same object on both
+    sides; diffing those subtrees is where `make_patch` would spend its time. An object member
+    shared by both is left out (members are keyed by name: no other path moves). A list item
+    shared at the same index becomes the same small placeholder on both sides, so indices stay
+    and the diff sees an equal item. `mutate` never removes, so no placeholder can be moved.
+    """
+    src: dict[str, Any] = {}
+    dst: dict[str, Any] = {}
+    for key, old in original.items():
+        if key not in mutated:
+            src[key] = old
+            continue
+        new = mutated[key]
+        if new is old:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            src[key], dst[key] = changed_parts(old, new)
+        elif isinstance(old, list) and isinstance(new, list):
+            src[key], dst[key] = _changed_items(old, new)
+        else:
+            src[key], dst[key] = old, new
+    for key, new in mutated.items():
+        if key not in original:
+            dst[key] = new
+    return src, dst
+
+
+def _changed_items(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]]:
+    same = [i for i in range(min(len(old), len(new))) if old[i] is new[i]]
+    src, dst = list(old), list(new)
+    for i in same:
+        src[i] = dst[i] = f"\0unchanged item {i}"
+    return src, dst
+
+
+def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: bool) -> str:
+    if demand.shared and not sharing:
+        return (f'{names.GPU_SHARING_ANNOTATION}: profile {name!r} does not allow shared GPUs '
+                f'(expected "false", or a {names.PROFILE_ANNOTATION} whose profile allows '
+                "sharing)")
+    if max_gpus is not None and demand.gpu_count > max_gpus:
+        return (f"{names.GPU_RESOURCE}: the pod asks for {demand.gpu_count} GPUs but profile "
+                f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
+                f"limit of at most {max_gpus}, or a profile that allows more)")
+    return ""
+
+
+def _check_shape(pod: Mapping[str, Any]) -> None:
+    """The fields the demand and the mutation read must have their JSON types, as the API server
+    guarantees for real pods; anything else is refused naming the field."""
+    metadata = _expect(pod, "metadata", dict, "metadata", "an object")
+    for key in ("labels", "annotations"):
+        values = _expect(metadata, key, dict, f"metadata.{key}", "an object")
+        for k, v in values.items():
+            if not isinstance(v, str):
+                raise MutationError(f"metadata.{key}[{k}]", "a string")
+    spec = _expect(pod, "spec", dict, "spec", "an object")
+    for key in ("containers", "initContainers"):
+        containers = _expect(spec, key, list, f"spec.{key}", "a list")
+        for i, container in enumerate(containers):
+            where = f"spec.{key}[{i}]"
+            if not isinstance(container, dict):
+                raise MutationError(where, "an object")
+            resources = _expect(container, "resources", dict, f"{where}.resources", "an object")
+            for kind in ("limits", "requests"):
+                _expect(resources, kind, dict, f"{where}.resources.{kind}", "an object")
+
+
+def _expect(holder: Mapping[str, Any], key: str, kind: type, field: str, expected: str) -> Any:
+    """`holder[key]` if it is a `kind` (missing or null: an empty one), else MutationError."""
+    value = holder.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise MutationError(field, expected)
+    return value
+
+
+def _allow(uid: str) -> AdmissionResponse:
+    return {"uid": uid, "allowed": True}
+
+
+def _deny(uid: str, message: str) -> AdmissionResponse:
+    return {"uid": uid, "allowed": False,
+            "status": {"code": 400, "reason": "BadRequest", "message": message}}
