@@ -9,6 +9,7 @@ stays a reservation, which is exactly what the accounting must get right.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -288,3 +289,43 @@ def test_a_rejected_pod_is_placed_within_5s_of_memory_being_freed(
                what="the pod placed")
     assert time.monotonic() - freed_at <= 5.0
     remove_nodes(stack, "freed")
+
+
+def post(stack: Stack, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+    import urllib.request  # noqa: PLC0415
+
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}/{verb}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def test_bind_commits_once_a_retry_is_harmless_and_a_full_node_is_refused(
+        stack: Stack, namespace: str) -> None:
+    node = f"ext-{stack.label}-bind"
+    stack.add_node(node, [80], group="bind")
+    for name, memory in (("first", "50Gi"), ("second", "50Gi")):
+        stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+            "metadata": {"name": name, "annotations": {names.GPU_MEMORY_ANNOTATION: memory,
+                                                       names.GPU_SHARING_ANNOTATION: "true"}},
+            # No scheduler serves this name: only the test's own bind calls place these pods.
+            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "x"}]}})
+
+    def bind_args(name: str) -> dict[str, Any]:
+        pod = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+        return {"PodName": name, "PodNamespace": namespace,
+                "PodUID": pod["metadata"]["uid"], "Node": node}
+
+    first = bind_args("first")
+    assert post(stack, "bind", first) == {"Error": ""}
+    assert post(stack, "bind", first) == {"Error": ""}  # the scheduler retried: harmless
+    bound = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/first")
+    assert bound["spec"]["nodeName"] == node
+    assert bound["metadata"]["annotations"][names.ASSIGNED_GPUS_ANNOTATION] == f"GPU-{node}-0"
+    refused = post(stack, "bind", bind_args("second"))
+    assert refused["Error"].startswith(f"{node} no longer fits: needs 50Gi on 1 GPU")
+    second = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/second")
+    assert not second["spec"].get("nodeName")
+    remove_nodes(stack, "bind")
