@@ -1,0 +1,38 @@
+"""`headroom extender` refuses flags that cannot work, naming them, before serving anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from headroom.cli import main
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--staleness-seconds=0"], "--staleness-seconds: expected seconds above 0 (got 0.0)"),
+        (["--leader-lease=just-a-name"], "--leader-lease: expected NAMESPACE/NAME"),
+        (["--leader-lease=ns/"], "--leader-lease: expected NAMESPACE/NAME"),
+        (["--workers=2"], "--workers: the extender keeps its reservations in one process"),
+        (["--bind=nowhere"], "--bind"),
+    ],
+)
+def test_bad_flags_are_refused_naming_them(flags: list[str], message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["extender", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("headroom extender: error: ")
+    assert message in err
+
+
+def test_an_unknown_policy_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["extender", "--policy", "tight"])
+    assert info.value.code == 2
+    assert "--policy: invalid choice: 'tight'" in capsys.readouterr().err
+
+
+def test_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["extender", "--help"])
+    assert "scheduler extender" in " ".join(capsys.readouterr().out.split())
