@@ -6,25 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from headroom.cache import DELETED, Backoff, WatchCache, WatchEvent
 from headroom.kube import Kube
 from headroom.localcluster import LocalCluster
-
-
-def eventually(check: Callable[[], bool], *, timeout_seconds: float = 30.0,
-               what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout_seconds}s")
+from tests.e2e.waiting import eventually
 
 
 def configmap(kube: Kube, namespace: str, name: str, value: str = "1") -> None:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,15 @@ import pytest
 import yaml
 
 from headroom import names
-from headroom.kube import ApiError, Kube
+from headroom.kube import Kube
 from headroom.localcluster import LocalCluster, Process, free_port
 from headroom.state import GpuState, NodeReport, report_to_status
+from tests.e2e import waiting
 
+eventually = partial(waiting.eventually, timeout_seconds=60.0)
 ROOT = Path(__file__).resolve().parents[2]
 GI = 2**30
 HEADROOM = Path(sys.executable).parent / "headroom"
-
-
-def eventually(check: Callable[[], bool], *, timeout_seconds: float = 60.0, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except ApiError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout_seconds:.0f}s")
 
 
 def scheduler_config(extender_port: int, lease_name: str) -> dict[str, Any]:

@@ -9,23 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from headroom.kube import Kube
 from headroom.localcluster import LocalCluster
+from tests.e2e import waiting
 
+eventually = partial(waiting.eventually, timeout_seconds=60.0)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def eventually(check: Callable[[], bool], *, timeout_seconds: float = 60.0, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout_seconds}s")
 
 
 def alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from headroom import names
 from headroom.kube import ApiError, Kube, load_api_client
 from headroom.localcluster import LocalCluster, free_port
 from headroom.state import parse_time
+from tests.e2e.waiting import eventually
 from tests.nodeagent.fakenvml import (
     GIB,
     FakeNvml,
@@ -46,19 +47,6 @@ OUTAGE_SECONDS = 20.0
 SA = "system:serviceaccount:headroom-system:headroom-nodeagent"
 GPUNODES = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
 POD_UIDS = [f"7e57a9e0-0000-4000-8000-00000000000{i}" for i in range(3)]
-
-
-def eventually(check: Callable[[], bool], *, timeout_seconds: float = 30.0,
-               what: str = "condition", interval_seconds: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except ApiError:  # e.g. the first request after an API server restart: try again
-            pass
-        time.sleep(interval_seconds)
-    raise AssertionError(f"{what} not reached within {timeout_seconds:.0f}s")
 
 
 @dataclass
