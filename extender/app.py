@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from extender.binder import Binder
+from extender.gate import GateController
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics
 from extender.requeue import Requeuer
@@ -58,6 +59,7 @@ def slim_pod(pod: JsonDict) -> JsonDict:
     """What the view needs of a pod; the rest is not kept (a large cluster has many pods)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
 
     def resources(containers: Any) -> list[JsonDict]:
         return [{"resources": c.get("resources") or {}} for c in containers or []]
@@ -67,8 +69,12 @@ def slim_pod(pod: JsonDict) -> JsonDict:
                                           "annotations") if k in meta},
         "spec": {"nodeName": spec.get("nodeName"), "schedulerName": spec.get("schedulerName"),
                  "containers": resources(spec.get("containers")),
-                 "initContainers": resources(spec.get("initContainers"))},
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+                 "initContainers": resources(spec.get("initContainers")),
+                 "readinessGates": spec.get("readinessGates") or []},
+        "status": {"phase": status.get("phase"),
+                   "conditions": [c for c in status.get("conditions") or []
+                                  if isinstance(c, dict)
+                                  and c.get("type") == names.GPU_READY_CONDITION]},
     }
 
 
@@ -92,6 +98,10 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
     pods = caches[2]
     binder = Binder(kube, view, settings=settings,
                     pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"))
+    gate = GateController(kube, pods=lambda: pods.snapshot().values(),
+                          report=lambda node: view.snapshot(node).report,
+                          is_leader=leadership.is_leader,
+                          staleness_seconds=settings.staleness_seconds)
     runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
                       requeuer=requeuer, caches=caches)
     for cache in caches:
@@ -100,6 +110,7 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
                      daemon=True).start()
     leadership.start()
     requeuer.start()
+    gate.start()
     runtime.metrics.track(
         reservations=view.reservations, leader=leadership.is_leader,
         requeued=lambda: requeuer.nudged,

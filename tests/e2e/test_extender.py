@@ -28,7 +28,7 @@ import yaml
 from headroom import names
 from headroom.kube import Kube
 from headroom.localcluster import LocalCluster, Process, free_port
-from headroom.state import GpuState, NodeReport, report_to_status
+from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
 from tests.e2e import waiting
 
 eventually = partial(waiting.eventually, timeout_seconds=60.0)
@@ -320,3 +320,43 @@ def test_bind_commits_once_a_retry_is_harmless_and_a_full_node_is_refused(
     second = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/second")
     assert not second["spec"].get("nodeName")
     remove_nodes(stack, "bind")
+
+
+def gate_of(stack: Stack, namespace: str, name: str) -> tuple[str, str] | None:
+    pod = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition["type"] == names.GPU_READY_CONDITION:
+            return str(condition["status"]), str(condition["reason"])
+    return None
+
+
+def test_the_gpu_ready_gate_follows_the_report(stack: Stack, namespace: str) -> None:
+    node = f"ext-{stack.label}-gate"
+    stack.add_node(node, [80], group="gate")
+    created = stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+        "metadata": {"name": "gated", "annotations": {names.GPU_MEMORY_ANNOTATION: "10Gi"}},
+        "spec": {"nodeName": node, "readinessGates": [
+            {"conditionType": names.GPU_READY_CONDITION}],
+            "containers": [{"name": "c", "image": "example.invalid/model"}]}})
+    uid = created["metadata"]["uid"]
+    eventually(lambda: gate_of(stack, namespace, "gated") == ("False", "NotResident"),
+               what="NotResident before the report shows the pod")
+
+    def write(*, healthy: bool) -> None:
+        gpus = (GpuState(index=0, uuid=f"GPU-{node}-0", model="test", total_bytes=80 * GI,
+                         used_bytes=10 * GI, healthy=healthy,
+                         reason="" if healthy else "GPU is lost",
+                         pods=(GpuPod(uid, 10 * GI),)),)
+        report = NodeReport(node_name=node, reported_at_unix_seconds=time.time(), gpus=gpus)
+        path = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}/{node}"
+        obj = stack.kube.request("GET", path)
+        obj["status"] = report_to_status(report)
+        stack.kube.request("PUT", f"{path}/status", body=obj)
+
+    write(healthy=True)
+    eventually(lambda: gate_of(stack, namespace, "gated") == ("True", "GPUReady"),
+               what="GPUReady once the report shows the pod")
+    write(healthy=False)
+    eventually(lambda: gate_of(stack, namespace, "gated") == ("False", "GPUUnhealthy"),
+               what="GPUUnhealthy once its GPU is lost")
+    remove_nodes(stack, "gate")

@@ -28,6 +28,7 @@ def can(cluster: LocalCluster, who: str, *args: str) -> bool:
 @pytest.mark.parametrize("args", [
     ("watch", "pods", "-A"), ("patch", "pods", "-n", "ml"),
     ("create", "pods", "--subresource=binding", "-n", "ml"),
+    ("patch", "pods", "--subresource=status", "-n", "ml"),
     ("list", "nodes"), ("watch", "gpunodes.headroom.dev"),
     ("get", "leases.coordination.k8s.io/headroom-scheduler", "-n", "headroom-system"),
 ])
