@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
 from headroom import names
@@ -66,9 +65,8 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
     demand = GpuDemand.from_pod(pod)
     policy = pod_policy(pod, settings.policy)
     if demand is None:  # a pod without GPUs: Headroom has no say
-        names_or_nodes = _answer(node_names, nodes, range(len(node_names)))
-        return FilterOutcome(ExtenderFilterResult(**names_or_nodes, FailedNodes={},  # type: ignore[typeddict-item]
-                                                  FailedAndUnresolvableNodes={}, Error=""),
+        everyone = ExtenderFilterResult(FailedNodes={}, FailedAndUnresolvableNodes={}, Error="")
+        return FilterOutcome(_answer(everyone, node_names, nodes, range(len(node_names))),
                              rejected_for_memory=False, counts={"passed": len(node_names)})
     passed: list[int] = []
     failed: dict[str, str] = {}
@@ -88,17 +86,20 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
             unresolvable[name] = verdict.message
     counts["passed"] = len(passed)
     result = ExtenderFilterResult(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable,
-                                  Error="", **_answer(node_names, nodes, passed))  # type: ignore[typeddict-item]
-    return FilterOutcome(result, counts=counts, rejected_for_memory=not passed
+                                  Error="")
+    return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts,
+                         rejected_for_memory=not passed
                          and counts.get(ReasonKind.MEMORY.value, 0) > 0)
 
 
-def _answer(node_names: Sequence[str], nodes: Sequence[JsonObject] | None,
-            passed: Iterable[int]) -> dict[str, object]:
+def _answer(result: ExtenderFilterResult, node_names: Sequence[str],
+            nodes: Sequence[JsonObject] | None, passed: Iterable[int]) -> ExtenderFilterResult:
     """Names when names were sent, full Node objects when those were."""
     if nodes is None:
-        return {"NodeNames": [node_names[i] for i in passed]}
-    return {"Nodes": {"items": [nodes[i] for i in passed]}}
+        result["NodeNames"] = [node_names[i] for i in passed]
+    else:
+        result["Nodes"] = {"items": [nodes[i] for i in passed]}
+    return result
 
 
 def prioritize(pod: JsonObject, node_names: Sequence[str], *, summaries: Summaries,
@@ -110,9 +111,3 @@ def prioritize(pod: JsonObject, node_names: Sequence[str], *, summaries: Summari
     policy = pod_policy(pod, settings.policy)
     return [HostPriority(Host=name, Score=score_summary(summary, policy=policy))
             for name, (summary, _) in zip(node_names, summaries(node_names), strict=True)]
-
-
-def describe_pod(pod: JsonObject) -> dict[str, Any]:
-    meta = pod.get("metadata") or {}
-    return {"namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
-            "uid": meta.get("uid", "")}
