@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from certs import cli as certs_cli
 from extender import cli as extender_cli
+from headroom import status as status_cli
 from nodeagent import cli as nodeagent_cli
 from webhook import cli as webhook_cli
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_cli.register(sub)
     extender_cli.register(sub)
     nodeagent_cli.register(sub)
+    status_cli.register(sub)
     webhook_cli.register(sub)
     return parser
 
