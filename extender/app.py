@@ -31,7 +31,7 @@ from extender.view import ClusterView, pod_ref
 from extender.wire import WireError, parse_args, parse_binding
 from headroom import names
 from headroom.cache import DELETED, WatchCache, WatchEvent
-from headroom.demand import DemandError, GpuDemand
+from headroom.demand import DemandError
 from headroom.fit import Policy
 from headroom.kube import JsonDict, Kube, load_api_client
 
@@ -209,10 +209,8 @@ def filter_verb() -> Any:
             return jsonify(Error=str(exc))
         for kind, count in outcome.counts.items():
             rt.metrics.filter_nodes.labels(kind).inc(count)
-        if outcome.rejected_for_memory and rt.requeuer is not None:
-            demand = GpuDemand.from_pod(pod)
-            if demand is not None:
-                rt.requeuer.rejected(pod_ref(pod), demand)
+        if outcome.rejected_for_memory and rt.requeuer and outcome.demand is not None:
+            rt.requeuer.rejected(pod_ref(pod), outcome.demand)
         return jsonify(outcome.result)
 
 

@@ -52,6 +52,7 @@ class FilterOutcome:
     result: ExtenderFilterResult
     rejected_for_memory: bool  # no node fits now, and memory (not health or age) is why
     counts: dict[str, int]  # nodes by result: "passed" or a ReasonKind value
+    demand: GpuDemand | None = None  # the pod's, as read for this answer
 
 
 Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
@@ -89,7 +90,7 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
                                   Error="")
     return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts,
                          rejected_for_memory=not passed
-                         and counts.get(ReasonKind.MEMORY.value, 0) > 0)
+                         and counts.get(ReasonKind.MEMORY.value, 0) > 0, demand=demand)
 
 
 def _answer(result: ExtenderFilterResult, node_names: Sequence[str],

@@ -31,3 +31,16 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert info.value.code == 2
     assert "required" in capsys.readouterr().err
+
+
+def test_status_names_a_missing_kubeconfig(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--kubeconfig", "/nonexistent/kubeconfig"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("headroom status: error: --kubeconfig: no such file")
+
+
+def test_status_refuses_an_unknown_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["status", "--output", "yaml"])
+    assert info.value.code == 2
+    assert "argument --output/-o: invalid choice: 'yaml'" in capsys.readouterr().err
