@@ -47,19 +47,24 @@ def kube(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig)))
 
 
+def _default_account_has_token(kube: Kube, namespace: str) -> bool:
+    try:
+        account = kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+    except ApiError:
+        return False
+    return bool(account.get("secrets"))
+
+
 @pytest.fixture
 def namespace(cluster: LocalCluster, kube: Kube) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-    # Pods can be created once kube-controller-manager has made the namespace's default account.
+    # 1.20's ServiceAccount admission refuses pods until kube-controller-manager has made the
+    # namespace's default account *and* linked its token secret; the account alone is not enough.
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            kube.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
-            break
-        except ApiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    while not _default_account_has_token(kube, name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name}: no default service account token after 60s")
+        time.sleep(0.1)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -92,19 +92,7 @@ def registered(cluster: LocalCluster, certs: Path,
         server.stop()
 
 
-def service_account_ready(kube: Kube, namespace: str) -> bool:
-    """Pods are refused until the controller manager has given the namespace's default service
-    account its token."""
-    try:
-        account = kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
-    except ApiError:
-        return False
-    return bool(account.get("secrets"))
-
-
 def opt_in(kube: Kube, namespace: str, reg: Registered) -> str:
-    wait_until(lambda: service_account_ready(kube, namespace), timeout_seconds=60,
-               what="the default service account token", interval_seconds=0.2)
     kube.request("PATCH", f"/api/v1/namespaces/{namespace}",
                  body={"metadata": {"labels": {SELECTOR_LABEL: reg.label_value}}},
                  content_type="application/merge-patch+json")
