@@ -26,6 +26,7 @@ from extender.gate import GateController
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics
 from extender.requeue import Requeuer
+from extender.scaler.controller import ScalerController
 from extender.verbs import PolicyError, Settings, filter_nodes, prioritize
 from extender.view import ClusterView, pod_ref
 from extender.wire import WireError, parse_args, parse_binding
@@ -79,7 +80,7 @@ def slim_pod(pod: JsonDict) -> JsonDict:
 
 
 def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | None,
-                  identity: str) -> Runtime:
+                  identity: str, prometheus_url: str | None = None) -> Runtime:
     view = ClusterView()
     leadership = Leadership(kube, lease=lease, identity=identity)
     requeuer = Requeuer(kube, view, settings=settings, is_leader=leadership.is_leader)
@@ -96,12 +97,17 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
         WatchCache(kube, "/api/v1/pods", on_event=on_pod, transform=slim_pod),
     ]
     pods = caches[2]
+    # Not among the caches readiness waits for: placing pods does not depend on the AIScalers.
+    scalers = WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.AISCALER_PLURAL}")
     binder = Binder(kube, view, settings=settings,
                     pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"))
     gate = GateController(kube, pods=lambda: pods.snapshot().values(),
                           report=lambda node: view.snapshot(node).report,
                           is_leader=leadership.is_leader,
                           staleness_seconds=settings.staleness_seconds)
+    scaler = ScalerController(kube, view, scalers=lambda: scalers.snapshot().values(),
+                              is_leader=leadership.is_leader, settings=settings,
+                              prometheus_url=prometheus_url)
     runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
                       requeuer=requeuer, caches=caches)
     for cache in caches:
@@ -111,9 +117,11 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
     leadership.start()
     requeuer.start()
     gate.start()
+    scalers.start()
+    scaler.start()
     runtime.metrics.track(
         reservations=view.reservations, leader=leadership.is_leader,
-        requeued=lambda: requeuer.nudged,
+        requeued=lambda: requeuer.nudged, scaler_reconciles=lambda: scaler.reconciled,
         cache_sync={c.path.rsplit("/", 1)[-1]: _last_sync(c) for c in caches})
     return runtime
 
@@ -144,7 +152,8 @@ def runtime_from_env() -> Runtime:
         policy=Policy(env.get(f"{ENV_PREFIX}POLICY", Policy.BINPACK.value)))
     kube = Kube(load_api_client(env.get(f"{ENV_PREFIX}KUBECONFIG") or None))
     return start_runtime(kube, settings=settings, lease=lease,
-                         identity=env.get(f"{ENV_PREFIX}IDENTITY", "") or os.uname().nodename)
+                         identity=env.get(f"{ENV_PREFIX}IDENTITY", "") or os.uname().nodename,
+                         prometheus_url=env.get(f"{ENV_PREFIX}PROMETHEUS_URL") or None)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

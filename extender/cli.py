@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
 
 from headroom import names
 from headroom.serving import add_arguments
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--leader-lease", metavar="NAMESPACE/NAME", default="",
         help="the Lease of the kube-scheduler beside this extender; the extender acts while "
              "that scheduler leads (default: none, always act)")
+    add("--prometheus-url", metavar="URL", default="",
+        help="the Prometheus the AIScalers' `prometheus` metrics ask when they name no "
+             "serverAddress (default: none)")
     add("--identity", metavar="NAME", default="",
         help="this pod's name, as the scheduler writes it in the Lease (default: hostname)")
     add_arguments(parser, default_bind="127.0.0.1:8888")  # a sidecar: localhost only
@@ -49,6 +53,10 @@ def check(args: argparse.Namespace) -> str | None:
     lease = args.leader_lease
     if lease and (lease.count("/") != 1 or not all(lease.split("/"))):
         return f"--leader-lease: expected NAMESPACE/NAME (got {lease!r})"
+    url = urllib.parse.urlsplit(args.prometheus_url)
+    if args.prometheus_url and (url.scheme not in ("http", "https") or not url.netloc):
+        return ("--prometheus-url: expected an http(s) URL such as http://prometheus:9090 "
+                f"(got {args.prometheus_url!r})")
     if args.workers != 1:
         return ("--workers: the extender keeps its reservations in one process; expected 1 "
                 f"(got {args.workers}); use --threads for concurrency")
@@ -75,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         f"{ENV_PREFIX}STALENESS_SECONDS": str(args.staleness_seconds),
         f"{ENV_PREFIX}LEADER_LEASE": args.leader_lease,
         f"{ENV_PREFIX}IDENTITY": args.identity,
+        f"{ENV_PREFIX}PROMETHEUS_URL": args.prometheus_url,
     })
     return serving.run(options)

@@ -33,16 +33,21 @@ class ExtenderMetrics:
                                   registry=self.registry)
         self.leader = Gauge("headroom_extender_leader", "1 while this extender acts",
                             registry=self.registry)
+        self.scaler_reconciles = Gauge(
+            "headroom_scaler_reconciles", "AIScaler rounds run by this extender (total)",
+            registry=self.registry)
         self.cache_age = Gauge("headroom_extender_cache_age_seconds",
                                "Seconds since each watch cache last heard from the API",
                                ["cache"], registry=self.registry)
 
     def track(self, *, reservations: Callable[[], int], leader: Callable[[], bool],
-              requeued: Callable[[], int], cache_sync: dict[str, Callable[[], float]]) -> None:
+              requeued: Callable[[], int], cache_sync: dict[str, Callable[[], float]],
+              scaler_reconciles: Callable[[], int] = lambda: 0) -> None:
         """Gauges computed when scraped."""
         self.reservations.set_function(lambda: float(reservations()))
         self.leader.set_function(lambda: 1.0 if leader() else 0.0)
         self.requeued.set_function(lambda: float(requeued()))
+        self.scaler_reconciles.set_function(lambda: float(scaler_reconciles()))
         for name, last_sync in cache_sync.items():
             self.cache_age.labels(name).set_function(_age_of(last_sync))
 

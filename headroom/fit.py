@@ -170,7 +170,10 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
     usable = [b for b in books if b.usable]
     healthy_total = sum(b.gpu.total_bytes for b in books if b.gpu.healthy)
     free_total = sum(b.free_bytes for b in available)
-    best = max(usable, key=lambda b: (b.free_bytes, -b.gpu.index), default=None)
+    # The best a reason can offer is a GPU no pending claim has taken: a GPU a starting pod
+    # will hold whole is not free, however empty its report still shows it.
+    best = max((b for b in available if b.usable), key=lambda b: (b.free_bytes, -b.gpu.index),
+               default=None)
     committed = 1.0 if healthy_total == 0 else min(1.0, max(0.0, 1 - free_total / healthy_total))
 
     def candidates(keep: Callable[[GpuLedger], bool]) -> tuple[Candidate, ...]:
@@ -187,9 +190,9 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
         totals_sorted=tuple(sorted(b.gpu.total_bytes for b in books)),
         best_usable=None if best is None else (best.free_bytes, best.gpu.index, best.gpu.uuid),
         unhealthy=sum(not b.gpu.healthy for b in books),
-        held=sum(b.gpu.healthy and b.held_whole for b in books),
+        held=sum(b.gpu.healthy and b.held_whole for b in books) + len(taken),
         usable=len(usable),
-        any_empty=any(b.empty for b in usable),
+        any_empty=any(b.empty for b in available if b.usable),
         fullness=committed,
         binpack_score=round(MAX_SCORE * committed),
     )

@@ -15,6 +15,8 @@ from headroom.cli import main
         (["--leader-lease=ns/"], "--leader-lease: expected NAMESPACE/NAME"),
         (["--workers=2"], "--workers: the extender keeps its reservations in one process"),
         (["--bind=nowhere"], "--bind"),
+        (["--prometheus-url=prometheus:9090"], "--prometheus-url: expected an http(s) URL"),
+        (["--prometheus-url=http://"], "--prometheus-url: expected an http(s) URL"),
     ],
 )
 def test_bad_flags_are_refused_naming_them(flags: list[str], message: str,

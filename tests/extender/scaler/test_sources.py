@@ -3,17 +3,11 @@ gauge, and a real Prometheus (Debian's package) scraping them."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-import yaml
 
 from extender.scaler.sources import (
     PodEndpoint,
@@ -27,46 +21,7 @@ from extender.scaler.spec import PodsSource
 from headroom.localcluster import free_port
 from headroom.state import GpuPod, GpuState, NodeReport
 from tests.e2e.waiting import eventually
-
-QUEUE = "vllm:num_requests_waiting"
-
-
-class ModelServer:
-    """A stand-in model server: `/metrics` with a queue-depth gauge, or a chosen failure."""
-
-    def __init__(self, *, waiting: float, behaviour: str = "ok") -> None:
-        self.waiting = waiting
-        self.behaviour = behaviour
-        self.release = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if server.behaviour == "hang":
-                    server.release.wait(30)
-                if server.behaviour == "error":
-                    self.send_error(500)
-                    return
-                body = (f"# TYPE {QUEUE} gauge\n"
-                        f'{QUEUE}{{model_name="llama"}} {server.waiting}\n'
-                        f'{QUEUE}{{model_name="lora"}} 1\n').encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
 
 
 @pytest.fixture
@@ -115,24 +70,8 @@ def test_gpu_utilization_from_reports() -> None:
 
 @pytest.fixture
 def prometheus(servers: dict[str, ModelServer]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), "prometheus missing: scripts/install-system-deps.sh installs it"
-    workdir = Path(tempfile.mkdtemp(prefix="prometheus-"))
-    config = {"global": {"scrape_interval": "1s"},
-              "scrape_configs": [{"job_name": "models", "static_configs": [{"targets": [
-                  f"127.0.0.1:{servers[n].port}" for n in ("a", "b")]}]}]}
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}",
-         f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.kill()
-        process.wait(30)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with running_prometheus([f"127.0.0.1:{servers[n].port}" for n in ("a", "b")]) as running:
+        yield running
 
 
 def test_a_real_prometheus_query(prometheus: tuple[str, subprocess.Popen[bytes]]) -> None:

@@ -1,0 +1,302 @@
+"""The AIScaler controller: runs inside the extender, while it leads, over the extender's own view.
+
+Each AIScaler is reconciled every `pollingInterval` seconds (at once when its spec changes):
+parse the spec, read the target's /scale and pod template, refuse to act beside an HPA on the
+same workload, read the pods and the metrics, `evaluate` (decide, then tighten to what the GPUs
+can hold, using the same ClusterView snapshots the filter uses), write /scale when the count
+changes, then the status, and an Event on every scale and every change of limit.
+
+What it never does: scale on a spec it cannot read, on a target it cannot read, beside an HPA, or
+down because a metric went missing (decide holds). The recommendation history lives in memory,
+as HPA's does; a new leader starts it with the current replica count as a recommendation made
+now, so a restart cannot cut replicas before the scale-down window has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from extender.scaler.decision import History, MetricObservation, Observations, PodState
+from extender.scaler.evaluate import Outcome, evaluate
+from extender.scaler.feasibility import LimitReason
+from extender.scaler.report import blocked_status, event, round_status, with_transitions
+from extender.scaler.sources import (
+    PodEndpoint,
+    SourceDown,
+    gpu_utilization,
+    query_prometheus,
+    scrape_pods,
+)
+from extender.scaler.spec import (
+    DEFAULT_POLLING_INTERVAL_SECONDS,
+    GpuSource,
+    MetricSpec,
+    PodsSource,
+    ScalerSpec,
+    SpecError,
+    parse_spec,
+)
+from extender.scaler.target import Target, TargetError, Targets
+from extender.verbs import PolicyError, Settings, pod_policy
+from extender.view import ClusterView
+from headroom import names
+from headroom.fit import NodeSnapshot
+from headroom.kube import ApiError, JsonDict, Kube
+from headroom.state import ReportError, parse_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Memory:
+    """What the controller keeps per AIScaler (by uid) between rounds."""
+
+    history: History | None = None
+    next_due_monotonic: float = 0.0
+    generation: int | None = None
+    last_scale_unix_seconds: float | None = None
+    limit: tuple[str, int] | None = None  # (reason, feasible replicas) of the last limit told
+    blocked: str | None = None  # the last blocking problem told, so it is told once
+    events: int = 0
+
+
+@dataclass
+class ScalerController:
+    kube: Kube
+    view: ClusterView
+    scalers: Callable[[], Iterable[JsonDict]]
+    is_leader: Callable[[], bool]
+    settings: Settings
+    prometheus_url: str | None = None
+    tick_seconds: float = 1.0
+    scrape_timeout_seconds: float = 2.0
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    targets: Targets = field(init=False)
+    reconciled: int = 0  # AIScaler rounds run (for /metrics)
+    _memory: dict[str, Memory] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.targets = Targets(self.kube)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="aiscaler", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            if self.is_leader():
+                try:
+                    self.reconcile_due()
+                except Exception:  # the loop must outlive any one failure
+                    log.exception("aiscaler: round failed")
+
+    def reconcile_due(self) -> int:
+        """Reconcile every AIScaler whose turn has come; returns how many were."""
+        now = self.monotonic()
+        seen: set[str] = set()
+        snapshots: list[NodeSnapshot] | None = None
+        done = 0
+        for scaler in list(self.scalers()):
+            meta = scaler.get("metadata") or {}
+            uid = str(meta.get("uid", ""))
+            seen.add(uid)
+            memory = self._memory.setdefault(uid, Memory())
+            generation = int(meta.get("generation") or 0)
+            if now < memory.next_due_monotonic and generation == memory.generation:
+                continue
+            memory.generation = generation
+            if snapshots is None:  # one view of the GPUs for the whole round
+                snapshots = [self.view.snapshot(n) for n in self.view.schedulable_nodes()]
+            interval = self.reconcile(scaler, memory, snapshots)
+            memory.next_due_monotonic = now + interval
+            done += 1
+        for uid in set(self._memory) - seen:
+            del self._memory[uid]
+        self.reconciled += done
+        return done
+
+    def reconcile(self, scaler: JsonDict, memory: Memory,
+                  snapshots: Sequence[NodeSnapshot]) -> float:
+        """One AIScaler's round; returns the seconds until its next one."""
+        meta = scaler.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        try:
+            spec = parse_spec(scaler)
+        except SpecError as exc:
+            self._blocked(scaler, memory, "InvalidSpec", f"invalid spec: {exc}")
+            return DEFAULT_POLLING_INTERVAL_SECONDS
+        try:
+            target = self.targets.read(namespace, spec.target_ref)
+            rival = self.targets.rival_hpa(namespace, spec.target_ref)
+            if rival:
+                self._blocked(scaler, memory, "ConflictingHPA",
+                              f"HorizontalPodAutoscaler {rival} also scales "
+                              f"{target.description}; this AIScaler does nothing while it "
+                              "exists")
+                return spec.polling_interval_seconds
+            pods = self.targets.pods(namespace, target.selector)
+        except TargetError as exc:
+            self._blocked(scaler, memory, exc.reason, str(exc))
+            return spec.polling_interval_seconds
+        memory.blocked = None
+        self._round(scaler, memory, spec=spec, target=target, pods=pods, snapshots=snapshots)
+        return spec.polling_interval_seconds
+
+    def _round(self, scaler: JsonDict, memory: Memory, *, spec: ScalerSpec, target: Target,
+               pods: list[JsonDict], snapshots: Sequence[NodeSnapshot]) -> None:
+        now = self.clock()
+        observations = Observations(current_replicas=target.replicas,
+                                    pods=tuple(pod_state(p) for p in pods),
+                                    metrics=self.observe(spec.metrics, pods))
+        if memory.history is None:
+            memory.history = History(recommendations=((now, target.replicas),))
+        try:
+            policy = pod_policy(target.template, self.settings.policy)
+        except PolicyError:
+            policy = self.settings.policy  # the webhook refuses such pods; place as configured
+        placed = sum(1 for p in pods if self._placed(p))
+        outcome = evaluate(spec, observations, memory.history, demand=target.demand,
+                           snapshots=snapshots, placed_replicas=placed, now_unix_seconds=now,
+                           staleness_seconds=self.settings.staleness_seconds, policy=policy)
+        memory.history = outcome.decision.history
+        applied = outcome.applied_replicas
+        if applied != target.replicas:
+            try:
+                self.targets.scale(target, applied)
+            except TargetError as exc:
+                self._blocked(scaler, memory, exc.reason, str(exc))
+                return
+            memory.history = memory.history.with_scale(
+                now_unix_seconds=now, from_replicas=target.replicas, to_replicas=applied)
+            memory.last_scale_unix_seconds = now
+            self._event(scaler, memory, "Scaled", f"scaled {target.description} from "
+                        f"{target.replicas} to {applied}: {outcome.limited.message}",
+                        warning=False)
+        self._tell_limit(scaler, memory, outcome)
+        status = round_status(outcome, observations, metrics=spec.metrics,
+                              applied_replicas=applied,
+                              generation=int((scaler.get("metadata") or {}).get("generation")
+                                             or 0),
+                              last_scale_unix_seconds=memory.last_scale_unix_seconds
+                              or _last_scale(scaler))
+        self._write_status(scaler, status)
+
+    def _placed(self, pod: JsonDict) -> bool:
+        """Bound, or being bound by this extender (its claim is already in the view)."""
+        if (pod.get("spec") or {}).get("nodeName"):
+            return True
+        return self.view.inflight(str((pod.get("metadata") or {}).get("uid", ""))) is not None
+
+    # -- metrics -------------------------------------------------------------------------------
+    def observe(self, metrics: Sequence[MetricSpec],
+                pods: Sequence[JsonDict]) -> dict[str, MetricObservation]:
+        """A reading per metric whose source answered; a metric absent here holds the scaler."""
+        out: dict[str, MetricObservation] = {}
+        for metric in metrics:
+            try:
+                out[metric.name] = self._read(metric, pods)
+            except SourceDown as exc:
+                log.info("aiscaler: metric %s: %s", metric.name, exc)
+        return out
+
+    def _read(self, metric: MetricSpec, pods: Sequence[JsonDict]) -> MetricObservation:
+        source = metric.source
+        serving = [p for p in pods if pod_state(p).ready and (p.get("status") or {}).get("podIP")]
+        if isinstance(source, PodsSource):
+            endpoints = [PodEndpoint(_name(p), str(p["status"]["podIP"])) for p in serving]
+            return MetricObservation(per_pod=scrape_pods(
+                endpoints, source=source, timeout_seconds=self.scrape_timeout_seconds))
+        if isinstance(source, GpuSource):
+            uids = {_name(p): str((p.get("metadata") or {}).get("uid", "")) for p in serving}
+            nodes = {str((p.get("spec") or {}).get("nodeName")) for p in serving}
+            reports = [r for r in (self.view.snapshot(n).report for n in nodes) if r]
+            return MetricObservation(per_pod=gpu_utilization(uids, reports))
+        server = source.server_address or self.prometheus_url
+        if not server:
+            raise SourceDown("no Prometheus to ask: set the metric's serverAddress or the "
+                             "extender's --prometheus-url")
+        return MetricObservation(total=query_prometheus(server, source.query))
+
+    # -- telling -------------------------------------------------------------------------------
+    def _tell_limit(self, scaler: JsonDict, memory: Memory, outcome: Outcome) -> None:
+        limited = outcome.limited
+        now_limit = (limited.reason.value, limited.feasible_replicas) if limited.reason else None
+        if now_limit == memory.limit:
+            return
+        if now_limit is not None:
+            self._event(scaler, memory, "ScalingLimited", limited.message,
+                        warning=limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM)
+        elif memory.limit is not None:
+            self._event(scaler, memory, "LimitLifted", limited.message, warning=False)
+        memory.limit = now_limit
+
+    def _blocked(self, scaler: JsonDict, memory: Memory, reason: str, message: str) -> None:
+        if memory.blocked != message:
+            self._event(scaler, memory, reason, message, warning=True)
+            memory.blocked = message
+        previous = scaler.get("status") or {}
+        self._write_status(scaler, blocked_status(
+            reason, message, generation=int((scaler.get("metadata") or {}).get("generation")
+                                            or 0), previous=previous))
+
+    def _write_status(self, scaler: JsonDict, status: JsonDict) -> None:
+        previous: Mapping[str, Any] = scaler.get("status") or {}
+        status = with_transitions(status, previous, now_unix_seconds=self.clock())
+        if status == previous:
+            return
+        meta = scaler.get("metadata") or {}
+        path = (f"/apis/{names.GROUP_VERSION}/namespaces/{meta.get('namespace')}/"
+                f"{names.AISCALER_PLURAL}/{meta.get('name')}/status")
+        try:
+            self.kube.request("PATCH", path, body={"status": status},
+                              content_type="application/merge-patch+json")
+        except ApiError as exc:
+            log.info("aiscaler %s/%s: cannot write status: %s", meta.get("namespace"),
+                     meta.get("name"), exc)
+
+    def _event(self, scaler: JsonDict, memory: Memory, reason: str, message: str, *,
+               warning: bool) -> None:
+        meta = scaler.get("metadata") or {}
+        body = event(scaler, reason=reason, message=message, warning=warning,
+                     now_unix_seconds=self.clock())
+        log.info("aiscaler %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason,
+                 message)
+        try:
+            self.kube.request("POST", f"/api/v1/namespaces/{meta.get('namespace')}/events",
+                              body=body)
+            memory.events += 1
+        except ApiError as exc:
+            log.info("aiscaler: cannot post event: %s", exc)
+
+
+def pod_state(pod: Mapping[str, Any]) -> PodState:
+    status = pod.get("status") or {}
+    ready = any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or [])
+    pending = (not (pod.get("spec") or {}).get("nodeName") or status.get("phase") == "Pending"
+               or not status.get("podIP"))
+    return PodState(_name(pod), ready=ready and not pending, pending=pending)
+
+
+def _name(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", ""))
+
+
+def _last_scale(scaler: Mapping[str, Any]) -> float | None:
+    """The lastScaleTime a previous leader wrote, kept across restarts."""
+    text = (scaler.get("status") or {}).get("lastScaleTime")
+    if not text:
+        return None
+    try:
+        return parse_time(text, field="status.lastScaleTime")
+    except ReportError:
+        return None

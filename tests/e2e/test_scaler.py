@@ -1,0 +1,267 @@
+"""The AIScaler controller in the real extender, on the real control plane, with a real Prometheus.
+
+The scheduler pod of tests/e2e/stack.py places the pods (kube-controller-manager's Deployment
+controller makes them); a small kubelet stand-in in this file runs what gets bound (status Running,
+Ready, an IP) and completes deletions. Prometheus (Debian's package) scrapes two model-server
+stand-ins whose queue-depth gauges the test sets: that is the load. The GPU reports are written by
+the test, as in test_extender.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from headroom import names
+from headroom.kube import ApiError, Kube
+from headroom.localcluster import LocalCluster, free_port
+from tests.e2e.stack import Stack, eventually, running_stack
+from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
+
+AISCALERS = f"/apis/{names.GROUP_VERSION}/namespaces/{{namespace}}/{names.AISCALER_PLURAL}"
+
+
+class Kubelet:
+    """Runs the namespace's bound pods as a kubelet would, and finishes their deletion."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            with contextlib.suppress(ApiError):  # the next pass retries, as a kubelet would
+                self.sync()
+
+    def sync(self) -> None:
+        base = f"/api/v1/namespaces/{self.namespace}/pods"
+        for pod in self.kube.request("GET", base)["items"]:
+            name, spec = pod["metadata"]["name"], pod["spec"]
+            if pod["metadata"].get("deletionTimestamp"):
+                self.kube.request("DELETE", f"{base}/{name}", body={"gracePeriodSeconds": 0})
+            elif spec.get("nodeName") and pod.get("status", {}).get("phase") != "Running":
+                self.kube.request("PATCH", f"{base}/{name}/status",
+                                  content_type="application/merge-patch+json", body={"status": {
+                                      "phase": "Running", "podIP": "127.0.0.1",
+                                      "conditions": [{"type": "Ready", "status": "True"}]}})
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@dataclass
+class Scene:
+    stack: Stack
+    namespace: str
+    servers: list[ModelServer]
+    prometheus_port: int
+
+    def load(self, total: float) -> None:
+        """The queue the model servers report, split between them."""
+        for server in self.servers:
+            server.waiting = total / len(self.servers) - 1  # each also reports a lora queue of 1
+
+    def scaler(self) -> dict[str, Any]:
+        return self.stack.kube.request(
+            "GET", AISCALERS.format(namespace=self.namespace) + "/model")
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        for cond in self.scaler().get("status", {}).get("conditions") or []:
+            if cond["type"] == kind:
+                return dict(cond)
+        return {}
+
+    def replicas(self) -> int:
+        scale = self.stack.kube.request(
+            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/model/scale")
+        return int(scale["spec"].get("replicas") or 0)
+
+    def events(self) -> list[str]:
+        items = self.stack.kube.request(
+            "GET", f"/api/v1/namespaces/{self.namespace}/events",
+            query={"fieldSelector": "involvedObject.kind=AIScaler"})["items"]
+        return [f"{e['reason']}: {e['message']}" for e in items]
+
+
+@dataclass
+class Environment:
+    stack: Stack
+    servers: list[ModelServer]
+    prometheus_port: int
+
+
+@pytest.fixture(scope="module")
+def env(cluster: LocalCluster) -> Iterator[Environment]:
+    with ExitStack() as stack:
+        servers = [ModelServer(waiting=0), ModelServer(waiting=0)]
+        for server in servers:
+            stack.callback(server.close)
+        port = free_port()
+        running = stack.enter_context(running_prometheus(
+            [f"127.0.0.1:{s.port}" for s in servers], port=port))
+        s = stack.enter_context(running_stack(
+            cluster, extender_args=[f"--prometheus-url={running[0]}"]))
+        yield Environment(s, servers, port)
+
+
+@pytest.fixture
+def scene(env: Environment, namespace: str) -> Iterator[Scene]:
+    kubelet = Kubelet(env.stack.kube, namespace)
+    try:
+        scene = Scene(env.stack, namespace, env.servers, env.prometheus_port)
+        scene.load(5)
+        yield scene
+    finally:
+        kubelet.stop()
+
+
+def deployment(label: str) -> dict[str, Any]:
+    labels = {"app": f"model-{label}"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "model"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"}},
+                "spec": {"schedulerName": names.SCHEDULER_NAME,
+                         "nodeSelector": {"headroom-e2e": label},
+                         "containers": [{"name": "model", "image": "example.invalid/model",
+                                         "resources": {"limits": {names.GPU_RESOURCE: "1"}}}]}}}}
+
+
+def aiscaler(query: str) -> dict[str, Any]:
+    return {"apiVersion": names.GROUP_VERSION, "kind": names.AISCALER_KIND,
+            "metadata": {"name": "model"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "model"},
+                     "minReplicas": 1, "maxReplicas": 8, "pollingInterval": 1,
+                     "metrics": [{"type": "prometheus", "query": query,
+                                  "target": {"type": "Value", "value": 10}}],
+                     # Quick steps, so the test is not paced by HPA's default 15 s periods.
+                     "behavior": {"scaleUp": {"policies": [
+                                      {"type": "Pods", "value": 10, "periodSeconds": 1}]},
+                                  "scaleDown": {"stabilizationWindowSeconds": 5}}}}
+
+
+def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_then_falls(
+        scene: Scene) -> None:
+    stack, ns = scene.stack, scene.namespace
+    # 2 free GPUs on one node; the other node's only GPU is held by a process outside Kubernetes.
+    free_node, busy_node = f"ais-{stack.label}-a", f"ais-{stack.label}-b"
+    stack.add_node(free_node, [80, 80], group="scaler")
+    stack.add_node(busy_node, [80], used_gi=70, group="scaler")
+    stack.kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
+                       body=deployment(stack.label))
+    stack.kube.request("POST", AISCALERS.format(namespace=ns),
+                       body=aiscaler(f"sum({QUEUE})"))
+    eventually(lambda: scene.condition("ScalingActive").get("status") == "True",
+               what="the scaler reading Prometheus")
+
+    scene.load(60)  # 6 replicas' worth; the GPUs hold 2
+    eventually(lambda: scene.condition("ScalingLimited").get("reason")
+               == "InsufficientGPUHeadroom", what="the GPU cap")
+    limited = scene.condition("ScalingLimited")["message"]
+    assert limited.startswith("wanted 6, 2 fit: 4 more need 20Gi"), limited
+    assert "largest free 10Gi" in limited, limited
+    eventually(lambda: scene.replicas() == 2, what="replicas at the cap")
+    status = scene.scaler()["status"]
+    assert (status["desiredReplicas"], status["feasibleReplicas"],
+            status["appliedReplicas"]) == (6, 2, 2)
+    assert any(e.startswith("ScalingLimited: wanted 6, 2 fit") for e in scene.events())
+
+    stack.report(busy_node, [80], used_gi=0)  # the outside process ends: one more GPU
+    eventually(lambda: scene.replicas() == 3, what="the cap lifted to 3")
+    eventually(lambda: scene.scaler()["status"].get("feasibleReplicas") == 3,
+               what="feasible 3 in status")
+
+    process = scene.prometheus_port
+    prometheus_url = f"http://127.0.0.1:{process}"
+    _kill_prometheus(scene)
+    scene.load(5)  # would mean 1 replica, but nobody can see it
+    eventually(lambda: scene.condition("ScalingActive").get("status") == "False",
+               what="the scaler noticing Prometheus is gone")
+    assert "metric source unavailable" in scene.condition("ScalingActive")["message"]
+    rounds = _rounds_seen(scene, 4)
+    assert rounds and scene.replicas() == 3, "replicas held while the metrics are missing"
+
+    with running_prometheus([f"127.0.0.1:{s.port}" for s in scene.servers],
+                            port=scene.prometheus_port):
+        eventually(lambda: scene.replicas() == 1, timeout_seconds=90,
+                   what=f"the scale-down after the window ({prometheus_url} back)")
+    assert any(e.startswith("Scaled: scaled Deployment/model from 3 to 1") for e in
+               scene.events()), scene.events()
+
+
+def _kill_prometheus(scene: Scene) -> None:
+    import subprocess  # noqa: PLC0415
+
+    subprocess.run(["pkill", "-f", f"web.listen-address=127.0.0.1:{scene.prometheus_port}"],
+                   check=False)
+    eventually(lambda: not _answers(scene.prometheus_port), what="Prometheus gone")
+
+
+def _answers(port: int) -> bool:
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _rounds_seen(scene: Scene, count: int) -> bool:
+    """Wait until the extender has run `count` more AIScaler rounds (its /metrics counts them)."""
+    start = _reconciles(scene)
+    eventually(lambda: _reconciles(scene) >= start + count, timeout_seconds=30,
+               what=f"{count} scaler rounds", interval_seconds=0.5)
+    return True
+
+
+def _reconciles(scene: Scene) -> float:
+    import urllib.request  # noqa: PLC0415
+
+    url = f"http://127.0.0.1:{scene.stack.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("headroom_scaler_reconciles "):
+                return float(line.split()[1])
+    raise AssertionError("headroom_scaler_reconciles missing from the extender's /metrics")
+
+
+def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:
+    stack, ns = scene.stack, scene.namespace
+    stack.kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
+                       body=deployment(stack.label))
+    bad = aiscaler(f"sum({QUEUE})")
+    bad["spec"]["minReplicas"] = 9  # above maxReplicas 8: the CRD schema cannot say so
+    stack.kube.request("POST", AISCALERS.format(namespace=ns), body=bad)
+    eventually(lambda: scene.condition("AbleToScale").get("reason") == "InvalidSpec",
+               what="the invalid spec in status")
+    message = scene.condition("AbleToScale")["message"]
+    assert "spec.minReplicas: must not exceed spec.maxReplicas (8); got 9" in message
+    assert scene.replicas() == 1
+    assert any(e.startswith("InvalidSpec: invalid spec: spec.minReplicas") for e in scene.events())
+
+    stack.kube.request("POST", f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers",
+                       body={"metadata": {"name": "cpu"}, "spec": {
+                           "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                              "name": "model"},
+                           "minReplicas": 1, "maxReplicas": 3}})
+    stack.kube.request("PATCH", AISCALERS.format(namespace=ns) + "/model",
+                       content_type="application/merge-patch+json",
+                       body={"spec": {"minReplicas": 1}})
+    eventually(lambda: scene.condition("AbleToScale").get("reason") == "ConflictingHPA",
+               what="the rival HPA in status")
+    assert "HorizontalPodAutoscaler cpu also scales Deployment/model" in \
+        scene.condition("AbleToScale")["message"]
+    scene.load(60)
+    assert _rounds_seen(scene, 3)
+    assert scene.replicas() == 1  # the load would ask for 6: the AIScaler stands aside
