@@ -80,7 +80,8 @@ def slim_pod(pod: JsonDict) -> JsonDict:
 
 
 def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | None,
-                  identity: str, prometheus_url: str | None = None) -> Runtime:
+                  identity: str, prometheus_url: str | None = None,
+                  scale_down_window_seconds: int | None = None) -> Runtime:
     view = ClusterView()
     leadership = Leadership(kube, lease=lease, identity=identity)
     requeuer = Requeuer(kube, view, settings=settings, is_leader=leadership.is_leader)
@@ -107,7 +108,8 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
                           staleness_seconds=settings.staleness_seconds)
     scaler = ScalerController(kube, view, scalers=lambda: scalers.snapshot().values(),
                               is_leader=leadership.is_leader, settings=settings,
-                              prometheus_url=prometheus_url)
+                              prometheus_url=prometheus_url,
+                              scale_down_window_seconds=scale_down_window_seconds)
     runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
                       requeuer=requeuer, caches=caches)
     for cache in caches:
@@ -153,7 +155,13 @@ def runtime_from_env() -> Runtime:
     kube = Kube(load_api_client(env.get(f"{ENV_PREFIX}KUBECONFIG") or None))
     return start_runtime(kube, settings=settings, lease=lease,
                          identity=env.get(f"{ENV_PREFIX}IDENTITY", "") or os.uname().nodename,
-                         prometheus_url=env.get(f"{ENV_PREFIX}PROMETHEUS_URL") or None)
+                         prometheus_url=env.get(f"{ENV_PREFIX}PROMETHEUS_URL") or None,
+                         scale_down_window_seconds=_int_or_none(
+                             env.get(f"{ENV_PREFIX}SCALE_DOWN_STABILIZATION_SECONDS")))
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text else None
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--prometheus-url", metavar="URL", default="",
         help="the Prometheus the AIScalers' `prometheus` metrics ask when they name no "
              "serverAddress (default: none)")
+    add("--scale-down-stabilization-seconds", type=int, metavar="SECONDS", default=None,
+        help="the scale-down stabilisation window of AIScalers that set none (default: 300, "
+             "HPA's)")
     add("--identity", metavar="NAME", default="",
         help="this pod's name, as the scheduler writes it in the Lease (default: hostname)")
     add_arguments(parser, default_bind="127.0.0.1:8888")  # a sidecar: localhost only
@@ -57,6 +60,9 @@ def check(args: argparse.Namespace) -> str | None:
     if args.prometheus_url and (url.scheme not in ("http", "https") or not url.netloc):
         return ("--prometheus-url: expected an http(s) URL such as http://prometheus:9090 "
                 f"(got {args.prometheus_url!r})")
+    window = args.scale_down_stabilization_seconds
+    if window is not None and not 0 <= window <= 3600:
+        return f"--scale-down-stabilization-seconds: expected 0..3600 (got {window})"
     if args.workers != 1:
         return ("--workers: the extender keeps its reservations in one process; expected 1 "
                 f"(got {args.workers}); use --threads for concurrency")
@@ -84,5 +90,8 @@ def run(args: argparse.Namespace) -> int:
         f"{ENV_PREFIX}LEADER_LEASE": args.leader_lease,
         f"{ENV_PREFIX}IDENTITY": args.identity,
         f"{ENV_PREFIX}PROMETHEUS_URL": args.prometheus_url,
+        f"{ENV_PREFIX}SCALE_DOWN_STABILIZATION_SECONDS":
+            "" if args.scale_down_stabilization_seconds is None  # 0 is a window too
+            else str(args.scale_down_stabilization_seconds),
     })
     return serving.run(options)

@@ -73,6 +73,7 @@ class ScalerController:
     is_leader: Callable[[], bool]
     settings: Settings
     prometheus_url: str | None = None
+    scale_down_window_seconds: int | None = None  # None: HPA's default (300 s)
     tick_seconds: float = 1.0
     scrape_timeout_seconds: float = 2.0
     clock: Callable[[], float] = time.time
@@ -130,7 +131,8 @@ class ScalerController:
         meta = scaler.get("metadata") or {}
         namespace = str(meta.get("namespace"))
         try:
-            spec = parse_spec(scaler)
+            spec = parse_spec(scaler, default_scale_down_window_seconds=(
+                self.scale_down_window_seconds))
         except SpecError as exc:
             self._blocked(scaler, memory, "InvalidSpec", f"invalid spec: {exc}")
             return DEFAULT_POLLING_INTERVAL_SECONDS

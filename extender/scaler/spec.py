@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -155,8 +155,13 @@ class ScalerSpec:
     feasibility: Feasibility = Feasibility()
 
 
-def parse_spec(obj: Mapping[str, Any]) -> ScalerSpec:
-    """The AIScaler object's spec, validated, with defaults filled in. Raises SpecError."""
+def parse_spec(obj: Mapping[str, Any], *,
+               default_scale_down_window_seconds: int | None = None) -> ScalerSpec:
+    """The AIScaler object's spec, validated, with defaults filled in. Raises SpecError.
+
+    `default_scale_down_window_seconds` replaces HPA's 300 s default scale-down stabilisation
+    for specs that do not set their own (as kube-controller-manager's
+    --horizontal-pod-autoscaler-downscale-stabilization does for HPAs)."""
     spec = _object(obj.get("spec"), "spec", required=True)
     min_replicas = _integer(spec, "minReplicas", "spec", minimum=0, default=1)
     max_replicas = _integer(spec, "maxReplicas", "spec", minimum=1, default=None)
@@ -170,7 +175,7 @@ def parse_spec(obj: Mapping[str, Any]) -> ScalerSpec:
         max_replicas=max_replicas,
         polling_interval_seconds=_integer(spec, "pollingInterval", "spec", minimum=1,
                                           default=DEFAULT_POLLING_INTERVAL_SECONDS),
-        behavior=_behavior(spec),
+        behavior=_behavior(spec, default_scale_down_window_seconds),
         feasibility=_feasibility(spec),
     )
 
@@ -291,11 +296,13 @@ def _target(raw: Mapping[str, Any], where: str, allowed: tuple[TargetType, ...])
 
 
 # -- behavior ----------------------------------------------------------------------------------
-def _behavior(spec: Mapping[str, Any]) -> Behavior:
+def _behavior(spec: Mapping[str, Any], down_window_seconds: int | None) -> Behavior:
     raw = _object(spec.get("behavior"), "spec.behavior")
+    down = DEFAULT_SCALE_DOWN if down_window_seconds is None else replace(
+        DEFAULT_SCALE_DOWN, stabilization_window_seconds=down_window_seconds)
     return Behavior(
         scale_up=_rules(raw.get("scaleUp"), "spec.behavior.scaleUp", DEFAULT_SCALE_UP),
-        scale_down=_rules(raw.get("scaleDown"), "spec.behavior.scaleDown", DEFAULT_SCALE_DOWN),
+        scale_down=_rules(raw.get("scaleDown"), "spec.behavior.scaleDown", down),
     )
 
 

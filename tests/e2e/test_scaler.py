@@ -11,27 +11,32 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import yaml
 
 from headroom import names
 from headroom.kube import ApiError, Kube
 from headroom.localcluster import LocalCluster, free_port
-from tests.e2e.stack import Stack, eventually, running_stack
+from tests.e2e.stack import ROOT, Stack, eventually, running_stack
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
 
 AISCALERS = f"/apis/{names.GROUP_VERSION}/namespaces/{{namespace}}/{names.AISCALER_PLURAL}"
 
 
 class Kubelet:
-    """Runs the namespace's bound pods as a kubelet would, and finishes their deletion."""
+    """Runs the namespace's bound pods as a kubelet would, and finishes their deletion.
+    `start(pod)` gives the IP a bound pod runs with, or None to leave it Pending (a slow node)."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
+    def __init__(self, kube: Kube, namespace: str, *,
+                 start: Callable[[dict[str, Any]], str | None] = lambda pod: "127.0.0.1"
+                 ) -> None:
+        self.kube, self.namespace, self.start = kube, namespace, start
+        self.started: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -47,11 +52,15 @@ class Kubelet:
             name, spec = pod["metadata"]["name"], pod["spec"]
             if pod["metadata"].get("deletionTimestamp"):
                 self.kube.request("DELETE", f"{base}/{name}", body={"gracePeriodSeconds": 0})
-            elif spec.get("nodeName") and pod.get("status", {}).get("phase") != "Running":
+            elif spec.get("nodeName") and name not in self.started:
+                ip = self.start(pod)
+                if ip is None:
+                    continue
                 self.kube.request("PATCH", f"{base}/{name}/status",
                                   content_type="application/merge-patch+json", body={"status": {
-                                      "phase": "Running", "podIP": "127.0.0.1",
+                                      "phase": "Running", "podIP": ip,
                                       "conditions": [{"type": "Ready", "status": "True"}]}})
+                self.started.add(name)
 
     def stop(self) -> None:
         self._stop.set()
@@ -64,6 +73,8 @@ class Scene:
     namespace: str
     servers: list[ModelServer]
     prometheus_port: int
+    target: str = "model"
+    scaler_name: str = "model"
 
     def load(self, total: float) -> None:
         """The queue the model servers report, split between them."""
@@ -72,7 +83,7 @@ class Scene:
 
     def scaler(self) -> dict[str, Any]:
         return self.stack.kube.request(
-            "GET", AISCALERS.format(namespace=self.namespace) + "/model")
+            "GET", AISCALERS.format(namespace=self.namespace) + f"/{self.scaler_name}")
 
     def condition(self, kind: str) -> dict[str, Any]:
         for cond in self.scaler().get("status", {}).get("conditions") or []:
@@ -82,7 +93,7 @@ class Scene:
 
     def replicas(self) -> int:
         scale = self.stack.kube.request(
-            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/model/scale")
+            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.target}/scale")
         return int(scale["spec"].get("replicas") or 0)
 
     def events(self) -> list[str]:
@@ -109,7 +120,8 @@ def env(cluster: LocalCluster) -> Iterator[Environment]:
         running = stack.enter_context(running_prometheus(
             [f"127.0.0.1:{s.port}" for s in servers], port=port))
         s = stack.enter_context(running_stack(
-            cluster, extender_args=[f"--prometheus-url={running[0]}"]))
+            cluster, extender_args=[f"--prometheus-url={running[0]}",
+                                    "--scale-down-stabilization-seconds=5"]))
         yield Environment(s, servers, port)
 
 
@@ -265,3 +277,64 @@ def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene
     scene.load(60)
     assert _rounds_seen(scene, 3)
     assert scene.replicas() == 1  # the load would ask for 6: the AIScaler stands aside
+
+
+def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_pods(
+        env: Environment, namespace: str) -> None:
+    """The seed AIScaler exactly as shipped (15 s polling, queue depth scraped from each Ready
+    pod's :8000): maxReplicas 10 is above the 3 replicas the GPUs hold; the node with the third
+    GPU never starts its pod (Pending, no IP); one running pod refuses connections."""
+    stack = env.stack
+    fast, slow = f"seed-{stack.label}-fast", f"seed-{stack.label}-slow"
+    stack.add_node(fast, [80, 80], group="seed")
+    stack.add_node(slow, [80], group="seed")
+    servers: dict[str, ModelServer] = {}
+    started: list[str] = []
+    per_pod_queue = [39.0]  # with the lora queue of 1: 40 per pod, 4 replicas' worth each
+
+    def start(pod: dict[str, Any]) -> str | None:
+        if pod["spec"]["nodeName"] == slow:
+            return None
+        name = pod["metadata"]["name"]
+        started.append(name)
+        ip = f"127.0.99.{len(started)}"
+        if len(started) != 2:  # the second pod to run refuses connections
+            servers[name] = ModelServer(waiting=per_pod_queue[0], host=ip, port=8000)
+        return ip
+
+    kubelet = Kubelet(stack.kube, namespace, start=start)
+    try:
+        body = deployment(stack.label)
+        body["metadata"]["name"] = "llm-server"
+        stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                           body=body)
+        eventually(lambda: len(servers) == 1, what="the first replica running")
+        seed = yaml.safe_load((ROOT / "manifests/examples/seed-aiscaler.yaml").read_text())
+        scene = Scene(stack, namespace, [], env.prometheus_port, target="llm-server",
+                      scaler_name=seed["metadata"]["name"])
+        stack.kube.request("POST", AISCALERS.format(namespace=namespace), body=seed)
+
+        eventually(lambda: scene.replicas() == 3, what="3 replicas, the GPUs' cap")
+        eventually(lambda: scene.condition("ScalingLimited").get("reason")
+                   == "InsufficientGPUHeadroom", what="the cap in status")
+        assert scene.condition("ScalingLimited")["message"].startswith("wanted 4, 3 fit")
+        eventually(lambda: len(started) == 2, what="the refusing replica running")
+        pending = [p for p in stack.pods(namespace) if p["spec"].get("nodeName") == slow]
+        assert len(pending) == 1 and not pending[0]["status"].get("podIP")
+        # A round with a Pending pod and a refusing one completes and holds (no cascade).
+        assert _rounds_seen(scene, 1)
+        assert scene.condition("ScalingActive")["status"] == "True"
+        assert scene.replicas() == 3
+
+        per_pod_queue[0] = 1.0  # 2 per pod: the load falls
+        for server in servers.values():
+            server.waiting = per_pod_queue[0]
+        # The refusing pod counts as at target on the way down: (2 + 10) / 2 per pod -> 2.
+        eventually(lambda: scene.replicas() == 2, timeout_seconds=90,
+                   what="the scale-down past a refusing and a Pending pod")
+        assert any(e.startswith("Scaled: scaled Deployment/llm-server from 3 to 2")
+                   for e in scene.events()), scene.events()
+    finally:
+        kubelet.stop()
+        for server in servers.values():
+            server.close()

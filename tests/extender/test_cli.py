@@ -17,6 +17,8 @@ from headroom.cli import main
         (["--bind=nowhere"], "--bind"),
         (["--prometheus-url=prometheus:9090"], "--prometheus-url: expected an http(s) URL"),
         (["--prometheus-url=http://"], "--prometheus-url: expected an http(s) URL"),
+        (["--scale-down-stabilization-seconds=-1"],
+         "--scale-down-stabilization-seconds: expected 0..3600 (got -1)"),
     ],
 )
 def test_bad_flags_are_refused_naming_them(flags: list[str], message: str,

@@ -22,7 +22,8 @@ QUEUE = "vllm:num_requests_waiting"
 class ModelServer:
     """A stand-in model server: `/metrics` with a queue-depth gauge, or a chosen failure."""
 
-    def __init__(self, *, waiting: float, behaviour: str = "ok") -> None:
+    def __init__(self, *, waiting: float, behaviour: str = "ok", host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
         self.waiting = waiting
         self.behaviour = behaviour
         self.release = threading.Event()
@@ -47,8 +48,8 @@ class ModelServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = port or free_port()
+        self.httpd = ThreadingHTTPServer((host, self.port), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:

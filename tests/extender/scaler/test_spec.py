@@ -72,6 +72,15 @@ def test_defaults_are_hpas() -> None:
     assert (ScalingRules(*up), ScalingRules(*down)) == (DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN)
 
 
+def test_the_operator_may_change_the_default_scale_down_window_but_not_a_specs_own() -> None:
+    spec = parse_spec(seed(), default_scale_down_window_seconds=20)
+    assert spec.behavior.scale_down.stabilization_window_seconds == 20
+    assert spec.behavior.scale_down.policies == DEFAULT_SCALE_DOWN.policies
+    own = parse_spec(seed(behavior={"scaleDown": {"stabilizationWindowSeconds": 60}}),
+                     default_scale_down_window_seconds=20)
+    assert own.behavior.scale_down.stabilization_window_seconds == 60
+
+
 GOOD: list[tuple[str, dict[str, Any], Any]] = [
     ("minReplicas defaults to 1", seed(minReplicas=None), lambda s: s.min_replicas == 1),
     ("minReplicas 0 is allowed", seed(minReplicas=0), lambda s: s.min_replicas == 0),
