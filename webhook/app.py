@@ -68,6 +68,17 @@ def state() -> State:
 
 @bp.post("/mutate")
 def mutate() -> tuple[Response, int]:
+    return _answer(namespace_opted_in=False)
+
+
+@bp.post("/mutate/namespace")
+def mutate_namespace() -> tuple[Response, int]:
+    """The webhook for namespaces labelled `headroom.dev/managed: "true"`: their GPU pods are
+    managed without a pod label (the configuration's namespaceSelector decides who comes here)."""
+    return _answer(namespace_opted_in=True)
+
+
+def _answer(*, namespace_opted_in: bool) -> tuple[Response, int]:
     started = time.perf_counter()
     shared = state()
     metrics = shared.metrics
@@ -76,7 +87,8 @@ def mutate() -> tuple[Response, int]:
     except OSError as exc:  # the client stalled past the request timeout, or went away
         metrics.requests.labels(result="invalid").inc()
         return jsonify({"error": f"body: not received completely ({exc})", "field": "body"}), 400
-    outcome = review(body, shared.store.current, version=shared.version)
+    outcome = review(body, shared.store.current, version=shared.version,
+                     namespace_opted_in=namespace_opted_in)
     metrics.requests.labels(result=outcome.result).inc()
     if outcome.operations:
         metrics.patches.labels(profile=outcome.profile).inc()

@@ -62,8 +62,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def review(body: bytes, profiles: ProfileSet, *, version: str) -> Outcome:
-    """Answer one request body; never raises."""
+def review(body: bytes, profiles: ProfileSet, *, version: str,
+           namespace_opted_in: bool = False) -> Outcome:
+    """Answer one request body; never raises. `namespace_opted_in`: the request came through
+    the webhook for namespaces labelled `headroom.dev/managed: "true"`, so its GPU pods are
+    managed without a label of their own."""
     try:
         document = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -75,7 +78,8 @@ def review(body: bytes, profiles: ProfileSet, *, version: str) -> Outcome:
     uid: str = request["uid"]
     fields = _log_fields(request)
     try:
-        response, result, profile, operations = _decide(request, profiles, version=version)
+        response, result, profile, operations = _decide(
+            request, profiles, version=version, namespace_opted_in=namespace_opted_in)
     except Exception:  # a bug must not become a 500 the API server cannot explain to the user
         log.exception("review failed", extra=log_fields(**fields))
         response = _deny(uid, "internal error in the Headroom webhook; see its logs "
@@ -124,8 +128,8 @@ def _log_fields(request: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str
-            ) -> tuple[AdmissionResponse, str, str, int]:
+def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str,
+            namespace_opted_in: bool) -> tuple[AdmissionResponse, str, str, int]:
     uid: str = request["uid"]
     kind = request.get("kind")
     is_pod = isinstance(kind, dict) and kind.get("kind") == "Pod" and not kind.get("group")
@@ -136,8 +140,11 @@ def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str
         return _deny(uid, "request.object: expected the Pod being created"), DENIED, "", 0
     try:
         _check_shape(pod)
-        if not is_managed(pod):
+        labelled = is_managed(pod)
+        if not labelled and not namespace_opted_in:
             return _allow(uid), IGNORED, "", 0
+        if not labelled and GpuDemand.from_pod(pod) is None:
+            return _allow(uid), IGNORED, "", 0  # a namespace's pods without GPUs: not ours
         return _decide_managed(uid, pod, profiles, version=version)
     except (DemandError, MutationError) as exc:
         return _deny(uid, str(exc)), DENIED, "", 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from headroom.kube import ApiError, Kube
 from headroom.localcluster import LocalCluster
@@ -40,24 +41,19 @@ class Registered:
 
 
 def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
+    """The shipped configuration, adapted: each webhook called by URL, with the caBundle, and
+    only for namespaces carrying this registration's own label."""
     label_value = uuid.uuid4().hex[:10]
     name = f"headroom-e2e-{label_value}"
-    manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "pods.webhook.headroom.dev",
-            "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
-            "clientConfig": {"url": f"https://127.0.0.1:{server.port}/mutate",
-                             "caBundle": (certs / "cabundle.txt").read_text().strip()},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"], "scope": "Namespaced"}],
-            "objectSelector": {"matchLabels": {"headroom.dev/managed": "true"}},
-            "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: label_value}},
-        }],
-    }
+    manifest = yaml.safe_load(
+        (ROOT / "manifests/webhook/mutatingwebhookconfiguration.yaml").read_text())
+    manifest["metadata"] = {"name": name}
+    for webhook in manifest["webhooks"]:
+        path = webhook["clientConfig"]["service"]["path"]
+        webhook["clientConfig"] = {"url": f"https://127.0.0.1:{server.port}{path}",
+                                   "caBundle": (certs / "cabundle.txt").read_text().strip()}
+        selector = webhook.setdefault("namespaceSelector", {})
+        selector["matchLabels"] = {**selector.get("matchLabels", {}), SELECTOR_LABEL: label_value}
     cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
     return Registered(server=server, config_name=name, label_value=label_value)
 
@@ -173,6 +169,24 @@ def test_an_unmanaged_pod_is_untouched(kube: Kube, managed_ns: str) -> None:
     assert created["spec"]["schedulerName"] == "default-scheduler"
     assert "readinessGates" not in created["spec"] and "affinity" not in created["spec"]
     assert MUTATED_BY_ANNOTATION not in created["metadata"].get("annotations", {})
+
+
+def test_a_namespace_labelled_managed_opts_its_gpu_pods_in(kube: Kube, managed_ns: str) -> None:
+    kube.request("PATCH", f"/api/v1/namespaces/{managed_ns}",
+                 body={"metadata": {"labels": {"headroom.dev/managed": "true"}}},
+                 content_type="application/merge-patch+json")
+    unlabelled = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"})
+    del unlabelled["metadata"]["labels"]["headroom.dev/managed"]
+    wait_until(lambda: is_mutated(create(kube, managed_ns, unlabelled, dry_run=True)),
+               timeout_seconds=30, what="the namespace webhook in use", interval_seconds=0.2)
+    assert is_mutated(create(kube, managed_ns, unlabelled))
+    no_gpu = gpu_pod(gpus=None)
+    del no_gpu["metadata"]["labels"]["headroom.dev/managed"]
+    no_gpu["metadata"]["name"] = "web"
+    assert create(kube, managed_ns, no_gpu)["spec"]["schedulerName"] == "default-scheduler"
+    opted_out = gpu_pod(labels={"headroom.dev/managed": "false"})
+    opted_out["metadata"]["name"] = "opted-out"
+    assert create(kube, managed_ns, opted_out)["spec"]["schedulerName"] == "default-scheduler"
 
 
 def test_a_bad_annotation_is_refused_and_the_user_sees_why(

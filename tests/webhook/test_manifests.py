@@ -88,3 +88,15 @@ def test_the_webhook_configuration() -> None:
     excluded = webhook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["operator"] == "NotIn"
     assert set(excluded["values"]) == {"kube-system", names.SYSTEM_NAMESPACE}
+
+
+def test_the_namespace_opt_in_webhook_never_meets_a_labelled_pod() -> None:
+    by_pod, by_namespace = load("mutatingwebhookconfiguration.yaml")["webhooks"]
+    assert by_namespace["clientConfig"]["service"]["path"] == "/mutate/namespace"
+    assert by_namespace["namespaceSelector"]["matchLabels"] == {names.MANAGED_LABEL: "true"}
+    # Pods carrying the label at all go to the first webhook ("true") or opt out (any other).
+    assert by_namespace["objectSelector"] == {"matchExpressions": [
+        {"key": names.MANAGED_LABEL, "operator": "DoesNotExist"}]}
+    same = ("admissionReviewVersions", "sideEffects", "failurePolicy", "reinvocationPolicy",
+            "timeoutSeconds", "rules")
+    assert {k: by_pod[k] for k in same} == {k: by_namespace[k] for k in same}

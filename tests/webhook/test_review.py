@@ -178,3 +178,34 @@ def test_a_bug_becomes_a_denial_with_the_uid_not_an_http_error(
 def test_the_response_is_plain_json() -> None:
     outcome = answer(review_body(gpu_pod()))
     assert json.loads(json.dumps(outcome.body)) == outcome.body
+
+
+def unlabelled(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["metadata"]["labels"].pop("headroom.dev/managed")
+    return pod
+
+
+def test_in_an_opted_in_namespace_gpu_pods_are_managed_without_a_label() -> None:
+    pod = unlabelled(gpu_pod(annotations={"headroom.dev/gpu-memory": "20Gi"}))
+    body = encode(review_body(pod))
+    assert response_of(answer(body)) == {"uid": "uid-1", "allowed": True}  # the pod webhook
+    outcome = review(body, PROFILES, version="0.1.0", namespace_opted_in=True)
+    assert outcome.result == "patched"
+    assert applied(pod, response_of(outcome))["spec"]["schedulerName"] == "headroom"
+
+
+def test_in_an_opted_in_namespace_pods_without_gpus_pass_silently() -> None:
+    pod = unlabelled(gpu_pod(gpus=None))
+    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0",
+                     namespace_opted_in=True)
+    assert response_of(outcome) == {"uid": "uid-1", "allowed": True}  # no warning either
+    assert outcome.result == "ignored"
+
+
+def test_in_an_opted_in_namespace_bad_annotations_are_still_refused() -> None:
+    pod = unlabelled(gpu_pod(annotations={"headroom.dev/gpu-memory": "lots"}))
+    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0",
+                     namespace_opted_in=True)
+    response = response_of(outcome)
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith("headroom.dev/gpu-memory: not a quantity")
