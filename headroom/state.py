@@ -96,7 +96,11 @@ def parse_time(text: object, *, field: str) -> float:
 
 
 def report_to_status(report: NodeReport) -> dict[str, Any]:
-    """The GPUNode `status` for a report, with summary fields for printer columns."""
+    """The GPUNode `status` for a report, with summary fields for printer columns.
+
+    The summaries (`gpuCount` .. `unclaimedGPUs`) are derived from `gpus` for people reading
+    `kubectl get gpunodes`; `report_from_status` ignores them, so they carry no contract.
+    """
     healthy_gpus = [g for g in report.gpus if g.healthy]
     free_total = sum(g.free_bytes for g in healthy_gpus)
     largest_free = max((g.free_bytes for g in healthy_gpus), default=0)
@@ -109,6 +113,9 @@ def report_to_status(report: NodeReport) -> dict[str, Any]:
         "healthyGPUs": len(healthy_gpus),
         "freeMemory": format_bytes(free_total),
         "largestFree": format_bytes(largest_free),
+        # What a pod that takes whole GPUs (the default, exclusive mode) can still get: a GPU
+        # some pod uses is taken for it however much memory that GPU has left.
+        "unclaimedGPUs": sum(1 for g in healthy_gpus if not g.pods),
         "gpus": [_gpu_to_status(g) for g in report.gpus],
     }
 

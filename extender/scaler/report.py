@@ -90,7 +90,8 @@ def blocked_status(reason: str, message: str, *, generation: int,
     status.update(observedGeneration=generation, conditions=[
         condition("AbleToScale", False, reason, message),
         condition("ScalingActive", False, reason, "nothing is scaled until this is fixed"),
-        condition("ScalingLimited", False, reason, "no decision was made"),
+        # The same words here: `kubectl get aiscalers -o wide` shows this condition's message.
+        condition("ScalingLimited", False, reason, f"no decision: {message}"),
     ])
     return status
 
