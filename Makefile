@@ -5,10 +5,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CACHE  ?= $(HOME)/.cache/headroom
 
-.PHONY: test venv control-plane lint unit e2e cluster-up cluster-down clean
+.PHONY: test demo venv control-plane lint unit e2e cluster-up cluster-down clean
 
 test: venv control-plane
 	$(BIN)/pytest
+
+# Headroom's whole loop on this machine; another story with `make demo SCENARIO=path.yaml`.
+SCENARIO ?= headroom/demo/scenarios/default.yaml
+demo: venv control-plane
+	$(BIN)/headroom demo --scenario $(SCENARIO)
 
 venv: $(VENV)/.installed
 

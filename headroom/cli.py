@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from certs import cli as certs_cli
 from extender import cli as extender_cli
 from headroom import status as status_cli
+from headroom.demo import cli as demo_cli
 from nodeagent import cli as nodeagent_cli
 from webhook import cli as webhook_cli
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     certs_cli.register(sub)
+    demo_cli.register(sub)
     extender_cli.register(sub)
     nodeagent_cli.register(sub)
     status_cli.register(sub)
