@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PURE_MODULES = ["headroom.names", "headroom.quantity", "headroom.demand", "headroom.state",
-                "headroom.fit"]
+                "headroom.fit", "headroom.capacity"]
 FORBIDDEN = ("flask", "kubernetes", "pynvml")
 
 

@@ -45,6 +45,7 @@ from extender.scaler.target import Target, TargetError, Targets
 from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
 from headroom import names
+from headroom.capacity import CapacityIndex
 from headroom.fit import NodeSnapshot
 from headroom.kube import ApiError, JsonDict, Kube
 from headroom.state import ReportError, parse_time
@@ -81,6 +82,7 @@ class ScalerController:
     targets: Targets = field(init=False)
     reconciled: int = 0  # AIScaler rounds run (for /metrics)
     _memory: dict[str, Memory] = field(default_factory=dict)
+    _last_index: CapacityIndex | None = None  # last round's, lending summaries of unchanged nodes
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -104,7 +106,7 @@ class ScalerController:
         """Reconcile every AIScaler whose turn has come; returns how many were."""
         now = self.monotonic()
         seen: set[str] = set()
-        snapshots: list[NodeSnapshot] | None = None
+        snapshots: CapacityIndex | None = None
         done = 0
         for scaler in list(self.scalers()):
             meta = scaler.get("metadata") or {}
@@ -115,8 +117,11 @@ class ScalerController:
             if now < memory.next_due_monotonic and generation == memory.generation:
                 continue
             memory.generation = generation
-            if snapshots is None:  # one view of the GPUs for the whole round
-                snapshots = [self.view.snapshot(n) for n in self.view.schedulable_nodes()]
+            if snapshots is None:  # one view of the GPUs, indexed once, for the whole round
+                snapshots = CapacityIndex(
+                    (self.view.snapshot(n) for n in self.view.schedulable_nodes()),
+                    previous=self._last_index)
+                self._last_index = snapshots
             interval = self.reconcile(scaler, memory, snapshots)
             memory.next_due_monotonic = now + interval
             done += 1

@@ -34,7 +34,9 @@ def evaluate(spec: ScalerSpec, observations: Observations, history: History, *,
     """The decision, the GPUs' headroom for more replicas, and the count to write.
 
     `placed_replicas` are the target's pods already bound to a node (they are claims in
-    `snapshots`); Ready pods are always placed, so this is also the "ready or placed" count."""
+    `snapshots`); Ready pods are always placed, so this is also the "ready or placed" count.
+    `snapshots` is best a headroom.capacity.CapacityIndex built once per round and shared by
+    every AIScaler (plain snapshots work too: an index is then built for this call alone)."""
     decision = decide(spec, observations, history, now_unix_seconds)
     headroom = feasible_replicas(demand, snapshots, now_unix_seconds=now_unix_seconds,
                                  staleness_seconds=staleness_seconds,

@@ -1,7 +1,10 @@
 """Feasibility: how many more replicas the GPUs can hold now, and the applied replica count.
 
-`feasible_replicas` asks headroom.fit's `place_replicas` (the extender's own accounting, claims
-and reservations included) how many more copies of the target's pod template fit.
+`feasible_replicas` asks how many more copies of the target's pod template `place_replicas` (the
+extender's own accounting, claims and reservations included) could put on the GPUs. It answers
+from a headroom.capacity.CapacityIndex: pass one built once per round as `snapshots` (it is a
+Sequence of them) and all AIScalers share it; pass plain snapshots and one is built for the call.
+`feasible_replicas_by_placement` is the same answer the straightforward way, for tests and benches.
 `apply_feasibility` turns a Decision into the count to write: in Enforce mode never more than the
 replicas already Ready or placed + the feasible ones + `allowPending`; in Observe mode the desired
 count, with the limit still reported. Pure: no client imports.
@@ -15,8 +18,9 @@ from enum import StrEnum
 
 from extender.scaler.decision import Decision, Limit
 from extender.scaler.spec import FeasibilityMode, ScalerSpec
+from headroom.capacity import CapacityIndex, Copies, copies_by_placement
 from headroom.demand import GpuDemand
-from headroom.fit import NodeSnapshot, Policy, Reason, fit, place_replicas
+from headroom.fit import NodeSnapshot, Policy
 from headroom.quantity import format_bytes
 
 
@@ -55,23 +59,32 @@ def feasible_replicas(pod_template_demand: GpuDemand | None, snapshots: Sequence
                       *, now_unix_seconds: float, staleness_seconds: float, current_placed: int,
                       max_replicas: int, policy: Policy = Policy.BINPACK) -> Headroom:
     """How many replicas beyond the `current_placed` (already in `snapshots` as claims) fit,
-    looking no further than `max_replicas` in all."""
+    looking no further than `max_replicas` in all. `snapshots` may be a CapacityIndex."""
     wanted = max(0, max_replicas - current_placed)
     if pod_template_demand is None:
         return Headroom(wanted, None)
-    placements, after = place_replicas(pod_template_demand, wanted, snapshots,
-                                       now_unix_seconds=now_unix_seconds,
-                                       staleness_seconds=staleness_seconds, policy=policy,
-                                       uid_prefix="feasibility")
-    if len(placements) == wanted:
-        return Headroom(wanted, pod_template_demand)
-    best_free = 0
-    for snapshot in after:
-        verdict = fit(pod_template_demand, snapshot, now_unix_seconds=now_unix_seconds,
-                      staleness_seconds=staleness_seconds, policy=policy)
-        if isinstance(verdict, Reason):
-            best_free = max(best_free, verdict.best_free_bytes)
-    return Headroom(len(placements), pod_template_demand, best_free, blocked=True)
+    index = snapshots if isinstance(snapshots, CapacityIndex) else CapacityIndex(snapshots)
+    return _headroom(pod_template_demand, index.copies(
+        pod_template_demand, wanted, now_unix_seconds=now_unix_seconds,
+        staleness_seconds=staleness_seconds, policy=policy))
+
+
+def feasible_replicas_by_placement(
+        pod_template_demand: GpuDemand | None, snapshots: Sequence[NodeSnapshot], *,
+        now_unix_seconds: float, staleness_seconds: float, current_placed: int,
+        max_replicas: int, policy: Policy = Policy.BINPACK) -> Headroom:
+    """`feasible_replicas` by placing the replicas one by one with `place_replicas` (the
+    reference: one pass over every node per replica)."""
+    wanted = max(0, max_replicas - current_placed)
+    if pod_template_demand is None:
+        return Headroom(wanted, None)
+    return _headroom(pod_template_demand, copies_by_placement(
+        pod_template_demand, wanted, snapshots, now_unix_seconds=now_unix_seconds,
+        staleness_seconds=staleness_seconds, policy=policy))
+
+
+def _headroom(demand: GpuDemand, copies: Copies) -> Headroom:
+    return Headroom(copies.count, demand, copies.best_free_bytes, blocked=copies.blocked)
 
 
 def apply_feasibility(decision: Decision, feasible: Headroom, *, ready_or_placed: int,

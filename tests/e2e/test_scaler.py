@@ -9,7 +9,6 @@ the test, as in test_extender.py.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -37,14 +36,19 @@ class Kubelet:
                  ) -> None:
         self.kube, self.namespace, self.start = kube, namespace, start
         self.started: set[str] = set()
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.3):
-            with contextlib.suppress(ApiError):  # the next pass retries, as a kubelet would
+            try:
                 self.sync()
+            except ApiError:
+                pass  # the next pass retries, as a kubelet would
+            except OSError as exc:  # a stand-in that cannot listen: the test reports it
+                self.errors.append(repr(exc))
 
     def sync(self) -> None:
         base = f"/api/v1/namespaces/{self.namespace}/pods"
@@ -286,8 +290,7 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
     GPU never starts its pod (Pending, no IP); one running pod refuses connections."""
     stack = env.stack
     fast, slow = f"seed-{stack.label}-fast", f"seed-{stack.label}-slow"
-    stack.add_node(fast, [80, 80], group="seed")
-    stack.add_node(slow, [80], group="seed")
+    stack.add_node(fast, [80, 80], group="seed")  # the slow node joins once replica 1 runs
     servers: dict[str, ModelServer] = {}
     started: list[str] = []
     per_pod_queue = [39.0]  # with the lora queue of 1: 40 per pod, 4 replicas' worth each
@@ -309,12 +312,14 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
         stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
                            body=body)
         eventually(lambda: len(servers) == 1, what="the first replica running")
+        stack.add_node(slow, [80], group="seed")
         seed = yaml.safe_load((ROOT / "manifests/examples/seed-aiscaler.yaml").read_text())
         scene = Scene(stack, namespace, [], env.prometheus_port, target="llm-server",
                       scaler_name=seed["metadata"]["name"])
         stack.kube.request("POST", AISCALERS.format(namespace=namespace), body=seed)
 
         eventually(lambda: scene.replicas() == 3, what="3 replicas, the GPUs' cap")
+        assert not kubelet.errors, kubelet.errors
         eventually(lambda: scene.condition("ScalingLimited").get("reason")
                    == "InsufficientGPUHeadroom", what="the cap in status")
         assert scene.condition("ScalingLimited")["message"].startswith("wanted 4, 3 fit")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender.scaler.decision import (
@@ -14,17 +14,21 @@ from extender.scaler.decision import (
     PodState,
     decide,
 )
+from extender.scaler.evaluate import evaluate
 from extender.scaler.feasibility import (
     Headroom,
     Limited,
     LimitReason,
     apply_feasibility,
     feasible_replicas,
+    feasible_replicas_by_placement,
 )
 from extender.scaler.spec import ScalerSpec, parse_spec
+from headroom.capacity import CapacityIndex
 from headroom.demand import GpuDemand
-from headroom.fit import NodeSnapshot, PodClaim
+from headroom.fit import NodeSnapshot, PodClaim, Policy
 from headroom.state import GpuState, NodeReport
+from tests.headroom.test_fit_capacity import clusters, demands
 
 GI = 2**30
 NOW = 1_700_000_000.0
@@ -223,3 +227,54 @@ def test_seed_004_pure_core_scales_both_ways_and_nothing_blocks() -> None:
         per_pod={"r0": 1.0, "r2": 1.0, "r3": 1.0, "r4": 1.0})})
     desired, limited, _ = round_trip(obs, history, cluster, placed=5)
     assert (desired, limited.applied_replicas, limited.reason) == (2, 2, None)
+
+
+# -- the fast path against place_replicas, and Enforce over real accounting ----------------------
+@settings(max_examples=300, deadline=None)
+@given(clusters(), st.lists(st.one_of(st.none(), demands), min_size=1, max_size=4),
+       st.integers(0, 12), st.integers(0, 25), st.sampled_from(list(Policy)))
+def test_feasible_replicas_answers_as_placing_one_by_one(
+        snapshots: list[NodeSnapshot], templates: list[GpuDemand | None], placed: int,
+        max_replicas: int, policy: Policy) -> None:
+    shared_index = CapacityIndex(snapshots)  # one per round, shared by every AIScaler
+    for demand in templates:
+        answers = [ask(demand, given_snapshots, now_unix_seconds=NOW, staleness_seconds=60.0,
+                       current_placed=placed, max_replicas=max_replicas, policy=policy)
+                   for ask, given_snapshots in ((feasible_replicas_by_placement, snapshots),
+                                                (feasible_replicas, snapshots),
+                                                (feasible_replicas, shared_index))]
+        assert answers[1] == answers[0]
+        assert answers[2] == answers[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshots=clusters(), demand=st.one_of(st.none(), demands),
+       current=st.integers(0, 12), placed=st.integers(0, 12),
+       per_pod=st.lists(st.floats(0, 100), max_size=12), allow_pending=st.integers(0, 3),
+       min_replicas=st.integers(0, 4), max_replicas=st.integers(4, 20), observe=st.booleans())
+def test_enforce_never_exceeds_the_feasible_count_over_real_accounting(
+        *, snapshots: list[NodeSnapshot], demand: GpuDemand | None, current: int, placed: int,
+        per_pod: list[float], allow_pending: int, min_replicas: int, max_replicas: int,
+        observe: bool) -> None:
+    """The issue's property end to end: evaluate over random clusters never applies more than
+    placed + what place_replicas can put on the GPUs + allowPending (minReplicas aside)."""
+    spec = scaler(mode="Observe" if observe else "Enforce", allow_pending=allow_pending,
+                  min_replicas=min_replicas, max_replicas=max_replicas)
+    pods = tuple(PodState(f"p{i}", ready=True) for i in range(len(per_pod)))
+    observations = Observations(current, pods, {"queue_depth": MetricObservation(
+        per_pod={p.name: v for p, v in zip(pods, per_pod, strict=True)})})
+    outcome = evaluate(spec, observations, History(), demand=demand,
+                       snapshots=CapacityIndex(snapshots), placed_replicas=placed,
+                       now_unix_seconds=NOW, staleness_seconds=60.0)
+    fits = feasible_replicas_by_placement(demand, snapshots, now_unix_seconds=NOW,
+                                          staleness_seconds=60.0, current_placed=placed,
+                                          max_replicas=max_replicas)
+    assert outcome.headroom == fits
+    applied, desired = outcome.applied_replicas, outcome.decision.desired_replicas
+    if not outcome.decision.active:
+        assert applied == current
+    elif observe:
+        assert applied == desired
+    else:
+        assert applied <= max(min_replicas, placed + fits.more + allow_pending)
+        assert min_replicas <= applied <= max(min_replicas, desired)
