@@ -40,6 +40,7 @@ from headroom.fit import (
     NodeSummary,
     PodClaim,
     Policy,
+    best_offer,
     fit,
     fit_summary,
     place_replicas,
@@ -199,7 +200,8 @@ class CapacityIndex(Sequence[NodeSnapshot]):
             summary = self._summary(node)
             if _fits_one(summary, demand) or _kth(summary.totals_sorted, count) < need:
                 continue  # filled (counted by _fill), or too small
-            best = max(best, summary.best_usable[0] if summary.best_usable else 0)
+            offer = best_offer(demand, summary)
+            best = max(best, offer[0] if offer else 0)
         return best
 
 

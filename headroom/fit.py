@@ -242,6 +242,15 @@ def fit_summary(demand: GpuDemand, summary: NodeSummary, *, now_unix_seconds: fl
     return _reason(demand, summary, room=len(fitting))
 
 
+def best_offer(demand: GpuDemand, summary: NodeSummary) -> Candidate | None:
+    """The GPU a reason names as the best the node has for this demand: the roomiest usable GPU
+    for a shared pod; for a pod that takes whole GPUs, the roomiest empty one (a GPU holding
+    shared pods is no use to it, however much memory it has left). Lowest index on ties."""
+    if demand.shared:
+        return summary.best_usable
+    return max(summary.exclusive_candidates, key=lambda c: (c[0], -c[1]), default=None)
+
+
 def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     need = f"needs {demand.describe()}"
     totals = summary.totals_sorted
@@ -249,16 +258,16 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
         return Reason(f"{need}; the node has {len(totals)} GPUs, the largest "
                       f"{format_bytes(totals[-1] if totals else 0)}", resolvable=False,
                       kind=ReasonKind.TOO_SMALL)
-    best = summary.best_usable
+    best = best_offer(demand, summary)
     parts = [need]
     if demand.gpu_count > 1 and room:
         parts.append(f"only {room} GPUs have room")
-    if best is None:
+    if best is None and summary.best_usable is not None:  # whole GPUs wanted, none empty
+        parts.append(f"all {summary.usable} usable GPUs hold shared pods")
+    elif best is None:
         counts = [f"{n} {what}" for n, what in ((summary.held, "held by pods"),
                                                 (summary.unhealthy, "unhealthy")) if n]
         parts.append(f"every GPU is taken ({', '.join(counts)})")
-    elif not demand.shared and not summary.any_empty and not room:
-        parts.append(f"all {summary.usable} usable GPUs hold shared pods")
     else:
         parts.append(f"best free {format_bytes(best[0])} on GPU {best[1]} ({best[2]})")
     return Reason("; ".join(parts), best_free_bytes=best[0] if best else 0)

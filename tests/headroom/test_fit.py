@@ -111,8 +111,9 @@ def test_shared_claims_not_yet_in_the_report_add_their_declared_memory() -> None
     assert check(need(30, shared=True), snapshot) == Fit(("GPU-0",))
     assert isinstance(check(need(31, shared=True), snapshot), Reason)
     verdict = check(need(1), snapshot)  # exclusive pods need an empty GPU
+    # The 30Gi left on GPU 0 is no use to a pod that takes a whole GPU: nothing is offered.
     assert verdict == Reason("needs 1Gi on 1 GPU; all 1 usable GPUs hold shared pods",
-                             best_free_bytes=30 * GI)
+                             best_free_bytes=0)
 
 
 def test_a_pod_headroom_does_not_know_holds_its_gpu_whole() -> None:
