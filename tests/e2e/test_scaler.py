@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from extender.scaler.controller import pod_state
 from headroom import names
 from headroom.kube import ApiError, Kube
 from headroom.localcluster import LocalCluster, free_port
@@ -140,14 +141,17 @@ def scene(env: Environment, namespace: str) -> Iterator[Scene]:
         kubelet.stop()
 
 
-def deployment(label: str) -> dict[str, Any]:
+def deployment(label: str, *, group: str = "scaler") -> dict[str, Any]:
+    """The model: one whole GPU with 20Gi per replica, only on this module's nodes of `group`
+    (pods an earlier test left bound elsewhere must not change this test's capacity)."""
     labels = {"app": f"model-{label}"}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "model"},
             "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
                 "metadata": {"labels": labels,
                              "annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"}},
                 "spec": {"schedulerName": names.SCHEDULER_NAME,
-                         "nodeSelector": {"headroom-e2e": label},
+                         "nodeSelector": {"headroom-e2e": label,
+                                          "headroom-e2e-group": group},
                          "containers": [{"name": "model", "image": "example.invalid/model",
                                          "resources": {"limits": {names.GPU_RESOURCE: "1"}}}]}}}}
 
@@ -313,22 +317,26 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
 
     kubelet = Kubelet(stack.kube, namespace, start=start)
     try:
-        body = deployment(stack.label)
+        body = deployment(stack.label, group="seed")
         body["metadata"]["name"] = "llm-server"
         stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
                            body=body)
-        eventually(lambda: len(servers) == 1, what="the first replica running")
+        eventually(lambda: [p["metadata"]["name"] for p in stack.pods(namespace)
+                            if pod_state(p).ready] == started[:1], what="the first replica Ready")
         stack.add_node(slow, [80], group="seed")
         seed = yaml.safe_load((ROOT / "manifests/examples/seed-aiscaler.yaml").read_text())
         scene = Scene(stack, namespace, [], env.prometheus_port, target="llm-server",
                       scaler_name=seed["metadata"]["name"])
         stack.kube.request("POST", AISCALERS.format(namespace=namespace), body=seed)
 
-        eventually(lambda: scene.replicas() == 3, what="3 replicas, the GPUs' cap")
+        # Rounds are 15 s apart (the seed's default): allow a few.
+        eventually(lambda: scene.replicas() == 3, timeout_seconds=90,
+                   what="3 replicas, the GPUs' cap")
         assert not kubelet.errors, kubelet.errors
-        eventually(lambda: scene.condition("ScalingLimited").get("reason")
-                   == "InsufficientGPUHeadroom", what="the cap in status")
-        assert scene.condition("ScalingLimited")["message"].startswith("wanted 4, 3 fit")
+        # The condition moves on at the next round (a Pending replica then holds the scale-up);
+        # the Event stays.
+        eventually(lambda: any(e.startswith("ScalingLimited: wanted 4, 3 fit")
+                               for e in scene.events()), what="the cap told in an Event")
         eventually(lambda: len(started) == 2, what="the refusing replica running")
         pending = [p for p in stack.pods(namespace) if p["spec"].get("nodeName") == slow]
         assert len(pending) == 1 and not pending[0]["status"].get("podIP")
