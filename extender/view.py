@@ -70,6 +70,7 @@ class ClusterView:
         self._report_errors: dict[str, str] = {}
         self._unschedulable: set[str] = set()
         self._nodes: set[str] = set()
+        self._node_labels: dict[str, dict[str, str]] = {}
         self._pod_node: dict[str, str] = {}
         self._claims: dict[str, dict[str, PodClaim]] = {}
         self._inflight: dict[str, tuple[str, PodClaim, float]] = {}
@@ -124,6 +125,11 @@ class ClusterView:
         with self._lock:
             return sorted(n for n in self._nodes if n in self._reports
                           and n not in self._unschedulable)
+
+    def node_labels(self, node_name: str) -> dict[str, str]:
+        """The node's labels (for the scaler: where a workload's replicas may go)."""
+        with self._lock:
+            return self._node_labels.get(node_name, {})
 
     def reservations(self) -> int:
         """Claims no report shows yet, in-flight binds included (for /metrics)."""
@@ -196,8 +202,11 @@ class ClusterView:
             if event.type == DELETED:
                 self._nodes.discard(name)
                 self._unschedulable.discard(name)
+                self._node_labels.pop(name, None)
                 return
             self._nodes.add(name)
+            labels = (event.object.get("metadata") or {}).get("labels") or {}
+            self._node_labels[name] = {str(k): str(v) for k, v in labels.items()}
             if (event.object.get("spec") or {}).get("unschedulable"):
                 self._unschedulable.add(name)
             else:

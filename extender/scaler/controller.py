@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
+from extender.scaler.eligibility import node_matches, placement_key
 from extender.scaler.evaluate import Outcome, evaluate
 from extender.scaler.feasibility import LimitReason
 from extender.scaler.report import blocked_status, event, round_status, with_transitions
@@ -106,7 +107,7 @@ class ScalerController:
         """Reconcile every AIScaler whose turn has come; returns how many were."""
         now = self.monotonic()
         seen: set[str] = set()
-        snapshots: CapacityIndex | None = None
+        capacity = RoundCapacity(self)
         done = 0
         for scaler in list(self.scalers()):
             meta = scaler.get("metadata") or {}
@@ -117,12 +118,7 @@ class ScalerController:
             if now < memory.next_due_monotonic and generation == memory.generation:
                 continue
             memory.generation = generation
-            if snapshots is None:  # one view of the GPUs, indexed once, for the whole round
-                snapshots = CapacityIndex(
-                    (self.view.snapshot(n) for n in self.view.schedulable_nodes()),
-                    previous=self._last_index)
-                self._last_index = snapshots
-            interval = self.reconcile(scaler, memory, snapshots)
+            interval = self.reconcile(scaler, memory, capacity)
             memory.next_due_monotonic = now + interval
             done += 1
         for uid in set(self._memory) - seen:
@@ -130,8 +126,7 @@ class ScalerController:
         self.reconciled += done
         return done
 
-    def reconcile(self, scaler: JsonDict, memory: Memory,
-                  snapshots: Sequence[NodeSnapshot]) -> float:
+    def reconcile(self, scaler: JsonDict, memory: Memory, capacity: RoundCapacity) -> float:
         """One AIScaler's round; returns the seconds until its next one."""
         meta = scaler.get("metadata") or {}
         namespace = str(meta.get("namespace"))
@@ -155,6 +150,7 @@ class ScalerController:
             self._blocked(scaler, memory, exc.reason, str(exc))
             return spec.polling_interval_seconds
         memory.blocked = None
+        snapshots = capacity.for_pods(target.template.get("spec") or {})
         self._round(scaler, memory, spec=spec, target=target, pods=pods, snapshots=snapshots)
         return spec.polling_interval_seconds
 
@@ -283,6 +279,34 @@ class ScalerController:
             memory.events += 1
         except ApiError as exc:
             log.info("aiscaler: cannot post event: %s", exc)
+
+
+class RoundCapacity:
+    """The GPUs' headroom for one round: one CapacityIndex per set of nodes a pod template may
+    use (most templates name none, and share the index of every schedulable node)."""
+
+    def __init__(self, controller: ScalerController) -> None:
+        self.controller = controller
+        self._nodes: list[str] | None = None
+        self._indexes: dict[str, CapacityIndex] = {}
+
+    def for_pods(self, pod_spec: Mapping[str, Any]) -> CapacityIndex:
+        key = placement_key(pod_spec)
+        found = self._indexes.get(key)
+        if found is not None:
+            return found
+        view = self.controller.view
+        if self._nodes is None:
+            self._nodes = view.schedulable_nodes()
+        nodes = self._nodes if not key else [
+            n for n in self._nodes
+            if node_matches(pod_spec, node_name=n, labels=view.node_labels(n))]
+        found = CapacityIndex((view.snapshot(n) for n in nodes),
+                              previous=self.controller._last_index)
+        if not key:
+            self.controller._last_index = found  # lends summaries to the next round
+        self._indexes[key] = found
+        return found
 
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:

@@ -330,8 +330,16 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
         stack.kube.request("POST", AISCALERS.format(namespace=namespace), body=seed)
 
         # Rounds are 15 s apart (the seed's default): allow a few.
-        eventually(lambda: scene.replicas() == 3, timeout_seconds=90,
-                   what="3 replicas, the GPUs' cap")
+        try:
+            eventually(lambda: scene.replicas() == 3, timeout_seconds=90,
+                       what="3 replicas, the GPUs' cap")
+        except AssertionError as exc:
+            pods = [(p["metadata"]["name"], p["spec"].get("nodeName"), pod_state(p),
+                     p["status"].get("podIP")) for p in stack.pods(namespace)]
+            raise AssertionError(
+                f"{exc}\nstatus: {scene.scaler().get('status')}\nevents: {scene.events()}\n"
+                f"pods: {pods}\nstarted: {started}; servers: {sorted(servers)}; kubelet "
+                f"errors: {kubelet.errors}") from exc
         assert not kubelet.errors, kubelet.errors
         # The condition moves on at the next round (a Pending replica then holds the scale-up);
         # the Event stays.
