@@ -30,7 +30,8 @@ PROGRAM = textwrap.dedent("""
             supervisor.start("sleeper", ["sleep", "300"])
             child = f"sleep 300 & echo $! > {work}/grandchild; wait"
             supervisor.start("group", ["sh", "-c", child])
-            while not (work / "grandchild").exists():
+            deadline = time.monotonic() + 30
+            while not (work / "grandchild").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             print(" ".join(str(c.pid) for c in supervisor.children), flush=True)
             while True:
