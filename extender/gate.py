@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from extender.leader import run_while_leading
 from headroom import names
 from headroom.demand import assigned_gpus
 from headroom.kube import ApiError, Kube
@@ -94,12 +95,8 @@ class GateController:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            if self.is_leader():
-                try:
-                    self.reconcile()
-                except Exception:  # the loop must outlive any one failure
-                    log.exception("gpu-ready gate: reconcile failed")
+        run_while_leading(self.reconcile, stop=self._stop, interval_seconds=self.interval_seconds,
+                          is_leader=self.is_leader, what="gpu-ready gate: reconcile")
 
     def reconcile(self) -> int:
         """Bring every gated, bound pod's condition up to date; returns how many changed."""

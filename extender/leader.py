@@ -1,5 +1,7 @@
 """Who acts: the extender leads while the kube-scheduler beside it holds the scheduler's Lease.
 
+`run_while_leading` is the loop of the controllers that act only while this extender leads.
+
 The extender runs as a sidecar of a kube-scheduler that elects its leader through a Lease. Following
 that same Lease (instead of electing separately) keeps the acting scheduler and the acting extender
 in the same pod: two elections could pick different pods, and the leading scheduler would then be
@@ -77,3 +79,15 @@ class Leadership:
         except ReportError:
             return False
         return renewed + float(spec.get("leaseDurationSeconds") or 15) > self.clock()
+
+
+def run_while_leading(work: Callable[[], object], *, stop: threading.Event,
+                      interval_seconds: float, is_leader: Callable[[], bool], what: str) -> None:
+    """A controller's loop: every interval, while this extender leads, do the work; until stop.
+    The loop outlives any one failure (logged), so a bad round never ends the controller."""
+    while not stop.wait(interval_seconds):
+        if is_leader():
+            try:
+                work()
+            except Exception:
+                log.exception("%s failed", what)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from extender.leader import run_while_leading
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
 from extender.scaler.eligibility import node_matches, placement_key
 from extender.scaler.evaluate import Outcome, evaluate
@@ -96,12 +97,8 @@ class ScalerController:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.tick_seconds):
-            if self.is_leader():
-                try:
-                    self.reconcile_due()
-                except Exception:  # the loop must outlive any one failure
-                    log.exception("aiscaler: round failed")
+        run_while_leading(self.reconcile_due, stop=self._stop, interval_seconds=self.tick_seconds,
+                          is_leader=self.is_leader, what="aiscaler: round")
 
     def reconcile_due(self) -> int:
         """Reconcile every AIScaler whose turn has come; returns how many were."""

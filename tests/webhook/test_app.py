@@ -62,6 +62,16 @@ def test_malformed_json_is_a_400_with_a_json_error(client: FlaskClient) -> None:
     assert requests_total(client, "invalid") == 1
 
 
+def test_the_namespace_route_refuses_what_is_not_a_review_the_same_way(
+        client: FlaskClient) -> None:
+    response = client.post("/mutate/namespace", data=b"{oops")
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "body"
+    response = client.post("/mutate/namespace", data=encode({"apiVersion": "v1"}))
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "apiVersion"
+
+
 def test_a_body_over_the_limit_is_refused_with_413(client: FlaskClient, app: Flask) -> None:
     assert app.config["MAX_CONTENT_LENGTH"] == MAX_CONTENT_LENGTH
     response = client.post("/mutate", data=b" " * (MAX_CONTENT_LENGTH + 1))
