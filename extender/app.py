@@ -25,10 +25,10 @@ from extender.binder import Binder
 from extender.gate import GateController
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics
-from extender.requeue import Requeuer
+from extender.requeue import Requeuer, parked_pods
 from extender.scaler.controller import ScalerController
 from extender.verbs import PolicyError, Settings, filter_nodes, prioritize
-from extender.view import ClusterView, pod_ref
+from extender.view import ClusterView
 from extender.wire import WireError, parse_args, parse_binding
 from headroom import names
 from headroom.cache import DELETED, WatchCache, WatchEvent
@@ -63,20 +63,33 @@ def slim_pod(pod: JsonDict) -> JsonDict:
     status = pod.get("status") or {}
 
     def resources(containers: Any) -> list[JsonDict]:
-        return [{"resources": c.get("resources") or {}} for c in containers or []]
+        # restartPolicy marks a native sidecar, which counts toward the pod's GPUs.
+        return [{k: c[k] for k in ("resources", "restartPolicy") if k in c}
+                for c in containers or [] if isinstance(c, dict)]
 
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     return {
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "annotations") if k in meta},
+                                          "annotations", "creationTimestamp",
+                                          "deletionTimestamp") if k in meta},
         "spec": {"nodeName": spec.get("nodeName"), "schedulerName": spec.get("schedulerName"),
                  "containers": resources(spec.get("containers")),
                  "initContainers": resources(spec.get("initContainers")),
-                 "readinessGates": spec.get("readinessGates") or []},
+                 "readinessGates": spec.get("readinessGates") or [],
+                 # Where a parked pod may go, and its place in the queue (the requeuer).
+                 "nodeSelector": spec.get("nodeSelector") or {},
+                 "affinity": {"nodeAffinity": {
+                     "requiredDuringSchedulingIgnoredDuringExecution": required}}
+                 if required else {},
+                 "priority": spec.get("priority") or 0},
         "status": {"phase": status.get("phase"),
                    "conditions": [c for c in status.get("conditions") or []
-                                  if isinstance(c, dict)
-                                  and c.get("type") == names.GPU_READY_CONDITION]},
+                                  if isinstance(c, dict) and c.get("type") in KEPT_CONDITIONS]},
     }
+
+
+KEPT_CONDITIONS = (names.GPU_READY_CONDITION, "PodScheduled")
 
 
 def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | None,
@@ -84,12 +97,14 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
                   scale_down_window_seconds: int | None = None) -> Runtime:
     view = ClusterView()
     leadership = Leadership(kube, lease=lease, identity=identity)
-    requeuer = Requeuer(kube, view, settings=settings, is_leader=leadership.is_leader)
+    parked: list[Callable[[], None]] = []
 
     def on_pod(event: WatchEvent) -> None:
         view.apply_pod(event)
-        if event.type == DELETED or (event.object.get("spec") or {}).get("nodeName"):
-            requeuer.forget(pod_ref(event.object).uid)
+        if event.type != DELETED and parked_pods([event.object],
+                                                 scheduler_name=names.SCHEDULER_NAME):
+            for wake in parked:
+                wake()
 
     caches = [
         WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}",
@@ -98,6 +113,19 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
         WatchCache(kube, "/api/v1/pods", on_event=on_pod, transform=slim_pod),
     ]
     pods = caches[2]
+    requeuer = Requeuer(kube, view, pods=lambda: pods.snapshot().values(),
+                        ready=lambda: all(c.synced for c in caches),
+                        is_leader=leadership.is_leader,
+                        staleness_seconds=settings.staleness_seconds, policy=settings.policy)
+    parked.append(requeuer.on_parked)
+
+    def on_leading(leading: bool) -> None:
+        if leading:  # the Lease was read: the API server answers, so no cache waits it out
+            for cache in caches:
+                cache.retry_now()
+        requeuer.on_leading(leading)
+
+    leadership.on_change.append(on_leading)
     # Not among the caches readiness waits for: placing pods does not depend on the AIScalers.
     scalers = WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.AISCALER_PLURAL}")
     binder = Binder(kube, view, settings=settings,
@@ -226,8 +254,6 @@ def filter_verb() -> Any:
             return jsonify(Error=str(exc))
         for kind, count in outcome.counts.items():
             rt.metrics.filter_nodes.labels(kind).inc(count)
-        if outcome.rejected_for_memory and rt.requeuer and outcome.demand is not None:
-            rt.requeuer.rejected(pod_ref(pod), outcome.demand)
         return jsonify(outcome.result)
 
 

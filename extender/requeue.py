@@ -1,10 +1,22 @@
-"""Fast retry: pods rejected for GPU memory are retried soon after headroom appears.
+"""Fast retry: pods the scheduler parked after the extender turned them away are retried as soon as
+headroom can place them, and as soon as this extender starts acting.
 
-The kube-scheduler parks a pod that no node fits and, unless a cluster event it watches moves it,
-retries it only after a minute or more. A GPUNode report showing freed memory is not such an event.
-So when the view reports headroom on a node, each pod the filter rejected for memory that now fits
-somewhere gets its `headroom.dev/retry-after-headroom` annotation touched: any change to a pod's
-spec or metadata makes the scheduler queue it again at once (within its backoff).
+How kube-scheduler (1.32 and later, QueueingHints) treats such a pod: an extender rejection is
+recorded as the fake plugin `Extender`, whose hint queues the pod again on any cluster event the
+scheduler watches. A GPUNode report is not one of those, so freed GPU memory alone never moves the
+pod: it waits for an unrelated event or for the unschedulable-pod flush after 5 minutes. The event
+the requeuer makes is an update of the parked pod itself (the `headroom.dev/retry-after-headroom`
+annotation), which requeues that pod after its backoff (`podMaxBackoffSeconds`).
+
+Which pods: every unbound pod of the headroom scheduler whose PodScheduled condition says
+Unschedulable, read from the pod cache. So pods parked by an earlier extender process, while this
+one stood by, or for a reason other than memory (a stale report, a lost GPU) are retried too.
+When: on news of headroom, when this extender starts leading (once its caches are synced), when a
+pod is parked, and on a slow sweep. How many: only the pods the current headroom can place,
+simulated one after another in the scheduler's queue order (priority, then age). When 200 pods
+wait for room that holds 3, three pods are written, not 200; a Node update would wake all 200 with
+one write, but needs the right to patch Nodes and sends every parked pod of every profile back
+through scheduling (see README, "Fast retry").
 """
 
 from __future__ import annotations
@@ -12,100 +24,223 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from extender.verbs import Settings
-from extender.view import ClusterView, PodRef
+from extender.scaler.eligibility import node_matches
+from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
-from headroom.demand import GpuDemand
-from headroom.fit import Fit, fit
+from headroom.demand import DemandError, GpuDemand
+from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
 from headroom.kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
 
+JsonDict = dict[str, Any]
+
 
 @dataclass(frozen=True)
-class Rejected:
+class Parked:
+    """A pod the scheduler holds as unschedulable, with what it needs and where it may go."""
+
     pod: PodRef
     demand: GpuDemand
+    spec: Mapping[str, Any]  # nodeSelector and affinity decide its nodes
+    priority: int = 0
+    created: str = ""  # RFC 3339; sorts as time
+
+    @property
+    def queue_order(self) -> tuple[int, str, str]:
+        return (-self.priority, self.created, self.pod.uid)
+
+
+def parked_pods(pods: Iterable[Mapping[str, Any]], *, scheduler_name: str) -> list[Parked]:
+    """The pods of `scheduler_name` that are unbound, alive, ask for GPUs, and whose PodScheduled
+    condition is False for Unschedulable, in the scheduler's queue order."""
+    found = []
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if spec.get("nodeName") or spec.get("schedulerName") != scheduler_name or \
+                meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending") or not _unschedulable(status):
+            continue
+        try:
+            demand = GpuDemand.from_pod(pod)
+        except DemandError:
+            continue  # the filter refuses it with that message; retrying cannot help
+        if demand is None:
+            continue
+        found.append(Parked(pod_ref(dict(pod)), demand, spec,
+                            priority=int(spec.get("priority") or 0),
+                            created=str(meta.get("creationTimestamp") or "")))
+    return sorted(found, key=lambda p: p.queue_order)
+
+
+def _unschedulable(status: Mapping[str, Any]) -> bool:
+    return any(isinstance(c, Mapping) and c.get("type") == "PodScheduled"
+               and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+               for c in status.get("conditions") or [])
+
+
+def pods_to_retry(parked: Sequence[Parked], nodes: Sequence[NodeSnapshot], *,
+                  labels: Mapping[str, Mapping[str, str]], now_unix_seconds: float,
+                  staleness_seconds: float, policy: Policy = Policy.BINPACK,
+                  in_flight: frozenset[str] = frozenset()) -> list[Parked]:
+    """The parked pods that the nodes' headroom can place, placed one after another in queue
+    order (each sees the ones before). Pods in `in_flight` (retried moments ago) take their place
+    first and are not returned. Pure: a function of the pods and the node snapshots."""
+    by_name = {n.name: n for n in nodes}
+    failed: set[tuple[GpuDemand, str]] = set()  # a pod like one that found no room finds none
+    chosen = []
+    ordered = sorted(parked, key=lambda p: (p.pod.uid not in in_flight, p.queue_order))
+    for entry in ordered:
+        key = (entry.demand, repr(_placement_fields(entry.spec)))
+        if key in failed:
+            continue
+        eligible = [s for s in by_name.values()
+                    if node_matches(entry.spec, node_name=s.name, labels=labels.get(s.name, {}))]
+        placement = place(entry.demand, eligible, now_unix_seconds=now_unix_seconds,
+                          staleness_seconds=staleness_seconds, policy=policy)
+        if placement is None:
+            failed.add(key)
+            continue
+        claim = PodClaim(entry.pod.uid, entry.demand, placement.gpu_uuids)
+        by_name[placement.node_name] = with_claim(by_name[placement.node_name], claim)
+        if entry.pod.uid not in in_flight:
+            chosen.append(entry)
+    return chosen
+
+
+def _placement_fields(spec: Mapping[str, Any]) -> tuple[object, object]:
+    return spec.get("nodeSelector"), spec.get("affinity")
+
+
+@dataclass
+class RetryBook:
+    """When each pod was last retried, and when headroom was last seen; decides who may be
+    written again. A pod is retried again only after news of headroom since its last retry, or
+    after `sweep_seconds`: a pod our view says fits but another plugin refuses is then written
+    at most once per sweep, never in a loop with its own rejection."""
+
+    sweep_seconds: float
+    in_flight_seconds: float
+    retried_at: dict[str, float] = field(default_factory=dict)
+    headroom_at: float = 0.0
+
+    def may_retry(self, uid: str, now: float) -> bool:
+        last = self.retried_at.get(uid)
+        return last is None or last < self.headroom_at or now - last >= self.sweep_seconds
+
+    def in_flight(self, now: float) -> frozenset[str]:
+        return frozenset(u for u, t in self.retried_at.items() if now - t < self.in_flight_seconds)
+
+    def forget_all_but(self, uids: set[str]) -> None:
+        for uid in set(self.retried_at) - uids:
+            del self.retried_at[uid]
 
 
 class Requeuer:
-    def __init__(self, kube: Kube, view: ClusterView, *, settings: Settings,
-                 is_leader: Callable[[], bool], debounce_seconds: float = 0.3,
+    def __init__(self, kube: Kube, view: ClusterView, *,
+                 pods: Callable[[], Iterable[JsonDict]], ready: Callable[[], bool],
+                 is_leader: Callable[[], bool], staleness_seconds: float,
+                 policy: Policy = Policy.BINPACK, debounce_seconds: float = 0.3,
+                 sweep_seconds: float = 30.0, in_flight_seconds: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.kube = kube
         self.view = view
-        self.settings = settings
+        self.pods = pods
+        self.ready = ready
         self.is_leader = is_leader
+        self.staleness_seconds = staleness_seconds
+        self.policy = policy
         self.debounce_seconds = debounce_seconds
         self.clock = clock
+        self.book = RetryBook(sweep_seconds=sweep_seconds, in_flight_seconds=in_flight_seconds)
         self.nudged = 0
-        self._rejected: dict[str, Rejected] = {}
-        self._lock = threading.Lock()
+        self.passes = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         view.listeners.append(self.on_headroom)
 
-    def rejected(self, pod: PodRef, demand: GpuDemand) -> None:
-        with self._lock:
-            self._rejected[pod.uid] = Rejected(pod, demand)
-
-    def forget(self, pod_uid: str) -> None:
-        """The pod was bound or deleted: no retry needed."""
-        with self._lock:
-            self._rejected.pop(pod_uid, None)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._rejected)
-
+    # -- triggers --------------------------------------------------------------------------------
     def on_headroom(self, node_name: str, why: str) -> None:
         log.debug("headroom on %s: %s", node_name, why)
+        self.book.headroom_at = self.clock()
         self._wake.set()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="requeue", daemon=True).start()
+    def on_leading(self, leading: bool) -> None:
+        """News that arrived on standby was not acted on: look again once leading."""
+        if leading:
+            self.book.headroom_at = self.clock()
+            self._wake.set()
 
-    def stop(self) -> None:
+    def on_parked(self) -> None:
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="requeue", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_seconds: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_seconds)
 
     def _run(self) -> None:
+        self._wake.set()  # a first pass once ready: pods may be parked from before this process
         while not self._stop.is_set():
-            self._wake.wait()
+            self._wake.wait(self.book.sweep_seconds)
             if self._stop.wait(self.debounce_seconds):  # gather a burst of changes
                 return
             self._wake.clear()
+            while not self.ready() and not self._stop.wait(0.5):
+                pass  # a pass over half-synced caches would miss parked pods
             if self.is_leader():
-                self.retry_fitting()
+                try:
+                    self.retry_fitting()
+                except Exception:
+                    log.exception("requeue pass failed")
 
+    # -- one pass --------------------------------------------------------------------------------
     def retry_fitting(self) -> int:
-        """Touch every rejected pod that now fits some node; returns how many were touched."""
-        with self._lock:
-            candidates = list(self._rejected.values())
-        nodes = [self.view.snapshot(n) for n in self.view.schedulable_nodes()]
+        """Touch the parked pods the headroom can place now; returns how many were touched."""
+        now = self.clock()
+        self.passes += 1
+        parked = parked_pods(self.pods(), scheduler_name=names.SCHEDULER_NAME)
+        self.book.forget_all_but({p.pod.uid for p in parked})
+        if not parked:
+            return 0
+        node_names = self.view.schedulable_nodes()
+        chosen = pods_to_retry(
+            parked, [self.view.snapshot(n) for n in node_names],
+            labels={n: self.view.node_labels(n) for n in node_names}, now_unix_seconds=now,
+            staleness_seconds=self.staleness_seconds, policy=self.policy,
+            in_flight=self.book.in_flight(now))
         touched = 0
-        for entry in candidates:
-            if any(isinstance(fit(entry.demand, node, now_unix_seconds=self.clock(),
-                                  staleness_seconds=self.settings.staleness_seconds), Fit)
-                   for node in nodes):
-                with self._lock:
-                    self._rejected.pop(entry.pod.uid, None)
-                touched += self._touch(entry.pod)
+        for entry in chosen:
+            if self.book.may_retry(entry.pod.uid, now) and self._touch(entry.pod, now):
+                self.book.retried_at[entry.pod.uid] = now
+                touched += 1
         self.nudged += touched
+        if touched:
+            log.info("requeued %d of %d parked pods", touched, len(parked))
         return touched
 
-    def _touch(self, pod: PodRef) -> int:
+    def _touch(self, pod: PodRef, now: float) -> bool:
         path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}"
         body = {"metadata": {"uid": pod.uid, "annotations": {
             # Milliseconds, so two retries within one second still change the pod.
-            names.RETRY_ANNOTATION: f"{self.clock():.3f}"}}}
+            names.RETRY_ANNOTATION: f"{now:.3f}"}}}
         try:
             self.kube.request("PATCH", path, body=body,
                               content_type="application/merge-patch+json")
         except ApiError as exc:  # gone or replaced: nothing to retry
             log.info("cannot requeue %s/%s: %s", pod.namespace, pod.name, exc)
-            return 0
-        return 1
+            return False
+        return True

@@ -2,7 +2,7 @@
 
 Field names are Go's (PascalCase), as the scheduler sends and expects them. `NodeNames` comes when
 the extender is configured `nodeCacheCapable: true`, full `Nodes` otherwise; both are answered in
-kind. `FailedAndUnresolvableNodes` is newer than Kubernetes 1.20, which ignores it.
+kind. `FailedAndUnresolvableNodes` names nodes where preemption cannot help (GPUs too small).
 """
 
 from __future__ import annotations

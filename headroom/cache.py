@@ -96,6 +96,7 @@ class WatchCache:
         self._lock = threading.Lock()
         self._synced = threading.Event()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a backoff wait short: stop(), retry_now()
         self._thread: threading.Thread | None = None
         self._stream: WatchStream | None = None
 
@@ -125,11 +126,17 @@ class WatchCache:
     def stop(self, timeout_seconds: float = 10.0) -> None:
         """Stop the loop and wait for the thread (closing the open watch wakes it at once)."""
         self._stop.set()
+        self._wake.set()
         stream = self._stream
         if stream is not None:
             stream.close()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
+
+    def retry_now(self) -> None:
+        """End a backoff wait now: the caller knows the API server answers again (after an
+        outage the next retry could otherwise be up to `backoff`'s cap away)."""
+        self._wake.set()
 
     def _run(self) -> None:
         need_list = True
@@ -149,7 +156,8 @@ class WatchCache:
                 self.stats.errors += 1
                 delay = self.backoff.next_delay()
                 log.warning("watch %s failed (%s); retrying in %.1fs", self.path, exc, delay)
-                self._stop.wait(delay)
+                self._wake.wait(delay)  # a nudge from before the failure costs one quick retry
+                self._wake.clear()
 
     # -- list ------------------------------------------------------------------------------------
     def _relist(self) -> None:

@@ -118,13 +118,22 @@ def _parse_memory(text: object) -> int:
 
 
 def _gpu_limit(spec: JsonObject) -> int:
-    """The pod's effective `nvidia.com/gpu` count, by the scheduler's rule: the larger of the sum
-    over app containers and the largest init container (init containers run one at a time)."""
+    """The pod's effective `nvidia.com/gpu` count, by the scheduler's rule. Init containers run one
+    at a time, but a native sidecar (an init container with `restartPolicy: Always`) keeps running:
+    it adds to every init container started after it and to the app containers. So the count is
+    the larger of (app containers + all sidecars) and, for each ordinary init container, its own
+    count plus the sidecars started before it (a sidecar alone counts with those before it)."""
     app_total = sum(_container_gpus(c, f"spec.containers[{i}]")
                     for i, c in enumerate(_list(spec.get("containers"))))
-    init_max = max((_container_gpus(c, f"spec.initContainers[{i}]")
-                    for i, c in enumerate(_list(spec.get("initContainers")))), default=0)
-    return max(app_total, init_max)
+    sidecars_total = init_peak = 0
+    for i, container in enumerate(_list(spec.get("initContainers"))):
+        gpus = _container_gpus(container, f"spec.initContainers[{i}]")
+        if container.get("restartPolicy") == "Always":
+            sidecars_total += gpus
+            init_peak = max(init_peak, sidecars_total)
+        else:
+            init_peak = max(init_peak, sidecars_total + gpus)
+    return max(app_total + sidecars_total, init_peak)
 
 
 def _list(value: object) -> Iterable[JsonObject]:

@@ -1,9 +1,11 @@
 """A real Kubernetes control plane on loopback, for the e2e tests, `make cluster-up` and the demo.
 
-etcd, kube-apiserver and kube-controller-manager (kube-scheduler on request) run as child processes
-on free 127.0.0.1 ports, in one directory holding their own CA, certificates, service-account key,
-logs and an admin kubeconfig. Nodes are plain Node objects: no kubelet runs. The controller
-manager runs without the node lifecycle controller, so those Nodes are not tainted unreachable.
+etcd, kube-apiserver and kube-controller-manager (kube-scheduler on request) of the versions in
+`tooling/controlplane/versions.env`, built from Go modules by `tooling/controlplane/build.sh`,
+run as child processes on free 127.0.0.1 ports, in one directory holding their own CA,
+certificates, service-account key, logs and an admin kubeconfig. Nodes are plain Node objects: no
+kubelet runs. The controller manager runs without the node lifecycle controller, so those Nodes
+are not tainted unreachable.
 
 Every process started is stopped by `stop()`; children also die with the process that started them
 (PR_SET_PDEATHSIG) unless the cluster is started detached, as `up` does for use by hand.
@@ -37,9 +39,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certs import pki
 
 CACHE_DIR = Path(os.environ.get("HEADROOM_CACHE", Path.home() / ".cache" / "headroom"))
-BIN_DIR = CACHE_DIR / "bin"
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-control-plane.sh"
+TOOLING = Path(__file__).resolve().parent.parent / "tooling" / "controlplane"
+BUILD_SCRIPT = TOOLING / "build.sh"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def versions(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """KUBERNETES_VERSION and ETCD_VERSION: versions.env, each overridable from `env`."""
+    found = {}
+    for line in (TOOLING / "versions.env").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            found[key.strip()] = env.get(key.strip()) or value.strip()
+    return found
+
+
+KUBERNETES_VERSION = versions()["KUBERNETES_VERSION"]
+BIN_DIR = CACHE_DIR / "controlplane" / f"kubernetes-{KUBERNETES_VERSION}" / "bin"
+ETCD = CACHE_DIR / "controlplane" / f"etcd-{versions()['ETCD_VERSION']}" / "bin" / "etcd"
 SERVICE_CIDR = "10.96.0.0/24"  # allocated from, never contacted: nothing here routes to it
 
 
@@ -48,20 +65,10 @@ class ClusterError(RuntimeError):
 
 
 def ensure_binaries(bin_dir: Path = BIN_DIR) -> None:
-    """Build the control plane with scripts/build-control-plane.sh unless it is cached."""
-    if all((bin_dir / b).exists() for b in BINARIES) and _which("etcd"):
+    """Build the control plane with tooling/controlplane/build.sh unless it is cached."""
+    if all((bin_dir / b).exists() for b in BINARIES) and ETCD.exists():
         return
-    if not BUILD_SCRIPT.exists():
-        raise ClusterError(f"control-plane binaries missing in {bin_dir}; run `make control-plane`")
     subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
-
-
-def _which(name: str) -> str | None:
-    for directory in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin"]:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
 
 
 def free_port() -> int:
@@ -104,6 +111,7 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    port: int | None = None  # where it serves health and metrics, for those that do
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -145,11 +153,18 @@ class LocalCluster:
     """One control plane in `workdir`. Use as a context manager, or start()/stop()."""
 
     def __init__(self, workdir: Path, *, bin_dir: Path = BIN_DIR, detached: bool = False,
-                 apiserver_args: Sequence[str] = ()) -> None:
+                 apiserver_args: Sequence[str] = (),
+                 disabled_controllers: Sequence[str] = (),
+                 cpus: frozenset[int] | None = None) -> None:
+        """`cpus`: run every process of the control plane on these CPUs only (benchmarks pin
+        it apart from Headroom's processes, as separate machines would be)."""
         self.workdir = workdir
+        self.cpus = cpus
         self.bin_dir = bin_dir
         self.detached = detached
         self.apiserver_args = list(apiserver_args)
+        # Always off: the node lifecycle controller (no kubelet renews the Nodes' leases).
+        self.disabled_controllers = ["node-lifecycle-controller", *disabled_controllers]
         self.processes: dict[str, Process] = {}
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
@@ -194,11 +209,18 @@ class LocalCluster:
             popen = subprocess.Popen(
                 list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, start_new_session=True,
-                preexec_fn=None if self.detached else _die_with_parent,  # noqa: PLW1509
+                preexec_fn=self._prepare_child,  # noqa: PLW1509
             )
         process = Process(name, popen, log_path)
         self.processes[name] = process
         return process
+
+    def _prepare_child(self) -> None:
+        # Runs in the child between fork and exec.
+        if not self.detached:
+            _die_with_parent()
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
 
     def _await(self, process: Process, check: Callable[[], bool], timeout_seconds: float) -> None:
         try:
@@ -210,9 +232,8 @@ class LocalCluster:
     # -- components ------------------------------------------------------------------------------
     def start_etcd(self, *, timeout_seconds: float = 60.0) -> None:
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
-        etcd = _which("etcd") or "etcd"
         process = self._spawn("etcd", [
-            etcd, "--name=headroom", f"--data-dir={self.workdir / 'etcd-data'}",
+            str(ETCD), "--name=headroom", f"--data-dir={self.workdir / 'etcd-data'}",
             f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=headroom={peer}", "--logger=zap", "--log-level=warn",
@@ -226,7 +247,9 @@ class LocalCluster:
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}", "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1", f"--secure-port={self.apiserver_port}",
-            "--insecure-port=0", f"--cert-dir={d}",
+            # The `kubernetes` Service's endpoint would be this loopback address, which the
+            # reconciler refuses; nothing here routes to that Service anyway.
+            "--endpoint-reconciler-type=none", f"--cert-dir={d}",
             f"--tls-cert-file={d / 'apiserver.crt'}",
             f"--tls-private-key-file={d / 'apiserver.key'}",
             f"--client-ca-file={d / 'ca.crt'}",
@@ -255,8 +278,9 @@ class LocalCluster:
             str(self.bin_dir / "kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
-            "--use-service-account-credentials=true", "--controllers=*,-nodelifecycle",
-            "--port=0", "--secure-port=0", "--v=1",
+            "--use-service-account-credentials=true",
+            "--controllers=" + ",".join(["*", *(f"-{c}" for c in self.disabled_controllers)]),
+            "--secure-port=0", "--v=1",
         ])
         # Ready when its service-account controller has made the default namespace's account,
         # without which no pod can be created.
@@ -265,26 +289,57 @@ class LocalCluster:
                     timeout_seconds)
 
     def start_scheduler(self, config: Mapping[str, Any] | None = None, *,
-                        name: str = "kube-scheduler", timeout_seconds: float = 60.0) -> Process:
-        """Start a kube-scheduler with `config` (a KubeSchedulerConfiguration, 1.20's v1beta1);
-        its clientConnection is pointed at this cluster."""
-        doc = dict(config or {"apiVersion": "kubescheduler.config.k8s.io/v1beta1",
-                              "kind": "KubeSchedulerConfiguration"})
-        doc["clientConnection"] = {**doc.get("clientConnection", {}),
-                                   "kubeconfig": str(self.kubeconfig)}
-        doc.setdefault("leaderElection", {"leaderElect": False})
-        # The scheduler's health endpoint, on loopback (its default is 0.0.0.0:10251).
-        health_port = free_port()
-        doc["healthzBindAddress"] = doc["metricsBindAddress"] = f"127.0.0.1:{health_port}"
+                        name: str = "kube-scheduler", kubeconfig: Path | None = None,
+                        hostname: str | None = None, timeout_seconds: float = 60.0) -> Process:
+        """Start a kube-scheduler with `config` (a KubeSchedulerConfiguration, by default one with
+        no leader election) talking to this cluster through `kubeconfig` (default: the admin's).
+
+        The config is written as given; only `clientConnection.kubeconfig` is filled in when it
+        names none. `hostname` runs the scheduler in its own UTS namespace with that host name, as
+        a pod of that name would be: the scheduler's Lease holder is `<hostname>_<uuid>`.
+        """
+        doc = dict(config or {"apiVersion": "kubescheduler.config.k8s.io/v1",
+                              "kind": "KubeSchedulerConfiguration",
+                              "leaderElection": {"leaderElect": False}})
+        connection = dict(doc.get("clientConnection") or {})
+        connection.setdefault("kubeconfig", str(kubeconfig or self.kubeconfig))
+        doc["clientConnection"] = connection
         config_path = self.workdir / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(doc))
-        process = self._spawn(name, [
-            str(self.bin_dir / "kube-scheduler"), f"--config={config_path}",
-            "--secure-port=0", "--v=1",
-        ])
-        self._await(process, lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz") == b"ok",
-                    timeout_seconds)
+        port = free_port()
+        argv = scheduler_command(self.bin_dir, config_path, port=port,
+                                 cert_dir=self.workdir / f"{name}-certs")
+        if hostname is not None:
+            argv = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"',
+                    hostname, *argv]
+        process = self._spawn(name, argv)
+        process.port = port
+        self._await(process, lambda: secure_healthz(port), timeout_seconds)
         return process
+
+    def service_account_token(self, namespace: str, account: str, *,
+                              bound_pod: Mapping[str, str] | None = None,
+                              expiration_seconds: int = 24 * 3600) -> str:
+        """A token for the ServiceAccount from the TokenRequest API, as the kubelet mounts one;
+        `bound_pod` ({"name", "uid"}) binds it to that pod, whose node it then names."""
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
+        if bound_pod is not None:
+            spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", **bound_pod}
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        result = self.kubectl("create", "--raw",
+                              f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+                              "-f", "-", input_text=json.dumps(request))
+        token: str = json.loads(result.stdout)["status"]["token"]
+        return token
+
+    def token_kubeconfig(self, path: Path, token: str, *, user: str) -> Path:
+        """Write a kubeconfig for this cluster that authenticates with `token`."""
+        config = kubeconfig_for(self.server_url, (self.workdir / "ca.crt").read_bytes(), None,
+                                user=user)
+        config["users"][0]["user"] = {"token": token}
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     # -- use ---------------------------------------------------------------------------------------
     def kubectl(self, *args: str, check: bool = True, input_text: str | None = None,
@@ -334,8 +389,9 @@ class LocalCluster:
         self.kubeconfig.chmod(0o600)
 
 
-def kubeconfig_for(server_url: str, ca_pem: bytes, client_pair: pki.KeyPair, *,
+def kubeconfig_for(server_url: str, ca_pem: bytes, client_pair: pki.KeyPair | None, *,
                    user: str) -> dict[str, Any]:
+    """A kubeconfig for `server_url`; the user presents `client_pair` (None: fill in later)."""
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
@@ -343,12 +399,36 @@ def kubeconfig_for(server_url: str, ca_pem: bytes, client_pair: pki.KeyPair, *,
         "apiVersion": "v1", "kind": "Config", "current-context": "headroom-local",
         "clusters": [{"name": "headroom-local", "cluster": {
             "server": server_url, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {
+        "users": [{"name": user, "user": {} if client_pair is None else {
             "client-certificate-data": b64(client_pair.cert_pem),
             "client-key-data": b64(client_pair.key_pem)}}],
         "contexts": [{"name": "headroom-local",
                       "context": {"cluster": "headroom-local", "user": user}}],
     }
+
+
+def scheduler_command(bin_dir: Path, config_path: Path, *, port: int,
+                      cert_dir: Path) -> list[str]:
+    """kube-scheduler with `config_path`, serving health and metrics on 127.0.0.1:`port` over
+    HTTPS (a self-signed certificate in `cert_dir`): the only way a v1 configuration serves them."""
+    return [str(bin_dir / "kube-scheduler"), f"--config={config_path}",
+            "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={cert_dir}",
+            # Tests read its queue from /metrics; on loopback only, so no token is asked for.
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1"]
+
+
+def secure_healthz(port: int) -> bool:
+    """True when a component serving HTTPS with its own self-signed certificate on loopback
+    `port` answers /healthz with ok."""
+    return secure_get(port, "/healthz") == b"ok"
+
+
+def secure_get(port: int, path: str) -> bytes:
+    """GET `path` from a component serving HTTPS with its own self-signed certificate on
+    loopback `port`; b"" when it does not answer."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed, ours
+    return _http_get(f"https://127.0.0.1:{port}{path}", context=context)
 
 
 def _http_get(url: str, *, context: ssl.SSLContext | None = None,

@@ -160,7 +160,9 @@ class Kubelet:
         seen: set[str] = set()
         for pod in self.kube.request("GET", "/api/v1/pods")["items"]:
             meta, spec = pod["metadata"], pod.get("spec") or {}
-            if spec.get("nodeName") not in self.nodes:
+            # Headroom's own pods there (the node agents) the demo runs as processes itself.
+            if spec.get("nodeName") not in self.nodes or \
+                    meta.get("namespace") == names.SYSTEM_NAMESPACE:
                 continue
             uid = meta["uid"]
             seen.add(uid)

@@ -1,18 +1,17 @@
-"""The demo's platform: a local control plane with Headroom installed from `manifests/`, adapted to
+"""The demo's platform: a local control plane with Headroom installed from `manifests/`, run as
 processes on loopback instead of pods.
 
 What is applied as shipped: the CRDs, the `headroom-system` namespace, the ServiceAccounts and
-RBAC of the node agent, the scheduler and the extender. What is adapted, in memory (the files
-stay as they are): the KubeSchedulerConfiguration (1.20 reads `v1beta1`; the extender's port;
-the health endpoint on loopback), the MutatingWebhookConfiguration (a URL on 127.0.0.1 instead
-of the Service, with the caBundle `headroom certs generate` wrote), and the flags of each process
-(loopback ports, a kubeconfig holding its own ServiceAccount's token instead of a mounted one).
-The webhook reads `manifests/webhook/profiles.yaml` in place.
+RBAC of the node agent, the scheduler and the extender. What is filled in, in memory (the files
+stay as they are; `headroom.shipped`): the extender's address and the kubeconfig path in the
+KubeSchedulerConfiguration, the webhook's URL on 127.0.0.1 in place of its Service and the caBundle
+`headroom certs generate` wrote in the MutatingWebhookConfiguration, and the flags of each process
+(loopback ports, a kubeconfig holding its own ServiceAccount's token, from the TokenRequest API as
+a kubelet would mount it). The webhook reads `manifests/webhook/profiles.yaml` in place.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
 import sys
@@ -25,10 +24,16 @@ from pathlib import Path
 import yaml
 
 from certs.generate import generate
-from headroom import names
+from headroom import names, shipped
 from headroom.demo.processes import Child, Supervisor
 from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import BIN_DIR, LocalCluster, free_port
+from headroom.localcluster import (
+    BIN_DIR,
+    LocalCluster,
+    free_port,
+    scheduler_command,
+    secure_healthz,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -81,37 +86,32 @@ class Platform:
         self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                              f"crd/{names.GPUNODE_CRD}", f"crd/{names.AISCALER_CRD}")
         self.apply(MANIFESTS / "namespace.yaml", MANIFESTS / "nodeagent" / "serviceaccount.yaml",
-                   MANIFESTS / "nodeagent" / "rbac.yaml", MANIFESTS / "extender" / "rbac.yaml")
+                   MANIFESTS / "nodeagent" / "rbac.yaml",
+                   MANIFESTS / "nodeagent" / "admission-policy.yaml",
+                   MANIFESTS / "extender" / "rbac.yaml")
 
     # -- identities ----------------------------------------------------------------------------
     def token_kubeconfig(self, account: str) -> Path:
-        """A kubeconfig with the ServiceAccount's token, as its pod would have it mounted."""
-        token: list[str] = []
+        """A kubeconfig with a token of the ServiceAccount, as its pod would have it mounted."""
+        token = self.cluster.service_account_token(names.SYSTEM_NAMESPACE, account)
+        return self.cluster.token_kubeconfig(self.workdir / f"{account}.kubeconfig", token,
+                                             user=account)
 
-        def read() -> bool:
-            secrets = self.kube.request(
-                "GET", f"/api/v1/namespaces/{names.SYSTEM_NAMESPACE}/secrets",
-                query={"fieldSelector": "type=kubernetes.io/service-account-token"})
-            for secret in secrets["items"]:
-                annotations = secret["metadata"].get("annotations") or {}
-                data = secret.get("data") or {}
-                if annotations.get("kubernetes.io/service-account.name") == account and \
-                        data.get("token"):
-                    token.append(base64.b64decode(data["token"]).decode())
-                    return True
-            return False
-
-        wait_until(read, what=f"the token of ServiceAccount {account}")
-        ca = base64.b64encode((self.cluster.workdir / "ca.crt").read_bytes()).decode()
-        path = self.workdir / f"{account}.kubeconfig"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": account,
-            "clusters": [{"name": "demo", "cluster": {"server": self.cluster.server_url,
-                                                      "certificate-authority-data": ca}}],
-            "users": [{"name": account, "user": {"token": token[0]}}],
-            "contexts": [{"name": account, "context": {"cluster": "demo", "user": account}}]}))
-        path.chmod(0o600)
-        return path
+    def agent_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig for the node agent on `node`, with a token bound to its DaemonSet pod
+        there (a pod object on that node, which the demo runs as a process): the admission policy
+        lets it write that node's GPUNode only."""
+        pod = self.kube.request("POST", f"/api/v1/namespaces/{names.SYSTEM_NAMESPACE}/pods",
+                                body={"metadata": {"name": f"headroom-nodeagent-{node}"},
+                                      "spec": {"nodeName": node,
+                                               "serviceAccountName": "headroom-nodeagent",
+                                               "containers": [{"name": "agent",
+                                                               "image": "headroom:demo"}]}})
+        token = self.cluster.service_account_token(
+            names.SYSTEM_NAMESPACE, "headroom-nodeagent",
+            bound_pod={"name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]})
+        return self.cluster.token_kubeconfig(self.workdir / f"nodeagent-{node}.kubeconfig",
+                                             token, user="headroom-nodeagent")
 
     # -- the webhook -----------------------------------------------------------------------------
     def start_webhook(self) -> None:
@@ -126,12 +126,10 @@ class Platform:
         context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
         wait_until(lambda: _get(f"https://127.0.0.1:{self.webhook_port}/healthz",
                                 context=context) is not None, what="the webhook", child=child)
-        shipped = yaml.safe_load(
-            (MANIFESTS / "webhook" / "mutatingwebhookconfiguration.yaml").read_text())
-        for hook in shipped["webhooks"]:
-            hook["clientConfig"] = {"url": f"https://127.0.0.1:{self.webhook_port}/mutate",
-                                    "caBundle": (certs / "cabundle.txt").read_text().strip()}
-        self.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(shipped))
+        configuration = shipped.webhook_configuration(
+            base_url=f"https://127.0.0.1:{self.webhook_port}",
+            ca_bundle=(certs / "cabundle.txt").read_text().strip())
+        self.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(configuration))
 
     def await_mutation(self, namespace: str) -> None:
         """The API server picks a new webhook configuration up asynchronously: probe it with a
@@ -151,20 +149,15 @@ class Platform:
     def start_scheduler(self) -> None:
         self.extender_port = free_port()
         health_port = free_port()
-        config = yaml.safe_load(
-            (MANIFESTS / "extender" / "kube-scheduler-config.yaml").read_text())
-        config["apiVersion"] = "kubescheduler.config.k8s.io/v1beta1"  # what 1.20 reads
-        config["clientConnection"] = {
-            "kubeconfig": str(self.token_kubeconfig("headroom-scheduler"))}
-        config["healthzBindAddress"] = config["metricsBindAddress"] = \
-            f"127.0.0.1:{health_port}"
-        config["extenders"][0]["urlPrefix"] = f"http://127.0.0.1:{self.extender_port}"
+        config = shipped.scheduler_config(
+            extender_url=f"http://127.0.0.1:{self.extender_port}",
+            kubeconfig=self.token_kubeconfig("headroom-scheduler"))
         path = self.workdir / "kube-scheduler-config.yaml"
         path.write_text(yaml.safe_dump(config))
-        child = self.supervisor.start("kube-scheduler", [
-            str(BIN_DIR / "kube-scheduler"), f"--config={path}", "--secure-port=0", "--v=1"])
-        wait_until(lambda: _get(f"http://127.0.0.1:{health_port}/healthz") == b"ok",
-                   what="the headroom kube-scheduler", child=child)
+        child = self.supervisor.start("kube-scheduler", scheduler_command(
+            BIN_DIR, path, port=health_port, cert_dir=self.workdir / "kube-scheduler-certs"))
+        wait_until(lambda: secure_healthz(health_port), what="the headroom kube-scheduler",
+                   child=child)
 
     def start_extender(self) -> None:
         child = self.supervisor.start("extender", [
@@ -177,13 +170,10 @@ class Platform:
 
     def create_namespace(self, name: str) -> None:
         self.kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-
-        def has_token() -> bool:  # 1.20 admits pods once the default account has its token
-            account = self.kube.request(
-                "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
-            return bool(account.get("secrets"))
-
-        wait_until(has_token, what=f"namespace {name}'s default ServiceAccount token")
+        # ServiceAccount admission refuses pods until the namespace's default account exists.
+        wait_until(lambda: bool(self.kube.request(
+            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")),
+            what=f"namespace {name}'s default ServiceAccount")
 
 
 def start_control_plane(workdir: Path, supervisor: Supervisor) -> Platform:

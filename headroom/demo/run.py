@@ -182,14 +182,13 @@ def _start_nodes(run: Run, platform: Platform, library: Path) -> dict[str, SimNo
     scenario = run.scenario
     run.display.message(f"starting {len(scenario.node_names())} simulated GPU nodes, one "
                         "headroom nodeagent each (fake NVML) ...")
-    kubeconfig = platform.token_kubeconfig("headroom-nodeagent")
     nodes: dict[str, SimNode] = {}
     for group in scenario.nodes:
         for name in group.node_names():
             node = SimNode(name, group, run.workdir / "nodes" / name)
             register_node(platform.kube, node)
             run.supervisor.start(f"nodeagent-{name}", agent_argv(
-                node, kubeconfig=kubeconfig, metrics_port=free_port(),
+                node, kubeconfig=platform.agent_kubeconfig(name), metrics_port=free_port(),
                 interval_seconds=AGENT_INTERVAL_SECONDS), env=agent_env(node, library))
             nodes[name] = node
     path = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"

@@ -1,10 +1,11 @@
 """The headroom scheduler pod, as e2e tests run it: the stock kube-scheduler with the shipped
-profile (adapted to 1.20: apiVersion v1beta1, same fields; the extender's port; a Lease per test
-module) and `headroom extender` (gunicorn) with the admin kubeconfig. GPU reports are written by
-the test; the pods never run unless a test sets their status, as a kubelet would."""
+profile (only the extender's address and the kubeconfig path filled in, `headroom.shipped`) and
+`headroom extender` (gunicorn) with the admin kubeconfig, following the shipped Lease. GPU reports
+are written by the test; the pods never run unless a test sets their status, as a kubelet would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,11 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from headroom import names
-from headroom.kube import Kube, load_api_client
-from headroom.localcluster import LocalCluster, Process, free_port
+from headroom import names, shipped
+from headroom.kube import ApiError, Kube, load_api_client
+from headroom.localcluster import LocalCluster, Process, free_port, secure_get
 from headroom.state import GpuState, NodeReport, report_to_status
 from tests.e2e import waiting
 
@@ -32,12 +31,25 @@ GI = 2**30
 HEADROOM = Path(sys.executable).parent / "headroom"
 
 
-def scheduler_config(extender_port: int, lease_name: str) -> dict[str, Any]:
-    shipped = yaml.safe_load((ROOT / "manifests/extender/kube-scheduler-config.yaml").read_text())
-    shipped["apiVersion"] = "kubescheduler.config.k8s.io/v1beta1"  # what 1.20 reads
-    shipped["leaderElection"].update(resourceName=lease_name, resourceNamespace="kube-system")
-    shipped["extenders"][0]["urlPrefix"] = f"http://127.0.0.1:{extender_port}"
-    return dict(shipped)
+def scheduler_config(cluster: LocalCluster, extender_port: int) -> dict[str, Any]:
+    return shipped.scheduler_config(extender_url=f"http://127.0.0.1:{extender_port}",
+                                    kubeconfig=cluster.kubeconfig)
+
+
+def shipped_lease() -> tuple[str, str]:
+    election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
+    return election["resourceNamespace"], election["resourceName"]
+
+
+def release_lease(kube: Kube) -> None:
+    """Delete the scheduler's Lease once its holder is stopped, so the next test module's
+    scheduler takes it at once instead of waiting for it to expire."""
+    namespace, name = shipped_lease()
+    try:
+        kube.request("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 @dataclass
@@ -46,24 +58,32 @@ class Stack:
     kube: Kube
     label: str  # nodes and pods of this module carry it, so other tests' nodes stay out
     port: int
-    lease: str
     extender: subprocess.Popen[bytes] | None = None
     scheduler: Process | None = None
     log_path: Path | None = None
     extender_args: tuple[str, ...] = ()
+    hostname: str | None = None  # the "pod" both run in: the Lease holder's name
 
-    def start_extender(self) -> None:
+    def start_scheduler(self) -> None:
+        name = f"headroom-scheduler-{self.label}-{self.hostname or 'host'}"
+        self.scheduler = self.cluster.start_scheduler(
+            scheduler_config(self.cluster, self.port), name=name, hostname=self.hostname)
+
+    def start_extender(self, *, wait_leading: bool = True) -> None:
         self.log_path = self.cluster.workdir / f"extender-{self.port}.log"
+        identity = [f"--identity={self.hostname}"] if self.hostname else []
         with self.log_path.open("ab") as log:
             self.extender = subprocess.Popen(
                 [str(HEADROOM), "extender", f"--bind=127.0.0.1:{self.port}",
                  f"--kubeconfig={self.cluster.kubeconfig}", "--staleness-seconds=600",
-                 f"--leader-lease=kube-system/{self.lease}", "--no-access-log",
-                 *self.extender_args],
+                 "--leader-lease={}/{}".format(*shipped_lease()), "--no-access-log",
+                 *identity, *self.extender_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        eventually(self.ready, timeout_seconds=60, what="the extender ready and leading")
+        if wait_leading:
+            eventually(self.ready, timeout_seconds=60, what="the extender ready and leading")
 
-    def ready(self) -> bool:
+    def metric(self, name: str) -> float | None:
+        """A sample of the extender's /metrics (the first series of that name), None if down."""
         import urllib.request  # noqa: PLC0415
 
         try:
@@ -71,13 +91,40 @@ class Stack:
                                         timeout=2) as response:
                 text = response.read().decode()
         except OSError:
-            return False
-        return "headroom_extender_leader 1.0" in text
+            return None
+        for line in text.splitlines():
+            if line.startswith((f"{name} ", f"{name}{{")):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def scheduler_queue(self) -> dict[str, float]:
+        """The scheduler's pending pods by queue (active, backoff, unschedulable, gated)."""
+        assert self.scheduler is not None and self.scheduler.port is not None
+        text = secure_get(self.scheduler.port, "/metrics").decode()
+        queues: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("scheduler_pending_pods{"):
+                labels, value = line.rsplit(" ", 1)
+                queue = labels.split('queue="', 1)[1].split('"', 1)[0]
+                queues[queue] = queues.get(queue, 0.0) + float(value)
+        return queues
+
+    def ready(self) -> bool:
+        return self.metric("headroom_extender_leader") == 1.0
+
+    def stop(self) -> None:
+        """Stop this pair and release the Lease; remove the module's nodes."""
+        self.kill_extender()
+        stop_process(self.cluster, self.scheduler)
+        release_lease(self.kube)
+        self.cluster.kubectl("delete", "nodes", "-l", f"headroom-e2e={self.label}",
+                             "--wait=false", check=False)
 
     def kill_extender(self) -> None:
         """SIGKILL the whole extender (gunicorn and its worker), as a crashed container."""
         if self.extender is not None:
-            os.killpg(self.extender.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.killpg(self.extender.pid, signal.SIGKILL)
             self.extender.wait(30)
 
     def add_node(self, name: str, gpu_totals_gi: list[float], *, group: str, used_gi: float = 0,
@@ -112,17 +159,23 @@ class Stack:
         obj["status"] = report_to_status(report)
         self.kube.request("PUT", f"{base}/{name}/status", body=obj)
 
-    def pod(self, namespace: str, name: str, *, memory: str, group: str,
-            shared: bool = True) -> None:
+    def pod(self, namespace: str, name: str, *, memory: str, group: str, shared: bool = True,
+            priority_class: str | None = None, claim: str | None = None) -> None:
+        """A pod of the headroom scheduler on this module's `group` of nodes; `claim` mounts
+        that PersistentVolumeClaim."""
         annotations = {names.GPU_MEMORY_ANNOTATION: memory}
         if shared:
             annotations[names.GPU_SHARING_ANNOTATION] = "true"
+        spec: dict[str, Any] = {
+            "schedulerName": names.SCHEDULER_NAME,
+            "nodeSelector": {"headroom-e2e": self.label, "headroom-e2e-group": group},
+            "containers": [{"name": "model", "image": "example.invalid/model"}]}
+        if priority_class:
+            spec["priorityClassName"] = priority_class
+        if claim:
+            spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
         self.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": name, "annotations": annotations},
-            "spec": {"schedulerName": names.SCHEDULER_NAME,
-                     "nodeSelector": {"headroom-e2e": self.label,
-                                      "headroom-e2e-group": group},
-                     "containers": [{"name": "model", "image": "example.invalid/model"}]}})
+            "metadata": {"name": name, "annotations": annotations}, "spec": spec})
 
     def pods(self, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.kube.request(
@@ -135,16 +188,16 @@ def running_stack(cluster: LocalCluster, *,
                   extender_args: Sequence[str] = ()) -> Iterator[Stack]:
     label = uuid.uuid4().hex[:6]
     s = Stack(cluster, Kube(load_api_client(str(cluster.kubeconfig))), label, free_port(),
-              lease=f"headroom-scheduler-{label}", extender_args=tuple(extender_args))
-    s.scheduler = cluster.start_scheduler(scheduler_config(s.port, s.lease),
-                                          name=f"headroom-scheduler-{label}")
+              extender_args=tuple(extender_args))
+    s.start_scheduler()
     try:
         s.start_extender()  # it leads once it sees that scheduler holding the Lease
         yield s
     finally:
-        s.kill_extender()
-        if s.scheduler is not None:
-            s.scheduler.stop()
-            cluster.processes.pop(f"headroom-scheduler-{label}", None)
-        cluster.kubectl("delete", "nodes", "-l", f"headroom-e2e={label}", "--wait=false",
-                        check=False)
+        s.stop()
+
+
+def stop_process(cluster: LocalCluster, process: Process | None) -> None:
+    if process is not None:
+        process.stop()
+        cluster.processes.pop(process.name, None)

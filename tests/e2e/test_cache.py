@@ -111,6 +111,29 @@ def test_survives_an_api_server_restart(cluster: LocalCluster, kube: Kube, names
     assert set(cache_state(cache)) >= {"a", "b"}
 
 
+class LongBackoff(Backoff):
+    """Every retry waits a minute, the worst a capped backoff reaches after a long outage."""
+
+    def next_delay(self) -> float:
+        return 60.0
+
+
+def test_retry_now_ends_a_long_backoff_once_the_server_is_back(
+        cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    cache = WatchCache(kube, path, backoff=LongBackoff())
+    started.append(cache)
+    cache.start()
+    assert cache.wait_synced(30)
+    cluster.stop_apiserver()
+    eventually(lambda: cache.stats.errors > 0, what="the cache in its minute-long wait")
+    cluster.start_apiserver()
+    configmap(kube, namespace, "after")
+    cache.retry_now()
+    eventually(lambda: "after" in cache_state(cache), timeout_seconds=10,
+               what="the cache caught up at once, not a minute later")
+
+
 class GatedBackoff(Backoff):
     """Holds the cache in its retry wait until the test opens the gate."""
 

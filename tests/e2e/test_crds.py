@@ -41,10 +41,27 @@ def test_the_seed_aiscaler_is_accepted(cluster: LocalCluster, namespace: str) ->
         ("{deploymentName: m, metricType: queue_depth, targetValue: 5, minReplicas: -1, "
          "maxReplicas: 3}", ["spec.minReplicas", "greater than or equal to 0"]),
         ("{metricType: queue_depth, targetValue: 5, maxReplicas: 3}",
-         ["spec.deploymentName: Required value"]),  # anyOf names its first branch
+         ["spec: Invalid value", "exactly one of spec.deploymentName and spec.scaleTargetRef"]),
         ("{deploymentName: m, targetValue: 0, maxReplicas: 3}", ["spec.targetValue"]),
+        # The cross-field rules (CEL in the CRD):
+        ("{deploymentName: m, targetValue: 5, minReplicas: 5, maxReplicas: 3}",
+         ["spec.minReplicas: Invalid value", "must be at most spec.maxReplicas"]),
+        ("{deploymentName: m, scaleTargetRef: {kind: Deployment, name: m}, targetValue: 5, "
+         "maxReplicas: 3}", ["exactly one of spec.deploymentName and spec.scaleTargetRef"]),
+        ("{deploymentName: m, maxReplicas: 3, metrics: [{type: prometheus, query: q}]}",
+         ["spec.metrics[0]: Invalid value", "each metric needs a target"]),
+        ("{deploymentName: m, maxReplicas: 3, metrics: [{type: queue_depth}]}",
+         ["spec.metrics[0]", "each metric needs a target: targetValue for queue_depth"]),
+        ("{deploymentName: m, maxReplicas: 3, metrics: [{type: pods, metricName: q, "
+         "target: {type: AverageValue, value: 3}}]}",
+         ["spec.metrics[0].target", "AverageValue needs averageValue"]),
+        ("{deploymentName: m, targetValue: 5, maxReplicas: 3, metrics: [{type: gpu, target: "
+         "{type: Utilization, averageUtilization: 60}}]}",
+         ["spec.metrics: Invalid value", "or spec.metrics, not both"]),
     ],
-    ids=["no-target-value", "negative-min-replicas", "no-scale-target", "zero-target-value"],
+    ids=["no-target-value", "negative-min-replicas", "no-scale-target", "zero-target-value",
+         "min-above-max", "two-scale-targets", "metric-without-target",
+         "shorthand-without-target-value", "target-without-its-value", "seed-and-metrics"],
 )
 def test_a_bad_aiscaler_is_refused_naming_the_field(cluster: LocalCluster, namespace: str,
                                                     spec: str, expected: list[str]) -> None:
@@ -89,4 +106,4 @@ def test_a_gpunode_status_with_a_negative_total_is_refused(kube: Kube) -> None:
     with pytest.raises(ApiError) as info:
         kube.request("PUT", f"{base}/crd-node-bad/status", body=created)
     assert info.value.status == 422
-    assert "status.gpus.totalBytes" in str(info.value)  # 1.20 names list items without index
+    assert "status.gpus[0].totalBytes" in str(info.value)

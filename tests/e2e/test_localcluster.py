@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from headroom.kube import Kube
-from headroom.localcluster import LocalCluster
+from headroom.localcluster import BIN_DIR, LocalCluster
 from tests.e2e import waiting
 
 eventually = partial(waiting.eventually, timeout_seconds=60.0)
@@ -103,7 +103,7 @@ def test_up_and_down_by_hand(tmp_path: Path) -> None:
     assert kubeconfig == str(workdir / "admin.kubeconfig")
     pids = list(json.loads((workdir / "state.json").read_text()).values())
     try:
-        kubectl = Path.home() / ".cache" / "headroom" / "bin" / "kubectl"
+        kubectl = BIN_DIR / "kubectl"
         nodes = subprocess.run([str(kubectl), "get", "namespaces", "-o", "name"],
                                env={**os.environ, "KUBECONFIG": kubeconfig}, capture_output=True,
                                text=True, check=True, timeout=60)

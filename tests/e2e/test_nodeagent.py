@@ -1,13 +1,13 @@
 """Three node agents as real processes (`headroom nodeagent`, the fake NVML on LD_LIBRARY_PATH)
-against the real kube-apiserver, writing with the ServiceAccount and RBAC of
-manifests/nodeagent/: they publish owned GPUNodes that `kubectl get gpunodes` shows, a GPU lost
-mid-run shows as unhealthy within one interval, the agents ride out a 20 s API server outage and
-publish the next change, and a deleted Node takes its GPUNode with it."""
+against the real kube-apiserver, writing with the ServiceAccount, RBAC and admission policy of
+manifests/nodeagent/, each with a token bound to an agent pod on its node (as the DaemonSet's
+projected token is): they publish owned GPUNodes that `kubectl get gpunodes` shows, no agent can
+write another node's GPUNode, a GPU lost mid-run shows as unhealthy within one interval, the
+agents ride out a 20 s API server outage and publish the next change, and a deleted Node takes its
+GPUNode with it."""
 
 from __future__ import annotations
 
-import base64
-import json
 import signal
 import subprocess
 import sys
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from headroom import names
@@ -90,34 +89,24 @@ class Agent:
         return self.popen.returncode
 
 
-def agent_kubeconfig(cluster: LocalCluster, out: Path) -> Path:
-    """Install the ServiceAccount and RBAC from the manifests and return a kubeconfig with the
-    account's token (1.20's token controller writes it into a Secret)."""
-    cluster.kubectl("create", "namespace", names.SYSTEM_NAMESPACE, check=False)
+def install_agent_identity(cluster: LocalCluster) -> None:
+    """The ServiceAccount, RBAC and admission policy, from the manifests as shipped."""
     cluster.kubectl("apply", "-f", str(MANIFESTS / "serviceaccount.yaml"),
-                    "-f", str(MANIFESTS / "rbac.yaml"))
-    token: list[str] = []
+                    "-f", str(MANIFESTS / "rbac.yaml"),
+                    "-f", str(MANIFESTS / "admission-policy.yaml"))
 
-    def read_token() -> bool:
-        sa = json.loads(cluster.kubectl("get", "-n", names.SYSTEM_NAMESPACE, "serviceaccount",
-                                        "headroom-nodeagent", "-o", "json").stdout)
-        for ref in sa.get("secrets") or []:
-            secret = json.loads(cluster.kubectl("get", "-n", names.SYSTEM_NAMESPACE, "secret",
-                                                ref["name"], "-o", "json").stdout)
-            if secret.get("data", {}).get("token"):
-                token.append(base64.b64decode(secret["data"]["token"]).decode())
-                return True
-        return False
 
-    eventually(read_token, what="the ServiceAccount's token")
-    ca = base64.b64encode((cluster.workdir / "ca.crt").read_bytes()).decode()
-    out.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "agent",
-        "clusters": [{"name": "c", "cluster": {"server": cluster.server_url,
-                                               "certificate-authority-data": ca}}],
-        "users": [{"name": "nodeagent", "user": {"token": token[0]}}],
-        "contexts": [{"name": "agent", "context": {"cluster": "c", "user": "nodeagent"}}]}))
-    return out
+def agent_pod_token(cluster: LocalCluster, kube: Kube, node: str, *,
+                    pod_name: str | None = None) -> str:
+    """A token of the agent's account bound to an agent pod on `node`, as the kubelet mounts it
+    into the DaemonSet's pod there (the pod never runs: no kubelet)."""
+    pod = kube.request("POST", f"/api/v1/namespaces/{names.SYSTEM_NAMESPACE}/pods", body={
+        "metadata": {"name": pod_name or f"headroom-nodeagent-{node}"},
+        "spec": {"nodeName": node, "serviceAccountName": "headroom-nodeagent",
+                 "containers": [{"name": "agent", "image": "example.invalid/headroom"}]}})
+    return cluster.service_account_token(
+        names.SYSTEM_NAMESPACE, "headroom-nodeagent",
+        bound_pod={"name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]})
 
 
 def node_state(index: int) -> list[Any]:
@@ -151,7 +140,7 @@ class Fleet:
 def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("nodeagents")
     kube = Kube(load_api_client(str(cluster.kubeconfig)))
-    kubeconfig = agent_kubeconfig(cluster, work / "agent.kubeconfig")
+    install_agent_identity(cluster)
     library = build()
     prefix = f"gpu-{uuid.uuid4().hex[:6]}"
     proc_root = work / "proc"
@@ -163,6 +152,9 @@ def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
             node = f"{prefix}-{i}"
             kube.request("POST", "/api/v1/nodes", body={"metadata": {
                 "name": node, "labels": {names.GPU_PRESENT_NODE_LABEL: "true"}}})
+            kubeconfig = cluster.token_kubeconfig(
+                work / f"{node}.kubeconfig", agent_pod_token(cluster, kube, node),
+                user="nodeagent")
             state = FakeNvml(work / f"{node}.json", {"devices": node_state(i)})
             port = free_port()
             log_path = work / f"{node}.log"
@@ -180,6 +172,9 @@ def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
             agent.stop()
         for agent in agents:
             cluster.kubectl("delete", "node", agent.node, "--wait=false", check=False)
+            cluster.kubectl("delete", "pod", "-n", names.SYSTEM_NAMESPACE,
+                            f"headroom-nodeagent-{agent.node}", f"probe-{agent.node}",
+                            "--wait=false", "--ignore-not-found", check=False)
 
 
 def test_each_agent_publishes_its_owned_gpunode(cluster: LocalCluster, fleet: Fleet) -> None:
@@ -221,6 +216,48 @@ def test_the_rbac_allows_the_agent_its_gpunodes_and_nothing_more(cluster: LocalC
         assert can(verb, resource, "--all-namespaces") == "no", (verb, resource)
     # The DaemonSet as shipped passes the API server's validation.
     cluster.kubectl("apply", "--dry-run=server", "-f", str(MANIFESTS / "daemonset.yaml"))
+
+
+def test_an_agents_token_writes_only_its_own_nodes_gpunode(
+        cluster: LocalCluster, fleet: Fleet, tmp_path: Path) -> None:
+    mine, other = fleet.agents[0].node, fleet.agents[1].node
+    eventually(lambda: fleet.gpunode(mine) is not None and fleet.gpunode(other) is not None,
+               what="both GPUNodes published")
+    # A second agent pod on the same node, as after a DaemonSet rollout: its own token.
+    token = agent_pod_token(cluster, fleet.kube, mine, pod_name=f"probe-{mine}")
+    as_agent = Kube(load_api_client(str(cluster.token_kubeconfig(
+        tmp_path / "a.kubeconfig", token, user="agent"))))
+
+    def write_status(node: str) -> None:
+        obj = as_agent.request("GET", f"{GPUNODES}/{node}")
+        as_agent.request("PUT", f"{GPUNODES}/{node}/status", body=obj)
+
+    def refused_on_other() -> bool:  # the policy takes effect a moment after it is applied
+        try:
+            write_status(other)
+        except ApiError as exc:
+            return exc.status == 403
+        return False
+
+    eventually(refused_on_other, what="the agent on one node refused on another's GPUNode")
+    with pytest.raises(ApiError) as info:
+        write_status(other)
+    assert f"the node agent on node {mine} may write only GPUNode {mine}, not GPUNode {other}" \
+        in str(info.value)
+    write_status(mine)  # its own: accepted
+    with pytest.raises(ApiError) as info:
+        as_agent.request("POST", GPUNODES, body={
+            "apiVersion": names.GROUP_VERSION, "kind": names.GPUNODE_KIND,
+            "metadata": {"name": f"{other}-forged"}, "spec": {"nodeName": other}})
+    assert info.value.status == 403 and "may write only GPUNode" in str(info.value)
+    # A token of the same account bound to no pod names no node: refused, saying why.
+    unbound = Kube(load_api_client(str(cluster.token_kubeconfig(
+        tmp_path / "u.kubeconfig", cluster.service_account_token(
+            names.SYSTEM_NAMESPACE, "headroom-nodeagent"), user="unbound"))))
+    with pytest.raises(ApiError) as info:
+        obj = unbound.request("GET", f"{GPUNODES}/{mine}")
+        unbound.request("PUT", f"{GPUNODES}/{mine}/status", body=obj)
+    assert "the node agent's token names no node" in str(info.value)
 
 
 def test_a_gpu_lost_mid_run_shows_unhealthy_within_one_interval(fleet: Fleet) -> None:

@@ -1,4 +1,4 @@
-"""`kubectl get gpunodes` and `kubectl get aiscalers` on a real 1.20 API server: the printer
+"""`kubectl get gpunodes` and `kubectl get aiscalers` on a real API server: the printer
 columns answer "where is the headroom" and "why is it not scaling" from the statuses the node
 agent and the scaler really write (`report_to_status`, the scaler's `round_status`)."""
 
@@ -16,7 +16,7 @@ from tests.manifests.scaler_round import limited_round_status, seed_scaler
 
 GI = 2**30
 GPUNODES = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
-NONE = ""  # how the 1.20 API server's table shows a field the object does not have
+NONE = ""  # how the API server's table shows a field the object does not have
 
 
 def table(text: str) -> list[dict[str, str]]:

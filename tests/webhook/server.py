@@ -101,6 +101,12 @@ class Server:
             if own:
                 conn.close()
 
+    def reviews(self) -> float:
+        """How many admission requests this server has answered (its own metrics)."""
+        _, body = self.get("/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                   if line.startswith("headroom_webhook_requests_total{"))
+
     def log_lines(self, which: str = "stdout") -> list[dict[str, Any]]:
         path = self.stdout if which == "stdout" else self.stderr
         lines = []

@@ -115,6 +115,17 @@ def test_bad_annotations_deny_the_pod_naming_the_annotation(
     assert outcome.log["message"] == response["status"]["message"]
 
 
+def test_a_gpu_sidecar_counts_toward_max_gpus() -> None:
+    # An 8-GPU server with a 1-GPU native sidecar takes 9 GPUs: over the default profile's 8.
+    sidecar = {"name": "monitor", "image": "example/monitor:1", "restartPolicy": "Always",
+               "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    response = response_of(answer(review_body(
+        gpu_pod(gpus="8", spec={"initContainers": [sidecar]}))))
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "nvidia.com/gpu: the pod asks for 9 GPUs but profile 'default'")
+
+
 @pytest.mark.parametrize(("obj", "field"), [
     ("a pod", "request.object"),
     ({"metadata": [], "spec": {}}, "metadata"),

@@ -1,0 +1,302 @@
+"""Where Headroom depends on how kube-scheduler behaves, asserted on the real 1.37 scheduler with
+the shipped profile (tests/e2e/stack.py).
+
+- Fast retry: a pod the extender turned away is parked by the scheduler; a GPU report is no event
+  it watches, so the extender's requeuer writes the pod (extender/requeue.py). With 200 pods
+  waiting and room for two, two pods are written, and both bind within 5 s.
+- A nominated node (and the node a batch hints, the same code path) is judged by the filter
+  alone, with no prioritize: the filter must refuse it when its headroom has gone.
+- Preemption does not evict pods from a node whose GPUs are too small for the preemptor: the
+  filter names such nodes in FailedAndUnresolvableNodes.
+- Bind runs after PreBind, and a bind the extender refuses is retried cleanly.
+- No pod waits for the scheduler's 5-minute flush after a failover: after kube-apiserver was down,
+  after a leader change and after the extender was killed, a pod that fits binds within 10 s of
+  the extender leading again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from headroom import names
+from headroom.kube import ApiError
+from headroom.localcluster import LocalCluster, free_port
+from tests.e2e.stack import Stack, eventually, release_lease, running_stack, stop_process
+
+PODS = "/api/v1/namespaces/{ns}/pods"
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: LocalCluster) -> Iterator[Stack]:
+    with running_stack(cluster) as s:
+        yield s
+
+
+def get_pod(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
+    pod: dict[str, Any] = stack.kube.request("GET", f"{PODS.format(ns=namespace)}/{name}")
+    return pod
+
+
+def node_of(stack: Stack, namespace: str, name: str) -> str | None:
+    return get_pod(stack, namespace, name)["spec"].get("nodeName") or None
+
+
+def is_parked(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+               for c in pod.get("status", {}).get("conditions") or [])
+
+
+def scheduling_of(stack: Stack, namespace: str, name: str) -> str:
+    """The pod's PodScheduled condition and node, for a failure message."""
+    pod = get_pod(stack, namespace, name)
+    found = [c for c in pod.get("status", {}).get("conditions") or []
+             if c.get("type") == "PodScheduled"]
+    return f"node {pod['spec'].get('nodeName')!r}, PodScheduled {found}"
+
+
+def requeued(stack: Stack) -> float:
+    value = stack.metric("headroom_extender_requeued_pods")
+    assert value is not None, "the extender's metrics are not served"
+    return value
+
+
+def node_name(stack: Stack, what: str) -> str:
+    return f"sch-{stack.label}-{what}"
+
+
+def test_200_waiting_pods_and_room_for_two_cost_two_writes_and_bind_within_5s(
+        stack: Stack, namespace: str) -> None:
+    node = node_name(stack, "many")
+    stack.add_node(node, [80], used_gi=80, group="many")
+    for i in range(200):
+        stack.pod(namespace, f"w-{i:03d}", memory="20Gi", group="many")
+    # Parked: the scheduler's own queue holds them all as unschedulable (its first status write
+    # of each pod sends that pod round once more, so the condition alone is not enough).
+    eventually(lambda: stack.scheduler_queue().get("unschedulable") == 200
+               and not stack.scheduler_queue().get("active")
+               and not stack.scheduler_queue().get("backoff"),
+               timeout_seconds=180, what="all 200 pods parked by the scheduler")
+    before = requeued(stack)
+    freed_at = time.monotonic()
+    stack.report(node, [80], used_gi=40)  # room for two of 20Gi
+    eventually(lambda: sum(bool(p["spec"].get("nodeName")) for p in stack.pods(namespace)) == 2,
+               timeout_seconds=30, what="two pods bound")
+    assert time.monotonic() - freed_at <= 5.0
+    assert requeued(stack) - before == 2  # two API writes, not 200
+    pods = stack.pods(namespace)
+    touched = {p["metadata"]["name"] for p in pods
+               if names.RETRY_ANNOTATION in (p["metadata"].get("annotations") or {})}
+    assert touched == {p["metadata"]["name"] for p in pods if p["spec"].get("nodeName")}
+    stack.cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=false")
+
+
+def set_nominated(stack: Stack, namespace: str, name: str, node: str) -> None:
+    stack.kube.request("PATCH", f"{PODS.format(ns=namespace)}/{name}/status",
+                       body={"status": {"nominatedNodeName": node}},
+                       content_type="application/merge-patch+json")
+
+
+def test_a_nominated_node_is_judged_by_the_filter_alone(stack: Stack, namespace: str) -> None:
+    # The scheduler tries a pod's nominated node (or a batch's hinted node) first, with the
+    # filter and no prioritize: if it passes, the pod goes there whatever the scores say.
+    hinted, roomy = node_name(stack, "hinted"), node_name(stack, "roomy")
+    stack.add_node(hinted, [80], used_gi=80, group="hint")
+    stack.add_node(roomy, [80, 80], used_gi=80, group="hint")
+    stack.pod(namespace, "gone", memory="30Gi", group="hint")
+    stack.pod(namespace, "kept", memory="30Gi", group="hint")
+    for name in ("gone", "kept"):
+        eventually(lambda name=name: is_parked(get_pod(stack, namespace, name)),  # type: ignore[misc]
+                   what=f"{name} parked")
+        set_nominated(stack, namespace, name, hinted)
+    # The hinted node's headroom stays gone for "gone"; the roomy node scores higher for both.
+    stack.report(roomy, [80, 80], used_gi=0)
+    eventually(lambda: node_of(stack, namespace, "gone") is not None, what="'gone' bound")
+    assert node_of(stack, namespace, "gone") == roomy  # refused on the hinted node
+    assert node_of(stack, namespace, "kept") == roomy
+    # Now room on the hinted node: a nominated pod goes there, though the roomy node scores higher.
+    stack.report(roomy, [80, 80], used_gi=80)
+    eventually(lambda: stack.metric("headroom_extender_filter_nodes_total") is not None,
+               what="the extender serving")
+    stack.pod(namespace, "hint", memory="30Gi", group="hint")
+    eventually(lambda: is_parked(get_pod(stack, namespace, "hint")), what="'hint' parked")
+    set_nominated(stack, namespace, "hint", hinted)
+    stack.report(roomy, [80, 80], used_gi=0)
+    stack.report(hinted, [80], used_gi=40)
+    eventually(lambda: node_of(stack, namespace, "hint") is not None, what="'hint' bound")
+    assert node_of(stack, namespace, "hint") == hinted
+
+
+def priority_class(stack: Stack, name: str, value: int) -> None:
+    try:
+        stack.kube.request("POST", "/apis/scheduling.k8s.io/v1/priorityclasses",
+                           body={"metadata": {"name": name}, "value": value})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+
+
+def test_preemption_leaves_nodes_whose_gpus_are_too_small_alone(
+        stack: Stack, namespace: str) -> None:
+    priority_class(stack, "headroom-e2e-low", 0)
+    priority_class(stack, "headroom-e2e-high", 1000)
+    small = node_name(stack, "small")
+    stack.add_node(small, [24], group="preempt")
+    stack.pod(namespace, "low", memory="20Gi", group="preempt", priority_class="headroom-e2e-low")
+    eventually(lambda: node_of(stack, namespace, "low") == small, what="the low pod bound")
+    stack.pod(namespace, "high", memory="40Gi", group="preempt",
+              priority_class="headroom-e2e-high")
+    eventually(lambda: is_parked(get_pod(stack, namespace, "high")), what="the high pod parked")
+    message = next(c["message"] for c in get_pod(stack, namespace, "high")["status"]["conditions"]
+                   if c["type"] == "PodScheduled")
+    assert "the largest 24Gi" in message or "GPUs of 24Gi" in message, message
+    assert "Preemption is not helpful" in message, message
+    low = get_pod(stack, namespace, "low")
+    assert not low["metadata"].get("deletionTimestamp")  # not evicted for nothing
+    assert not get_pod(stack, namespace, "high")["status"].get("nominatedNodeName")
+
+
+def wffc_volume(stack: Stack, namespace: str, node: str) -> None:
+    """A local PersistentVolume on `node` and a claim of a WaitForFirstConsumer class: the
+    scheduler binds them in PreBind and waits there until the claim is fully bound, which only
+    this test does: the cluster runs no PV binder, so the test does its two writes."""
+    klass = f"wffc-{stack.label}"
+    stack.kube.request("POST", "/apis/storage.k8s.io/v1/storageclasses", body={
+        "metadata": {"name": klass}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer"})
+    stack.kube.request("POST", "/api/v1/persistentvolumes", body={
+        "metadata": {"name": f"pv-{stack.label}"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": klass, "local": {"path": "/models"},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "headroom-e2e-group", "operator": "In",
+                      "values": ["prebind"]}]}]}}}})
+    # What the PV binder does for a new volume: mark it Available, the only phase matched.
+    stack.kube.request("PATCH", f"/api/v1/persistentvolumes/pv-{stack.label}/status",
+                       body={"status": {"phase": "Available"}},
+                       content_type="application/merge-patch+json")
+    stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
+        "metadata": {"name": "weights"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": klass,
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+
+
+def complete_volume_binding(stack: Stack, namespace: str) -> None:
+    """What the PV binder would write: the claim names its volume and is marked bound."""
+    completed = {"pv.kubernetes.io/bind-completed": "yes"}
+    stack.kube.request("PATCH", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/weights",
+                       body={"metadata": {"annotations": completed},
+                             "spec": {"volumeName": f"pv-{stack.label}"}},
+                       content_type="application/merge-patch+json")
+
+
+def test_bind_runs_after_prebind_and_a_refused_bind_is_retried_cleanly(
+        stack: Stack, namespace: str) -> None:
+    node = node_name(stack, "prebind")
+    stack.add_node(node, [80], group="prebind")
+    wffc_volume(stack, namespace, node)
+    stack.pod(namespace, "model", memory="60Gi", group="prebind", claim="weights")
+    pv_path = f"/api/v1/persistentvolumes/pv-{stack.label}"
+    try:
+        eventually(lambda: bool(stack.kube.request("GET", pv_path)["spec"].get("claimRef")),
+                   what="the scheduler in PreBind (it has bound the volume to the claim)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the pod: {scheduling_of(stack, namespace, 'model')}") \
+            from exc
+    # While the scheduler waits in PreBind, 60Gi are taken outside Kubernetes.
+    stack.report(node, [80], used_gi=60)
+    binds_refused = stack.metric('headroom_extender_binds_total{result="error"}') or 0.0
+    complete_volume_binding(stack, namespace)
+    # Bind, called after PreBind, sees the headroom gone and refuses; the scheduler unreserves
+    # and retries, and the filter now turns the pod away.
+    eventually(lambda: (stack.metric('headroom_extender_binds_total{result="error"}') or 0.0)
+               > binds_refused, what="the extender refusing the bind")
+    eventually(lambda: is_parked(get_pod(stack, namespace, "model")), what="the pod parked")
+    assert node_of(stack, namespace, "model") is None
+    stack.report(node, [80], used_gi=0)
+    eventually(lambda: node_of(stack, namespace, "model") == node, timeout_seconds=15,
+               what="the pod bound once the memory is free again")
+    pod = get_pod(stack, namespace, "model")
+    assert pod["metadata"]["annotations"][names.ASSIGNED_GPUS_ANNOTATION] == f"GPU-{node}-0"
+
+
+def park_one(stack: Stack, namespace: str, what: str) -> str:
+    node = node_name(stack, what)
+    stack.add_node(node, [80], used_gi=80, group=what)
+    stack.pod(namespace, what, memory="40Gi", group=what)
+    eventually(lambda: is_parked(get_pod(stack, namespace, what)), what=f"{what} parked")
+    return node
+
+
+def bound_within(stack: Stack, namespace: str, name: str, seconds: float, *,
+                 since: float) -> None:
+    eventually(lambda: node_of(stack, namespace, name) is not None, timeout_seconds=60,
+               what=f"{name} bound")
+    waited = time.monotonic() - since
+    assert waited <= seconds, f"{name} bound {waited:.1f}s after the extender led again"
+
+
+def leading_again(stack: Stack) -> float:
+    eventually(stack.ready, timeout_seconds=120, what="the extender leading again")
+    return time.monotonic()
+
+
+def test_after_the_extender_is_killed_a_fitting_pod_binds_within_10s_of_it_leading(
+        stack: Stack, namespace: str) -> None:
+    node = park_one(stack, namespace, "killed")
+    stack.kill_extender()
+    stack.report(node, [80], used_gi=0)  # the news arrives while no extender runs
+    stack.start_extender(wait_leading=False)
+    bound_within(stack, namespace, "killed", 10, since=leading_again(stack))
+
+
+def test_after_an_api_server_outage_a_fitting_pod_binds_within_10s_of_the_extender_leading(
+        stack: Stack, namespace: str) -> None:
+    node = park_one(stack, namespace, "outage")
+    stack.cluster.stop_apiserver()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        # The scheduler gives its Lease up and exits; a kubelet would restart it.
+        if stack.scheduler is not None and not stack.scheduler.alive():
+            stop_process(stack.cluster, stack.scheduler)
+            stack.scheduler = None
+        time.sleep(0.5)
+    stack.cluster.start_apiserver()
+    if stack.scheduler is None or not stack.scheduler.alive():
+        stop_process(stack.cluster, stack.scheduler)
+        stack.start_scheduler()
+    stack.report(node, [80], used_gi=0)  # the agent writes as soon as the API is back
+    bound_within(stack, namespace, "outage", 10, since=leading_again(stack))
+
+
+def test_after_a_leader_change_a_fitting_pod_binds_within_10s_of_the_new_extender_leading(
+        stack: Stack, namespace: str, cluster: LocalCluster) -> None:
+    # Two scheduler pods, each a kube-scheduler and its extender, named as pods are.
+    first = Stack(cluster, stack.kube, stack.label, free_port(), hostname="headroom-a")
+    second = Stack(cluster, stack.kube, stack.label, free_port(), hostname="headroom-b")
+    stack.stop()  # the module's own pair steps aside for this test
+    try:
+        first.start_scheduler()
+        first.start_extender()
+        second.start_scheduler()
+        second.start_extender(wait_leading=False)
+        node = park_one(first, namespace, "failover")
+        # The leading pod dies; the news of headroom reaches the standby before it leads.
+        first.kill_extender()
+        assert first.scheduler is not None
+        os.killpg(first.scheduler.popen.pid, signal.SIGKILL)
+        first.scheduler.popen.wait(30)
+        first.report(node, [80], used_gi=0)
+        bound_within(second, namespace, "failover", 10, since=leading_again(second))
+    finally:
+        for pair in (second, first):
+            pair.kill_extender()
+            stop_process(cluster, pair.scheduler)
+        release_lease(stack.kube)
+        stack.start_scheduler()
+        stack.start_extender()
