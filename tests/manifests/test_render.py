@@ -85,7 +85,8 @@ def test_the_rendering_installs_into_headroom_system_without_duplicates() -> Non
     # Namespaced kinds all carry a namespace (a missing one would land in the user's current
     # namespace); the cluster-scoped ones carry none.
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole",
-                      "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+                      "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for obj in rendered:
         assert ("namespace" in obj["metadata"]) != (obj["kind"] in cluster_scoped), object_id(obj)
     kinds = Counter(o["kind"] for o in rendered)
