@@ -18,6 +18,7 @@ Run: `.venv/bin/python -m bench.extender [--pin]` (part (b) builds/uses the cach
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import random
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,13 @@ from extender.verbs import Settings
 from extender.view import ClusterView
 from headroom import names, shipped
 from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import KUBERNETES_VERSION, LocalCluster, ensure_binaries, free_port
+from headroom.localcluster import (
+    KUBERNETES_VERSION,
+    LocalCluster,
+    Process,
+    ensure_binaries,
+    free_port,
+)
 from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
 
 GI = 2**30
@@ -226,27 +233,35 @@ def part_b(node_count: int, pods: int, *, pin: bool) -> list[str]:
         scheduler = cluster.start_scheduler(plain, name="plain-scheduler")
         without = schedule(kube, "plain", "bench-plain", pods)
         scheduler.stop()
-        port = free_port()
-        election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
-        extender = subprocess.Popen(
-            [str(Path(sys.executable).parent / "headroom"), "extender", f"--bind=127.0.0.1:{port}",
-             f"--kubeconfig={cluster.kubeconfig}", "--staleness-seconds=3600", "--no-access-log",
-             "--log-level=warning",
-             f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}"],
-            start_new_session=True)
-        try:
-            wait_ready(port)
-            cluster.start_scheduler(shipped.scheduler_config(
-                extender_url=f"http://127.0.0.1:{port}", kubeconfig=cluster.kubeconfig),
-                name="headroom-scheduler")
-            wait_leading(port)  # it follows the scheduler's Lease, polled each second
+        with headroom_scheduler(cluster) as (port, _):
             with_extender = schedule(kube, names.SCHEDULER_NAME, "bench-headroom", pods)
             verb_times = server_times(port)
-        finally:
-            os.killpg(extender.pid, signal.SIGTERM)
-            extender.wait(30)
     return [f"{node_count}", "pinned" if pin else "shared", f"{pods}", f"{with_extender:.1f}",
             f"{without:.1f}", f"{with_extender / without:.2f}", verb_times]
+
+
+@contextlib.contextmanager
+def headroom_scheduler(cluster: LocalCluster) -> Iterator[tuple[int, Process]]:
+    """`headroom extender` and the shipped kube-scheduler profile calling it, as installed;
+    yields the extender's port and the scheduler, once the extender leads."""
+    port = free_port()
+    election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
+    extender = subprocess.Popen(
+        [str(Path(sys.executable).parent / "headroom"), "extender", f"--bind=127.0.0.1:{port}",
+         f"--kubeconfig={cluster.kubeconfig}", "--staleness-seconds=3600", "--no-access-log",
+         "--log-level=warning",
+         f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}"],
+        start_new_session=True)
+    try:
+        wait_ready(port)
+        scheduler = cluster.start_scheduler(shipped.scheduler_config(
+            extender_url=f"http://127.0.0.1:{port}", kubeconfig=cluster.kubeconfig),
+            name="headroom-scheduler")
+        wait_leading(port)  # it follows the scheduler's Lease, polled each second
+        yield port, scheduler
+    finally:
+        os.killpg(extender.pid, signal.SIGTERM)
+        extender.wait(30)
 
 
 def server_times(port: int) -> str:

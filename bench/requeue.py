@@ -17,23 +17,19 @@ Run: `.venv/bin/python -m bench.requeue` (about a minute; builds/uses the cached
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.extender import table, wait_leading, wait_ready
-from headroom import names, shipped
+from bench.extender import headroom_scheduler, table
+from headroom import names
 from headroom.kube import ApiError, Kube, load_api_client
 from headroom.localcluster import (
     KUBERNETES_VERSION,
     LocalCluster,
     ensure_binaries,
-    free_port,
     secure_get,
 )
 from headroom.state import GpuState, NodeReport, report_to_status
@@ -93,25 +89,9 @@ def run() -> list[list[str]]:
                                             "kind": names.GPUNODE_KIND,
                                             "metadata": {"name": NODE}})
         report(kube, used_gi=80)
-        port = free_port()
-        election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
-        extender = subprocess.Popen(
-            [str(Path(sys.executable).parent / "headroom"), "extender", f"--bind=127.0.0.1:{port}",
-             f"--kubeconfig={cluster.kubeconfig}", "--staleness-seconds=3600", "--no-access-log",
-             "--log-level=warning",
-             f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}"],
-            start_new_session=True)
-        try:
-            wait_ready(port)
-            scheduler = cluster.start_scheduler(shipped.scheduler_config(
-                extender_url=f"http://127.0.0.1:{port}", kubeconfig=cluster.kubeconfig),
-                name="headroom-scheduler")
-            wait_leading(port)
+        with headroom_scheduler(cluster) as (port, scheduler):
             assert scheduler.port is not None
             return measure(kube, scheduler.port, port)
-        finally:
-            os.killpg(extender.pid, signal.SIGTERM)
-            extender.wait(30)
 
 
 def measure(kube: Kube, scheduler_port: int, extender_port: int) -> list[list[str]]:

@@ -50,9 +50,7 @@ def pod_policy(pod: JsonObject, default: Policy) -> Policy:
 @dataclass(frozen=True)
 class FilterOutcome:
     result: ExtenderFilterResult
-    rejected_for_memory: bool  # no node fits now, and memory (not health or age) is why
     counts: dict[str, int]  # nodes by result: "passed" or a ReasonKind value
-    demand: GpuDemand | None = None  # the pod's, as read for this answer
 
 
 Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
@@ -68,7 +66,7 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
     if demand is None:  # a pod without GPUs: Headroom has no say
         everyone = ExtenderFilterResult(FailedNodes={}, FailedAndUnresolvableNodes={}, Error="")
         return FilterOutcome(_answer(everyone, node_names, nodes, range(len(node_names))),
-                             rejected_for_memory=False, counts={"passed": len(node_names)})
+                             counts={"passed": len(node_names)})
     passed: list[int] = []
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
@@ -88,9 +86,7 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
     counts["passed"] = len(passed)
     result = ExtenderFilterResult(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable,
                                   Error="")
-    return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts,
-                         rejected_for_memory=not passed
-                         and counts.get(ReasonKind.MEMORY.value, 0) > 0, demand=demand)
+    return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts)
 
 
 def _answer(result: ExtenderFilterResult, node_names: Sequence[str],

@@ -95,17 +95,24 @@ def test_bookmarks_advance_the_resource_version(kube: Kube, namespace: str,
     assert cache.stats.errors == 0
 
 
-def test_survives_an_api_server_restart(cluster: LocalCluster, kube: Kube, namespace: str,
-                                        started: list[WatchCache]) -> None:
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    configmap(kube, namespace, "a")
-    cache = WatchCache(kube, path, backoff=Backoff(initial_seconds=0.2, max_seconds=2))
+def through_an_outage(cluster: LocalCluster, cache: WatchCache, started: list[WatchCache]) -> None:
+    """Start the cache, then stop the API server until the cache has failed once, and restart
+    it: the cache is then in its retry wait."""
     started.append(cache)
     cache.start()
     assert cache.wait_synced(30)
     cluster.stop_apiserver()
     eventually(lambda: cache.stats.errors > 0, what="the cache noticing the outage")
     cluster.start_apiserver()
+
+
+def test_survives_an_api_server_restart(cluster: LocalCluster, kube: Kube, namespace: str,
+                                        started: list[WatchCache]) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    configmap(kube, namespace, "a")
+    through_an_outage(cluster, WatchCache(
+        kube, path, backoff=Backoff(initial_seconds=0.2, max_seconds=2)), started)
+    cache = started[-1]
     configmap(kube, namespace, "b")
     eventually(lambda: cache_state(cache) == server_state(kube, path), what="cache == server")
     assert set(cache_state(cache)) >= {"a", "b"}
@@ -120,14 +127,9 @@ class LongBackoff(Backoff):
 
 def test_retry_now_ends_a_long_backoff_once_the_server_is_back(
         cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]) -> None:
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    cache = WatchCache(kube, path, backoff=LongBackoff())
-    started.append(cache)
-    cache.start()
-    assert cache.wait_synced(30)
-    cluster.stop_apiserver()
-    eventually(lambda: cache.stats.errors > 0, what="the cache in its minute-long wait")
-    cluster.start_apiserver()
+    cache = WatchCache(kube, f"/api/v1/namespaces/{namespace}/configmaps",
+                       backoff=LongBackoff())
+    through_an_outage(cluster, cache, started)  # now in a minute-long wait
     configmap(kube, namespace, "after")
     cache.retry_now()
     eventually(lambda: "after" in cache_state(cache), timeout_seconds=10,

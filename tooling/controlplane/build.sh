@@ -59,7 +59,8 @@ build_kubernetes() {
   for c in "${K8S_COMMANDS[@]}"; do targets+=("k8s.io/kubernetes/cmd/$c"); done
   cd "$src"
   # `go get` records every module the four commands need (with checksums) in go.mod and go.sum.
-  go get "${targets[@]}"
+  # Each path names the version: a bare package path would upgrade k8s.io/kubernetes to latest.
+  go get "${targets[@]/%/@v$v}"
   CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$K8S_OUT/bin/" "${targets[@]}"
   echo "$RECIPE" > "$K8S_OUT/RECIPE"
 }
