@@ -221,7 +221,10 @@ def bad_request(verb: str, message: str) -> tuple[Response, int]:
 
 
 def body() -> object:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError as exc:  # the decoder recurses once per level of nesting
+        raise WireError("body: JSON nested too deeply") from exc
     if data is None:
         raise WireError("body: expected JSON (Content-Type application/json)")
     return data

@@ -64,12 +64,22 @@ def parse_args(body: object) -> tuple[JsonObject, list[str], list[JsonObject] | 
             raise WireError("NodeNames: expected a list of node names")
         return pod, list(names), None
     if isinstance(nodes, dict) and isinstance(nodes.get("items"), list):
-        items = [n for n in nodes["items"] if isinstance(n, dict)]
-        node_names = [str((n.get("metadata") or {}).get("name", "")) for n in items]
-        if len(items) != len(nodes["items"]) or not all(node_names):
-            raise WireError("Nodes.items: expected Node objects with metadata.name")
-        return pod, node_names, items
+        items: list[JsonObject] = nodes["items"]
+        return pod, [_node_name(item, i) for i, item in enumerate(items)], items
     raise WireError("NodeNames or Nodes: one of them is required")
+
+
+def _node_name(item: object, index: int) -> str:
+    where = f"Nodes.items[{index}]"
+    if not isinstance(item, dict):
+        raise WireError(f"{where}: expected a Node object with metadata.name")
+    metadata = item.get("metadata")
+    if not isinstance(metadata, dict):
+        raise WireError(f"{where}.metadata: expected an object with name")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise WireError(f"{where}.metadata.name: expected a non-empty string")
+    return name
 
 
 def parse_binding(body: object) -> ExtenderBindingArgs:

@@ -142,6 +142,15 @@ def test_standby_and_unsynced_extenders_refuse_so_the_scheduler_retries() -> Non
      ("/filter", b'{"Pod": {"metadata": {}}}', "NodeNames or Nodes"),
      ("/filter", b'{"Pod": {"metadata": {}}, "NodeNames": [1]}', "NodeNames: expected a list"),
      ("/prioritize", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{}]}}', "Nodes.items"),
+     ("/filter", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": []}]}}',
+      "Nodes.items[0].metadata: expected an object"),
+     ("/filter", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": {"name": 7}}]}}',
+      "Nodes.items[0].metadata.name: expected a non-empty string"),
+     ("/filter", b"[" * 5000 + b"]" * 5000, "body: JSON nested too deeply"),
+     ("/prioritize", b'{"Pod": ' * 5000 + b"{}" + b"}" * 5000, "body: JSON nested too deeply"),
+     ("/bind", b"[" * 5000, "body: "),
+     ("/filter", b'{"Pod": {"metadata": {"name": "\xff\xfe"}}}'.decode("unicode_escape")
+      .encode("latin-1"), "body: expected JSON"),  # not UTF-8
      ("/bind", b'{"PodName": "p"}', "PodNamespace: expected a non-empty string")],
 )
 def test_malformed_bodies_get_400_with_a_json_error(path: str, payload: bytes,
@@ -167,6 +176,48 @@ def test_random_bodies_never_cause_a_server_error(payload: object, path: str) ->
     client, _ = make_client()
     response = client.post(path, json=payload)
     assert response.status_code in (200, 400)
+    assert response.is_json
+
+
+def leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value, the value itself included."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += leaf_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += leaf_paths(item, (*path, index))
+    return found
+
+
+def replaced(value: Any, path: tuple[Any, ...], new: object) -> Any:
+    if not path:
+        return new
+    head, *rest = path
+    copy: Any = dict(value) if isinstance(value, dict) else list(value)
+    copy[head] = replaced(value[head], tuple(rest), new)
+    return copy
+
+
+REAL_BODIES = {"/filter": ["filter-args-node-names.json", "filter-args-nodes.json"],
+               "/prioritize": ["prioritize-args-node-names.json"],
+               "/bind": ["bind-args.json"]}
+WRONG = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | \
+    st.just([]) | st.just({}) | st.just([[[]]]) | st.just({"metadata": []})
+
+
+@settings(max_examples=600)
+@given(st.sampled_from([(verb, name) for verb, files in REAL_BODIES.items() for name in files]),
+       st.data())
+def test_a_wrong_type_at_any_depth_of_a_real_body_is_a_400_or_an_answer(
+        case: tuple[str, str], data: st.DataObject) -> None:
+    verb, name = case
+    real = fixture(name)
+    path = data.draw(st.sampled_from(leaf_paths(real)))
+    client, _ = make_client()
+    response = client.post(verb, json=replaced(real, path, data.draw(WRONG)))
+    assert response.status_code in (200, 400), (path, response.get_data(as_text=True))
     assert response.is_json
 
 
