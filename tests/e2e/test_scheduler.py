@@ -287,7 +287,7 @@ def test_after_an_api_server_outage_a_fitting_pod_binds_within_10s_of_the_extend
         stack: Stack, namespace: str) -> None:
     node = park_one(stack, namespace, "outage")
     stack.cluster.stop_apiserver()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20  # the outage lasts 20 s by design: a duration, not a wait
     while time.monotonic() < deadline:
         # The scheduler gives its Lease up and exits; a kubelet would restart it.
         if stack.scheduler is not None and not stack.scheduler.alive():

@@ -203,8 +203,9 @@ def replaced(value: Any, path: tuple[Any, ...], new: object) -> Any:
 REAL_BODIES = {"/filter": ["filter-args-node-names.json", "filter-args-nodes.json"],
                "/prioritize": ["prioritize-args-node-names.json"],
                "/bind": ["bind-args.json"]}
-WRONG = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | \
-    st.just([]) | st.just({}) | st.just([[[]]]) | st.just({"metadata": []})
+WRONG: st.SearchStrategy[object] = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.just([]) | st.just({})
+    | st.just([[[]]]) | st.just({"metadata": []}))
 
 
 @settings(max_examples=600)

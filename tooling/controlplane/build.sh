@@ -24,7 +24,12 @@ K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 K8S_OUT="$CACHE_DIR/controlplane/kubernetes-$KUBERNETES_VERSION"
 ETCD_OUT="$CACHE_DIR/controlplane/etcd-$ETCD_VERSION"
 
-command -v go >/dev/null || { echo "build-control-plane: Go is needed (go version >= the one k8s.io/kubernetes $KUBERNETES_VERSION names)" >&2; exit 1; }
+fail() { echo "build-control-plane: $*" >&2; exit 1; }
+[[ $KUBERNETES_VERSION =~ ^1\.[0-9]+\.[0-9]+$ ]] ||
+  fail "KUBERNETES_VERSION: expected a release such as 1.37.2 (got '$KUBERNETES_VERSION')"
+[[ $ETCD_VERSION =~ ^3\.[0-9]+\.[0-9]+$ ]] ||
+  fail "ETCD_VERSION: expected a release such as 3.6.17 (got '$ETCD_VERSION')"
+command -v go >/dev/null || fail "Go is needed (the version k8s.io/kubernetes $KUBERNETES_VERSION names, or newer)"
 
 complete() {  # complete DIR RECIPE-LINE BINARY...
   local dir=$1 stamp=$2; shift 2
@@ -43,8 +48,11 @@ build_kubernetes() {
   minor=${v#*.}; minor=${minor%%.*}
   staging="0.${v#*.}"   # 1.37.2 -> 0.37.2, the staging modules' version
   build_module "$src" headroom.dev/controlplane/kubernetes
-  mod=$(cd "$src" && go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -n "$mod" ] || { echo "build-control-plane: the Go proxy did not serve k8s.io/kubernetes@v$v" >&2; exit 1; }
+  local info
+  info=$(cd "$src" && go mod download -json "k8s.io/kubernetes@v$v" 2>&1) ||
+    fail "KUBERNETES_VERSION $v: the Go module proxy does not serve k8s.io/kubernetes@v$v:
+$(printf '%s\n' "$info" | sed -n 's/.*"Error": "\(.*\)".*/  \1/p')"
+  mod=$(printf '%s\n' "$info" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
     printf '\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$v"
     # Each `k8s.io/x => ./staging/src/k8s.io/x` in kubernetes's go.mod becomes `k8s.io/x => k8s.io/x v0.N.P`.
