@@ -100,7 +100,7 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGKILL it if the parent dies.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
@@ -218,7 +218,7 @@ class LocalCluster:
     def _prepare_child(self) -> None:
         # Runs in the child between fork and exec.
         if not self.detached:
-            _die_with_parent()
+            die_with_parent()
         if self.cpus is not None:
             os.sched_setaffinity(0, self.cpus)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from headroom import names, shipped
 from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import LocalCluster, Process, free_port, secure_get
+from headroom.localcluster import LocalCluster, Process, die_with_parent, free_port, secure_get
 from headroom.state import GpuState, NodeReport, report_to_status
 from tests.e2e import waiting
 
@@ -78,7 +78,9 @@ class Stack:
                  f"--kubeconfig={self.cluster.kubeconfig}", "--staleness-seconds=600",
                  "--leader-lease={}/{}".format(*shipped_lease()), "--no-access-log",
                  *identity, *self.extender_args],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                # Killed with the test run, even one stopped hard, as the control plane is.
+                preexec_fn=die_with_parent)  # noqa: PLW1509
         if wait_leading:
             eventually(self.ready, timeout_seconds=60, what="the extender ready and leading")
 
