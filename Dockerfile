@@ -12,10 +12,13 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY headroom/ headroom/
+COPY kubeapi/ kubeapi/
+COPY serving/ serving/
 COPY webhook/ webhook/
 COPY extender/ extender/
 COPY nodeagent/ nodeagent/
 COPY certs/ certs/
+COPY cli/ cli/
 RUN pip install --prefix=/install .
 
 FROM python:3.11-slim

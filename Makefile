@@ -11,9 +11,9 @@ test: venv control-plane mock-nvml
 	$(BIN)/pytest
 
 # Headroom's whole loop on this machine; another story with `make demo SCENARIO=path.yaml`.
-SCENARIO ?= headroom/demo/scenarios/default.yaml
+SCENARIO ?= tooling/demo/scenarios/default.yaml
 demo: venv control-plane
-	$(BIN)/headroom demo --scenario $(SCENARIO)
+	$(BIN)/python -m tooling.demo --scenario $(SCENARIO)
 
 venv: $(VENV)/.installed
 
@@ -42,10 +42,10 @@ e2e: venv control-plane
 
 # The test harness by hand: a local etcd + kube-apiserver + kube-controller-manager on loopback.
 cluster-up: venv control-plane
-	$(BIN)/python -m headroom.localcluster up
+	$(BIN)/python -m tooling.localcluster up
 
 cluster-down:
-	$(BIN)/python -m headroom.localcluster down
+	$(BIN)/python -m tooling.localcluster down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

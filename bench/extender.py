@@ -38,16 +38,17 @@ from extender.app import Runtime, create_app
 from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
-from headroom import names, shipped
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import (
+from headroom import names
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
+from kubeapi.client import ApiError, Kube, load_api_client
+from tooling import shipped
+from tooling.localcluster import (
     KUBERNETES_VERSION,
     LocalCluster,
     Process,
     ensure_binaries,
     free_port,
 )
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
 
 GI = 2**30
 GPUS_PER_NODE = 8

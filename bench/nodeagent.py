@@ -30,10 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headroom.cache import WatchCache, WatchEvent
-from headroom.kube import Kube, load_api_client
-from headroom.localcluster import LocalCluster, ensure_binaries, free_port
-from tests.nodeagent.fakenvml import (
+from kubeapi.cache import WatchCache, WatchEvent
+from kubeapi.client import Kube, load_api_client
+from tooling.fakenvml import (
     GIB,
     STATE_ENV,
     FakeDevice,
@@ -46,6 +45,7 @@ from tests.nodeagent.fakenvml import (
     preload,
     write_proc,
 )
+from tooling.localcluster import LocalCluster, ensure_binaries, free_port
 
 GPUS = 8
 PROCESSES_PER_GPU = 2
@@ -169,7 +169,7 @@ def steady_state(work: Path) -> dict[str, float]:
                            heartbeat=HEARTBEAT_SECONDS, work=work)
         idle = start_agent(cluster, kube, node="idle", interval=60.0, heartbeat=60.0, work=work)
         imports = subprocess.Popen([sys.executable, "-c", (
-            "import nodeagent.agent, nodeagent.cli, headroom.cli, headroom.state, time; "
+            "import nodeagent.agent, nodeagent.cli, cli.main, headroom.report, time; "
             "time.sleep(600)")], env=agent_env(build(), work / "busy.json"))
         try:
             time.sleep(WARMUP_SECONDS)  # start-up (imports, first write) is not steady state

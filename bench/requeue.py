@@ -25,14 +25,14 @@ from pathlib import Path
 
 from bench.extender import headroom_scheduler, table
 from headroom import names
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import (
+from headroom.report import GpuState, NodeReport, report_to_status
+from kubeapi.client import ApiError, Kube, load_api_client
+from tooling.localcluster import (
     KUBERNETES_VERSION,
     LocalCluster,
     ensure_binaries,
     secure_get,
 )
-from headroom.state import GpuState, NodeReport, report_to_status
 
 GI = 2**30
 PODS = 200

@@ -53,7 +53,7 @@ from headroom import names
 from headroom.capacity import CapacityIndex
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, Policy
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 
 STALENESS_SECONDS = 3600.0  # as bench/extender.py: rounds advance the clock, reports stay fresh
 POLLING_SECONDS = 15

@@ -32,7 +32,7 @@ from extender.scaler.feasibility import LimitReason, apply_feasibility, feasible
 from extender.scaler.spec import ScalerSpec, parse_spec
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, place_replicas
-from headroom.state import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport
 
 GI = 2**30
 STEP_SECONDS = 15

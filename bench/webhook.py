@@ -42,10 +42,10 @@ from typing import Any
 
 from headroom import names
 from headroom.demand import GpuDemand
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import LocalCluster, ensure_binaries
+from kubeapi.client import ApiError, Kube, load_api_client
 from tests.webhook.helpers import PROFILES_FILE, corpus, encode, review_body, shipped_profiles
 from tests.webhook.server import Server, make_certs, wait_until, webhook_server
+from tooling.localcluster import LocalCluster, ensure_binaries
 from webhook.mutate import mutate
 from webhook.review import review
 

@@ -31,10 +31,10 @@ from extender.verbs import PolicyError, Settings, filter_nodes, prioritize
 from extender.view import ClusterView
 from extender.wire import WireError, parse_args, parse_binding
 from headroom import names
-from headroom.cache import DELETED, WatchCache, WatchEvent
 from headroom.demand import DemandError
 from headroom.fit import Policy
-from headroom.kube import JsonDict, Kube, load_api_client
+from kubeapi.cache import DELETED, WatchCache, WatchEvent
+from kubeapi.client import JsonDict, Kube, load_api_client
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "HEADROOM_EXTENDER_"

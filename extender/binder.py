@@ -22,7 +22,7 @@ from extender.wire import ExtenderBindingArgs, ExtenderBindingResult
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
 from headroom.fit import Fit, PodClaim, fit
-from headroom.kube import ApiError, Kube
+from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
 PodLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> pod or None

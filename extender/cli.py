@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 
 from headroom import names
-from headroom.serving import add_arguments
+from serving.server import add_arguments
 
 EXTENDER_HELP = "Run the scheduler extender (filter, prioritize, bind by live GPU memory)."
 EXTENDER_DESCRIPTION = (
@@ -71,7 +71,7 @@ def check(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from extender.app import ENV_PREFIX  # noqa: PLC0415
-    from headroom import serving  # noqa: PLC0415
+    from serving import server as serving  # noqa: PLC0415
 
     problem = check(args)
     try:

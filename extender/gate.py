@@ -18,8 +18,8 @@ from typing import Any
 from extender.leader import run_while_leading
 from headroom import names
 from headroom.demand import assigned_gpus
-from headroom.kube import ApiError, Kube
-from headroom.state import NodeReport, format_time
+from headroom.report import NodeReport, format_time
+from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]

@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from headroom.kube import ApiError, Kube
-from headroom.state import ReportError, parse_time
+from headroom.report import ReportError, parse_time
+from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
 

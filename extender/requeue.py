@@ -33,7 +33,7 @@ from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
 from headroom.demand import DemandError, GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
-from headroom.kube import ApiError, Kube
+from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
 

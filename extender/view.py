@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from headroom.cache import DELETED, WatchEvent
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
 from headroom.fit import NodeSnapshot, NodeSummary, PodClaim, summarize
-from headroom.state import NodeReport, ReportError, report_from_status
+from headroom.report import NodeReport, ReportError, report_from_status
+from kubeapi.cache import DELETED, WatchEvent
 
 log = logging.getLogger(__name__)
 

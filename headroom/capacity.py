@@ -47,7 +47,7 @@ from headroom.fit import (
     summarize,
     with_claim,
 )
-from headroom.state import NodeReport
+from headroom.report import NodeReport
 
 NO_ROOM = -1  # the k-th largest free (or total) of a node with fewer than k GPUs
 

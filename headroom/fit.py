@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from headroom.demand import GpuDemand
 from headroom.quantity import format_bytes
-from headroom.state import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport
 
 
 class Policy(StrEnum):

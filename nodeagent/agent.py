@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headroom.cache import Backoff
-from headroom.kube import Kube, load_api_client
-from headroom.state import GpuState, NodeReport
+from headroom.backoff import Backoff
+from headroom.report import GpuState, NodeReport
+from kubeapi.client import Kube, load_api_client
 from nodeagent.cgroups import PodLocator
 from nodeagent.metrics import AgentStatus, MetricsServer, create_app
 from nodeagent.nvml import Nvml, NvmlUnavailable

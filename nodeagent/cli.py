@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_bind[0], metrics_port=args.metrics_bind[1],
         kubeconfig=args.kubeconfig)
     if args.once:
-        from headroom.state import report_to_status  # noqa: PLC0415
+        from headroom.report import report_to_status  # noqa: PLC0415
 
         report = sample_once(config)
         print(json.dumps(report_to_status(report), indent=2))

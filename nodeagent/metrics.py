@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from headroom.state import NodeReport
+from headroom.report import NodeReport
 from nodeagent.publisher import PublishStats
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]

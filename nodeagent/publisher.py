@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from headroom import names
-from headroom.cache import Backoff
-from headroom.kube import ApiError, Kube, resource_path
-from headroom.state import NodeReport, report_to_status
+from headroom.backoff import Backoff
+from headroom.report import NodeReport, report_to_status
+from kubeapi.client import ApiError, Kube, resource_path
 from nodeagent.report import publish_reason
 from nodeagent.wire import StatusPatch, gpunode_object, is_owned_by, owner_reference
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from headroom.quantity import format_bytes
-from headroom.state import GpuPod, GpuState, NodeReport
+from headroom.report import GpuPod, GpuState, NodeReport
 from nodeagent.readings import DeviceReading, ProcessReading
 from nodeagent.xid import XidHolds
 

@@ -1,6 +1,6 @@
 """The node agent's wire formats as TypedDicts, and the pure builders of the GPUNode object.
 
-The GPUNode's `status` is `headroom.state.report_to_status`; what lives here is the rest of the
+The GPUNode's `status` is `headroom.report.report_to_status`; what lives here is the rest of the
 object: named after the node, `spec.nodeName`, and owned by the Node (not as its controller, and
 without blocking the Node's deletion) so the garbage collector removes it with the Node.
 """

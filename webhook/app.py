@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from headroom import __version__
-from headroom.logs import LOG_FIELDS_KEY
+from serving.logs import LOG_FIELDS_KEY
 from webhook.metrics import WebhookMetrics
 from webhook.review import review
 from webhook.settings import POLL_ENV, PROFILES_ENV

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from headroom.serving import add_arguments  # light: gunicorn itself is imported when serving
+from serving.server import add_arguments  # light: gunicorn itself is imported when serving
 
 WEBHOOK_HELP = "Run the mutating admission webhook (HTTPS, under gunicorn)."
 WEBHOOK_DESCRIPTION = (
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from headroom import logs, serving  # noqa: PLC0415
+    from serving import logs  # noqa: PLC0415
+    from serving import server as serving  # noqa: PLC0415
     from webhook.profiles import ProfileError  # noqa: PLC0415
     from webhook.settings import POLL_ENV, PROFILES_ENV  # noqa: PLC0415
     from webhook.store import load_profiles  # noqa: PLC0415

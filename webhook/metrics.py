@@ -1,6 +1,6 @@
 """The webhook's Prometheus metrics, in a registry of their own per app instance.
 
-Under gunicorn with several workers, prometheus_client's multiprocess mode is on (headroom.serving
+Under gunicorn with several workers, prometheus_client's multiprocess mode is on (serving.server
 sets PROMETHEUS_MULTIPROC_DIR before the workers import it): each worker writes its values to
 files and `exposition()` adds up all workers, whichever of them answers the scrape.
 """

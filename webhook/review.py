@@ -22,7 +22,7 @@ import jsonpatch
 
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, is_managed
-from headroom.logs import log_fields
+from serving.logs import log_fields
 from webhook.mutate import MutationError, mutate
 from webhook.profiles import ProfileSet
 from webhook.wire import (

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from headroom.logs import log_fields
+from serving.logs import log_fields
 from webhook.profiles import ProfileError, ProfileSet, parse_profiles
 
 log = logging.getLogger("webhook.profiles")

@@ -49,8 +49,8 @@ from extender.view import ClusterView
 from headroom import names
 from headroom.capacity import CapacityIndex
 from headroom.fit import NodeSnapshot
-from headroom.kube import ApiError, JsonDict, Kube
-from headroom.state import ReportError, parse_time
+from headroom.report import ReportError, parse_time
+from kubeapi.client import ApiError, JsonDict, Kube
 
 log = logging.getLogger(__name__)
 

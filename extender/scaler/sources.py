@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.scaler.spec import PodsSource
-from headroom.state import NodeReport
+from headroom.report import NodeReport
 
 MAX_SCRAPE_BYTES = 4 * 2**20
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from extender.scaler.spec import TargetRef
 from headroom.demand import DemandError, GpuDemand
-from headroom.kube import ApiError, JsonDict, Kube
+from kubeapi.client import ApiError, JsonDict, Kube
 
 HPA_PATH = "/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
 TERMINAL_PHASES = ("Succeeded", "Failed")

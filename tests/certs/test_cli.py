@@ -9,7 +9,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from headroom.cli import main
+from cli.main import main
 
 ERROR_PREFIX = "headroom certs generate: error: "
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import LocalCluster, ensure_binaries
+from kubeapi.client import ApiError, Kube, load_api_client
+from tooling.localcluster import LocalCluster, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 

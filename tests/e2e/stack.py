@@ -1,5 +1,5 @@
 """The headroom scheduler pod, as e2e tests run it: the stock kube-scheduler with the shipped
-profile (only the extender's address and the kubeconfig path filled in, `headroom.shipped`) and
+profile (only the extender's address and the kubeconfig path filled in, `tooling.shipped`) and
 `headroom extender` (gunicorn) with the admin kubeconfig, following the shipped Lease. GPU reports
 are written by the test; the pods never run unless a test sets their status, as a kubelet would."""
 
@@ -19,11 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from headroom import names, shipped
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import LocalCluster, Process, die_with_parent, free_port, secure_get
-from headroom.state import GpuState, NodeReport, report_to_status
+from headroom import names
+from headroom.report import GpuState, NodeReport, report_to_status
+from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e import waiting
+from tooling import shipped
+from tooling.localcluster import LocalCluster, Process, die_with_parent, free_port, secure_get
 
 eventually = partial(waiting.eventually, timeout_seconds=60.0)
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from headroom.cache import DELETED, Backoff, WatchCache, WatchEvent
-from headroom.kube import Kube
-from headroom.localcluster import LocalCluster
+from headroom.backoff import Backoff
+from kubeapi.cache import DELETED, WatchCache, WatchEvent
+from kubeapi.client import Kube
 from tests.e2e.waiting import eventually
+from tooling.localcluster import LocalCluster
 
 
 def configmap(kube: Kube, namespace: str, name: str, value: str = "1") -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from headroom import names
-from headroom.kube import ApiError, Kube
-from headroom.localcluster import LocalCluster
-from headroom.state import GpuPod, GpuState, NodeReport, report_from_status, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_from_status, report_to_status
+from kubeapi.client import ApiError, Kube
+from tooling.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 GI = 2**30

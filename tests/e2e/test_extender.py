@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from headroom import names
-from headroom.localcluster import LocalCluster
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 from tests.e2e.stack import GI, Stack, eventually, running_stack
+from tooling.localcluster import LocalCluster
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from headroom.localcluster import LocalCluster
+from tooling.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENDER = "system:serviceaccount:headroom-system:headroom-extender"

@@ -12,9 +12,9 @@ import textwrap
 from functools import partial
 from pathlib import Path
 
-from headroom.kube import Kube
-from headroom.localcluster import BIN_DIR, LocalCluster
+from kubeapi.client import Kube
 from tests.e2e import waiting
+from tooling.localcluster import BIN_DIR, LocalCluster
 
 eventually = partial(waiting.eventually, timeout_seconds=60.0)
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_the_scheduler_on_request_binds_a_pod_to_a_node_object(
 CHILD = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from headroom.localcluster import LocalCluster
+    from tooling.localcluster import LocalCluster
     cluster = LocalCluster(Path(sys.argv[1]))
     with cluster:
         print(json.dumps([p.popen.pid for p in cluster.processes.values()]), flush=True)
@@ -96,7 +96,7 @@ def test_a_killed_parent_takes_its_processes_with_it(tmp_path: Path) -> None:
 
 def test_up_and_down_by_hand(tmp_path: Path) -> None:
     workdir = tmp_path / "by-hand"
-    run = [sys.executable, "-m", "headroom.localcluster"]
+    run = [sys.executable, "-m", "tooling.localcluster"]
     up = subprocess.run([*run, "up", "--dir", str(workdir)], capture_output=True, text=True,
                         cwd=ROOT, check=True, timeout=180)
     kubeconfig = up.stdout.strip()

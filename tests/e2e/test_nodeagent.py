@@ -24,11 +24,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headroom import names
-from headroom.kube import ApiError, Kube, load_api_client
-from headroom.localcluster import LocalCluster, free_port
-from headroom.state import parse_time
+from headroom.report import parse_time
+from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e.waiting import eventually
-from tests.nodeagent.fakenvml import (
+from tooling.fakenvml import (
     GIB,
     FakeNvml,
     agent_env,
@@ -37,6 +36,7 @@ from tests.nodeagent.fakenvml import (
     pod_cgroup,
     write_proc,
 )
+from tooling.localcluster import LocalCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests" / "nodeagent"

@@ -9,10 +9,10 @@ import time
 
 from extender.scaler.report import blocked_status, with_transitions
 from headroom import names
-from headroom.kube import JsonDict, Kube
-from headroom.localcluster import LocalCluster
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
+from kubeapi.client import JsonDict, Kube
 from tests.manifests.scaler_round import limited_round_status, seed_scaler
+from tooling.localcluster import LocalCluster
 
 GI = 2**30
 GPUNODES = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"

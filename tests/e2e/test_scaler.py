@@ -20,10 +20,10 @@ import yaml
 
 from extender.scaler.controller import pod_state
 from headroom import names
-from headroom.kube import ApiError, Kube
-from headroom.localcluster import LocalCluster, free_port
+from kubeapi.client import ApiError, Kube
 from tests.e2e.stack import ROOT, Stack, eventually, running_stack
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
+from tooling.localcluster import LocalCluster, free_port
 
 AISCALERS = f"/apis/{names.GROUP_VERSION}/namespaces/{{namespace}}/{names.AISCALER_PLURAL}"
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from headroom import names
-from headroom.kube import ApiError
-from headroom.localcluster import LocalCluster, free_port
+from kubeapi.client import ApiError
 from tests.e2e.stack import Stack, eventually, release_lease, running_stack, stop_process
+from tooling.localcluster import LocalCluster, free_port
 
 PODS = "/api/v1/namespaces/{ns}/pods"
 

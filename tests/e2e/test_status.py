@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from headroom import names
-from headroom.kube import Kube
-from headroom.localcluster import LocalCluster, free_port
-from headroom.state import GpuState, NodeReport, report_to_status
+from headroom.report import GpuState, NodeReport, report_to_status
+from kubeapi.client import Kube
+from tooling.localcluster import LocalCluster, free_port
 
 HEADROOM = Path(sys.executable).parent / "headroom"
 GI = 2**30

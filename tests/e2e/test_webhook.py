@@ -4,7 +4,7 @@ bad annotations with a message the user sees, and with the webhook down behaves 
 failurePolicy (Fail) says.
 
 The shipped MutatingWebhookConfiguration is registered as it is, with only what a run on loopback
-must fill in (`headroom.shipped`): there are no Services or kube-proxy here (no kubelet, nothing
+must fill in (`tooling.shipped`): there are no Services or kube-proxy here (no kubelet, nothing
 routes a ClusterIP), so each webhook is called by URL, https://127.0.0.1:PORT/mutate, with the
 caBundle, and its certificate carries the IP. It is registered for this module only; pods of other
 modules carry no `headroom.dev/managed` label, so they never meet it.
@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from headroom import shipped
-from headroom.kube import ApiError, Kube
-from headroom.localcluster import LocalCluster
+from kubeapi.client import ApiError, Kube
 from tests.webhook.helpers import PROFILES_FILE, ROOT, corpus, gpu_pod
 from tests.webhook.server import Server, wait_until, webhook_server
+from tooling import shipped
+from tooling.localcluster import LocalCluster
 from webhook.mutate import MUTATED_BY_ANNOTATION
 
 PODS = "/api/v1/namespaces/{ns}/pods"
@@ -55,7 +55,7 @@ def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("webhook-certs")
     # The certificates exactly as a user makes them, with the loopback IP as a name.
-    from headroom.cli import main  # noqa: PLC0415
+    from cli.main import main  # noqa: PLC0415
 
     assert main(["certs", "generate", "--out", str(directory), "--service", "headroom-webhook",
                  "--ip", "127.0.0.1", "--force"]) == 0

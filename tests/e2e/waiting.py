@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from headroom.kube import ApiError
+from kubeapi.client import ApiError
 
 
 def eventually(check: Callable[[], bool], *, timeout_seconds: float = 30.0,

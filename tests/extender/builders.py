@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from headroom import names
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 
 GI = 2**30
 NOW = 1_700_000_000.0

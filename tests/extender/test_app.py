@@ -18,7 +18,7 @@ from extender.app import Runtime, create_app
 from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
-from headroom.cache import WatchCache, WatchEvent
+from kubeapi.cache import WatchCache, WatchEvent
 from tests.extender.builders import NOW, gpunode, node, pod
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headroom.cli import main
+from cli.main import main
 
 
 @pytest.mark.parametrize(

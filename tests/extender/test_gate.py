@@ -8,8 +8,8 @@ import pytest
 
 from extender.gate import GateController, gate_condition, has_gate
 from headroom import names
-from headroom.kube import Kube
-from headroom.state import GpuPod, GpuState, NodeReport
+from headroom.report import GpuPod, GpuState, NodeReport
+from kubeapi.client import Kube
 
 GI = 2**30
 NOW = 1_700_000_000.0

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from extender.leader import Leadership
-from headroom.kube import ApiError, Kube
-from headroom.state import format_time
+from headroom.report import format_time
+from kubeapi.client import ApiError, Kube
 
 NOW = 1_700_000_000.0
 

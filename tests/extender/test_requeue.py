@@ -8,8 +8,8 @@ from typing import Any
 from extender.requeue import Parked, Requeuer, RetryBook, parked_pods, pods_to_retry
 from extender.view import ClusterView, PodRef
 from headroom import names
-from headroom.cache import ADDED, WatchEvent
 from headroom.demand import GpuDemand
+from kubeapi.cache import ADDED, WatchEvent
 from tests.extender.builders import NOW, gpunode, node, pod
 from tests.headroom.builders import GI, gpu
 from tests.headroom.builders import node as snapshot

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from extender.view import ClusterView
-from headroom.cache import DELETED, WatchEvent
 from headroom.demand import GpuDemand
 from headroom.fit import Fit, PodClaim, Reason, fit
+from kubeapi.cache import DELETED, WatchEvent
 from tests.extender.builders import GI, NOW, gpunode, node, pod
 
 

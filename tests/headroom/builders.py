@@ -1,7 +1,7 @@
 """Small builders for node reports and snapshots, shared by the accounting tests."""
 
 from headroom.fit import NodeSnapshot, PodClaim
-from headroom.state import GpuPod, GpuState, NodeReport
+from headroom.report import GpuPod, GpuState, NodeReport
 
 GI = 2**30
 NOW = 1_700_000_000.0

@@ -2,7 +2,8 @@
 
 import random
 
-from headroom.cache import Backoff, object_key
+from headroom.backoff import Backoff
+from kubeapi.cache import object_key
 
 
 def test_delays_grow_exponentially_up_to_the_cap_with_full_jitter() -> None:

@@ -22,7 +22,7 @@ from headroom.fit import (
     score,
     with_claim,
 )
-from headroom.state import GpuPod, GpuState
+from headroom.report import GpuPod, GpuState
 from tests.headroom.builders import GI, NOW, gpu, node
 
 STALE = 90.0

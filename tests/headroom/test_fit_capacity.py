@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from headroom.capacity import CapacityIndex, Copies, copies_by_placement
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy
-from headroom.state import GpuPod, GpuState, NodeReport
+from headroom.report import GpuPod, GpuState, NodeReport
 from tests.headroom.builders import GI, NOW, gpu, node
 
 STALE = 60.0

@@ -2,7 +2,7 @@
 
 from headroom.demand import GpuDemand
 from headroom.fit import PodClaim, Reason, fit
-from headroom.state import GpuPod
+from headroom.report import GpuPod
 from tests.headroom.builders import GI, NOW, gpu, node
 
 

@@ -16,8 +16,8 @@ from extender.scaler.spec import parse_spec
 from headroom import names
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot
-from headroom.kube import JsonDict
-from headroom.state import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport
+from kubeapi.client import JsonDict
 
 SEED = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "seed-aiscaler.yaml"
 GI = 2**30

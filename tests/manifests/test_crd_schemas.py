@@ -17,7 +17,7 @@ import yaml
 
 from extender.scaler.report import blocked_status, with_transitions
 from headroom import names
-from headroom.state import GpuPod, GpuState, NodeReport, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 from tests.manifests.render import MANIFESTS, Obj
 from tests.manifests.scaler_round import limited_round_status, seed_scaler
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from headroom.cli import build_parser
+from cli.main import build_parser
 from tests.manifests.render import ROOT, Rendered, containers, pod_spec, render
 from tests.manifests.test_references import our_image
 
@@ -126,9 +126,10 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
 def test_dockerignore_keeps_keys_and_local_state_out() -> None:
     patterns = dockerignore_patterns()
     for path in (".git/config", ".venv/bin/python", "tls/tls.key", "certs/ca.key",
-                 "headroom/__pycache__/x.pyc", "tests/e2e/conftest.py", "certs/secret.yaml"):
+                 "headroom/__pycache__/x.pyc", "tests/e2e/conftest.py", "certs/secret.yaml",
+                 "tooling/localcluster.py"):
         assert ignored(path, patterns), path
-    for path in ("headroom/cli.py", "certs/pki.py", "pyproject.toml", "README.md"):
+    for path in ("cli/main.py", "certs/pki.py", "pyproject.toml", "README.md"):
         assert not ignored(path, patterns), path
 
 
@@ -139,8 +140,11 @@ def test_the_build_copies_what_pip_install_needs() -> None:
     find = project["tool"]["setuptools"]["packages"]["find"]  # type: ignore[index]
     packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()
                 and any(fnmatch.fnmatchcase(p.name, pat) for pat in find["include"])}
-    assert packages == {"headroom", "webhook", "extender", "nodeagent", "certs"}
+    assert packages == {"headroom", "kubeapi", "serving", "webhook", "extender", "nodeagent",
+                        "certs", "cli"}
     assert packages <= copied
+    # The local control plane, the demo and the fake NVML need this repository: never shipped.
+    assert "tooling" not in packages and "tooling" not in copied
 
 
 def test_pip_installs_the_project_without_test_extras() -> None:
@@ -161,7 +165,7 @@ def entrypoint() -> list[str]:
 def test_the_entrypoint_is_the_console_script() -> None:
     scripts = pyproject()["project"]["scripts"]  # type: ignore[index]
     assert entrypoint() == ["headroom"]
-    assert scripts["headroom"] == "headroom.cli:main"
+    assert scripts["headroom"] == "cli.main:main"
 
 
 @pytest.mark.parametrize("component", ["nodeagent", "webhook", "extender"])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import shlex
 
+from cli.main import build_parser
 from headroom import names
-from headroom.cli import build_parser
 from tests.manifests.render import ROOT, Rendered, pod_spec, render
 from tests.manifests.test_references import our_image
 

@@ -1,5 +1,5 @@
 """Fixtures for the node agent tests: the fake NVML library built once and loaded into this
-process (see tests/nodeagent/fakenvml for why preloading works), a state file per test, and an
+process (see tooling/fakenvml for why preloading works), a state file per test, and an
 NVML session that is always closed."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.nvml import Nvml
-from tests.nodeagent.fakenvml import STATE_ENV, FakeNvml, build, preload
+from tooling.fakenvml import STATE_ENV, FakeNvml, build, preload
 
 _loaded: list[ctypes.CDLL] = []  # kept referenced: the library must stay loaded
 

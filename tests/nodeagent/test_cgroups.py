@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodeagent.cgroups import CgroupOwner, PodLocator, parse_cgroup_path, parse_proc_cgroup
-from tests.nodeagent.fakenvml import write_proc
+from tooling.fakenvml import write_proc
 
 UID = "8f2b4e1a-3c4d-4e5f-9a6b-7c8d9e0f1a2b"
 UID_ = UID.replace("-", "_")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from headroom.cli import main
+from cli.main import main
 from nodeagent.nvml import LIBRARY_NOT_FOUND_REASON
-from tests.nodeagent.fakenvml import GIB, FakeNvml, agent_env, device, pod_cgroup, write_proc
+from tooling.fakenvml import GIB, FakeNvml, agent_env, device, pod_cgroup, write_proc
 
 SCRIPT = Path(sys.executable).parent / "headroom"
 POD = "0a1b2c3d-0000-4000-8000-00000000000a"
@@ -61,7 +61,7 @@ def test_node_name_and_flag_combinations(capsys: pytest.CaptureFixture[str],
 
 
 def test_good_flags_parse() -> None:
-    from headroom.cli import build_parser  # noqa: PLC0415
+    from cli.main import build_parser  # noqa: PLC0415
 
     args = build_parser().parse_args([
         "nodeagent", "--node-name", "n1", "--interval-seconds", "2.5", "--deadband", "1Gi",

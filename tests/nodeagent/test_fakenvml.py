@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.nvml import Nvml, NvmlUnavailable
-from tests.nodeagent.fakenvml import LIBRARY_NAME, FakeNvml, build, device
+from tooling.fakenvml import LIBRARY_NAME, FakeNvml, build, device
 
 
 def test_the_build_is_cached_by_source(tmp_path: Path) -> None:

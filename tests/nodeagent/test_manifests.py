@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from cli.main import build_parser
 from headroom import names
-from headroom.cli import build_parser
 from headroom.quantity import parse_bytes
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "nodeagent"

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from headroom.state import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport
 from nodeagent.metrics import AgentStatus, MetricsServer, create_app
 from nodeagent.publisher import PublishStats
 

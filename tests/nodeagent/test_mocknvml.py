@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.nodeagent.fakenvml import pod_cgroup, write_proc
 from tests.nodeagent.mocknvml import (
     ExpectedGpu,
     MockNvml,
@@ -30,6 +29,7 @@ from tests.nodeagent.mocknvml import (
     with_processes,
     write_profile,
 )
+from tooling.fakenvml import pod_cgroup, write_proc
 
 SCRIPT = Path(sys.executable).parent / "headroom"
 REQUIRE_ENV = "HEADROOM_REQUIRE_MOCKNVML"
@@ -59,7 +59,7 @@ def mock_nvml() -> MockNvml:
 
 
 def expected_status(gpu: ExpectedGpu) -> dict[str, Any]:
-    """The GPUNode status entry the agent should write for this GPU (headroom.state)."""
+    """The GPUNode status entry the agent should write for this GPU (headroom.report)."""
     used = gpu.total_bytes - gpu.free_bytes  # DESIGN.md: used is everything not free
     in_pods = sorted((pod_uid(pid), n) for pid, n in gpu.processes if pid not in OUTSIDE_PODS)
     status: dict[str, Any] = {

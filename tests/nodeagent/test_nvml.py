@@ -7,7 +7,7 @@ import pytest
 
 from nodeagent.nvml import LIBRARY_NOT_FOUND_REASON, Nvml, NvmlUnavailable
 from nodeagent.readings import DeviceReading, ProcessReading, XidEvent
-from tests.nodeagent.fakenvml import GIB, FakeNvml, FakeProcess, device
+from tooling.fakenvml import GIB, FakeNvml, FakeProcess, device
 
 MIB = 2**20
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 
 from headroom import names
-from headroom.cache import Backoff
-from headroom.kube import ApiError
-from headroom.state import GpuState, NodeReport
+from headroom.backoff import Backoff
+from headroom.report import GpuState, NodeReport
+from kubeapi.client import ApiError
 from nodeagent.publisher import Publisher
 from nodeagent.wire import gpunode_object, is_owned_by
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headroom.state import GpuPod, GpuState, NodeReport, report_from_status, report_to_status
+from headroom.report import GpuPod, GpuState, NodeReport, report_from_status, report_to_status
 from nodeagent.readings import DeviceReading, ProcessReading
 from nodeagent.report import (
     attribute,

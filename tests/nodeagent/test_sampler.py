@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from headroom.state import GpuPod
+from headroom.report import GpuPod
 from nodeagent.agent import Sampler
 from nodeagent.cgroups import PodLocator
 from nodeagent.nvml import Nvml
 from nodeagent.xid import XidHolds
-from tests.nodeagent.fakenvml import GIB, FakeDevice, FakeNvml, device, pod_cgroup, write_proc
+from tooling.fakenvml import GIB, FakeDevice, FakeNvml, device, pod_cgroup, write_proc
 
 POD_A = "0a1b2c3d-0000-4000-8000-00000000000a"
 POD_B = "0a1b2c3d-0000-4000-8000-00000000000b"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from headroom.localcluster import BUILD_SCRIPT, versions
+from tooling.localcluster import BUILD_SCRIPT, versions
 
 
 def test_the_versions_come_from_the_file_and_the_environment_overrides_each() -> None:

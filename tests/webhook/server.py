@@ -1,4 +1,4 @@
-"""A real `headroom webhook` (or any app under headroom.serving) in a child process on loopback,
+"""A real `headroom webhook` (or any app under serving.server) in a child process on loopback,
 for the component, e2e and rotation tests."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from certs.generate import generate
-from headroom.localcluster import free_port
+from tooling.localcluster import free_port
 
 HEADROOM = Path(sys.executable).parent / "headroom"
 
@@ -140,11 +140,11 @@ def webhook_server(workdir: Path, profiles: Path, *, certs: Path | None,
 
 
 def serving_server(workdir: Path, app: str, *, certs: Path | None, **options: Any) -> Server:
-    """Any WSGI app under headroom.serving.run, with ServeOptions keywords."""
+    """Any WSGI app under serving.server.run, with ServeOptions keywords."""
     port = free_port()
     tls = {"certfile": str(certs / "tls.crt"), "keyfile": str(certs / "tls.key")} if certs else {}
     settings = {"app": app, "bind": f"127.0.0.1:{port}", **tls, **options}
-    code = ("import sys\nfrom headroom import serving\n"
+    code = ("import sys\nfrom serving import server as serving\n"
             f"sys.exit(serving.run(serving.ServeOptions(**{settings!r})))\n")
     return Server(argv=[sys.executable, "-c", code], workdir=workdir, port=port,
                   ca_file=certs / "ca.crt" if certs is not None else None)

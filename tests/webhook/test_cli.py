@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headroom.cli import build_parser, main
+from cli.main import build_parser, main
 from tests.webhook.helpers import PROFILES_FILE, ROOT
 
 
@@ -45,7 +45,7 @@ def test_a_poll_interval_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_importing_the_command_loads_no_server_library() -> None:
-    code = ("import sys, headroom.cli\n"
+    code = ("import sys, cli.main\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('flask', 'gunicorn', 'prometheus_client', 'werkzeug', 'jsonpatch')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

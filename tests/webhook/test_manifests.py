@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from cli.main import build_parser
 from headroom import names
-from headroom.cli import build_parser
 from tests.webhook.helpers import ROOT
 from webhook.store import load_profiles
 

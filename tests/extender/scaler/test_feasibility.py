@@ -27,7 +27,7 @@ from extender.scaler.spec import ScalerSpec, parse_spec
 from headroom.capacity import CapacityIndex
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy
-from headroom.state import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport
 from tests.headroom.test_fit_capacity import clusters, demands
 
 GI = 2**30

@@ -12,7 +12,7 @@ from extender.scaler.report import blocked_status, event, round_status, with_tra
 from extender.scaler.spec import parse_spec
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim
-from headroom.state import NodeReport
+from headroom.report import NodeReport
 from tests.headroom.builders import GI, NOW, gpu
 
 SEED = {"metadata": {"name": "llm", "namespace": "ml", "uid": "u1"},

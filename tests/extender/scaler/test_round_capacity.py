@@ -7,8 +7,8 @@ from typing import Any
 from extender.scaler.controller import RoundCapacity, ScalerController
 from extender.verbs import Settings
 from extender.view import ClusterView
-from headroom.cache import WatchEvent
 from headroom.demand import GpuDemand
+from kubeapi.cache import WatchEvent
 from tests.extender.builders import GI, NOW, gpunode, node
 
 

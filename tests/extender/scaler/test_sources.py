@@ -18,10 +18,10 @@ from extender.scaler.sources import (
     scrape_pods,
 )
 from extender.scaler.spec import PodsSource
-from headroom.localcluster import free_port
-from headroom.state import GpuPod, GpuState, NodeReport
+from headroom.report import GpuPod, GpuState, NodeReport
 from tests.e2e.waiting import eventually
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
+from tooling.localcluster import free_port
 
 
 @pytest.fixture
