@@ -152,7 +152,7 @@ def part_a(rounds: int) -> list[list[str]]:
                           leadership=Leadership(None, lease=None, identity="bench"),
                           caches=[_Synced()],  # type: ignore[list-item]
                           clock=_fixed(now))
-        app = create_app({"RUNTIME": runtime})
+        app = create_app(runtime=runtime)
         all_names = [f"node-{i}" for i in range(node_count)]
         # kube-scheduler stops filtering after max(5, 50 - nodes/125) % of the nodes fit
         # (percentageOfNodesToScore left adaptive, as the shipped profile leaves it).

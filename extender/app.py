@@ -1,27 +1,28 @@
 """The extender's Flask app: the scheduler's verbs, health, readiness and metrics.
 
-`create_app(config=None)` builds the running parts (watch caches feeding the cluster view, the
-binder, the requeuer, leadership) from `config`, or from `HEADROOM_EXTENDER_*` environment
-variables when gunicorn imports it by name. A test may pass a ready-made `Runtime` instead.
-The state (view, in-flight binds) lives in this one process: gunicorn runs one worker.
+`create_app(config)` builds the running parts from an `ExtenderConfig` (watch caches feeding the
+cluster view, the binder, and the controllers: leadership, requeue, gpu-ready gate, AIScalers)
+into one `Runtime`, without starting a thread. The serving edge calls `Runtime.start()` once the
+gunicorn worker is up and `Runtime.stop()` when it exits; a test may pass a ready-made Runtime and
+start it or not. The state (view, in-flight binds) lives in this one process: one worker.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from extender.binder import Binder
+from extender.config import ExtenderConfig
 from extender.gate import GateController
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics
@@ -35,10 +36,17 @@ from headroom.demand import DemandError
 from headroom.fit import Policy
 from kubeapi.cache import DELETED, WatchCache, WatchEvent
 from kubeapi.client import JsonDict, Kube, load_api_client
+from serving.server import LIFECYCLE_KEY
 
 log = logging.getLogger(__name__)
-ENV_PREFIX = "HEADROOM_EXTENDER_"
 MAX_BODY_BYTES = 64 * 2**20  # full Node objects of a large cluster when not nodeCacheCapable
+
+
+class Running(Protocol):
+    """A part with a thread of its own: the caches and the controllers."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -51,9 +59,19 @@ class Runtime:
     caches: list[WatchCache] = field(default_factory=list)
     metrics: ExtenderMetrics = field(default_factory=ExtenderMetrics)
     clock: Callable[[], float] = time.time
+    # Started in this order, stopped in the reverse: the caches first, as the controllers read them.
+    parts: list[Running] = field(default_factory=list)
 
     def ready(self) -> bool:
         return all(cache.synced for cache in self.caches)
+
+    def start(self) -> None:
+        for part in self.parts:
+            part.start()
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
 
 
 def slim_pod(pod: JsonDict) -> JsonDict:
@@ -92,11 +110,11 @@ def slim_pod(pod: JsonDict) -> JsonDict:
 KEPT_CONDITIONS = (names.GPU_READY_CONDITION, "PodScheduled")
 
 
-def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | None,
-                  identity: str, prometheus_url: str | None = None,
-                  scale_down_window_seconds: int | None = None) -> Runtime:
+def build_runtime(kube: Kube, config: ExtenderConfig) -> Runtime:
+    """Every running part, wired and not yet started."""
+    settings = Settings(staleness_seconds=config.staleness_seconds, policy=Policy(config.policy))
     view = ClusterView()
-    leadership = Leadership(kube, lease=lease, identity=identity)
+    leadership = Leadership(kube, lease=config.lease, identity=config.identity_or_hostname)
     parked: list[Callable[[], None]] = []
 
     def on_pod(event: WatchEvent) -> None:
@@ -136,19 +154,12 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
                           staleness_seconds=settings.staleness_seconds)
     scaler = ScalerController(kube, view, scalers=lambda: scalers.snapshot().values(),
                               is_leader=leadership.is_leader, settings=settings,
-                              prometheus_url=prometheus_url,
-                              scale_down_window_seconds=scale_down_window_seconds)
+                              prometheus_url=config.prometheus_url or None,
+                              scale_down_window_seconds=config.scale_down_stabilization_seconds)
     runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
-                      requeuer=requeuer, caches=caches)
-    for cache in caches:
-        cache.start()
-    threading.Thread(target=_freeze_after_sync, args=(caches,), name="gc-freeze",
-                     daemon=True).start()
-    leadership.start()
-    requeuer.start()
-    gate.start()
-    scalers.start()
-    scaler.start()
+                      requeuer=requeuer, caches=caches,
+                      parts=[*caches, GcFreeze(caches), leadership, requeuer, gate, scalers,
+                             scaler])
     runtime.metrics.track(
         reservations=view.reservations, leader=leadership.is_leader,
         requeued=lambda: requeuer.nudged, scaler_reconciles=lambda: scaler.reconciled,
@@ -156,48 +167,46 @@ def start_runtime(kube: Kube, *, settings: Settings, lease: tuple[str, str] | No
     return runtime
 
 
-def _freeze_after_sync(caches: list[WatchCache]) -> None:
+class GcFreeze:
     """Once the caches hold the cluster, move those long-lived objects out of the garbage
     collector's sight: a full collection over a large cluster's view took 100+ ms, and landed in
     the middle of filter requests (bench/extender.py, p99). Objects made later are collected as
     usual."""
-    for cache in caches:
-        while not cache.wait_synced(60):
-            pass
-    gc.collect()
-    gc.freeze()
+
+    def __init__(self, caches: list[WatchCache]) -> None:
+        self.caches = caches
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="gc-freeze", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        for cache in self.caches:
+            while not cache.wait_synced(1.0):
+                if self._stop.is_set():
+                    return
+        gc.collect()
+        gc.freeze()
 
 
 def _last_sync(cache: WatchCache) -> Callable[[], float]:
     return lambda: cache.stats.last_sync_monotonic
 
 
-def runtime_from_env() -> Runtime:
-    env = os.environ
-    namespace, _, name = env.get(f"{ENV_PREFIX}LEADER_LEASE", "").partition("/")
-    lease = (namespace, name) if name else None
-    settings = Settings(
-        staleness_seconds=float(env.get(f"{ENV_PREFIX}STALENESS_SECONDS",
-                                        names.DEFAULT_STALENESS_SECONDS)),
-        policy=Policy(env.get(f"{ENV_PREFIX}POLICY", Policy.BINPACK.value)))
-    kube = Kube(load_api_client(env.get(f"{ENV_PREFIX}KUBECONFIG") or None))
-    return start_runtime(kube, settings=settings, lease=lease,
-                         identity=env.get(f"{ENV_PREFIX}IDENTITY", "") or os.uname().nodename,
-                         prometheus_url=env.get(f"{ENV_PREFIX}PROMETHEUS_URL") or None,
-                         scale_down_window_seconds=_int_or_none(
-                             env.get(f"{ENV_PREFIX}SCALE_DOWN_STABILIZATION_SECONDS")))
-
-
-def _int_or_none(text: str | None) -> int | None:
-    return int(text) if text else None
-
-
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(config: ExtenderConfig | None = None, *,
+               runtime: Runtime | None = None) -> Flask:
+    """The app over a new Runtime built from `config`, or over the given one."""
+    if runtime is None:
+        if config is None:
+            raise TypeError("create_app: pass an ExtenderConfig, or a Runtime")
+        runtime = build_runtime(Kube(load_api_client(config.kubeconfig)), config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config.update(config or {})
-    runtime = app.config.get("RUNTIME") or runtime_from_env()
     app.extensions["headroom_extender"] = runtime
+    app.extensions[LIFECYCLE_KEY] = runtime  # the serving edge starts and stops it
     app.register_blueprint(verbs)
 
     @app.errorhandler(HTTPException)

@@ -1,12 +1,19 @@
 """Serve a WSGI app under gunicorn, the way every Headroom HTTP component runs in a cluster.
 
-`run(ServeOptions(app="pkg.app:create_app()", ...))` starts gunicorn with threaded workers that
-keep connections alive (the kube-apiserver and kube-scheduler reuse them), a per-request socket
-timeout, graceful shutdown on SIGTERM, JSON access and error logs, and optionally TLS (1.2 at
-least) whose certificate and key are re-read when their files change: each worker polls the files
-and swaps in a freshly built SSLContext, so new connections get the new certificate within
-`cert_poll_seconds` and no connection ever sees a half-rotated pair. Nothing here knows which app
-it serves; an app may add fields to its access-log line through `environ[LOG_FIELDS_KEY]`.
+`run(ServeOptions(app="pkg.app:create_app", config=settings, ...))` starts gunicorn with threaded
+workers that keep connections alive (the kube-apiserver and kube-scheduler reuse them), a
+per-request socket timeout, graceful shutdown on SIGTERM, JSON access and error logs, and
+optionally TLS (1.2 at least) whose certificate and key are re-read when their files change: each
+worker polls the files and swaps in a freshly built SSLContext, so new connections get the new
+certificate within `cert_poll_seconds` and no connection ever sees a half-rotated pair. Nothing
+here knows which app it serves; an app may add fields to its access-log line through
+`environ[LOG_FIELDS_KEY]`.
+
+Each worker imports the app by name (so that prometheus_client first loads there) and calls the
+factory with the frozen `config` the command built from its flags: settings travel as an object,
+never through the environment. A Flask app that keeps threads of its own puts an object with
+`start()` and `stop()` in `app.extensions[LIFECYCLE_KEY]`: it is started once the worker is up
+and stopped when the worker exits.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ log = logging.getLogger("serving.server")
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 _SHM = "/dev/shm"  # noqa: S108  # gunicorn's own heartbeat files, private to its workers
 
+LIFECYCLE_KEY = "headroom_lifecycle"  # in a Flask app's `extensions`: start() and stop()
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -42,7 +50,10 @@ class ServeError(ValueError):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    app: str  # a gunicorn app URI, e.g. "webhook.app:create_app()"
+    # A gunicorn app URI. With `config`, a factory each worker calls with it
+    # ("webhook.app:create_app"); without, the app or an expression making it ("m:make('x')").
+    app: str
+    config: object | None = None
     bind: str = "127.0.0.1:8443"
     certfile: str | None = None
     keyfile: str | None = None
@@ -236,17 +247,22 @@ def _application(options: ServeOptions) -> Any:
     class Gunicorn(BaseApplication):  # type: ignore[misc]
         def __init__(self) -> None:
             self.reloader: CertificateReloader | None = None
+            self.lifecycle: Any = None
             super().__init__()
 
         def load_config(self) -> None:
-            settings = _settings(options, context=self.context, worker_started=self.started)
+            settings = _settings(options, context=self.context, worker_started=self.started,
+                                 worker_exiting=self.exiting)
             settings["logger_class"] = JsonLogger
             for key, value in settings.items():
                 if key in self.cfg.settings:  # settings newer than this gunicorn are skipped
                     self.cfg.set(key, value)
 
         def load(self) -> WsgiApp:
-            return RequestTimeout(util.import_app(options.app), options.request_timeout_seconds)
+            target = util.import_app(options.app)
+            app = target if options.config is None else target(options.config)
+            self.lifecycle = getattr(app, "extensions", {}).get(LIFECYCLE_KEY)
+            return RequestTimeout(app, options.request_timeout_seconds)
 
         def context(self) -> ssl.SSLContext:
             if self.reloader is None:  # a worker's first connection before post_worker_init
@@ -257,6 +273,14 @@ def _application(options: ServeOptions) -> Any:
             if options.tls:
                 self.reloader = self.reloader or _new_reloader(options)
                 self.reloader.start()
+            if self.lifecycle is not None:
+                self.lifecycle.start()
+
+        def exiting(self) -> None:
+            if self.lifecycle is not None:
+                self.lifecycle.stop()
+            if self.reloader is not None:
+                self.reloader.stop()
 
     return Gunicorn()
 
@@ -268,7 +292,8 @@ def _new_reloader(options: ServeOptions) -> CertificateReloader:
 
 
 def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
-              worker_started: Callable[[], None]) -> dict[str, Any]:
+              worker_started: Callable[[], None],
+              worker_exiting: Callable[[], None]) -> dict[str, Any]:
     host, port = parse_bind(options.bind)
 
     def child_exit(server: Any, worker: Any) -> None:
@@ -279,6 +304,9 @@ def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
 
     def post_worker_init(worker: Any) -> None:
         worker_started()
+
+    def worker_exit(server: Any, worker: Any) -> None:  # in the worker, after its last request
+        worker_exiting()
 
     def ssl_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         return context()
@@ -293,6 +321,7 @@ def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
         "loglevel": options.log_level, "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
         "proc_name": options.name, "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
         "child_exit": child_exit,
         # Several servers may run side by side (tests, sidecars): no shared control socket file.
         "control_socket_disable": True,
@@ -363,9 +392,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_bind: str) -> None
              "(default with --workers > 1: a new temporary directory)")
 
 
-def options_from_args(args: argparse.Namespace, *, app: str, name: str) -> ServeOptions:
+def options_from_args(args: argparse.Namespace, *, app: str, name: str,
+                      config: object | None = None) -> ServeOptions:
     return ServeOptions(
-        app=app, bind=args.bind, certfile=args.certfile, keyfile=args.keyfile,
+        app=app, config=config, bind=args.bind, certfile=args.certfile, keyfile=args.keyfile,
         workers=args.workers, threads=args.threads, request_timeout_seconds=args.timeout,
         graceful_timeout_seconds=args.graceful_timeout, keepalive_seconds=args.keepalive,
         cert_poll_seconds=args.cert_poll_seconds, log_level=args.log_level,

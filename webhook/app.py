@@ -1,18 +1,14 @@
-"""The webhook's Flask app: `create_app(config=None)` and the blueprint with its four routes.
+"""The webhook's Flask app: `create_app(config)` and the blueprint with its four routes.
 
 `POST /mutate` answers AdmissionReviews (see `webhook.review`), `GET /healthz` says the process
 is up, `GET /readyz` that profiles are loaded, `GET /metrics` is Prometheus text. Under gunicorn
-the app is built per worker from the environment (`HEADROOM_WEBHOOK_PROFILES`,
-`HEADROOM_WEBHOOK_POLL_SECONDS`), which `headroom webhook` sets; tests pass `config`.
+each worker builds the app from the `WebhookConfig` that `headroom webhook` made of its flags, and
+the serving edge starts the profiles watcher once the worker is up (`LIFECYCLE_KEY`).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -20,9 +16,10 @@ from werkzeug.exceptions import HTTPException
 
 from headroom import __version__
 from serving.logs import LOG_FIELDS_KEY
+from serving.server import LIFECYCLE_KEY
+from webhook.config import WebhookConfig
 from webhook.metrics import WebhookMetrics
 from webhook.review import review
-from webhook.settings import POLL_ENV, PROFILES_ENV
 from webhook.store import ProfileStore
 
 # An AdmissionReview for a CREATE carries one object, which etcd caps at about 1.5 MiB; JSON with
@@ -40,25 +37,32 @@ class State:
         self.store, self.metrics, self.version = store, metrics, version
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: WebhookConfig, *, version: str = __version__) -> Flask:
+    """The app serving `config`'s profiles; its watcher starts with `extensions[LIFECYCLE_KEY]`."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
-    app.config["HEADROOM_PROFILES"] = os.environ.get(PROFILES_ENV)
-    app.config["HEADROOM_POLL_SECONDS"] = float(os.environ.get(POLL_ENV, "5"))
-    app.config["HEADROOM_VERSION"] = __version__
-    app.config.update(config or {})
-    if not app.config["HEADROOM_PROFILES"]:
-        raise RuntimeError(f"no profiles file: set {PROFILES_ENV} or config HEADROOM_PROFILES")
     metrics = WebhookMetrics()
-    poll_seconds = float(app.config["HEADROOM_POLL_SECONDS"])
-    store = ProfileStore(Path(app.config["HEADROOM_PROFILES"]), poll_seconds=poll_seconds,
+    store = ProfileStore(config.profiles, poll_seconds=config.profile_poll_seconds,
                          on_reload=metrics.reloaded)
-    if poll_seconds > 0:  # 0: no watcher thread, the caller runs store.check() itself
-        store.start()
-    app.extensions[EXTENSION] = State(store, metrics, app.config["HEADROOM_VERSION"])
+    app.extensions[EXTENSION] = State(store, metrics, version)
+    app.extensions[LIFECYCLE_KEY] = Watcher(store, config.profile_poll_seconds)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+class Watcher:
+    """Starts and stops the profiles watcher; a poll of 0 runs none (tests check by hand)."""
+
+    def __init__(self, store: ProfileStore, poll_seconds: float) -> None:
+        self.store, self.poll_seconds = store, poll_seconds
+
+    def start(self) -> None:
+        if self.poll_seconds > 0:
+            self.store.start()
+
+    def stop(self) -> None:
+        self.store.stop()
 
 
 def state() -> State:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ WEBHOOK_DESCRIPTION = (
     "readiness gate and scheduler of their profile. The profiles file is validated at start "
     "(a bad key exits with status 2, naming it) and reloaded when it changes."
 )
-APP = "webhook.app:create_app()"
+APP = "webhook.app:create_app"  # called with the WebhookConfig
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,14 +36,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from serving import logs  # noqa: PLC0415
     from serving import server as serving  # noqa: PLC0415
+    from webhook.config import WebhookConfig  # noqa: PLC0415
     from webhook.profiles import ProfileError  # noqa: PLC0415
-    from webhook.settings import POLL_ENV, PROFILES_ENV  # noqa: PLC0415
     from webhook.store import load_profiles  # noqa: PLC0415
 
     path = Path(args.profiles)
+    # The workers build the app from this (gunicorn imports it by name). absolute(), not
+    # resolve(): the mounted ConfigMap's symlinks are what change on an update.
+    config = WebhookConfig(profiles=path.absolute(), profile_poll_seconds=args.profile_poll_seconds)
     try:
         profiles = load_profiles(path)
-        options = serving.options_from_args(args, app=APP, name="headroom-webhook")
+        options = serving.options_from_args(args, app=APP, name="headroom-webhook", config=config)
         serving.validate(options)
     except (ProfileError, OSError) as exc:
         print(f"headroom webhook: error: {path}: {exc}", file=sys.stderr)
@@ -60,7 +62,4 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("webhook").info(
         "profiles loaded", extra=logs.log_fields(path=str(path), digest=profiles.digest,
                                                  profiles=sorted(profiles.profiles)))
-    # The workers build the app from the environment (gunicorn imports it by name).
-    os.environ[PROFILES_ENV] = str(path.absolute())  # not resolve(): keep the symlinks
-    os.environ[POLL_ENV] = str(args.profile_poll_seconds)
     return serving.run(options)

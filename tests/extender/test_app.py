@@ -19,6 +19,7 @@ from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
 from kubeapi.cache import WatchCache, WatchEvent
+from serving.server import LIFECYCLE_KEY
 from tests.extender.builders import NOW, gpunode, node, pod
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,7 +48,8 @@ def make_client(*, leading: bool = True, synced: bool = True) -> tuple[FlaskClie
     caches: list[WatchCache] = [marker]  # type: ignore[list-item]
     runtime = Runtime(view=view, settings=Settings(staleness_seconds=90), leadership=leadership,
                       caches=caches, clock=lambda: NOW)
-    app = create_app({"RUNTIME": runtime, "TESTING": True})
+    app = create_app(runtime=runtime)
+    app.testing = True
     return app.test_client(), runtime
 
 
@@ -230,3 +232,35 @@ def test_health_readiness_and_metrics() -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'headroom_extender_filter_nodes_total{result="memory"} 1.0' in text
     assert 'headroom_extender_verb_seconds_count{verb="filter"} 1.0' in text
+
+
+class Part:
+    """A running part that notes when it is started and stopped."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        self.name, self.journal = name, journal
+
+    def start(self) -> None:
+        self.journal.append(f"start {self.name}")
+
+    def stop(self) -> None:
+        self.journal.append(f"stop {self.name}")
+
+
+def test_building_the_app_starts_nothing_and_the_serving_edge_owns_the_lifecycle() -> None:
+    journal: list[str] = []
+    _, runtime = make_client()
+    runtime.parts = [Part("caches", journal), Part("controllers", journal)]
+    app = create_app(runtime=runtime)
+    assert journal == []
+    lifecycle = app.extensions[LIFECYCLE_KEY]
+    assert lifecycle is runtime
+    lifecycle.start()
+    lifecycle.stop()
+    # The controllers read the caches: they start after them and stop before them.
+    assert journal == ["start caches", "start controllers", "stop controllers", "stop caches"]
+
+
+def test_the_app_needs_a_config_or_a_runtime() -> None:
+    with pytest.raises(TypeError, match="ExtenderConfig"):
+        create_app()

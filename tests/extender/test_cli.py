@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.main import main
+from cli.main import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,19 @@ def test_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["extender", "--help"])
     assert "scheduler extender" in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_flag_of_the_app_reaches_its_config() -> None:
+    # A new setting is a flag and a field of the same name: nothing else carries it across.
+    from extender.config import ExtenderConfig  # noqa: PLC0415
+
+    args = build_parser().parse_args([
+        "extender", "--kubeconfig", "/k", "--policy", "spread", "--staleness-seconds", "30",
+        "--leader-lease", "ns/lease", "--identity", "me", "--prometheus-url", "http://p:9090",
+        "--scale-down-stabilization-seconds", "0"])
+    config = ExtenderConfig.from_args(args)
+    assert config == ExtenderConfig(
+        kubeconfig="/k", policy="spread", staleness_seconds=30.0, leader_lease="ns/lease",
+        identity="me", prometheus_url="http://p:9090", scale_down_stabilization_seconds=0)
+    assert config.lease == ("ns", "lease") and config.problem() is None
+    assert ExtenderConfig().lease is None

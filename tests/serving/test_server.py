@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from tests.webhook.server import (
     wait_until,
     webhook_server,
 )
+from tooling.localcluster import free_port
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +178,24 @@ def test_in_flight_requests_finish_on_sigterm(tmp_path: Path) -> None:
     thread.join(30)
     assert result["answer"] == (200, b"done")
     assert server.process.wait(30) == 0
+
+
+def test_the_worker_builds_the_app_from_the_config_and_runs_its_lifecycle(
+        tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    config = f"Config(greeting='hello from the config', journal={str(journal)!r})"
+    code = ("import sys\nfrom serving import server\n"
+            "from tests.serving.lifecycle_app import Config\n"
+            "sys.exit(server.run(server.ServeOptions(app='tests.serving.lifecycle_app:create_app', "
+            f"config={config}, bind='127.0.0.1:{{}}')))\n")
+    port = free_port()
+    server = Server(argv=[sys.executable, "-c", code.format(port)], workdir=tmp_path,
+                    port=port, ca_file=None).start()
+    assert server.get("/") == (200, b"hello from the config")
+    wait_until(lambda: journal.exists() and journal.read_text() == "start\n",
+               timeout_seconds=10, what="the worker to start the app's lifecycle")
+    assert server.stop() == 0
+    assert journal.read_text() == "start\nstop\n"  # stopped as the worker left, not before
 
 
 def rotate(certs: Path) -> int:

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from tests.webhook.helpers import PROFILES_FILE
 from webhook.app import create_app
+from webhook.config import WebhookConfig
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def profiles_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def app(profiles_file: Path) -> Flask:
     # No watcher thread: the tests call store.check() when they want a reload.
-    return create_app({"HEADROOM_PROFILES": str(profiles_file), "HEADROOM_POLL_SECONDS": 0})
+    return create_app(WebhookConfig(profiles=profiles_file, profile_poll_seconds=0))
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving.server import LIFECYCLE_KEY
 from tests.webhook.helpers import encode, gpu_pod, patch_of, review_body
 from webhook.app import EXTENSION, MAX_CONTENT_LENGTH, create_app
+from webhook.config import WebhookConfig
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -117,28 +119,44 @@ def test_a_bad_new_profiles_file_keeps_the_last_good_one_and_is_counted(
     assert body["response"]["allowed"] is False
 
 
-def test_the_app_needs_a_profiles_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HEADROOM_WEBHOOK_PROFILES", raising=False)
-    with pytest.raises(RuntimeError, match="HEADROOM_WEBHOOK_PROFILES"):
-        create_app()
+def test_the_app_needs_a_profiles_file() -> None:
+    with pytest.raises(TypeError, match="profiles"):
+        WebhookConfig()  # type: ignore[call-arg]  # what a caller forgetting it gets
 
 
-def test_the_app_reads_its_settings_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch, profiles_file: Path) -> None:
-    monkeypatch.setenv("HEADROOM_WEBHOOK_PROFILES", str(profiles_file))
-    monkeypatch.setenv("HEADROOM_WEBHOOK_POLL_SECONDS", "0")
-    app = create_app()
+def test_the_app_reads_its_settings_from_its_config_not_the_environment(
+        monkeypatch: pytest.MonkeyPatch, profiles_file: Path, tmp_path: Path) -> None:
+    # The variables the webhook once read: set, they must change nothing.
+    monkeypatch.setenv("HEADROOM_WEBHOOK_PROFILES", str(tmp_path / "elsewhere.yaml"))
+    monkeypatch.setenv("HEADROOM_WEBHOOK_POLL_SECONDS", "1")
+    app = create_app(WebhookConfig(profiles=profiles_file, profile_poll_seconds=0))
     assert app.extensions[EXTENSION].store.path == profiles_file
+
+
+def test_the_watcher_runs_between_start_and_stop_only(profiles_file: Path) -> None:
+    app = create_app(WebhookConfig(profiles=profiles_file, profile_poll_seconds=0.05))
+    store = app.extensions[EXTENSION].store
+    assert store._thread is None  # building the app starts no thread
+    lifecycle = app.extensions[LIFECYCLE_KEY]
+    lifecycle.start()
+    try:
+        assert store._thread is not None and store._thread.is_alive()
+    finally:
+        lifecycle.stop()
+    store._thread.join(5)
+    assert not store._thread.is_alive()
 
 
 def test_serving_a_review_imports_no_kubernetes_client(profiles_file: Path) -> None:
     # The webhook needs no API access: the request path must not even load the client.
     code = (
         "import sys, json\n"
+        "from pathlib import Path\n"
         "from webhook.app import create_app\n"
         "from tests.webhook.helpers import encode, gpu_pod, review_body\n"
-        f"app = create_app({{'HEADROOM_PROFILES': {str(profiles_file)!r}, "
-        "'HEADROOM_POLL_SECONDS': 0})\n"
+        "from webhook.config import WebhookConfig\n"
+        f"app = create_app(WebhookConfig(profiles=Path({str(profiles_file)!r}), "
+        "profile_poll_seconds=0))\n"
         "r = app.test_client().post('/mutate', data=encode(review_body(gpu_pod())))\n"
         "assert r.status_code == 200 and 'patch' in r.get_json()['response']\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')))\n"
