@@ -7,8 +7,16 @@ CACHE  ?= $(HOME)/.cache/headroom
 
 .PHONY: test demo venv control-plane mock-nvml lint unit e2e cluster-up cluster-down clean
 
-test: venv control-plane mock-nvml
+test: lint control-plane mock-nvml
 	$(BIN)/pytest
+
+# The static checks: lint and format (ruff), types (mypy --strict, files from pyproject.toml) and
+# the layering (import-linter's contracts in pyproject.toml). `make test` runs them first.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Headroom's whole loop on this machine; another story with `make demo SCENARIO=path.yaml`.
 SCENARIO ?= tooling/demo/scenarios/default.yaml

@@ -16,6 +16,8 @@ from cli.main import main
 from nodeagent.nvml import LIBRARY_NOT_FOUND_REASON
 from tooling.fakenvml import GIB, FakeNvml, agent_env, device, pod_cgroup, write_proc
 
+pytestmark = pytest.mark.server  # starts server processes on loopback
+
 SCRIPT = Path(sys.executable).parent / "headroom"
 POD = "0a1b2c3d-0000-4000-8000-00000000000a"
 

@@ -16,6 +16,8 @@ from headroom.report import GpuState, NodeReport
 from nodeagent.metrics import AgentStatus, MetricsServer, create_app
 from nodeagent.publisher import PublishStats
 
+pytestmark = pytest.mark.server  # starts server processes on loopback
+
 GIB = 2**30
 GPU = GpuState(index=0, uuid="GPU-0", model="NVIDIA L4", total_bytes=24 * GIB,
                used_bytes=6 * GIB, utilization_percent=40.0, temperature_celsius=55.0,

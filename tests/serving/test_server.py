@@ -32,6 +32,8 @@ from tests.webhook.server import (
 )
 from tooling.localcluster import free_port
 
+pytestmark = pytest.mark.server  # starts server processes on loopback
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:

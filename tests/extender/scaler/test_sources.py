@@ -23,6 +23,8 @@ from tests.e2e.waiting import eventually
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
 from tooling.localcluster import free_port
 
+pytestmark = pytest.mark.server  # starts server processes on loopback
+
 
 @pytest.fixture
 def servers() -> Iterator[dict[str, ModelServer]]:
