@@ -7,12 +7,11 @@ memory; `<proc-root>/<pid>/cgroup` says whose it is (a pod's cgroup, or a system
 memory held outside Kubernetes), which is how the real agent attributes it. A lost GPU answers
 every NVML call with GPU_IS_LOST. The demo's kubelet adds and removes pod processes; the
 timeline ends outside processes. The library itself is the one the test suite compiles
-(tooling/fakenvml), loaded from the source tree.
+(tooling/fakenvml).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -25,10 +24,9 @@ from typing import Any
 
 from headroom import names
 from kubeapi.client import Kube
+from tooling import fakenvml
 from tooling.demo.scenario import NodeGroup
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKENVML = ROOT / "tests" / "nodeagent" / "fakenvml" / "__init__.py"
 STATE_ENV = "HEADROOM_FAKE_NVML"
 DEMO_LABEL = "headroom.dev/demo-node"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -41,16 +39,8 @@ class NodeError(RuntimeError):
 
 
 def fake_nvml_library() -> Path:
-    """The compiled fake libnvidia-ml.so.1 (built once per machine by the test-suite helper)."""
-    if not FAKENVML.exists():
-        raise NodeError(f"the fake NVML sources are not in {FAKENVML.parent}: the demo runs "
-                        "from a source checkout of Headroom")
-    spec = importlib.util.spec_from_file_location("headroom_demo_fakenvml", FAKENVML)
-    if spec is None or spec.loader is None:
-        raise NodeError(f"cannot load {FAKENVML}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return Path(module.build())
+    """The compiled fake libnvidia-ml.so.1 (built once per machine, cached)."""
+    return fakenvml.build()
 
 
 @dataclass
