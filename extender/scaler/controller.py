@@ -48,8 +48,9 @@ from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
 from headroom import names
 from headroom.capacity import CapacityIndex
+from headroom.clock import parse_time
+from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot
-from headroom.report import ReportError, parse_time
 from kubeapi.client import ApiError, JsonDict, Kube
 
 log = logging.getLogger(__name__)
@@ -326,5 +327,5 @@ def _last_scale(scaler: Mapping[str, Any]) -> float | None:
         return None
     try:
         return parse_time(text, field="status.lastScaleTime")
-    except ReportError:
+    except FieldError:
         return None

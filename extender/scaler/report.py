@@ -16,7 +16,7 @@ from extender.scaler.decision import Observations
 from extender.scaler.evaluate import Outcome
 from extender.scaler.spec import MetricSpec
 from headroom import names
-from headroom.report import format_time
+from headroom.clock import format_time
 
 JsonDict = dict[str, Any]
 COMPONENT = "headroom-scaler"
