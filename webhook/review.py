@@ -1,7 +1,7 @@
 """One AdmissionReview in, one answer out: the decision and the JSONPatch, with no I/O.
 
-`review(body, profiles, version=...)` takes the raw request body and returns an `Outcome`: the
-HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
+`review(body, profiles, version=...)` takes the raw request body and returns a `ReviewOutcome`:
+the HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
 `admission.k8s.io/v1` AdmissionReview with a `request.uid` gets HTTP 400; everything else gets
 an AdmissionReview carrying the request's uid: non-Pod objects, operations other than CREATE and
 unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
@@ -44,7 +44,7 @@ RESULTS = (PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReviewOutcome:
     status: int
     body: AdmissionReview | ErrorBody
     result: str
@@ -62,7 +62,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def review(body: bytes, profiles: ProfileSet, *, version: str,
-           namespace_opted_in: bool = False) -> Outcome:
+           namespace_opted_in: bool = False) -> ReviewOutcome:
     """Answer one request body; never raises. `namespace_opted_in`: the request came through
     the webhook for namespaces labelled `headroom.dev/managed: "true"`, so its GPU pods are
     managed without a label of their own."""
@@ -88,15 +88,15 @@ def review(body: bytes, profiles: ProfileSet, *, version: str,
         fields = {**fields, "message": response.get("status", {}).get("message", "")}
     outcome_review: AdmissionReview = {"apiVersion": ADMISSION_API_VERSION,
                                        "kind": ADMISSION_KIND, "response": response}
-    return Outcome(status=200, body=outcome_review, result=result,
+    return ReviewOutcome(status=200, body=outcome_review, result=result,
                    log={**fields, "result": result, "profile": profile,
                         "operations": operations},
                    profile=profile, operations=operations)
 
 
-def _bad(error: BadReview) -> Outcome:
+def _bad(error: BadReview) -> ReviewOutcome:
     body: ErrorBody = {"error": str(error), "field": error.field}
-    return Outcome(status=400, body=body, result=INVALID, log={"result": INVALID,
+    return ReviewOutcome(status=400, body=body, result=INVALID, log={"result": INVALID,
                                                                  "message": str(error)})
 
 
