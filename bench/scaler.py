@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.extender import GI, bound_pod, p99, table
 from extender.scaler.decision import History, MetricObservation, Observations, PodState, decide
-from extender.scaler.evaluate import Outcome, evaluate
+from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import (
     LimitReason,
     apply_feasibility,
@@ -205,7 +205,8 @@ class RoundTimes:
 
 
 def one_round(view: ClusterView, scalers: list[Scaler], *, round_: int, now: float,
-              previous: CapacityIndex | None) -> tuple[RoundTimes, CapacityIndex, list[Outcome]]:
+              previous: CapacityIndex | None
+              ) -> tuple[RoundTimes, CapacityIndex, list[ScalingOutcome]]:
     start = time.perf_counter()
     snapshots = [view.snapshot(n) for n in view.schedulable_nodes()]
     index = CapacityIndex(snapshots, previous=previous)
@@ -225,7 +226,7 @@ def one_round(view: ClusterView, scalers: list[Scaler], *, round_: int, now: flo
 
 
 def run_rounds(view: ClusterView, scalers: list[Scaler], *, rounds: int, now: float,
-               warm: bool) -> tuple[list[RoundTimes], list[Outcome]]:
+               warm: bool) -> tuple[list[RoundTimes], list[ScalingOutcome]]:
     """Times rounds 1..rounds after an untimed round 0 (fresh histories), whose outcomes it
     returns for the baseline to check."""
     for scaler in scalers:
@@ -240,7 +241,7 @@ def run_rounds(view: ClusterView, scalers: list[Scaler], *, rounds: int, now: fl
     return times, first
 
 
-def baseline(view: ClusterView, scalers: list[Scaler], first: list[Outcome], *, now: float,
+def baseline(view: ClusterView, scalers: list[Scaler], first: list[ScalingOutcome], *, now: float,
              per_template: int) -> tuple[float, int]:
     """Extrapolated ms for a whole round the straightforward way, and how many were timed."""
     snapshots: list[NodeSnapshot] = [view.snapshot(n) for n in view.schedulable_nodes()]

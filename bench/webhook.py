@@ -43,8 +43,9 @@ from typing import Any
 from headroom import names
 from headroom.demand import GpuDemand
 from kubeapi.client import ApiError, Kube, load_api_client
+from tests.waiting import wait_for
 from tests.webhook.helpers import PROFILES_FILE, corpus, encode, review_body, shipped_profiles
-from tests.webhook.server import Server, make_certs, wait_until, webhook_server
+from tests.webhook.server import Server, make_certs, webhook_server
 from tooling.localcluster import LocalCluster, ensure_binaries
 from webhook.mutate import mutate
 from webhook.review import review
@@ -279,7 +280,7 @@ def _wait_for_webhook(kube: Kube) -> None:
                                query={"dryRun": "All"}, body=pod)
         return "headroom.dev/mutated-by" in created["metadata"]["annotations"]
 
-    wait_until(mutated, timeout_seconds=30, what="the webhook in use")
+    wait_for(mutated, timeout_seconds=30, message="the webhook in use")
 
 
 class CpuMeter:
@@ -339,7 +340,7 @@ def _wait_for_default_account(kube: Kube, namespace: str) -> None:
             return False
         return True
 
-    wait_until(exists, timeout_seconds=60, what="the default service account")
+    wait_for(exists, timeout_seconds=60, message="the default service account")
 
 
 def _registration(port: int, ca_bundle: str, label: str) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """`headroom status`: where the GPU headroom is, and what the AIScalers decided, at a glance.
 
 Reads GPUNodes, the pods bound to nodes and AIScalers with the kubeconfig kubectl would use, and
-accounts each GPU with the same `ledger` as the extender: used (the agent's report), reserved
-(pods bound to the node that the report does not show yet) and free. Errors say what is wrong:
-no cluster, no Headroom CRDs, no permission.
+accounts each GPU with the same `headroom.ledger` as the extender: used (the agent's report),
+reserved (pods bound to the node that the report does not show yet) and free. Errors say what is
+wrong: no cluster, no Headroom CRDs, no permission.
 """
 
 from __future__ import annotations
@@ -48,23 +48,12 @@ class StatusError(Exception):
 
 
 def gather(kube: Any, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[ScalerRow]]:
-    from headroom.demand import DemandError, GpuDemand, assigned_gpus  # noqa: PLC0415
-    from headroom.fit import NodeSnapshot, PodClaim, ledger  # noqa: PLC0415
+    from headroom.fit import NodeSnapshot  # noqa: PLC0415
+    from headroom.ledger import claims_by_node, gpu_accounts  # noqa: PLC0415
     from headroom.report import ReportError, report_from_status  # noqa: PLC0415
 
     gpunodes = _list(kube, f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}")
-    claims: dict[str, list[PodClaim]] = {}
-    for pod in _list(kube, "/api/v1/pods"):
-        node = (pod.get("spec") or {}).get("nodeName")
-        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        try:
-            demand = GpuDemand.from_pod(pod)
-        except DemandError:
-            demand = GpuDemand(gpu_count=1)
-        if demand is not None:
-            claims.setdefault(node, []).append(
-                PodClaim(pod["metadata"]["uid"], demand, assigned_gpus(pod)))
+    claims = claims_by_node(_list(kube, "/api/v1/pods"))
     rows: list[GpuRow] = []
     for obj in sorted(gpunodes, key=lambda o: o["metadata"]["name"]):
         name = obj["metadata"]["name"]
@@ -72,12 +61,10 @@ def gather(kube: Any, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[Sc
             report = report_from_status(name, obj.get("status") or {})
         except ReportError:
             continue
-        books, _ = ledger(NodeSnapshot(name, report, tuple(claims.get(name, ()))))
-        for book in books:
-            gpu = book.gpu
-            rows.append(GpuRow(name, gpu.index, gpu.model, gpu.total_bytes, gpu.used_bytes,
-                               max(0, book.committed_bytes - gpu.used_bytes),
-                               max(0, gpu.total_bytes - book.committed_bytes), gpu.healthy,
+        for account in gpu_accounts(NodeSnapshot(name, report, tuple(claims.get(name, ())))):
+            gpu = account.gpu
+            rows.append(GpuRow(name, gpu.index, gpu.model, gpu.total_bytes, account.used_bytes,
+                               account.reserved_bytes, account.free_bytes, gpu.healthy,
                                report.age_seconds(now_unix_seconds)))
     return rows, [_scaler_row(o) for o in
                   _list(kube, f"/apis/{names.GROUP_VERSION}/{names.AISCALER_PLURAL}")]

@@ -233,9 +233,9 @@ def body() -> object:
     try:
         data = request.get_json(silent=True)
     except RecursionError as exc:  # the decoder recurses once per level of nesting
-        raise WireError("body: JSON nested too deeply") from exc
+        raise WireError("body", "JSON nested too deeply") from exc
     if data is None:
-        raise WireError("body: expected JSON (Content-Type application/json)")
+        raise WireError("body", "expected JSON (Content-Type application/json)")
     return data
 
 

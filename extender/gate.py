@@ -17,8 +17,9 @@ from typing import Any
 
 from extender.leader import run_while_leading
 from headroom import names
+from headroom.clock import format_time
 from headroom.demand import assigned_gpus
-from headroom.report import NodeReport, format_time
+from headroom.report import NodeReport, stale_reason
 from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,10 @@ def gate_condition(pod: JsonDict, report: NodeReport | None, *, now_unix_seconds
     """The gate's condition for a bound pod, given its node's latest report."""
     if report is None:
         return GateCondition("False", "ReportStale", "no GPU report for the pod's node")
-    age_seconds = report.age_seconds(now_unix_seconds)
-    if age_seconds > staleness_seconds:
-        return GateCondition("False", "ReportStale",
-                             f"GPU report {age_seconds:.0f}s old (stale after "
-                             f"{staleness_seconds:.0f}s)")
+    stale = stale_reason(report, now_unix_seconds=now_unix_seconds,
+                         staleness_seconds=staleness_seconds)
+    if stale is not None:
+        return GateCondition("False", "ReportStale", stale)
     if not report.healthy:
         return GateCondition("False", "GPUUnhealthy", f"GPUs unreadable: {report.reason}")
     uid = str((pod.get("metadata") or {}).get("uid", ""))

@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from headroom.report import ReportError, parse_time
+from headroom.clock import parse_time
+from headroom.fields import FieldError
 from kubeapi.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Leadership:
             return False
         try:
             renewed = parse_time(spec.get("renewTime"), field="spec.renewTime")
-        except ReportError:
+        except FieldError:
             return False
         return renewed + float(spec.get("leaseDurationSeconds") or 15) > self.clock()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
 from headroom import names
 from headroom.demand import GpuDemand
+from headroom.fields import FieldError
 from headroom.fit import (
     Fit,
     NodeSummary,
@@ -30,8 +31,8 @@ class Settings:
     policy: Policy = Policy.BINPACK
 
 
-class PolicyError(ValueError):
-    pass
+class PolicyError(FieldError):
+    """A placement-policy annotation that names no policy; `field` is the annotation."""
 
 
 def pod_policy(pod: JsonObject, default: Policy) -> Policy:
@@ -43,8 +44,8 @@ def pod_policy(pod: JsonObject, default: Policy) -> Policy:
     try:
         return Policy(value)
     except ValueError as exc:
-        raise PolicyError(f'{names.PLACEMENT_POLICY_ANNOTATION}: expected "binpack" or '
-                          f'"spread" (got {value!r})') from exc
+        raise PolicyError(names.PLACEMENT_POLICY_ANNOTATION,
+                          f'expected "binpack" or "spread" (got {value!r})') from exc
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.demand import DemandError
 from headroom.fit import NodeSnapshot, NodeSummary, PodClaim, summarize
+from headroom.ledger import bound_node
+from headroom.ledger import claim_of as ledger_claim_of
 from headroom.report import NodeReport, ReportError, report_from_status
 from kubeapi.cache import DELETED, WatchEvent
 
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # Called with (node name, what happened) when memory may have been freed on a node.
 HeadroomListener = Callable[[str, str], None]
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,12 @@ def pod_ref(pod: dict[str, Any]) -> PodRef:
 
 
 def claim_of(pod: dict[str, Any]) -> PodClaim | None:
-    """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished."""
-    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
-        return None
-    uid = pod_ref(pod).uid
-    try:
-        demand = GpuDemand.from_pod(pod)
-    except DemandError as exc:
-        # The webhook refuses such pods; one that got in anyway (unmanaged, or created before the
-        # webhook) is counted as holding one whole GPU rather than nothing.
-        log.warning("pod %s: %s; counting it as one whole GPU", uid, exc)
-        demand = GpuDemand(gpu_count=1)
-    if demand is None:
-        return None
-    return PodClaim(uid, demand, assigned_gpus(pod))
+    """The GPUs a pod holds (or will), by the shared ledger; unreadable requests are logged."""
+    return ledger_claim_of(pod, on_unreadable=_log_unreadable)
+
+
+def _log_unreadable(uid: str, exc: DemandError) -> None:
+    log.warning("pod %s: %s; counting it as one whole GPU", uid, exc)
 
 
 class ClusterView:
@@ -215,7 +208,7 @@ class ClusterView:
     def apply_pod(self, event: WatchEvent) -> None:
         pod = event.object
         uid = pod_ref(pod).uid
-        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        node = bound_node(pod)
         claim = None if event.type == DELETED or not node else claim_of(pod)
         with self._lock:
             old_node = self._pod_node.pop(uid, None)

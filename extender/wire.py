@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from headroom.fields import FieldError, read_mapping, read_str
+
 JsonObject = dict[str, Any]
 
 
@@ -46,47 +48,43 @@ class ExtenderBindingResult(TypedDict, total=False):
     Error: str
 
 
-class WireError(ValueError):
-    """A request body that is not what the scheduler sends; the message names the field."""
+class WireError(FieldError):
+    """A request body that is not what the scheduler sends; `field` names the field."""
 
 
 def parse_args(body: object) -> tuple[JsonObject, list[str], list[JsonObject] | None]:
     """The pod, the candidate node names, and the full Node objects when those were sent."""
-    if not isinstance(body, dict):
-        raise WireError("body: expected a JSON object (ExtenderArgs)")
-    pod = body.get("Pod")
+    args = read_mapping(body, "body", expected="a JSON object (ExtenderArgs)", show=None,
+                        error=WireError)
+    pod = args.get("Pod")
     if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
-        raise WireError("Pod: expected a Pod object with metadata")
-    names = body.get("NodeNames")
-    nodes = body.get("Nodes")
+        raise WireError("Pod", "expected a Pod object with metadata")
+    names = args.get("NodeNames")
+    nodes = args.get("Nodes")
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise WireError("NodeNames: expected a list of node names")
+            raise WireError("NodeNames", "expected a list of node names")
         return pod, list(names), None
     if isinstance(nodes, dict) and isinstance(nodes.get("items"), list):
         items: list[JsonObject] = nodes["items"]
         return pod, [_node_name(item, i) for i, item in enumerate(items)], items
-    raise WireError("NodeNames or Nodes: one of them is required")
+    raise WireError("NodeNames or Nodes", "one of them is required")
 
 
 def _node_name(item: object, index: int) -> str:
     where = f"Nodes.items[{index}]"
-    if not isinstance(item, dict):
-        raise WireError(f"{where}: expected a Node object with metadata.name")
-    metadata = item.get("metadata")
-    if not isinstance(metadata, dict):
-        raise WireError(f"{where}.metadata: expected an object with name")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise WireError(f"{where}.metadata.name: expected a non-empty string")
-    return name
+    node = read_mapping(item, where, expected="a Node object with metadata.name", show=None,
+                        error=WireError)
+    metadata = read_mapping(node.get("metadata"), f"{where}.metadata",
+                            expected="an object with name", show=None, error=WireError)
+    return read_str(metadata.get("name"), f"{where}.metadata.name", nonempty=True, show=None,
+                    error=WireError)
 
 
 def parse_binding(body: object) -> ExtenderBindingArgs:
-    if not isinstance(body, dict):
-        raise WireError("body: expected a JSON object (ExtenderBindingArgs)")
-    for key in ("PodName", "PodNamespace", "PodUID", "Node"):
-        if not isinstance(body.get(key), str) or not body[key]:
-            raise WireError(f"{key}: expected a non-empty string")
-    return ExtenderBindingArgs(PodName=body["PodName"], PodNamespace=body["PodNamespace"],
-                               PodUID=body["PodUID"], Node=body["Node"])
+    args = read_mapping(body, "body", expected="a JSON object (ExtenderBindingArgs)", show=None,
+                        error=WireError)
+    pod_name, namespace, uid, node = (
+        read_str(args.get(key), key, nonempty=True, show=None, error=WireError)
+        for key in ("PodName", "PodNamespace", "PodUID", "Node"))
+    return ExtenderBindingArgs(PodName=pod_name, PodNamespace=namespace, PodUID=uid, Node=node)

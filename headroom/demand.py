@@ -11,17 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from headroom import names
+from headroom.fields import FieldError, read_optional_mapping
 from headroom.quantity import QuantityError, format_bytes, parse_bytes
 
 JsonObject = Mapping[str, Any]
 
 
-class DemandError(ValueError):
+class DemandError(FieldError):
     """A pod whose GPU request cannot be understood; `field` names the annotation or field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 @dataclass(frozen=True)
@@ -83,11 +80,7 @@ def assigned_gpus(pod: JsonObject) -> tuple[str, ...]:
 
 def _object(value: object, field: str) -> JsonObject:
     """`value` as a JSON object; absent is empty, anything else is an error naming `field`."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise DemandError(field, f"expected an object (got {type(value).__name__})")
-    return value
+    return read_optional_mapping(value, field, error=DemandError)
 
 
 def _annotations(pod: JsonObject) -> Mapping[str, str]:
@@ -108,7 +101,7 @@ def _parse_memory(text: object) -> int:
     try:
         memory_bytes = parse_bytes(text, field=names.GPU_MEMORY_ANNOTATION)
     except QuantityError as exc:
-        raise DemandError(names.GPU_MEMORY_ANNOTATION, str(exc).split(": ", 1)[1]) from exc
+        raise DemandError(names.GPU_MEMORY_ANNOTATION, exc.message) from exc
     if memory_bytes == 0:
         raise DemandError(
             names.GPU_MEMORY_ANNOTATION,

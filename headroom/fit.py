@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from headroom.demand import GpuDemand
 from headroom.quantity import format_bytes
-from headroom.report import GpuState, NodeReport
+from headroom.report import GpuState, NodeReport, is_fresh, stale_reason
 
 
 class Policy(StrEnum):
@@ -202,10 +202,10 @@ def _freshness(report: NodeReport | None, *, now_unix_seconds: float,
                staleness_seconds: float) -> Reason | None:
     if report is None:
         return Reason("no GPU report", kind=ReasonKind.NO_REPORT)
-    age_seconds = report.age_seconds(now_unix_seconds)
-    if age_seconds > staleness_seconds:
-        return Reason(f"GPU report {age_seconds:.0f}s old (stale after {staleness_seconds:.0f}s)",
-                      kind=ReasonKind.STALE)
+    stale = stale_reason(report, now_unix_seconds=now_unix_seconds,
+                         staleness_seconds=staleness_seconds)
+    if stale is not None:
+        return Reason(stale, kind=ReasonKind.STALE)
     if not report.healthy:
         return Reason(f"GPUs unreadable on the node: {report.reason or 'no reason given'}",
                       kind=ReasonKind.UNREADABLE)
@@ -223,8 +223,8 @@ def fit_summary(demand: GpuDemand, summary: NodeSummary, *, now_unix_seconds: fl
                 staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Fit | Reason:
     """`fit`, from a node's summary."""
     report = summary.report
-    if (report is None or not report.healthy
-            or now_unix_seconds - report.reported_at_unix_seconds > staleness_seconds):
+    if report is None or not report.healthy or not is_fresh(
+            report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds):
         stale = _freshness(report, now_unix_seconds=now_unix_seconds,
                            staleness_seconds=staleness_seconds)
         if stale is not None:

@@ -16,17 +16,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import cast
 
+from headroom.fields import FieldError
 
-class QuantityError(ValueError):
+
+class QuantityError(FieldError):
     """A value that is not a usable byte quantity; `field` names where it came from."""
 
     def __init__(self, field: str, value: object, problem: str) -> None:
-        self.field = field
         self.value = value
-        super().__init__(
-            f"{field}: {problem} (got {value!r}; expected a Kubernetes quantity of bytes "
-            'such as "20Gi", "512Mi" or "1e9")'
-        )
+        super().__init__(field, f"{problem} (got {value!r}; expected a Kubernetes quantity of "
+                         'bytes such as "20Gi", "512Mi" or "1e9")')
 
 
 def _load_parser() -> Callable[[object], Decimal]:

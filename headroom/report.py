@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from headroom.clock import format_time, parse_time
+from headroom.fields import FieldError, FieldReader, read_mapping
 from headroom.quantity import format_bytes
 
 # Bump when a field changes meaning; readers refuse versions they do not know.
 REPORT_SCHEMA_VERSION = 1
 
 
-class ReportError(ValueError):
-    """A GPUNode status that does not follow the schema; the message names the field."""
+class ReportError(FieldError):
+    """A GPUNode status that does not follow the schema; `field` names the field."""
 
 
 @dataclass(frozen=True)
@@ -76,23 +77,19 @@ class NodeReport:
         return max(0.0, now_unix_seconds - self.reported_at_unix_seconds)
 
 
-def format_time(unix_seconds: float) -> str:
-    """RFC 3339 in UTC, second precision, as Kubernetes writes times."""
-    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def is_fresh(report: NodeReport, *, now_unix_seconds: float, staleness_seconds: float) -> bool:
+    """Whether the report is recent enough to act on (no older than the staleness limit)."""
+    return now_unix_seconds - report.reported_at_unix_seconds <= staleness_seconds
 
 
-def parse_time(text: object, *, field: str) -> float:
-    if not isinstance(text, str):
-        raise ReportError(f"{field}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReportError(
-            f"{field}: expected an RFC 3339 time such as 2024-05-01T12:00:00Z (got {text!r})"
-        ) from exc
-    if parsed.tzinfo is None:
-        raise ReportError(f"{field}: the time must carry a zone, such as Z (got {text!r})")
-    return parsed.timestamp()
+def stale_reason(report: NodeReport, *, now_unix_seconds: float,
+                 staleness_seconds: float) -> str | None:
+    """Why the report is too old to act on, in the words filter and gate both give; None when
+    it is fresh."""
+    if is_fresh(report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds):
+        return None
+    return (f"GPU report {report.age_seconds(now_unix_seconds):.0f}s old "
+            f"(stale after {staleness_seconds:.0f}s)")
 
 
 def report_to_status(report: NodeReport) -> dict[str, Any]:
@@ -153,19 +150,18 @@ def _optional_gpu_fields(gpu: GpuState) -> dict[str, float | bool | None]:
 
 def report_from_status(node_name: str, status: Mapping[str, Any]) -> NodeReport:
     """Read a GPUNode `status` back into a report. Raises ReportError naming the bad field."""
-    reader = _Reader(status, "status")
+    reader = FieldReader(status, "status", error=ReportError)
     version = reader.integer("schemaVersion", minimum=1)
     if version != REPORT_SCHEMA_VERSION:
         raise ReportError(
-            f"status.schemaVersion: this Headroom reads version {REPORT_SCHEMA_VERSION} "
+            "status.schemaVersion", f"this Headroom reads version {REPORT_SCHEMA_VERSION} "
             f"(got {version}); upgrade the extender or the node agents so they match"
         )
-    gpus_raw = status.get("gpus", [])
-    if not isinstance(gpus_raw, list):
-        raise ReportError("status.gpus: expected a list")
+    gpus_raw = reader.list("gpus", default=[])
     return NodeReport(
         node_name=node_name,
-        reported_at_unix_seconds=parse_time(status.get("reportTime"), field="status.reportTime"),
+        reported_at_unix_seconds=parse_time(status.get("reportTime"), field="status.reportTime",
+                                            error=ReportError),
         gpus=tuple(_gpu_from_status(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw)),
         healthy=reader.boolean("healthy", default=True),
         reason=reader.string("reason", default=""),
@@ -174,17 +170,12 @@ def report_from_status(node_name: str, status: Mapping[str, Any]) -> NodeReport:
 
 
 def _gpu_from_status(raw: object, where: str) -> GpuState:
-    if not isinstance(raw, Mapping):
-        raise ReportError(f"{where}: expected an object")
-    r = _Reader(raw, where)
-    pods_raw = raw.get("pods", [])
-    if not isinstance(pods_raw, list):
-        raise ReportError(f"{where}.pods: expected a list")
+    r = FieldReader(read_mapping(raw, where, show=None, error=ReportError), where,
+                    error=ReportError)
     pods = []
-    for i, p in enumerate(pods_raw):
-        if not isinstance(p, Mapping):
-            raise ReportError(f"{where}.pods[{i}]: expected an object")
-        pr = _Reader(p, f"{where}.pods[{i}]")
+    for i, p in enumerate(r.list("pods", default=[])):
+        pr = FieldReader(read_mapping(p, f"{where}.pods[{i}]", show=None, error=ReportError),
+                         f"{where}.pods[{i}]", error=ReportError)
         pods.append(GpuPod(uid=pr.string("uid"), used_bytes=pr.integer("usedBytes", minimum=0),
                            namespace=pr.string("namespace", default=""),
                            name=pr.string("name", default="")))
@@ -198,56 +189,9 @@ def _gpu_from_status(raw: object, where: str) -> GpuState:
         reason=r.string("reason", default=""),
         pods=tuple(pods),
         unattributed_bytes=r.integer("unattributedBytes", minimum=0, default=0),
-        utilization_percent=r.number("utilizationPercent"),
-        memory_utilization_percent=r.number("memoryUtilizationPercent"),
-        temperature_celsius=r.number("temperatureCelsius"),
-        power_watts=r.number("powerWatts"),
+        utilization_percent=r.optional_number("utilizationPercent"),
+        memory_utilization_percent=r.optional_number("memoryUtilizationPercent"),
+        temperature_celsius=r.optional_number("temperatureCelsius"),
+        power_watts=r.optional_number("powerWatts"),
         mig_enabled=r.optional_boolean("migEnabled"),
     )
-
-
-_MISSING = object()
-
-
-class _Reader:
-    """Typed field access on one JSON object, with errors that name `where.key`."""
-
-    def __init__(self, raw: Mapping[str, Any], where: str) -> None:
-        self.raw = raw
-        self.where = where
-
-    def _get(self, key: str, default: object) -> object:
-        value = self.raw.get(key, default)
-        if value is _MISSING:
-            raise ReportError(f"{self.where}.{key}: required")
-        return value
-
-    def integer(self, key: str, *, minimum: int, default: object = _MISSING) -> int:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ReportError(f"{self.where}.{key}: expected an integer >= {minimum} "
-                              f"(got {value!r})")
-        return value
-
-    def string(self, key: str, *, default: object = _MISSING) -> str:
-        value = self._get(key, default)
-        if not isinstance(value, str):
-            raise ReportError(f"{self.where}.{key}: expected a string (got {value!r})")
-        return value
-
-    def boolean(self, key: str, *, default: object = _MISSING) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise ReportError(f"{self.where}.{key}: expected true or false (got {value!r})")
-        return value
-
-    def optional_boolean(self, key: str) -> bool | None:
-        return None if self.raw.get(key) is None else self.boolean(key)
-
-    def number(self, key: str) -> float | None:
-        value = self.raw.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ReportError(f"{self.where}.{key}: expected a number (got {value!r})")
-        return float(value)

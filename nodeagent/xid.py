@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from headroom.report import format_time
+from headroom.clock import format_time
 
 CRITICAL_XIDS: Final[Mapping[int, str]] = {
     48: "double-bit ECC error",

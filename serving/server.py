@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from serving.files import file_signature
 from serving.logs import LOG_FIELDS_KEY, JsonFormatter, log_fields
 
 log = logging.getLogger("serving.server")
@@ -122,17 +123,6 @@ def build_server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
-def _file_signature(*paths: str) -> tuple[tuple[str, int, int, int, int], ...]:
-    """What changes when a file is rewritten or a mounted Secret's symlinks are swapped: stat
-    follows the links, so a new target shows as a new inode."""
-    signature = []
-    for path in paths:
-        stat = os.stat(path)
-        signature.append((os.path.realpath(path), stat.st_ino, stat.st_dev, stat.st_mtime_ns,
-                          stat.st_size))
-    return tuple(signature)
-
-
 class CertificateReloader:
     """Holds the SSLContext new connections are wrapped with, and rebuilds it on file change.
 
@@ -145,7 +135,7 @@ class CertificateReloader:
     def __init__(self, certfile: str, keyfile: str, *, poll_seconds: float) -> None:
         self.certfile, self.keyfile = certfile, keyfile
         self.poll_seconds = poll_seconds
-        self._signature = _file_signature(certfile, keyfile)
+        self._signature = file_signature(certfile, keyfile)
         self._failed_signature: object = None
         self.context = build_server_context(certfile, keyfile)
         self.reloads = 0
@@ -154,7 +144,7 @@ class CertificateReloader:
     def check(self) -> bool:
         """Rebuild the context if the files changed; True when a new one was swapped in."""
         try:
-            signature = _file_signature(self.certfile, self.keyfile)
+            signature = file_signature(self.certfile, self.keyfile)
         except OSError as exc:
             log.warning("certificate files unreadable; keeping the current pair",
                         extra=log_fields(error=str(exc)))

@@ -25,7 +25,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs import pki
+from tooling.waiting import poll
 
 CACHE_DIR = Path(os.environ.get("HEADROOM_CACHE", Path.home() / ".cache" / "headroom"))
 TOOLING = Path(__file__).resolve().parent.parent / "tooling" / "controlplane"
@@ -136,16 +136,11 @@ class Process:
 def wait_for(check: Callable[[], bool], *, timeout_seconds: float, what: str,
              interval_seconds: float = 0.2, alive: Callable[[], bool] = lambda: True) -> None:
     """Poll `check` until it is true; raise ClusterError after the deadline or if `alive` fails."""
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if not alive():
-            raise ClusterError(f"{what}: the process exited")
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(interval_seconds)
+    if poll(check, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds,
+            ignore=(OSError,), give_up=lambda: not alive()):
+        return
+    if not alive():
+        raise ClusterError(f"{what}: the process exited")
     raise ClusterError(f"{what}: not ready after {timeout_seconds:.0f}s")
 
 
@@ -480,10 +475,8 @@ def _kill_if_ours(pid: int, name: str) -> None:
     if not cmdline.endswith(name.encode()):
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
+    if not poll(lambda: not Path(f"/proc/{pid}").exists(), timeout_seconds=15,
+                interval_seconds=0.1):
         os.kill(pid, signal.SIGKILL)
 
 

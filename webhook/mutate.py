@@ -15,11 +15,12 @@ pass returns an equal pod. A field of the wrong JSON type raises `MutationError`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from headroom import names
 from headroom.demand import GpuDemand
+from headroom.fields import FieldError, read_optional_list, read_optional_mapping
 from webhook.profiles import Profile
 
 JsonDict = dict[str, Any]
@@ -28,12 +29,8 @@ MUTATED_BY_ANNOTATION = names.MUTATED_BY_ANNOTATION
 MIB = 2**20
 
 
-class MutationError(ValueError):
+class MutationError(FieldError):
     """A pod field of the wrong shape; `field` is its path, e.g. `spec.tolerations`."""
-
-    def __init__(self, field: str, expected: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: expected {expected}")
 
 
 def copy_json(value: Any) -> Any:
@@ -209,17 +206,11 @@ def _add_visible_devices(spec: JsonDict, env_name: str) -> None:
         spec["containers"] = new_containers
 
 
-# -- shape checks ----------------------------------------------------------------------------------
+# -- shape checks: absent or null is empty, anything else of the wrong type an error ---------------
 
-def _checked(kind: type, expected: str) -> Callable[[Any, str], Any]:
-    def check(value: Any, field: str) -> Any:
-        if value is None:
-            return kind()
-        if not isinstance(value, kind):
-            raise MutationError(field, expected)
-        return value
-    return check
+def _dict(value: object, field: str) -> Mapping[str, Any]:
+    return read_optional_mapping(value, field, show=None, error=MutationError)
 
 
-_dict: Callable[[Any, str], Mapping[str, Any]] = _checked(dict, "an object")
-_list: Callable[[Any, str], list[Any]] = _checked(list, "a list")
+def _list(value: object, field: str) -> list[Any]:
+    return read_optional_list(value, field, show=None, error=MutationError)

@@ -19,6 +19,15 @@ from typing import Any
 import yaml
 
 from headroom import names
+from headroom.fields import (
+    FieldError,
+    kind_phrase,
+    read_bool,
+    read_int,
+    read_list,
+    read_mapping,
+    read_str,
+)
 
 JsonDict = dict[str, Any]
 
@@ -49,12 +58,12 @@ _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER_RE = re.compile(r"-?[0-9]+")
 
 
-class ProfileError(ValueError):
+class ProfileError(FieldError):
     """A profiles file that cannot be used; `path` names the key, e.g. `profiles.x.maxGpus`."""
 
-    def __init__(self, path: str, message: str) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}")
+    @property
+    def path(self) -> str:
+        return self.field
 
 
 @dataclass(frozen=True)
@@ -140,9 +149,8 @@ def parse_profile(name: str, body: object) -> Profile:
 # -- one checker per kind of value ----------------------------------------------------------------
 
 def _mapping(value: object, path: str, *, allowed: tuple[str, ...] | None = None
-             ) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ProfileError(path, f"expected a mapping (got {_kind(value)})")
+             ) -> Mapping[str, Any]:
+    value = read_mapping(value, path, expected="a mapping", show=kind_phrase, error=ProfileError)
     if allowed is not None:
         for key in value:
             if key not in allowed:
@@ -152,22 +160,22 @@ def _mapping(value: object, path: str, *, allowed: tuple[str, ...] | None = None
 
 
 def _list(value: object, path: str, item: Any) -> list[JsonDict]:
-    if not isinstance(value, list):
-        raise ProfileError(path, f"expected a list (got {_kind(value)})")
-    return [item(entry, f"{path}[{i}]") for i, entry in enumerate(value)]
+    entries = read_list(value, path, show=kind_phrase, error=ProfileError)
+    return [item(entry, f"{path}[{i}]") for i, entry in enumerate(entries)]
 
 
 def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ProfileError(path, f"expected true or false (got {value!r})")
-    return value
+    return read_bool(value, path, error=ProfileError)
 
 
 def _string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        hint = f'; quote it: "{json.dumps(value)}"' if isinstance(value, bool | int | float) else ""
-        raise ProfileError(path, f"expected a string (got {_kind(value)}{hint})")
-    return value
+    return read_str(value, path, show=_kind_with_quote_hint, error=ProfileError)
+
+
+def _kind_with_quote_hint(value: object) -> str:
+    """YAML reads `true`, `8` and `1.5` as non-strings; say how to write them as strings."""
+    hint = f'; quote it: "{json.dumps(value)}"' if isinstance(value, bool | int | float) else ""
+    return f"{kind_phrase(value)}{hint}"
 
 
 def _one_of(value: object, path: str, choices: tuple[str, ...]) -> str:
@@ -205,10 +213,8 @@ def _toleration(value: object, path: str) -> JsonDict:
         seconds = given["tolerationSeconds"]
         if out.get("effect") != "NoExecute":
             raise ProfileError(f"{path}.tolerationSeconds", "only allowed with effect NoExecute")
-        if isinstance(seconds, bool) or not isinstance(seconds, int):
-            raise ProfileError(f"{path}.tolerationSeconds", f"expected whole seconds "
-                               f"(got {seconds!r})")
-        out["tolerationSeconds"] = seconds
+        out["tolerationSeconds"] = read_int(seconds, f"{path}.tolerationSeconds",
+                                            expected="whole seconds", error=ProfileError)
     return out
 
 
@@ -218,9 +224,8 @@ def _requirement(value: object, path: str) -> JsonDict:
         raise ProfileError(f"{path}.key", "required: the node label to match")
     key = _label_key(given["key"], f"{path}.key")
     operator = _one_of(given.get("operator"), f"{path}.operator", SELECTOR_OPERATORS)
-    raw_values = given.get("values", [])
-    if not isinstance(raw_values, list):
-        raise ProfileError(f"{path}.values", f"expected a list (got {_kind(raw_values)})")
+    raw_values = read_list(given.get("values", []), f"{path}.values", show=kind_phrase,
+                           error=ProfileError)
     values = [_string(v, f"{path}.values[{i}]") for i, v in enumerate(raw_values)]
     if operator in ("In", "NotIn") and not values:
         raise ProfileError(f"{path}.values", f"at least one value is required with {operator}")
@@ -236,9 +241,8 @@ def _requirement(value: object, path: str) -> JsonDict:
 
 def _preferred(value: object, path: str) -> JsonDict:
     given = _mapping(value, path, allowed=("weight", "preference"))
-    weight = given.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
-        raise ProfileError(f"{path}.weight", f"expected a whole number 1-100 (got {weight!r})")
+    weight = read_int(given.get("weight"), f"{path}.weight", minimum=1, maximum=100,
+                      expected="a whole number 1-100", error=ProfileError)
     preference = _mapping(given.get("preference"), f"{path}.preference",
                           allowed=("matchExpressions",))
     expressions = _list(preference.get("matchExpressions"),
@@ -261,10 +265,8 @@ def _scheduler_name(value: object, path: str) -> str | None:
 def _max_gpus(value: object, path: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ProfileError(path, f"expected a whole number of GPUs, at least 1, or null for no "
-                           f"limit (got {value!r})")
-    return value
+    return read_int(value, path, minimum=1, error=ProfileError,
+                    expected="a whole number of GPUs, at least 1, or null for no limit")
 
 
 def _sharing(value: object, path: str) -> Sharing:
@@ -274,8 +276,3 @@ def _sharing(value: object, path: str) -> Sharing:
         raise ProfileError(f"{path}.env", f"expected an environment variable name (got {env!r})")
     return Sharing(allowed=_bool(given.get("allowed", True), f"{path}.allowed"), env=env)
 
-
-def _kind(value: object) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "nothing"}.get(type(value),
-                                                                           type(value).__name__)

@@ -1,7 +1,7 @@
 """One AdmissionReview in, one answer out: the decision and the JSONPatch, with no I/O.
 
-`review(body, profiles, version=...)` takes the raw request body and returns an `Outcome`: the
-HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
+`review(body, profiles, version=...)` takes the raw request body and returns a `ReviewOutcome`:
+the HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
 `admission.k8s.io/v1` AdmissionReview with a `request.uid` gets HTTP 400; everything else gets
 an AdmissionReview carrying the request's uid: non-Pod objects, operations other than CREATE and
 unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
@@ -22,6 +22,7 @@ import jsonpatch
 
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, is_managed
+from headroom.fields import FieldError, read_mapping, read_optional_list, read_optional_mapping
 from serving.logs import log_fields
 from webhook.mutate import MutationError, mutate
 from webhook.profiles import ProfileSet
@@ -43,7 +44,7 @@ RESULTS = (PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReviewOutcome:
     status: int
     body: AdmissionReview | ErrorBody
     result: str
@@ -52,10 +53,8 @@ class Outcome:
     operations: int = 0
 
 
-class BadReview(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
+class BadReview(FieldError):
+    """A body that is not a usable AdmissionReview; `field` names what is wrong (HTTP 400)."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -63,7 +62,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def review(body: bytes, profiles: ProfileSet, *, version: str,
-           namespace_opted_in: bool = False) -> Outcome:
+           namespace_opted_in: bool = False) -> ReviewOutcome:
     """Answer one request body; never raises. `namespace_opted_in`: the request came through
     the webhook for namespaces labelled `headroom.dev/managed: "true"`, so its GPU pods are
     managed without a label of their own."""
@@ -89,29 +88,28 @@ def review(body: bytes, profiles: ProfileSet, *, version: str,
         fields = {**fields, "message": response.get("status", {}).get("message", "")}
     outcome_review: AdmissionReview = {"apiVersion": ADMISSION_API_VERSION,
                                        "kind": ADMISSION_KIND, "response": response}
-    return Outcome(status=200, body=outcome_review, result=result,
+    return ReviewOutcome(status=200, body=outcome_review, result=result,
                    log={**fields, "result": result, "profile": profile,
                         "operations": operations},
                    profile=profile, operations=operations)
 
 
-def _bad(error: BadReview) -> Outcome:
+def _bad(error: BadReview) -> ReviewOutcome:
     body: ErrorBody = {"error": str(error), "field": error.field}
-    return Outcome(status=400, body=body, result=INVALID, log={"result": INVALID,
+    return ReviewOutcome(status=400, body=body, result=INVALID, log={"result": INVALID,
                                                                  "message": str(error)})
 
 
 def _request(document: object) -> dict[str, Any]:
-    if not isinstance(document, dict):
-        raise BadReview("body", "expected a JSON object (an AdmissionReview)")
+    document = read_mapping(document, "body", expected="a JSON object (an AdmissionReview)",
+                            show=None, error=BadReview)
     if document.get("apiVersion") != ADMISSION_API_VERSION:
         raise BadReview("apiVersion", f"expected {ADMISSION_API_VERSION!r} "
                         f"(got {document.get('apiVersion')!r})")
     if document.get("kind") != ADMISSION_KIND:
         raise BadReview("kind", f"expected {ADMISSION_KIND!r} (got {document.get('kind')!r})")
-    request = document.get("request")
-    if not isinstance(request, dict):
-        raise BadReview("request", "expected an object (the AdmissionRequest)")
+    request = dict(read_mapping(document.get("request"), "request", show=None, error=BadReview,
+                                expected="an object (the AdmissionRequest)"))
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid", "required: a non-empty string")
@@ -232,32 +230,27 @@ def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: boo
 def _check_shape(pod: Mapping[str, Any]) -> None:
     """The fields the demand and the mutation read must have their JSON types, as the API server
     guarantees for real pods; anything else is refused naming the field."""
-    metadata = _expect(pod, "metadata", dict, "metadata", "an object")
+    metadata = _object(pod, "metadata", "metadata")
     for key in ("labels", "annotations"):
-        values = _expect(metadata, key, dict, f"metadata.{key}", "an object")
+        values = _object(metadata, key, f"metadata.{key}")
         for k, v in values.items():
             if not isinstance(v, str):
-                raise MutationError(f"metadata.{key}[{k}]", "a string")
-    spec = _expect(pod, "spec", dict, "spec", "an object")
+                raise MutationError(f"metadata.{key}[{k}]", "expected a string")
+    spec = _object(pod, "spec", "spec")
     for key in ("containers", "initContainers"):
-        containers = _expect(spec, key, list, f"spec.{key}", "a list")
+        containers = read_optional_list(spec.get(key), f"spec.{key}", show=None,
+                                        error=MutationError)
         for i, container in enumerate(containers):
             where = f"spec.{key}[{i}]"
-            if not isinstance(container, dict):
-                raise MutationError(where, "an object")
-            resources = _expect(container, "resources", dict, f"{where}.resources", "an object")
+            checked = read_mapping(container, where, show=None, error=MutationError)
+            resources = _object(checked, "resources", f"{where}.resources")
             for kind in ("limits", "requests"):
-                _expect(resources, kind, dict, f"{where}.resources.{kind}", "an object")
+                _object(resources, kind, f"{where}.resources.{kind}")
 
 
-def _expect(holder: Mapping[str, Any], key: str, kind: type, field: str, expected: str) -> Any:
-    """`holder[key]` if it is a `kind` (missing or null: an empty one), else MutationError."""
-    value = holder.get(key)
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise MutationError(field, expected)
-    return value
+def _object(holder: Mapping[str, Any], key: str, field: str) -> Mapping[str, Any]:
+    """`holder[key]` if it is an object (missing or null: an empty one), else MutationError."""
+    return read_optional_mapping(holder.get(key), field, show=None, error=MutationError)
 
 
 def _allow(uid: str) -> AdmissionResponse:

@@ -10,16 +10,15 @@ once, and reported through `on_reload(ok, message)` (counted in /metrics).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.files import FileSignature, file_signature
 from serving.logs import log_fields
 from webhook.profiles import ProfileError, ProfileSet, parse_profiles
 
 log = logging.getLogger("webhook.profiles")
-Signature = tuple[str, int, int, int, int]
 ReloadListener = Callable[[bool, str], None]
 
 
@@ -32,11 +31,6 @@ def load_profiles(path: Path) -> ProfileSet:
     return parse_profiles(text)
 
 
-def _signature(path: Path) -> Signature:
-    stat = os.stat(path)  # follows symlinks: a swapped ConfigMap target is a new inode
-    return (os.path.realpath(path), stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size)
-
-
 class ProfileStore:
     """The current profiles. `current` is replaced, never changed, so readers need no lock."""
 
@@ -45,7 +39,7 @@ class ProfileStore:
         self.path = path
         self.poll_seconds = poll_seconds
         self.on_reload = on_reload
-        self._signature: Signature | None = _signature(path)
+        self._signature: FileSignature | None = file_signature(path)
         self.current: ProfileSet = load_profiles(path)  # at start, a bad file is fatal
         self.valid = True  # whether the file on disk is the one being served
         self._stop = threading.Event()
@@ -55,7 +49,7 @@ class ProfileStore:
         """Reload if the file changed: True when a new set is in use, False when the new file
         was rejected (the old set stays), None when nothing changed."""
         try:
-            signature: Signature | None = _signature(self.path)
+            signature: FileSignature | None = file_signature(self.path)
         except OSError:
             signature = None
         if signature == self._signature:

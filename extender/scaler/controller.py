@@ -24,7 +24,7 @@ from typing import Any
 from extender.leader import run_while_leading
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
 from extender.scaler.eligibility import node_matches, placement_key
-from extender.scaler.evaluate import Outcome, evaluate
+from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
 from extender.scaler.report import blocked_status, event, round_status, with_transitions
 from extender.scaler.sources import (
@@ -48,15 +48,16 @@ from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
 from headroom import names
 from headroom.capacity import CapacityIndex
+from headroom.clock import parse_time
+from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot
-from headroom.report import ReportError, parse_time
 from kubeapi.client import ApiError, JsonDict, Kube
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Memory:
+class ScalerState:
     """What the controller keeps per AIScaler (by uid) between rounds."""
 
     history: History | None = None
@@ -83,7 +84,7 @@ class ScalerController:
     monotonic: Callable[[], float] = time.monotonic
     targets: Targets = field(init=False)
     reconciled: int = 0  # AIScaler rounds run (for /metrics)
-    _memory: dict[str, Memory] = field(default_factory=dict)
+    _states: dict[str, ScalerState] = field(default_factory=dict)
     _last_index: CapacityIndex | None = None  # last round's, lending summaries of unchanged nodes
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -110,20 +111,20 @@ class ScalerController:
             meta = scaler.get("metadata") or {}
             uid = str(meta.get("uid", ""))
             seen.add(uid)
-            memory = self._memory.setdefault(uid, Memory())
+            state = self._states.setdefault(uid, ScalerState())
             generation = int(meta.get("generation") or 0)
-            if now < memory.next_due_monotonic and generation == memory.generation:
+            if now < state.next_due_monotonic and generation == state.generation:
                 continue
-            memory.generation = generation
-            interval = self.reconcile(scaler, memory, capacity)
-            memory.next_due_monotonic = now + interval
+            state.generation = generation
+            interval = self.reconcile(scaler, state, capacity)
+            state.next_due_monotonic = now + interval
             done += 1
-        for uid in set(self._memory) - seen:
-            del self._memory[uid]
+        for uid in set(self._states) - seen:
+            del self._states[uid]
         self.reconciled += done
         return done
 
-    def reconcile(self, scaler: JsonDict, memory: Memory, capacity: RoundCapacity) -> float:
+    def reconcile(self, scaler: JsonDict, state: ScalerState, capacity: RoundCapacity) -> float:
         """One AIScaler's round; returns the seconds until its next one."""
         meta = scaler.get("metadata") or {}
         namespace = str(meta.get("namespace"))
@@ -131,62 +132,62 @@ class ScalerController:
             spec = parse_spec(scaler, default_scale_down_window_seconds=(
                 self.scale_down_window_seconds))
         except SpecError as exc:
-            self._blocked(scaler, memory, "InvalidSpec", f"invalid spec: {exc}")
+            self._blocked(scaler, state, "InvalidSpec", f"invalid spec: {exc}")
             return DEFAULT_POLLING_INTERVAL_SECONDS
         try:
             target = self.targets.read(namespace, spec.target_ref)
             rival = self.targets.rival_hpa(namespace, spec.target_ref)
             if rival:
-                self._blocked(scaler, memory, "ConflictingHPA",
+                self._blocked(scaler, state, "ConflictingHPA",
                               f"HorizontalPodAutoscaler {rival} also scales "
                               f"{target.description}; this AIScaler does nothing while it "
                               "exists")
                 return spec.polling_interval_seconds
             pods = self.targets.pods(namespace, target.selector)
         except TargetError as exc:
-            self._blocked(scaler, memory, exc.reason, str(exc))
+            self._blocked(scaler, state, exc.reason, str(exc))
             return spec.polling_interval_seconds
-        memory.blocked = None
+        state.blocked = None
         snapshots = capacity.for_pods(target.template.get("spec") or {})
-        self._round(scaler, memory, spec=spec, target=target, pods=pods, snapshots=snapshots)
+        self._round(scaler, state, spec=spec, target=target, pods=pods, snapshots=snapshots)
         return spec.polling_interval_seconds
 
-    def _round(self, scaler: JsonDict, memory: Memory, *, spec: ScalerSpec, target: Target,
+    def _round(self, scaler: JsonDict, state: ScalerState, *, spec: ScalerSpec, target: Target,
                pods: list[JsonDict], snapshots: Sequence[NodeSnapshot]) -> None:
         now = self.clock()
         observations = Observations(current_replicas=target.replicas,
                                     pods=tuple(pod_state(p) for p in pods),
                                     metrics=self.observe(spec.metrics, pods))
-        if memory.history is None:
-            memory.history = History(recommendations=((now, target.replicas),))
+        if state.history is None:
+            state.history = History(recommendations=((now, target.replicas),))
         try:
             policy = pod_policy(target.template, self.settings.policy)
         except PolicyError:
             policy = self.settings.policy  # the webhook refuses such pods; place as configured
         placed = sum(1 for p in pods if self._placed(p))
-        outcome = evaluate(spec, observations, memory.history, demand=target.demand,
+        outcome = evaluate(spec, observations, state.history, demand=target.demand,
                            snapshots=snapshots, placed_replicas=placed, now_unix_seconds=now,
                            staleness_seconds=self.settings.staleness_seconds, policy=policy)
-        memory.history = outcome.decision.history
+        state.history = outcome.decision.history
         applied = outcome.applied_replicas
         if applied != target.replicas:
             try:
                 self.targets.scale(target, applied)
             except TargetError as exc:
-                self._blocked(scaler, memory, exc.reason, str(exc))
+                self._blocked(scaler, state, exc.reason, str(exc))
                 return
-            memory.history = memory.history.with_scale(
+            state.history = state.history.with_scale(
                 now_unix_seconds=now, from_replicas=target.replicas, to_replicas=applied)
-            memory.last_scale_unix_seconds = now
-            self._event(scaler, memory, "Scaled", f"scaled {target.description} from "
+            state.last_scale_unix_seconds = now
+            self._event(scaler, state, "Scaled", f"scaled {target.description} from "
                         f"{target.replicas} to {applied}: {outcome.limited.message}",
                         warning=False)
-        self._tell_limit(scaler, memory, outcome)
+        self._tell_limit(scaler, state, outcome)
         status = round_status(outcome, observations, metrics=spec.metrics,
                               applied_replicas=applied,
                               generation=int((scaler.get("metadata") or {}).get("generation")
                                              or 0),
-                              last_scale_unix_seconds=memory.last_scale_unix_seconds
+                              last_scale_unix_seconds=state.last_scale_unix_seconds
                               or _last_scale(scaler))
         self._write_status(scaler, status)
 
@@ -227,22 +228,22 @@ class ScalerController:
         return MetricObservation(total=query_prometheus(server, source.query))
 
     # -- telling -------------------------------------------------------------------------------
-    def _tell_limit(self, scaler: JsonDict, memory: Memory, outcome: Outcome) -> None:
+    def _tell_limit(self, scaler: JsonDict, state: ScalerState, outcome: ScalingOutcome) -> None:
         limited = outcome.limited
         now_limit = (limited.reason.value, limited.feasible_replicas) if limited.reason else None
-        if now_limit == memory.limit:
+        if now_limit == state.limit:
             return
         if now_limit is not None:
-            self._event(scaler, memory, "ScalingLimited", limited.message,
+            self._event(scaler, state, "ScalingLimited", limited.message,
                         warning=limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM)
-        elif memory.limit is not None:
-            self._event(scaler, memory, "LimitLifted", limited.message, warning=False)
-        memory.limit = now_limit
+        elif state.limit is not None:
+            self._event(scaler, state, "LimitLifted", limited.message, warning=False)
+        state.limit = now_limit
 
-    def _blocked(self, scaler: JsonDict, memory: Memory, reason: str, message: str) -> None:
-        if memory.blocked != message:
-            self._event(scaler, memory, reason, message, warning=True)
-            memory.blocked = message
+    def _blocked(self, scaler: JsonDict, state: ScalerState, reason: str, message: str) -> None:
+        if state.blocked != message:
+            self._event(scaler, state, reason, message, warning=True)
+            state.blocked = message
         previous = scaler.get("status") or {}
         self._write_status(scaler, blocked_status(
             reason, message, generation=int((scaler.get("metadata") or {}).get("generation")
@@ -263,7 +264,7 @@ class ScalerController:
             log.info("aiscaler %s/%s: cannot write status: %s", meta.get("namespace"),
                      meta.get("name"), exc)
 
-    def _event(self, scaler: JsonDict, memory: Memory, reason: str, message: str, *,
+    def _event(self, scaler: JsonDict, state: ScalerState, reason: str, message: str, *,
                warning: bool) -> None:
         meta = scaler.get("metadata") or {}
         body = event(scaler, reason=reason, message=message, warning=warning,
@@ -273,7 +274,7 @@ class ScalerController:
         try:
             self.kube.request("POST", f"/api/v1/namespaces/{meta.get('namespace')}/events",
                               body=body)
-            memory.events += 1
+            state.events += 1
         except ApiError as exc:
             log.info("aiscaler: cannot post event: %s", exc)
 
@@ -326,5 +327,5 @@ def _last_scale(scaler: Mapping[str, Any]) -> float | None:
         return None
     try:
         return parse_time(text, field="status.lastScaleTime")
-    except ReportError:
+    except FieldError:
         return None

@@ -17,7 +17,7 @@ from headroom.fit import NodeSnapshot, Policy
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ScalingOutcome:
     decision: Decision
     headroom: Headroom
     limited: Limited
@@ -30,7 +30,7 @@ class Outcome:
 def evaluate(spec: ScalerSpec, observations: Observations, history: History, *,
              demand: GpuDemand | None, snapshots: Sequence[NodeSnapshot], placed_replicas: int,
              now_unix_seconds: float, staleness_seconds: float,
-             policy: Policy = Policy.BINPACK) -> Outcome:
+             policy: Policy = Policy.BINPACK) -> ScalingOutcome:
     """The decision, the GPUs' headroom for more replicas, and the count to write.
 
     `placed_replicas` are the target's pods already bound to a node (they are claims in
@@ -43,4 +43,4 @@ def evaluate(spec: ScalerSpec, observations: Observations, history: History, *,
                                  current_placed=placed_replicas, max_replicas=spec.max_replicas,
                                  policy=policy)
     limited = apply_feasibility(decision, headroom, ready_or_placed=placed_replicas, spec=spec)
-    return Outcome(decision, headroom, limited)
+    return ScalingOutcome(decision, headroom, limited)

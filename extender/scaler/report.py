@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from extender.scaler.decision import Observations
-from extender.scaler.evaluate import Outcome
+from extender.scaler.evaluate import ScalingOutcome
 from extender.scaler.spec import MetricSpec
 from headroom import names
-from headroom.report import format_time
+from headroom.clock import format_time
 
 JsonDict = dict[str, Any]
 COMPONENT = "headroom-scaler"
@@ -27,7 +27,7 @@ def condition(kind: str, status: bool, reason: str, message: str) -> JsonDict:
             "message": message}
 
 
-def round_status(outcome: Outcome, observations: Observations, *,
+def round_status(outcome: ScalingOutcome, observations: Observations, *,
                  metrics: Sequence[MetricSpec], applied_replicas: int, generation: int,
                  last_scale_unix_seconds: float | None) -> JsonDict:
     """The status after a round in which the scaler read its target and metrics."""

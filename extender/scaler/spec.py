@@ -26,11 +26,19 @@ Full form metrics (`spec.metrics[]`, fields flat in each item):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
+
+from headroom.fields import (
+    FieldError,
+    read_int,
+    read_mapping,
+    read_number,
+    read_optional_mapping,
+    read_str,
+)
 
 QUEUE_DEPTH_METRIC = "vllm:num_requests_waiting"
 DEFAULT_METRICS_PORT = 8000
@@ -39,13 +47,8 @@ DEFAULT_POLLING_INTERVAL_SECONDS = 15
 MAX_REPLICAS_LIMIT = 2**31 - 1  # the int32 of a /scale subresource
 
 
-class SpecError(ValueError):
+class SpecError(FieldError):
     """An AIScaler spec that cannot be used; `field` is the path of the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
 
 
 class TargetType(StrEnum):
@@ -348,22 +351,18 @@ def _feasibility(spec: Mapping[str, Any]) -> Feasibility:
                        _integer(raw, "allowPending", "spec.feasibility", minimum=0, default=0))
 
 
-# -- field readers -----------------------------------------------------------------------------
+# -- field readers: headroom.fields, with this spec's "required: <form>" for absent fields --------
 def _object(value: object, where: str, *, required: bool = False) -> Mapping[str, Any]:
-    if value is None and not required:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SpecError(where, f"expected an object (got {type(value).__name__})")
-    return value
+    if required:
+        return read_mapping(value, where, error=SpecError)
+    return read_optional_mapping(value, where, error=SpecError)
 
 
 def _string(raw: Mapping[str, Any], key: str, where: str, *, default: str | None = None) -> str:
     value = raw.get(key, default)
     if value is None:
         raise SpecError(f"{where}.{key}", "required: a non-empty string")
-    if not isinstance(value, str) or not value:
-        raise SpecError(f"{where}.{key}", f"expected a non-empty string (got {value!r})")
-    return value
+    return read_str(value, f"{where}.{key}", nonempty=True, error=SpecError)
 
 
 def _integer(raw: Mapping[str, Any], key: str, where: str, *, minimum: int,
@@ -371,11 +370,8 @@ def _integer(raw: Mapping[str, Any], key: str, where: str, *, minimum: int,
     value = raw.get(key, default)
     if value is None:
         raise SpecError(f"{where}.{key}", f"required: an integer >= {minimum}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}.{key}", f"expected an integer >= {minimum} (got {value!r})")
-    if not minimum <= value <= MAX_REPLICAS_LIMIT:
-        raise SpecError(f"{where}.{key}", f"expected an integer >= {minimum} (got {value})")
-    return value
+    return read_int(value, f"{where}.{key}", minimum=minimum, maximum=MAX_REPLICAS_LIMIT,
+                    error=SpecError)
 
 
 def _positive(raw: Mapping[str, Any], key: str, where: str) -> float:
@@ -383,7 +379,4 @@ def _positive(raw: Mapping[str, Any], key: str, where: str) -> float:
     if value is None:
         raise SpecError(f"{where}.{key}", "required: a number > 0 (the value one replica "
                         "should carry)")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value) or value <= 0:
-        raise SpecError(f"{where}.{key}", f"expected a number > 0 (got {value!r})")
-    return float(value)
+    return read_number(value, f"{where}.{key}", above=0, error=SpecError)

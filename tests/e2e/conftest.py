@@ -8,7 +8,6 @@ their watches then go to etcd directly, so compacting etcd makes an old resource
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kubeapi.client import ApiError, Kube, load_api_client
+from tests.waiting import poll
 from tooling.localcluster import LocalCluster, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,18 +68,15 @@ def namespace(cluster: LocalCluster, kube: Kube) -> Iterator[str]:
     # namespace's default account. After the tests that restart kube-apiserver, the controller
     # manager's work queues can back off past a minute (its requests were refused while the new
     # API server loaded RBAC): then the fixture makes the account itself, as that controller would.
-    deadline = time.monotonic() + 30
-    while not _has_default_account(kube, name):
-        if time.monotonic() > deadline:
-            print(f"namespace {name}: no default ServiceAccount from kube-controller-manager "
-                  "after 30s; creating it")
-            try:
-                kube.request("POST", f"/api/v1/namespaces/{name}/serviceaccounts",
-                             body={"metadata": {"name": "default"}})
-            except ApiError as exc:
-                if exc.status != 409:  # the controller made it meanwhile: as good
-                    raise
-            break
-        time.sleep(0.1)
+    if not poll(lambda: _has_default_account(kube, name), timeout_seconds=30,
+                interval_seconds=0.1):
+        print(f"namespace {name}: no default ServiceAccount from kube-controller-manager "
+              "after 30s; creating it")
+        try:
+            kube.request("POST", f"/api/v1/namespaces/{name}/serviceaccounts",
+                         body={"metadata": {"name": "default"}})
+        except ApiError as exc:
+            if exc.status != 409:  # the controller made it meanwhile: as good
+                raise
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headroom import names
-from headroom.report import parse_time
+from headroom.clock import parse_time
 from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e.waiting import eventually
 from tooling.fakenvml import (

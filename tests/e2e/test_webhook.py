@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from kubeapi.client import ApiError, Kube
+from tests.waiting import wait_for
 from tests.webhook.helpers import PROFILES_FILE, ROOT, corpus, gpu_pod
-from tests.webhook.server import Server, wait_until, webhook_server
+from tests.webhook.server import Server, webhook_server
 from tooling import shipped
 from tooling.localcluster import LocalCluster
 from webhook.mutate import MUTATED_BY_ANNOTATION
@@ -102,7 +103,7 @@ def wait_for_mutation(kube: Kube, namespace: str, server: Server | None = None) 
         return MUTATED_BY_ANNOTATION in annotations and (
             server is None or server.reviews() > before)
 
-    wait_until(mutated, timeout_seconds=30, what="the webhook in use", interval_seconds=0.2)
+    wait_for(mutated, timeout_seconds=30, message="the webhook in use", interval_seconds=0.2)
 
 
 @pytest.fixture
@@ -149,8 +150,8 @@ def test_a_managed_deployments_pods_are_mutated(kube: Kube, managed_ns: str) -> 
                                                    query={"labelSelector": "app=llm"})["items"]
         return items
 
-    wait_until(lambda: len(pods()) == 2, timeout_seconds=60,
-               what="the Deployment's two pods", interval_seconds=0.3)
+    wait_for(lambda: len(pods()) == 2, timeout_seconds=60,
+               message="the Deployment's two pods", interval_seconds=0.3)
     for pod in pods():
         assert is_mutated(pod), pod["metadata"]["name"]
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
@@ -187,8 +188,8 @@ def test_a_namespace_labelled_managed_opts_its_gpu_pods_in(kube: Kube, managed_n
                  content_type="application/merge-patch+json")
     unlabelled = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"})
     del unlabelled["metadata"]["labels"]["headroom.dev/managed"]
-    wait_until(lambda: is_mutated(create(kube, managed_ns, unlabelled, dry_run=True)),
-               timeout_seconds=30, what="the namespace webhook in use", interval_seconds=0.2)
+    wait_for(lambda: is_mutated(create(kube, managed_ns, unlabelled, dry_run=True)),
+               timeout_seconds=30, message="the namespace webhook in use", interval_seconds=0.2)
     assert is_mutated(create(kube, managed_ns, unlabelled))
     no_gpu = gpu_pod(gpus=None)
     del no_gpu["metadata"]["labels"]["headroom.dev/managed"]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from extender.leader import Leadership
-from headroom.report import format_time
+from headroom.clock import format_time
 from kubeapi.client import ApiError, Kube
 
 NOW = 1_700_000_000.0

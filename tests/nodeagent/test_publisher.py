@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from dataclasses import replace
 
 import pytest
@@ -17,6 +16,7 @@ from headroom.report import GpuState, NodeReport
 from kubeapi.client import ApiError
 from nodeagent.publisher import Publisher
 from nodeagent.wire import gpunode_object, is_owned_by
+from tests.waiting import poll
 
 GIB = 2**30
 NOW = 1_700_000_000.0
@@ -116,10 +116,8 @@ def test_the_thread_writes_what_is_offered_and_stops(clock: Clock) -> None:
     try:
         publisher.offer(report(NOW))
         publisher.offer(report(NOW + 1, used=2 * GIB))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (
-                not recorder.written or recorder.written[-1].gpus[0].used_bytes != 2 * GIB):
-            time.sleep(0.01)
+        poll(lambda: bool(recorder.written) and recorder.written[-1].gpus[0].used_bytes == 2 * GIB,
+             timeout_seconds=10, interval_seconds=0.01)
         assert recorder.written[-1].gpus[0].used_bytes == 2 * GIB
     finally:
         publisher.stop(timeout_seconds=5)
@@ -135,13 +133,10 @@ def test_the_thread_survives_any_write_failure(clock: Clock) -> None:
     publisher.start()
     try:
         publisher.offer(report(NOW))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and publisher.stats.errors < 3:
-            time.sleep(0.01)
+        poll(lambda: publisher.stats.errors >= 3, timeout_seconds=10, interval_seconds=0.01)
         assert publisher.stats.errors >= 3  # it kept retrying on its own
         recorder.fail_with = None
-        while time.monotonic() < deadline and not recorder.written:
-            time.sleep(0.01)
+        poll(lambda: bool(recorder.written), timeout_seconds=10, interval_seconds=0.01)
         assert recorder.written == [report(NOW)]
     finally:
         publisher.stop(timeout_seconds=5)

@@ -21,13 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from certs import pki
 from serving import server as serving
+from tests.waiting import wait_for
 from tests.webhook.fuzz import bodies, uid_of
 from tests.webhook.helpers import PROFILES_FILE, encode, gpu_pod, patch_of, review_body
 from tests.webhook.server import (
     Server,
     make_certs,
     serving_server,
-    wait_until,
     webhook_server,
 )
 from tooling.localcluster import free_port
@@ -78,9 +78,9 @@ def test_tls_below_1_2_is_refused_by_the_server(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
             pytest.raises(ssl.SSLError):
         old.wrap_socket(raw).close()
-    wait_until(lambda: any("unsupported protocol" in line.get("msg", "").lower()
+    wait_for(lambda: any("unsupported protocol" in line.get("msg", "").lower()
                            for line in server.log_lines("stderr")),
-               timeout_seconds=10, what="the server logging the refused TLS 1.1 handshake")
+               timeout_seconds=10, message="the server logging the refused TLS 1.1 handshake")
 
 
 def test_access_lines_are_json_with_the_request_uid(server: Server) -> None:
@@ -90,7 +90,7 @@ def test_access_lines_are_json_with_the_request_uid(server: Server) -> None:
     def logged() -> bool:
         return any(line.get("uid") == "log-me-42" for line in server.log_lines())
 
-    wait_until(logged, timeout_seconds=10, what="the access line")
+    wait_for(logged, timeout_seconds=10, message="the access line")
     line = next(line for line in server.log_lines() if line.get("uid") == "log-me-42")
     assert line["logger"] == "gunicorn.access" and line["path"] == "/mutate"
     assert line["status"] == 200 and line["result"] == "patched" and line["profile"] == "default"
@@ -132,8 +132,8 @@ def test_a_profiles_file_change_reaches_the_running_server(tmp_path: Path, certs
         two = encode(review_body(gpu_pod(gpus="2")))
         assert running.post("/mutate", two)[1]["response"]["allowed"] is False
         profiles.write_text("profiles:\n  default: {maxGpus: 4}\n")
-        wait_until(lambda: running.post("/mutate", two)[1]["response"]["allowed"] is True,
-                   timeout_seconds=20, what="the reloaded profile")
+        wait_for(lambda: running.post("/mutate", two)[1]["response"]["allowed"] is True,
+                   timeout_seconds=20, message="the reloaded profile")
     finally:
         assert running.stop() == 0
 
@@ -174,7 +174,7 @@ def test_in_flight_requests_finish_on_sigterm(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=slow_request)
     thread.start()
-    wait_until(marker.exists, timeout_seconds=10, what="the slow request to start")
+    wait_for(marker.exists, timeout_seconds=10, message="the slow request to start")
     assert server.process is not None
     server.process.terminate()
     thread.join(30)
@@ -245,20 +245,20 @@ def test_a_rotated_certificate_is_served_with_no_failed_request(tmp_path: Path) 
         thread.start()
     try:
         old_serial = served_serial(server)
-        wait_until(lambda: counts["new"] > 20, timeout_seconds=20, what="traffic")
+        wait_for(lambda: counts["new"] > 20, timeout_seconds=20, message="traffic")
         # A half-written pair (new certificate, old key) must not be served: the old pair stays.
         new_pair = make_certs(tmp_path / "next")
         shutil.copyfile(new_pair / "tls.crt", certs / "tls.crt")
-        wait_until(lambda: any("do not load" in line.get("msg", "")
+        wait_for(lambda: any("do not load" in line.get("msg", "")
                                for line in server.log_lines("stderr")),
-                   timeout_seconds=20, what="the mismatched pair to be refused")
+                   timeout_seconds=20, message="the mismatched pair to be refused")
         assert served_serial(server) == old_serial
         new_serial = rotate(certs)  # the complete new pair under the same CA
-        wait_until(lambda: served_serial(server) == new_serial, timeout_seconds=60,
-                   what="the new certificate to be served")
+        wait_for(lambda: served_serial(server) == new_serial, timeout_seconds=60,
+                   message="the new certificate to be served")
         before = counts["new"]
-        wait_until(lambda: counts["new"] > before + 20, timeout_seconds=20,
-                   what="traffic after the rotation")
+        wait_for(lambda: counts["new"] > before + 20, timeout_seconds=20,
+                   message="traffic after the rotation")
     finally:
         stop.set()
         for thread in threads:

@@ -9,13 +9,13 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certs.generate import generate
+from tests.waiting import wait_for
 from tooling.localcluster import free_port
 
 HEADROOM = Path(sys.executable).parent / "headroom"
@@ -26,16 +26,6 @@ def make_certs(directory: Path, *, reuse_ca: bool = False) -> Path:
     generate(directory, service="headroom-webhook", namespace="headroom-system",
              ip_addresses=["127.0.0.1"], reuse_ca=reuse_ca, force=not reuse_ca)
     return directory
-
-
-def wait_until(check: Callable[[], bool], *, timeout_seconds: float, what: str,
-               interval_seconds: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval_seconds)
-    raise AssertionError(f"{what}: not within {timeout_seconds}s")
 
 
 @dataclass
@@ -58,7 +48,7 @@ class Server:
         with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
             self.process = subprocess.Popen(self.argv, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL)
-        wait_until(self._ready, timeout_seconds=timeout_seconds, what="server ready")
+        wait_for(self._ready, timeout_seconds=timeout_seconds, message="server ready")
         return self
 
     def _ready(self) -> bool:

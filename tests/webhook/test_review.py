@@ -23,11 +23,11 @@ from webhook.review import review
 PROFILES = shipped_profiles()
 
 
-def answer(body: Any) -> review_module.Outcome:
+def answer(body: Any) -> review_module.ReviewOutcome:
     return review(body if isinstance(body, bytes) else encode(body), PROFILES, version="0.1.0")
 
 
-def response_of(outcome: review_module.Outcome) -> dict[str, Any]:
+def response_of(outcome: review_module.ReviewOutcome) -> dict[str, Any]:
     assert outcome.status == 200
     body: dict[str, Any] = dict(outcome.body)
     assert body["apiVersion"] == "admission.k8s.io/v1" and body["kind"] == "AdmissionReview"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import poll
 from webhook.store import ProfileStore
 
 V1 = "profiles:\n  default: {maxGpus: 1}\n"
@@ -102,9 +103,7 @@ def test_the_watcher_thread_reloads_within_its_poll_interval(tmp_path: Path) -> 
     store.start()
     try:
         swap_configmap(tmp_path / "vol", V2, "..2024_01_01_00_01_00.2")
-        deadline = time.monotonic() + 10
-        while max_gpus(store) != 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: max_gpus(store) == 2, timeout_seconds=10, interval_seconds=0.02)
         assert max_gpus(store) == 2
     finally:
         store.stop()

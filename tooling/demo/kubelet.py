@@ -27,8 +27,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from headroom import names
+from headroom.clock import format_time
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
-from headroom.report import format_time
 from kubeapi.client import ApiError, Kube
 from tooling.demo.nodes import SimNode
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import ssl
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from tooling.localcluster import (
     scheduler_command,
     secure_healthz,
 )
+from tooling.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -49,17 +49,15 @@ class PlatformError(RuntimeError):
 def wait_until(check: Callable[[], bool], *, what: str, timeout_seconds: float = 60.0,
                child: Child | None = None, interval_seconds: float = 0.2) -> None:
     """Poll with a deadline; fail early, with its log, if `child` exits."""
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if child is not None and not child.alive():
-            raise PlatformError(f"{what}: {child.name} exited; its log {child.log_path}:\n"
-                                f"{child.log_tail()}")
-        try:
-            if check():
-                return
-        except (ApiError, OSError):
-            pass
-        time.sleep(interval_seconds)
+    def exited() -> bool:
+        return child is not None and not child.alive()
+
+    if poll(check, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds,
+            ignore=(ApiError, OSError), give_up=exited):
+        return
+    if child is not None and exited():
+        raise PlatformError(f"{what}: {child.name} exited; its log {child.log_path}:\n"
+                            f"{child.log_tail()}")
     tail = f"; its log {child.log_path}:\n{child.log_tail()}" if child is not None else ""
     raise PlatformError(f"{what}: not within {timeout_seconds:.0f}s{tail}")
 

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.tooling.demo.procs import alive
+from tests.waiting import poll
 
 # A stand-in for the demo: a Supervisor with two children, one of which has a child of its own
 # (as gunicorn has workers), the main loop in interruptible(), cleanup under shielded().
@@ -59,12 +59,7 @@ def start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], list[int]
 
 
 def gone_soon(pids: list[int], timeout_seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    return poll(lambda: not any(alive(p) for p in pids), timeout_seconds=timeout_seconds)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

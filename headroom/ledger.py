@@ -1,0 +1,82 @@
+"""Which pods claim which GPUs on a node, and what that leaves: the pod -> claim accounting.
+
+The extender's cluster view and `headroom status` both turn pods into claims and claims into
+per-GPU used / reserved / free; this module is the one place that does, so the CLI shows what the
+extender decides by. Pods are JSON objects (as the API and the watch caches give them); the GPU
+accounts come from `headroom.fit.ledger`. Pure: no client imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.fit import NodeSnapshot, PodClaim, ledger
+from headroom.report import GpuState
+
+TERMINAL_PHASES = ("Succeeded", "Failed")  # a pod in these holds no GPU any more
+
+# Told (pod uid, the error) when a pod's GPU request cannot be read and it is counted as one GPU.
+UnreadableDemand = Callable[[str, DemandError], None]
+
+
+def pod_uid(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid", ""))
+
+
+def bound_node(pod: Mapping[str, Any]) -> str:
+    """The node the pod is bound to, or "" while it is not."""
+    return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def claim_of(pod: Mapping[str, Any], *,
+             on_unreadable: UnreadableDemand | None = None) -> PodClaim | None:
+    """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished."""
+    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    uid = pod_uid(pod)
+    try:
+        demand = GpuDemand.from_pod(pod)
+    except DemandError as exc:
+        # The webhook refuses such pods; one that got in anyway (unmanaged, or created before the
+        # webhook) is counted as holding one whole GPU rather than nothing.
+        if on_unreadable is not None:
+            on_unreadable(uid, exc)
+        demand = GpuDemand(gpu_count=1)
+    if demand is None:
+        return None
+    return PodClaim(uid, demand, assigned_gpus(pod))
+
+
+def claims_by_node(pods: Iterable[Mapping[str, Any]], *,
+                   on_unreadable: UnreadableDemand | None = None) -> dict[str, list[PodClaim]]:
+    """The claims of the pods bound to a node, per node name."""
+    claims: dict[str, list[PodClaim]] = {}
+    for pod in pods:
+        node = bound_node(pod)
+        claim = claim_of(pod, on_unreadable=on_unreadable) if node else None
+        if claim is not None:
+            claims.setdefault(node, []).append(claim)
+    return claims
+
+
+@dataclass(frozen=True)
+class GpuAccount:
+    """One GPU as a person reads it: what the agent saw used, what bound pods the report does
+    not show yet reserve on top, and what is left."""
+
+    gpu: GpuState
+    used_bytes: int
+    reserved_bytes: int
+    free_bytes: int
+
+
+def gpu_accounts(snapshot: NodeSnapshot) -> list[GpuAccount]:
+    """Per GPU of the node's report, used / reserved / free by the extender's accounting."""
+    books, _ = ledger(snapshot)
+    return [GpuAccount(book.gpu, book.gpu.used_bytes,
+                       max(0, book.committed_bytes - book.gpu.used_bytes),
+                       max(0, book.gpu.total_bytes - book.committed_bytes))
+            for book in books]
