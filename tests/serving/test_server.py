@@ -194,8 +194,8 @@ def test_the_worker_builds_the_app_from_the_config_and_runs_its_lifecycle(
     server = Server(argv=[sys.executable, "-c", code.format(port)], workdir=tmp_path,
                     port=port, ca_file=None).start()
     assert server.get("/") == (200, b"hello from the config")
-    wait_until(lambda: journal.exists() and journal.read_text() == "start\n",
-               timeout_seconds=10, what="the worker to start the app's lifecycle")
+    wait_for(lambda: journal.exists() and journal.read_text() == "start\n",
+             timeout_seconds=10, message="the worker to start the app's lifecycle")
     assert server.stop() == 0
     assert journal.read_text() == "start\nstop\n"  # stopped as the worker left, not before
 
