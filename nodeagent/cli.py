@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from serving.address import split_host_port
+
 NODEAGENT_HELP = "Report this node's GPUs (NVML) as its GPUNode; serve /metrics."
 NODEAGENT_DESCRIPTION = (
     "Read the node's GPUs through NVML every --interval-seconds, attribute GPU processes to pods "
@@ -57,16 +59,16 @@ def byte_quantity(text: str) -> int:
 def host_port(text: str) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT; the host an IP address or `localhost`, the port 0..65535."""
     expected = f"expected HOST:PORT such as {DEFAULT_METRICS_BIND} or [::]:9410 (got {text!r})"
-    host, sep, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    parsed = split_host_port(text)
+    if parsed is None:
         raise argparse.ArgumentTypeError(expected)
+    host, port = parsed
     if host != "localhost":
         try:
             ipaddress.ip_address(host)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(expected) from exc
-    return host, int(port_text)
+    return host, port
 
 
 def directory(text: str) -> Path:

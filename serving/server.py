@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from serving.address import split_host_port
 from serving.files import file_signature
 from serving.logs import LOG_FIELDS_KEY, JsonFormatter, log_fields
 
@@ -78,11 +79,10 @@ class ServeOptions:
 
 def parse_bind(text: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:8443`) -> (host, port); ServeError naming --bind otherwise."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    parsed = split_host_port(text)
+    if parsed is None or not parsed[0] or parsed[1] == 0:
         raise ServeError(f"--bind: expected HOST:PORT such as 0.0.0.0:8443 (got {text!r})")
-    return host, int(port_text)
+    return parsed
 
 
 def validate(options: ServeOptions) -> None:
