@@ -10,7 +10,7 @@ from serving.address import split_host_port
 
 
 @pytest.mark.parametrize(("text", "parsed"), [
-    ("0.0.0.0:8443", ("0.0.0.0", 8443)),
+    ("10.0.0.1:8443", ("10.0.0.1", 8443)),
     ("[::1]:9410", ("::1", 9410)),
     ("localhost:0", ("localhost", 0)),
     (":80", ("", 80)),
