@@ -78,11 +78,11 @@ def run_demo(options: Options) -> int:
     try:
         scenario = load(options.scenario)
     except (ScenarioError, OSError) as exc:
-        print(f"headroom demo: error: {options.scenario}: {exc}", file=sys.stderr)
+        print(f"demo: error: {options.scenario}: {exc}", file=sys.stderr)
         return 2
     problem = _check_paths(options)
     if problem:
-        print(f"headroom demo: error: {problem}", file=sys.stderr)
+        print(f"demo: error: {problem}", file=sys.stderr)
         return 2
     own_workdir = options.workdir is None
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="headroom-demo-"))
@@ -150,7 +150,7 @@ def _check_paths(options: Options) -> str | None:
 
 def _bring_up(run: Run, record: Record) -> None:
     scenario, say = run.scenario, run.display.message
-    say(f"headroom demo: scenario {scenario.name} ({len(scenario.node_names())} simulated "
+    say(f"demo: scenario {scenario.name} ({len(scenario.node_names())} simulated "
         f"nodes), working in {run.workdir}")
     ensure_binaries()
     library = fake_nvml_library()

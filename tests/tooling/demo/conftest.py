@@ -1,5 +1,5 @@
 """tests/demo: the scenario, summary and process tests are unit tests; the modules named in
-E2E_MODULES run `headroom demo` itself on a real control plane and are marked e2e, the way
+E2E_MODULES run the demo itself on a real control plane and are marked e2e, the way
 tests/e2e/conftest.py marks every test under it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`headroom demo` itself, as a user runs it, on the short scenario: the story's summary holds
+"""The demo itself, as `make demo` runs it, on the short scenario: the story's summary holds
 (every placement fits, the GPU cap was reached and lifted), it exits 0, and nothing it started is
 left running; Ctrl-C in the middle of the story stops everything too.
 
