@@ -42,13 +42,8 @@ from headroom import names
 from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 from kubeapi.client import ApiError, Kube, load_api_client
 from tooling import shipped
-from tooling.localcluster import (
-    KUBERNETES_VERSION,
-    LocalCluster,
-    Process,
-    ensure_binaries,
-    free_port,
-)
+from tooling.localcluster import KUBERNETES_VERSION, LocalCluster, ensure_binaries
+from tooling.process import Process, free_port
 
 GI = 2**30
 GPUS_PER_NODE = 8

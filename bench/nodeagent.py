@@ -45,7 +45,8 @@ from tooling.fakenvml import (
     preload,
     write_proc,
 )
-from tooling.localcluster import LocalCluster, ensure_binaries, free_port
+from tooling.localcluster import LocalCluster, ensure_binaries
+from tooling.process import free_port
 
 GPUS = 8
 PROCESSES_PER_GPU = 2

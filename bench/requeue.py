@@ -27,12 +27,8 @@ from bench.extender import headroom_scheduler, table
 from headroom import names
 from headroom.report import GpuState, NodeReport, report_to_status
 from kubeapi.client import ApiError, Kube, load_api_client
-from tooling.localcluster import (
-    KUBERNETES_VERSION,
-    LocalCluster,
-    ensure_binaries,
-    secure_get,
-)
+from tooling.localcluster import KUBERNETES_VERSION, LocalCluster, ensure_binaries
+from tooling.process import secure_get
 
 GI = 2**30
 PODS = 200

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import json
 import os
-import random
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +31,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs import pki
+from tooling.process import (
+    ClusterError,
+    Process,
+    die_with_parent,
+    free_port,
+    http_get,
+    secure_healthz,
+    wait_for,
+)
 from tooling.waiting import poll
 
 CACHE_DIR = Path(os.environ.get("HEADROOM_CACHE", Path.home() / ".cache" / "headroom"))
@@ -60,88 +64,11 @@ ETCD = CACHE_DIR / "controlplane" / f"etcd-{versions()['ETCD_VERSION']}" / "bin"
 SERVICE_CIDR = "10.96.0.0/24"  # allocated from, never contacted: nothing here routes to it
 
 
-class ClusterError(RuntimeError):
-    """The control plane could not be started; the message names the process and its log."""
-
-
 def ensure_binaries(bin_dir: Path = BIN_DIR) -> None:
     """Build the control plane with tooling/controlplane/build.sh unless it is cached."""
     if all((bin_dir / b).exists() for b in BINARIES) and ETCD.exists():
         return
     subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, chosen below the kernel's ephemeral range.
-
-    Asking the kernel for port 0 would hand out an ephemeral port, which any outgoing connection
-    may take too before the caller binds it; ports below that range are only ever taken by
-    listeners, so the one chosen stays free unless another listener picks the same at random.
-    """
-    low, _ = _ephemeral_range()
-    upper = low if low > 11000 else 65536  # an unusual range: then any port will have to do
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(10000, upper)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise ClusterError("no free loopback port found below the ephemeral range")
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL it if the parent dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    port: int | None = None  # where it serves health and metrics, for those that do
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout_seconds: float = 15.0) -> None:
-        if not self.alive():
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout_seconds)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout_seconds)
-
-
-def wait_for(check: Callable[[], bool], *, timeout_seconds: float, what: str,
-             interval_seconds: float = 0.2, alive: Callable[[], bool] = lambda: True) -> None:
-    """Poll `check` until it is true; raise ClusterError after the deadline or if `alive` fails."""
-    if poll(check, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds,
-            ignore=(OSError,), give_up=lambda: not alive()):
-        return
-    if not alive():
-        raise ClusterError(f"{what}: the process exited")
-    raise ClusterError(f"{what}: not ready after {timeout_seconds:.0f}s")
 
 
 class LocalCluster:
@@ -233,7 +160,7 @@ class LocalCluster:
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=headroom={peer}", "--logger=zap", "--log-level=warn",
         ])
-        self._await(process, lambda: b"true" in _http_get(f"{self.etcd_url}/health"),
+        self._await(process, lambda: b"true" in http_get(f"{self.etcd_url}/health"),
                     timeout_seconds)
 
     def start_apiserver(self, *, timeout_seconds: float = 90.0) -> None:
@@ -258,7 +185,7 @@ class LocalCluster:
             "--disable-admission-plugins=TaintNodesByCondition",
             *self.apiserver_args,
         ])
-        self._await(process, lambda: _http_get(f"{self.server_url}/readyz",
+        self._await(process, lambda: http_get(f"{self.server_url}/readyz",
                                                context=self.ssl_context()) == b"ok",
                     timeout_seconds)
 
@@ -410,31 +337,6 @@ def scheduler_command(bin_dir: Path, config_path: Path, *, port: int,
             "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={cert_dir}",
             # Tests read its queue from /metrics; on loopback only, so no token is asked for.
             "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1"]
-
-
-def secure_healthz(port: int) -> bool:
-    """True when a component serving HTTPS with its own self-signed certificate on loopback
-    `port` answers /healthz with ok."""
-    return secure_get(port, "/healthz") == b"ok"
-
-
-def secure_get(port: int, path: str) -> bytes:
-    """GET `path` from a component serving HTTPS with its own self-signed certificate on
-    loopback `port`; b"" when it does not answer."""
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed, ours
-    return _http_get(f"https://127.0.0.1:{port}{path}", context=context)
-
-
-def _http_get(url: str, *, context: ssl.SSLContext | None = None,
-              timeout_seconds: float = 2.0) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_seconds,  # noqa: S310 - fixed URLs
-                                    context=context) as response:
-            body: bytes = response.read()
-            return body
-    except OSError:
-        return b""
 
 
 # -- by hand: `python -m tooling.localcluster up|down` -------------------------------------------

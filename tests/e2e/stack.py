@@ -24,7 +24,8 @@ from headroom.report import GpuState, NodeReport, report_to_status
 from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e import waiting
 from tooling import shipped
-from tooling.localcluster import LocalCluster, Process, die_with_parent, free_port, secure_get
+from tooling.localcluster import LocalCluster
+from tooling.process import Process, die_with_parent, free_port, secure_get
 
 eventually = partial(waiting.eventually, timeout_seconds=60.0)
 ROOT = Path(__file__).resolve().parents[2]

@@ -36,7 +36,8 @@ from tooling.fakenvml import (
     pod_cgroup,
     write_proc,
 )
-from tooling.localcluster import LocalCluster, free_port
+from tooling.localcluster import LocalCluster
+from tooling.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests" / "nodeagent"

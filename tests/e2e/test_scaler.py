@@ -23,7 +23,8 @@ from headroom import names
 from kubeapi.client import ApiError, Kube
 from tests.e2e.stack import ROOT, Stack, eventually, running_stack
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
-from tooling.localcluster import LocalCluster, free_port
+from tooling.localcluster import LocalCluster
+from tooling.process import free_port
 
 AISCALERS = f"/apis/{names.GROUP_VERSION}/namespaces/{{namespace}}/{names.AISCALER_PLURAL}"
 

@@ -27,7 +27,8 @@ import pytest
 from headroom import names
 from kubeapi.client import ApiError
 from tests.e2e.stack import Stack, eventually, release_lease, running_stack, stop_process
-from tooling.localcluster import LocalCluster, free_port
+from tooling.localcluster import LocalCluster
+from tooling.process import free_port
 
 PODS = "/api/v1/namespaces/{ns}/pods"
 

@@ -16,7 +16,8 @@ import yaml
 from headroom import names
 from headroom.report import GpuState, NodeReport, report_to_status
 from kubeapi.client import Kube
-from tooling.localcluster import LocalCluster, free_port
+from tooling.localcluster import LocalCluster
+from tooling.process import free_port
 
 HEADROOM = Path(sys.executable).parent / "headroom"
 GI = 2**30

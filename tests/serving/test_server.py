@@ -30,7 +30,7 @@ from tests.webhook.server import (
     serving_server,
     webhook_server,
 )
-from tooling.localcluster import free_port
+from tooling.process import free_port
 
 pytestmark = pytest.mark.server  # starts server processes on loopback
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from certs.generate import generate
 from tests.waiting import wait_for
-from tooling.localcluster import free_port
+from tooling.process import free_port
 
 HEADROOM = Path(sys.executable).parent / "headroom"
 

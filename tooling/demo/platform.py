@@ -27,13 +27,8 @@ from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
 from tooling import shipped
 from tooling.demo.processes import Child, Supervisor
-from tooling.localcluster import (
-    BIN_DIR,
-    LocalCluster,
-    free_port,
-    scheduler_command,
-    secure_healthz,
-)
+from tooling.localcluster import BIN_DIR, LocalCluster, scheduler_command
+from tooling.process import free_port, secure_healthz
 from tooling.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]

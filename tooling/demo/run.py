@@ -34,7 +34,8 @@ from tooling.demo.scenario import Scenario, ScenarioError, load
 from tooling.demo.story import Story, deploy
 from tooling.demo.summary import Record, build_summary, render, write_json
 from tooling.demo.view import Display
-from tooling.localcluster import ClusterError, ensure_binaries, free_port
+from tooling.localcluster import ensure_binaries
+from tooling.process import ClusterError, free_port
 
 WORKDIR_ENV = "HEADROOM_DEMO_WORKDIR"
 AGENT_INTERVAL_SECONDS = 1.0  # the DaemonSet says 5; a demo wants to see changes sooner

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tooling.localcluster import free_port
+from tooling.process import free_port
 
 QUEUE = "vllm:num_requests_waiting"
 

@@ -21,7 +21,7 @@ from extender.scaler.spec import PodsSource
 from headroom.report import GpuPod, GpuState, NodeReport
 from tests.e2e.waiting import eventually
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
-from tooling.localcluster import free_port
+from tooling.process import free_port
 
 pytestmark = pytest.mark.server  # starts server processes on loopback
 
