@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from headroom import names
+from cli import api
 from headroom.quantity import format_bytes
+
+if TYPE_CHECKING:
+    from kubeapi.client import KubeApi
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,13 @@ class StatusError(Exception):
     """A problem a person can fix; the message says which."""
 
 
-def gather(kube: Any, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[ScalerRow]]:
+def gather(kube: KubeApi, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[ScalerRow]]:
     from headroom.fit import NodeSnapshot  # noqa: PLC0415
     from headroom.ledger import claims_by_node, gpu_accounts  # noqa: PLC0415
     from headroom.report import ReportError, report_from_status  # noqa: PLC0415
 
-    gpunodes = _list(kube, f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}")
-    claims = claims_by_node(_list(kube, "/api/v1/pods"))
+    gpunodes = _list(kube, api.GPUNODES)
+    claims = claims_by_node(_list(kube, api.PODS))
     rows: list[GpuRow] = []
     for obj in sorted(gpunodes, key=lambda o: o["metadata"]["name"]):
         name = obj["metadata"]["name"]
@@ -67,7 +70,7 @@ def gather(kube: Any, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[Sc
                                account.reserved_bytes, account.free_bytes, gpu.healthy,
                                report.age_seconds(now_unix_seconds)))
     return rows, [_scaler_row(o) for o in
-                  _list(kube, f"/apis/{names.GROUP_VERSION}/{names.AISCALER_PLURAL}")]
+                  _list(kube, api.AISCALERS)]
 
 
 def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
@@ -79,21 +82,20 @@ def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
                      status.get("appliedReplicas"), limited)
 
 
-def _list(kube: Any, path: str) -> list[dict[str, Any]]:
-    from kubeapi.client import ApiError  # noqa: PLC0415
+def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
+    from kubeapi.client import ApiError, NotFound, Unreachable  # noqa: PLC0415
 
     try:
-        items: list[dict[str, Any]] = kube.request("GET", path).get("items") or []
+        return api.list_items(kube, path)
+    except Unreachable as exc:
+        raise StatusError(f"cannot reach the cluster: {exc}") from exc
+    except NotFound as exc:
+        raise StatusError("Headroom's CRDs are not installed in this cluster "
+                          "(kubectl apply -f manifests/crds/)") from exc
     except ApiError as exc:
-        if exc.status == 0:
-            raise StatusError(f"cannot reach the cluster: {exc}") from exc
-        if exc.status == 404:
-            raise StatusError("Headroom's CRDs are not installed in this cluster "
-                              "(kubectl apply -f manifests/crds/)") from exc
         if exc.status in (401, 403):
             raise StatusError(f"no permission to read {path}: {exc}") from exc
         raise StatusError(str(exc)) from exc
-    return items
 
 
 def render(gpus: Sequence[GpuRow], scalers: Sequence[ScalerRow]) -> str:

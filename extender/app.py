@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from extender import api
 from extender.binder import Binder
 from extender.config import ExtenderConfig
 from extender.gate import GateController
@@ -35,7 +36,7 @@ from headroom import names
 from headroom.demand import DemandError
 from headroom.fit import Policy
 from kubeapi.cache import DELETED, WatchCache, WatchEvent
-from kubeapi.client import JsonDict, Kube, load_api_client
+from kubeapi.client import JsonDict, Kube, KubeApi, load_api_client
 from serving.server import LIFECYCLE_KEY
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ def slim_pod(pod: JsonDict) -> JsonDict:
     affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     return {
+        # Labels: the AIScaler finds its target's pods here by their selector.
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "annotations", "creationTimestamp",
+                                          "labels", "annotations", "creationTimestamp",
                                           "deletionTimestamp") if k in meta},
         "spec": {"nodeName": spec.get("nodeName"), "schedulerName": spec.get("schedulerName"),
                  "containers": resources(spec.get("containers")),
@@ -101,16 +103,17 @@ def slim_pod(pod: JsonDict) -> JsonDict:
                      "requiredDuringSchedulingIgnoredDuringExecution": required}}
                  if required else {},
                  "priority": spec.get("priority") or 0},
-        "status": {"phase": status.get("phase"),
+        "status": {"phase": status.get("phase"), "podIP": status.get("podIP"),
                    "conditions": [c for c in status.get("conditions") or []
                                   if isinstance(c, dict) and c.get("type") in KEPT_CONDITIONS]},
     }
 
 
-KEPT_CONDITIONS = (names.GPU_READY_CONDITION, "PodScheduled")
+# Ready and podIP: the AIScaler scrapes the Ready pods and counts them.
+KEPT_CONDITIONS = (names.GPU_READY_CONDITION, "PodScheduled", "Ready")
 
 
-def build_runtime(kube: Kube, config: ExtenderConfig) -> Runtime:
+def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
     """Every running part, wired and not yet started."""
     settings = Settings(staleness_seconds=config.staleness_seconds, policy=Policy(config.policy))
     view = ClusterView()
@@ -125,10 +128,9 @@ def build_runtime(kube: Kube, config: ExtenderConfig) -> Runtime:
                 wake()
 
     caches = [
-        WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}",
-                   on_event=view.apply_gpunode),
-        WatchCache(kube, "/api/v1/nodes", on_event=view.apply_node),
-        WatchCache(kube, "/api/v1/pods", on_event=on_pod, transform=slim_pod),
+        WatchCache(kube, api.GPUNODES, on_event=view.apply_gpunode),
+        WatchCache(kube, api.NODES, on_event=view.apply_node),
+        WatchCache(kube, api.PODS, on_event=on_pod, transform=slim_pod),
     ]
     pods = caches[2]
     requeuer = Requeuer(kube, view, pods=lambda: pods.snapshot().values(),
@@ -145,7 +147,7 @@ def build_runtime(kube: Kube, config: ExtenderConfig) -> Runtime:
 
     leadership.on_change.append(on_leading)
     # Not among the caches readiness waits for: placing pods does not depend on the AIScalers.
-    scalers = WatchCache(kube, f"/apis/{names.GROUP_VERSION}/{names.AISCALER_PLURAL}")
+    scalers = WatchCache(kube, api.AISCALERS)
     binder = Binder(kube, view, settings=settings,
                     pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"))
     gate = GateController(kube, pods=lambda: pods.snapshot().values(),
@@ -153,6 +155,7 @@ def build_runtime(kube: Kube, config: ExtenderConfig) -> Runtime:
                           is_leader=leadership.is_leader,
                           staleness_seconds=settings.staleness_seconds)
     scaler = ScalerController(kube, view, scalers=lambda: scalers.snapshot().values(),
+                              pods=lambda: pods.snapshot().values(), ready=lambda: pods.synced,
                               is_leader=leadership.is_leader, settings=settings,
                               prometheus_url=config.prometheus_url or None,
                               scale_down_window_seconds=config.scale_down_stabilization_seconds)

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from extender import api
 from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
 from extender.wire import ExtenderBindingArgs, ExtenderBindingResult
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
 from headroom.fit import Fit, PodClaim, fit
-from kubeapi.client import ApiError, Kube
+from kubeapi.client import ApiError, Conflict, KubeApi
 
 log = logging.getLogger(__name__)
 PodLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> pod or None
@@ -33,7 +34,7 @@ class BindRefused(Exception):
 
 
 class Binder:
-    def __init__(self, kube: Kube, view: ClusterView, *, settings: Settings,
+    def __init__(self, kube: KubeApi, view: ClusterView, *, settings: Settings,
                  clock: Callable[[], float] = time.time,
                  pod_lookup: PodLookup = lambda namespace, name: None) -> None:
         self.kube = kube
@@ -94,9 +95,8 @@ class Binder:
             return claim
 
     def _read_pod(self, args: ExtenderBindingArgs) -> dict[str, Any]:
-        path = f"/api/v1/namespaces/{args['PodNamespace']}/pods/{args['PodName']}"
         try:
-            pod = self.kube.request("GET", path)
+            pod = api.get_pod(self.kube, namespace=args["PodNamespace"], name=args["PodName"])
         except ApiError as exc:
             raise BindRefused(f"cannot read the pod: {exc}") from exc
         if (pod.get("metadata") or {}).get("uid") != args["PodUID"]:
@@ -107,16 +107,18 @@ class Binder:
         # The API server copies a Binding's annotations onto the pod as it binds it: the GPUs
         # and the node are recorded in one write, and no pod is ever seen with one but not the
         # other.
-        path = f"/api/v1/namespaces/{args['PodNamespace']}/pods/{args['PodName']}/binding"
-        body = {"apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": args["PodName"], "uid": args["PodUID"],
-                             "annotations": annotations},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": args["Node"]}}
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": args["PodName"], "uid": args["PodUID"],
+                                "annotations": annotations},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": args["Node"]}}
         try:
-            self.kube.request("POST", path, body=body)
-        except ApiError as exc:
-            if exc.status == 409 and self._bound_to(args) == args["Node"]:
+            api.post_binding(self.kube, namespace=args["PodNamespace"], name=args["PodName"],
+                             binding=binding)
+        except Conflict as exc:
+            if self._bound_to(args) == args["Node"]:
                 return  # our own earlier attempt landed
+            raise BindRefused(f"cannot bind: {exc}") from exc
+        except ApiError as exc:
             raise BindRefused(f"cannot bind: {exc}") from exc
 
     def _bound_to(self, args: ExtenderBindingArgs) -> str | None:

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from extender import api
 from extender.leader import run_while_leading
 from headroom import names
 from headroom.clock import format_time
 from headroom.demand import assigned_gpus
 from headroom.report import NodeReport, stale_reason
-from kubeapi.client import ApiError, Kube
+from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
@@ -74,7 +75,7 @@ def current_condition(pod: JsonDict) -> tuple[str, str] | None:
 
 
 class GateController:
-    def __init__(self, kube: Kube, *, pods: Callable[[], Iterable[JsonDict]],
+    def __init__(self, kube: KubeApi, *, pods: Callable[[], Iterable[JsonDict]],
                  report: Callable[[str], NodeReport | None], is_leader: Callable[[], bool],
                  staleness_seconds: float, interval_seconds: float = 2.0,
                  clock: Callable[[], float] = time.time) -> None:
@@ -114,15 +115,14 @@ class GateController:
 
     def _patch(self, pod: JsonDict, wanted: GateCondition) -> int:
         meta = pod.get("metadata") or {}
-        path = f"/api/v1/namespaces/{meta.get('namespace')}/pods/{meta.get('name')}/status"
         condition = {"type": names.GPU_READY_CONDITION, "status": wanted.status,
                      "reason": wanted.reason, "message": wanted.message,
                      "lastTransitionTime": format_time(self.clock())}
         # A strategic merge patch merges status.conditions by type: the others stay as they are.
         body = {"metadata": {"uid": meta.get("uid")}, "status": {"conditions": [condition]}}
         try:
-            self.kube.request("PATCH", path, body=body,
-                              content_type="application/strategic-merge-patch+json")
+            api.patch_pod_status(self.kube, namespace=str(meta.get("namespace")),
+                                 name=str(meta.get("name")), patch=body)
         except ApiError as exc:
             log.info("gpu-ready gate: cannot update %s/%s: %s", meta.get("namespace"),
                      meta.get("name"), exc)

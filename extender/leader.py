@@ -17,15 +17,16 @@ import threading
 import time
 from collections.abc import Callable
 
+from extender import api
 from headroom.clock import parse_time
 from headroom.fields import FieldError
-from kubeapi.client import ApiError, Kube
+from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
 
 class Leadership:
-    def __init__(self, kube: Kube | None, *, lease: tuple[str, str] | None, identity: str,
+    def __init__(self, kube: KubeApi | None, *, lease: tuple[str, str] | None, identity: str,
                  poll_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self.kube = kube
         self.lease = lease
@@ -67,9 +68,9 @@ class Leadership:
         assert self.lease is not None and self.kube is not None
         namespace, name = self.lease
         try:
-            spec = self.kube.request(
-                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
-                timeout_seconds=max(1.0, self.poll_seconds * 2)).get("spec") or {}
+            spec = api.read_lease(self.kube, namespace=namespace, name=name,
+                                  timeout_seconds=max(1.0, self.poll_seconds * 2)
+                                  ).get("spec") or {}
         except ApiError:
             return False
         holder = str(spec.get("holderIdentity") or "")

@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from extender import api
 from extender.scaler.eligibility import node_matches
 from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
 from headroom.demand import DemandError, GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
-from kubeapi.client import ApiError, Kube
+from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class RetryBook:
 
 
 class Requeuer:
-    def __init__(self, kube: Kube, view: ClusterView, *,
+    def __init__(self, kube: KubeApi, view: ClusterView, *,
                  pods: Callable[[], Iterable[JsonDict]], ready: Callable[[], bool],
                  is_leader: Callable[[], bool], staleness_seconds: float,
                  policy: Policy = Policy.BINPACK, debounce_seconds: float = 0.3,
@@ -233,13 +234,11 @@ class Requeuer:
         return touched
 
     def _touch(self, pod: PodRef, now: float) -> bool:
-        path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}"
         body = {"metadata": {"uid": pod.uid, "annotations": {
             # Milliseconds, so two retries within one second still change the pod.
             names.RETRY_ANNOTATION: f"{now:.3f}"}}}
         try:
-            self.kube.request("PATCH", path, body=body,
-                              content_type="application/merge-patch+json")
+            api.patch_pod(self.kube, namespace=pod.namespace, name=pod.name, patch=body)
         except ApiError as exc:  # gone or replaced: nothing to retry
             log.info("cannot requeue %s/%s: %s", pod.namespace, pod.name, exc)
             return False

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headroom.backoff import Backoff
-from kubeapi.client import ApiError, JsonDict, Kube, WatchStream
+from kubeapi.client import EventStream, Gone, JsonDict, KubeApi, api_error
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class CacheStats:
 class WatchCache:
     """Mirror of the objects under one collection path, e.g. `/api/v1/pods`."""
 
-    def __init__(self, kube: Kube, path: str, *, label_selector: str | None = None,
+    def __init__(self, kube: KubeApi, path: str, *, label_selector: str | None = None,
                  field_selector: str | None = None,
                  on_event: Callable[[WatchEvent], None] | None = None,
                  watch_timeout_seconds: float = 300.0, page_size: int = 500,
@@ -80,7 +80,7 @@ class WatchCache:
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts a backoff wait short: stop(), retry_now()
         self._thread: threading.Thread | None = None
-        self._stream: WatchStream | None = None
+        self._stream: EventStream | None = None
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, JsonDict]:
@@ -149,11 +149,9 @@ class WatchCache:
             query = {**self.selectors, "limit": self.page_size, "continue": token}
             try:
                 page = self.kube.request("GET", self.path, query=query)
-            except ApiError as exc:
-                if exc.status == 410:  # the continue token expired mid-list: start over
-                    items, token = {}, None
-                    continue
-                raise
+            except Gone:  # the continue token expired mid-list: start over
+                items, token = {}, None
+                continue
             for obj in page.get("items") or []:
                 items[object_key(obj)] = self.transform(obj)
             meta = page.get("metadata") or {}
@@ -196,10 +194,8 @@ class WatchCache:
                 self._apply(event)
                 if self._stop.is_set():
                     return
-        except ApiError as exc:
-            if exc.status == 410:
-                raise _Expired from exc
-            raise
+        except Gone as exc:
+            raise _Expired from exc
         finally:
             if self._stream is not None:
                 self._stream.close()
@@ -211,7 +207,7 @@ class WatchCache:
             code = int(obj.get("code") or 0)
             if code == 410:
                 raise _Expired
-            raise ApiError(code, str(obj.get("message", "watch error")))
+            raise api_error(code, str(obj.get("message", "watch error")))
         version = _version(obj)
         if kind == "BOOKMARK":
             self.stats.bookmarks += 1

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 import urllib3
@@ -33,6 +33,64 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         super().__init__(f"HTTP {status}: {message}" if status else message)
+
+
+class _Typed(ApiError):
+    """An ApiError whose class names its status, so callers write `except NotFound:`."""
+
+    STATUS: ClassVar[int]
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(self.STATUS, message, reason=reason)
+
+
+class NotFound(_Typed):
+    STATUS = 404
+
+
+class Conflict(_Typed):
+    STATUS = 409
+
+
+class Gone(_Typed):
+    """410: a resourceVersion or continue token the server no longer has."""
+
+    STATUS = 410
+
+
+class Unreachable(_Typed):
+    """The server was not reached, or a stream from it broke: no HTTP status at all."""
+
+    STATUS = 0
+
+
+_TYPED: dict[int, type[_Typed]] = {cls.STATUS: cls for cls in (NotFound, Conflict, Gone,
+                                                                 Unreachable)}
+
+
+def api_error(status: int, message: str, *, reason: str = "") -> ApiError:
+    """The ApiError for `status`: one of the typed subclasses where there is one."""
+    typed = _TYPED.get(status)
+    return typed(message, reason=reason) if typed else ApiError(status, message, reason=reason)
+
+
+class EventStream(Protocol):
+    """An open watch: its decoded events, and `close()` (from any thread) to end it."""
+
+    def __iter__(self) -> Iterator[JsonDict]: ...
+
+    def close(self) -> None: ...
+
+
+class KubeApi(Protocol):
+    """What components need of the API: `Kube`, or a test's fake."""
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str = "application/json",
+                timeout_seconds: float | None = None) -> JsonDict: ...
+
+    def watch(self, path: str, *, query: Mapping[str, Any],
+              read_timeout_seconds: float) -> EventStream: ...
 
 
 def load_api_client(kubeconfig: str | None = None, *, context: str | None = None
@@ -89,7 +147,8 @@ class Kube:
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str = "application/json",
                 timeout_seconds: float | None = None) -> JsonDict:
-        """Send one request and return the decoded JSON body; raise ApiError on failure."""
+        """Send one request and return the decoded JSON body; raise ApiError (a typed subclass
+        where there is one: NotFound, Conflict, Gone, Unreachable) on failure."""
         timeout = timeout_seconds or self.timeout_seconds
         response = self._send(method, path, query=query, body=body, content_type=content_type,
                               timeout=(CONNECT_TIMEOUT_SECONDS, timeout))
@@ -137,7 +196,7 @@ class Kube:
                 preload_content=False, retries=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiError(0, f"{method} {path}: cannot reach the API server: {exc}") from exc
+            raise Unreachable(f"{method} {path}: cannot reach the API server: {exc}") from exc
         return response
 
 
@@ -154,7 +213,7 @@ def _error_from(status: int, data: bytes | None) -> ApiError:
             reason = str(decoded.get("reason", ""))
     except ValueError:
         pass
-    return ApiError(status, message, reason=reason)
+    return api_error(status, message, reason=reason)
 
 
 class WatchStream:
@@ -166,13 +225,13 @@ class WatchStream:
 
     def __iter__(self) -> Iterator[JsonDict]:
         """Yield decoded events; a broken or silent (past the read timeout) stream raises
-        ApiError(0, ...), unless it was closed on purpose."""
+        Unreachable, unless it was closed on purpose."""
         try:
             for line in iter_resp_lines(self._response):
                 yield json.loads(line)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             if not self._closed:
-                raise ApiError(0, f"watch stream broke: {exc}") from exc
+                raise Unreachable(f"watch stream broke: {exc}") from exc
         finally:
             self.close()
 

@@ -15,16 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from headroom import names
 from headroom.backoff import Backoff
 from headroom.report import NodeReport, report_to_status
-from kubeapi.client import ApiError, Kube, resource_path
+from kubeapi.client import Conflict, KubeApi, NotFound
+from nodeagent import api
 from nodeagent.report import publish_reason
 from nodeagent.wire import StatusPatch, gpunode_object, is_owned_by, owner_reference
 
 log = logging.getLogger(__name__)
 
-MERGE_PATCH = "application/merge-patch+json"
 RETRY_INITIAL_SECONDS = 1.0
 RETRY_MAX_SECONDS = 16.0  # "as soon as the API is back": at most this long after it is
 
@@ -32,11 +31,9 @@ RETRY_MAX_SECONDS = 16.0  # "as soon as the API is back": at most this long afte
 class GpuNodeWriter:
     """The API calls for one node's GPUNode."""
 
-    def __init__(self, kube: Kube, node_name: str) -> None:
+    def __init__(self, kube: KubeApi, node_name: str) -> None:
         self.kube = kube
         self.node_name = node_name
-        self.path = resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                                  plural=names.GPUNODE_PLURAL, name=node_name)
         self._ensured = False
 
     def write(self, report: NodeReport) -> None:
@@ -44,46 +41,35 @@ class GpuNodeWriter:
             self.ensure()
         body: StatusPatch = {"status": report_to_status(report)}
         try:
-            self.kube.request("PATCH", f"{self.path}/status", body=body, content_type=MERGE_PATCH)
-        except ApiError as exc:
-            if exc.status == 404:  # deleted (by a person, or with its Node): create it again
-                self._ensured = False
+            api.patch_gpunode_status(self.kube, self.node_name, patch=body)
+        except NotFound:  # deleted (by a person, or with its Node): create it again
+            self._ensured = False
             raise
 
     def ensure(self) -> None:
         """The GPUNode exists, owned by the current Node object. Without the Node there is no
         owner to give it, so nothing is created (it would never be cleaned up)."""
         try:
-            node = self.kube.request("GET", resource_path(group="", version="v1", plural="nodes",
-                                                          name=self.node_name))
-        except ApiError as exc:
-            if exc.status == 404:
-                raise ApiError(404, f"Node {self.node_name!r} not found; the GPUNode is created "
-                                    "once it exists") from exc
-            raise
+            node = api.get_node(self.kube, self.node_name)
+        except NotFound as exc:
+            raise NotFound(f"Node {self.node_name!r} not found; the GPUNode is created once it "
+                           "exists") from exc
         node_uid = str(node["metadata"]["uid"])
         try:
-            current = self.kube.request("GET", self.path)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+            current = api.get_gpunode(self.kube, self.node_name)
+        except NotFound:
             current = self._create(node_uid)
         if not is_owned_by(current, node_uid):  # left from an earlier Node of the same name
-            self.kube.request("PATCH", self.path, content_type=MERGE_PATCH, body={
+            api.patch_gpunode(self.kube, self.node_name, patch={
                 "metadata": {"ownerReferences": [owner_reference(self.node_name, node_uid)]},
                 "spec": {"nodeName": self.node_name}})
         self._ensured = True
 
     def _create(self, node_uid: str) -> dict[str, object]:
-        collection = resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                                   plural=names.GPUNODE_PLURAL)
         try:
-            created = self.kube.request("POST", collection,
-                                        body=gpunode_object(self.node_name, node_uid))
-        except ApiError as exc:
-            if exc.status != 409:  # 409: created meanwhile (an earlier attempt that timed out)
-                raise
-            return self.kube.request("GET", self.path)
+            created = api.create_gpunode(self.kube, gpunode_object(self.node_name, node_uid))
+        except Conflict:  # created meanwhile (an earlier attempt that timed out)
+            return api.get_gpunode(self.kube, self.node_name)
         log.info("created GPUNode %s", self.node_name)
         return created
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from extender import api
 from extender.leader import run_while_leading
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
 from extender.scaler.eligibility import node_matches, placement_key
@@ -46,12 +47,11 @@ from extender.scaler.spec import (
 from extender.scaler.target import Target, TargetError, Targets
 from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
-from headroom import names
 from headroom.capacity import CapacityIndex
 from headroom.clock import parse_time
 from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot
-from kubeapi.client import ApiError, JsonDict, Kube
+from kubeapi.client import ApiError, JsonDict, KubeApi
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,14 @@ class ScalerState:
 
 @dataclass
 class ScalerController:
-    kube: Kube
+    kube: KubeApi
     view: ClusterView
     scalers: Callable[[], Iterable[JsonDict]]
+    pods: Callable[[], Iterable[JsonDict]]  # the extender's pod cache
     is_leader: Callable[[], bool]
     settings: Settings
+    # Until the pod cache has listed once, a target would seem to have no pods: no round runs.
+    ready: Callable[[], bool] = lambda: True
     prometheus_url: str | None = None
     scale_down_window_seconds: int | None = None  # None: HPA's default (300 s)
     tick_seconds: float = 1.0
@@ -89,7 +92,7 @@ class ScalerController:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.targets = Targets(self.kube)
+        self.targets = Targets(self.kube, pods=self.pods)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="aiscaler", daemon=True).start()
@@ -99,7 +102,8 @@ class ScalerController:
 
     def _run(self) -> None:
         run_while_leading(self.reconcile_due, stop=self._stop, interval_seconds=self.tick_seconds,
-                          is_leader=self.is_leader, what="aiscaler: round")
+                          is_leader=lambda: self.is_leader() and self.ready(),
+                          what="aiscaler: round")
 
     def reconcile_due(self) -> int:
         """Reconcile every AIScaler whose turn has come; returns how many were."""
@@ -255,11 +259,9 @@ class ScalerController:
         if status == previous:
             return
         meta = scaler.get("metadata") or {}
-        path = (f"/apis/{names.GROUP_VERSION}/namespaces/{meta.get('namespace')}/"
-                f"{names.AISCALER_PLURAL}/{meta.get('name')}/status")
         try:
-            self.kube.request("PATCH", path, body={"status": status},
-                              content_type="application/merge-patch+json")
+            api.patch_scaler_status(self.kube, namespace=str(meta.get("namespace")),
+                                    name=str(meta.get("name")), status=status)
         except ApiError as exc:
             log.info("aiscaler %s/%s: cannot write status: %s", meta.get("namespace"),
                      meta.get("name"), exc)
@@ -272,8 +274,7 @@ class ScalerController:
         log.info("aiscaler %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason,
                  message)
         try:
-            self.kube.request("POST", f"/api/v1/namespaces/{meta.get('namespace')}/events",
-                              body=body)
+            api.post_event(self.kube, namespace=str(meta.get("namespace")), event=body)
             state.events += 1
         except ApiError as exc:
             log.info("aiscaler: cannot post event: %s", exc)

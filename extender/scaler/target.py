@@ -3,21 +3,25 @@
 Owns every API call the scaler makes about the workload it scales. Any resource with a `/scale`
 subresource works: the resource's path is found through API discovery (cached per kind), the
 current replicas and the pod selector come from `/scale`, and the pod template (what one more
-replica would need) from the object's `spec.template`. Failures raise TargetError with words for
-the AIScaler's status; nothing here retries or writes anything but the replica count.
+replica would need) from the object's `spec.template`. The pods are found in the extender's pod
+cache by that selector (a LIST per target per round would cost the API server what the cache
+already holds). Failures raise TargetError with words for the AIScaler's status; nothing here
+retries or writes anything but the replica count.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from extender import api
+from extender.scaler.selector import SelectorError, matches, parse_selector
 from extender.scaler.spec import TargetRef
 from headroom.demand import DemandError, GpuDemand
-from kubeapi.client import ApiError, JsonDict, Kube
+from kubeapi.client import ApiError, JsonDict, KubeApi, NotFound
 
-HPA_PATH = "/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
@@ -39,19 +43,16 @@ class Target:
     template: JsonDict  # the pod template, for the placement policy annotation
 
 
-def _group_path(api_version: str) -> str:
-    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-
-
 class Targets:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: KubeApi, *, pods: Callable[[], Iterable[JsonDict]]) -> None:
         self.kube = kube
+        self._pods = pods  # the extender's pod cache (slim_pod's fields)
         self._plurals: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def resource_path(self, namespace: str, ref: TargetRef) -> str:
-        plural = self._plural(ref)
-        return f"{_group_path(ref.api_version)}/namespaces/{namespace}/{plural}/{ref.name}"
+        return api.object_path(ref.api_version, namespace=namespace, plural=self._plural(ref),
+                               name=ref.name)
 
     def _plural(self, ref: TargetRef) -> str:
         key = (ref.api_version, ref.kind)
@@ -59,7 +60,7 @@ class Targets:
             if key in self._plurals:
                 return self._plurals[key]
         try:
-            listing = self.kube.request("GET", _group_path(ref.api_version))
+            listing = api.api_resources(self.kube, ref.api_version)
         except ApiError as exc:
             raise TargetError("FailedGetScale", f"API {ref.api_version} is not served: "
                               f"{exc}") from exc
@@ -75,11 +76,12 @@ class Targets:
         path = self.resource_path(namespace, ref)
         description = f"{ref.kind}/{ref.name}"
         try:
-            scale = self.kube.request("GET", f"{path}/scale")
-            obj = self.kube.request("GET", path)
+            scale = api.get_scale(self.kube, path)
+            obj = api.get_target(self.kube, path)
+        except NotFound as exc:
+            raise TargetError("FailedGetScale", f"{description}: not found") from exc
         except ApiError as exc:
-            what = "not found" if exc.status == 404 else str(exc)
-            raise TargetError("FailedGetScale", f"{description}: {what}") from exc
+            raise TargetError("FailedGetScale", f"{description}: {exc}") from exc
         selector = str((scale.get("status") or {}).get("selector") or "")
         if not selector:
             raise TargetError("FailedGetScale", f"{description}: its /scale has no pod selector "
@@ -94,23 +96,28 @@ class Targets:
         return Target(path, description, replicas, selector, demand, pod)
 
     def pods(self, namespace: str, selector: str) -> list[JsonDict]:
-        """The target's live pods: neither finished nor being deleted."""
+        """The target's live pods, neither finished nor being deleted, by name (the order a
+        LIST answers in)."""
         try:
-            listing = self.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
-                                        query={"labelSelector": selector})
-        except ApiError as exc:
+            requirements = parse_selector(selector)
+        except SelectorError as exc:
             raise TargetError("FailedGetPods", f"cannot list the target's pods: {exc}") from exc
-        return [p for p in listing.get("items") or []
-                if not (p.get("metadata") or {}).get("deletionTimestamp")
-                and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES]
+        found = []
+        for pod in self._pods():
+            meta = pod.get("metadata") or {}
+            if meta.get("namespace") == namespace and not meta.get("deletionTimestamp") and \
+                    (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES and \
+                    matches(requirements, meta.get("labels") or {}):
+                found.append(pod)
+        return sorted(found, key=lambda p: str(p["metadata"].get("name", "")))
 
     def rival_hpa(self, namespace: str, ref: TargetRef) -> str | None:
         """The name of an HPA scaling the same workload, if there is one we can see."""
         try:
-            listing = self.kube.request("GET", HPA_PATH.format(namespace=namespace))
+            hpas = api.list_hpas(self.kube, namespace)
         except ApiError:
             return None  # no HPA API or no permission: nothing we could detect
-        for hpa in listing.get("items") or []:
+        for hpa in hpas:
             theirs: dict[str, Any] = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
             if theirs.get("kind") == ref.kind and theirs.get("name") == ref.name and \
                     _group(theirs.get("apiVersion", "")) == _group(ref.api_version):
@@ -119,9 +126,7 @@ class Targets:
 
     def scale(self, target: Target, replicas: int) -> None:
         try:
-            self.kube.request("PATCH", f"{target.path}/scale",
-                              body={"spec": {"replicas": replicas}},
-                              content_type="application/merge-patch+json")
+            api.patch_scale(self.kube, target.path, replicas=replicas)
         except ApiError as exc:
             raise TargetError("FailedUpdateScale", f"{target.description}: cannot scale to "
                               f"{replicas}: {exc}") from exc

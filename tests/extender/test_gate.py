@@ -9,7 +9,7 @@ import pytest
 from extender.gate import GateController, gate_condition, has_gate
 from headroom import names
 from headroom.report import GpuPod, GpuState, NodeReport
-from kubeapi.client import Kube
+from tests.kubeapi.fake import FakeKube
 
 GI = 2**30
 NOW = 1_700_000_000.0
@@ -59,19 +59,8 @@ def test_gate_condition(node_report: NodeReport | None, assigned: str, status: s
     assert words in condition.message
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, Any, str]] = []
-
-    def request(self, method: str, path: str, *, body: Any = None,
-                content_type: str = "", **_: Any) -> dict[str, Any]:
-        self.calls.append((method, path, body, content_type))
-        return {}
-
-
 def test_the_controller_patches_only_gated_bound_pods_whose_condition_changes() -> None:
-    recorder = Recorder()
-    kube: Kube = recorder  # type: ignore[assignment]
+    kube = FakeKube().on("PATCH", "/api/v1/namespaces/ml/pods/p/status", {})
     pods = [gated_pod(), gated_pod(gate=False), gated_pod(node=""),
             gated_pod(condition=("True", "GPUReady"))]
     pods[3]["metadata"] = {**pods[3]["metadata"], "name": "already"}
@@ -79,7 +68,8 @@ def test_the_controller_patches_only_gated_bound_pods_whose_condition_changes() 
                                 is_leader=lambda: True, staleness_seconds=90,
                                 clock=lambda: NOW)
     assert controller.reconcile() == 1
-    method, path, body, content_type = recorder.calls[0]
+    call = kube.calls[0]
+    method, path, body, content_type = call.method, call.path, call.body, call.content_type
     assert (method, path) == ("PATCH", "/api/v1/namespaces/ml/pods/p/status")
     assert content_type == "application/strategic-merge-patch+json"
     assert body["status"]["conditions"][0]["status"] == "True"

@@ -8,9 +8,13 @@ import pytest
 
 from extender.leader import Leadership
 from headroom.clock import format_time
-from kubeapi.client import ApiError, Kube
+from kubeapi.client import Unreachable
+from tests.kubeapi.fake import Call, FakeKube
 
 NOW = 1_700_000_000.0
+
+
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/headroom-system/leases/headroom-scheduler"
 
 
 class LeaseServer:
@@ -18,18 +22,20 @@ class LeaseServer:
 
     def __init__(self) -> None:
         self.spec: dict[str, Any] | None = None
-        self.paths: list[str] = []
+        self.kube = FakeKube().on("GET", LEASE_PATH, self._answer)
 
-    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
-        self.paths.append(f"{method} {path}")
+    @property
+    def paths(self) -> list[str]:
+        return self.kube.requests()
+
+    def _answer(self, call: Call) -> dict[str, Any]:
         if self.spec is None:
-            raise ApiError(0, "cannot reach the API server")
+            raise Unreachable("cannot reach the API server")
         return {"spec": self.spec}
 
 
 def leadership(server: LeaseServer) -> Leadership:
-    kube: Kube = server  # type: ignore[assignment]
-    return Leadership(kube, lease=("headroom-system", "headroom-scheduler"),
+    return Leadership(server.kube, lease=("headroom-system", "headroom-scheduler"),
                       identity="sched-abc", clock=lambda: NOW)
 
 

@@ -3,16 +3,20 @@ written again; and one pass over a view, counting its API writes."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from extender.requeue import Parked, Requeuer, RetryBook, parked_pods, pods_to_retry
 from extender.view import ClusterView, PodRef
 from headroom import names
 from headroom.demand import GpuDemand
-from kubeapi.cache import ADDED, WatchEvent
+from kubeapi.cache import ADDED, MODIFIED, WatchEvent
+from kubeapi.client import NotFound, Unreachable
 from tests.extender.builders import NOW, gpunode, node, pod
 from tests.headroom.builders import GI, gpu
 from tests.headroom.builders import node as snapshot
+from tests.kubeapi.fake import Call, FakeKube
 
 UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
 
@@ -111,23 +115,31 @@ def test_a_pod_is_written_again_only_after_news_of_headroom_or_a_sweep() -> None
     assert book.retried_at == {}
 
 
-class CountingKube:
-    def __init__(self) -> None:
-        self.patched: list[str] = []
+class CountingKube(FakeKube):
+    """Answers every pod PATCH (other calls: NotFound); `patched` names the pods written."""
 
-    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
-        assert method == "PATCH"
-        self.patched.append(path.rsplit("/", 1)[-1])
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        super().__init__()
+        for p in pods:
+            self.on("PATCH", f"/api/v1/namespaces/ml/pods/{p['metadata']['name']}", self.patch)
+
+    def patch(self, call: Call) -> dict[str, Any]:
         return {}
 
+    @property
+    def patched(self) -> list[str]:
+        return [c.path.rsplit("/", 1)[-1] for c in self.calls if c.method == "PATCH"]
 
-def requeuer(pods: list[dict[str, Any]], *, leader: bool = True) -> tuple[Requeuer, CountingKube]:
+
+def requeuer(pods: list[dict[str, Any]], *, leader: bool = True,
+             clock: Callable[[], float] = lambda: NOW) -> tuple[Requeuer, CountingKube]:
     view = ClusterView()
     view.apply_node(WatchEvent(ADDED, node("n1")))
     view.apply_gpunode(WatchEvent(ADDED, gpunode("n1", [80, 80], used_gi=0)))
-    kube = CountingKube()
-    return Requeuer(kube, view, pods=lambda: pods, ready=lambda: True,  # type: ignore[arg-type]
-                    is_leader=lambda: leader, staleness_seconds=60, clock=lambda: NOW), kube
+    kube = CountingKube(pods)
+    return Requeuer(kube, view, pods=lambda: pods, ready=lambda: True,
+                    is_leader=lambda: leader, staleness_seconds=60, clock=clock,
+                    debounce_seconds=0), kube
 
 
 def test_one_pass_with_200_waiting_writes_only_the_pods_that_fit() -> None:
@@ -137,3 +149,83 @@ def test_one_pass_with_200_waiting_writes_only_the_pods_that_fit() -> None:
     assert kube.patched == ["p-000", "p-001", "p-002", "p-003"]
     assert retry.retry_fitting() == 0  # the same room, the same pods in flight: no write
     assert retry.nudged == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_news_of_headroom_retries_the_pods_it_can_place_with_one_patch_each() -> None:
+    waiting = [parked(f"p-{i:03d}", memory="30Gi") for i in range(20)]
+    clock = Clock()
+    retry, kube = requeuer(waiting, clock=clock)
+    assert retry.retry_fitting() == 4
+    clock.now += 5
+    assert retry.retry_fitting() == 0  # no news: nobody is written again
+    clock.now += 10  # the first four are no longer in flight
+    retry.view.apply_gpunode(WatchEvent(MODIFIED, gpunode("n1", [80] * 4, used_gi=0)))
+    assert retry.retry_fitting() == 8  # four GPUs hold eight, and the news reaches all
+    patches = kube.calls[4:]
+    assert [c.path.rsplit("/", 1)[-1] for c in patches] == [f"p-{i:03d}" for i in range(8)]
+    assert {c.content_type for c in patches} == {"application/merge-patch+json"}
+    assert patches[0].body == {"metadata": {"uid": "p-000", "annotations": {
+        names.RETRY_ANNOTATION: f"{NOW + 15:.3f}"}}}
+
+
+def test_the_running_requeuer_acts_on_news_of_headroom() -> None:
+    waiting = [parked(f"p-{i:03d}", memory="30Gi") for i in range(20)]
+    clock = Clock()
+    retry, kube = requeuer(waiting, clock=clock)
+    written = {4: threading.Event(), 12: threading.Event()}
+
+    def patch(call: Call) -> dict[str, Any]:
+        count = len(kube.patched)
+        if count in written:
+            written[count].set()
+        return {}
+
+    for p in waiting:
+        kube.on("PATCH", f"/api/v1/namespaces/ml/pods/{p['metadata']['name']}", patch)
+    retry.start()
+    try:
+        assert written[4].wait(10)  # the first pass, once started
+        clock.now += 11
+        retry.view.apply_gpunode(WatchEvent(MODIFIED, gpunode("n1", [80] * 4, used_gi=0)))
+        assert written[12].wait(10)
+    finally:
+        retry.stop()
+    assert len(kube.patched) == 12
+
+
+def test_a_replica_that_does_not_lead_writes_nothing() -> None:
+    retry, kube = requeuer([parked("p-001")], leader=False)
+    asked = threading.Event()
+
+    def standing_by() -> bool:  # a pass asks, and is told to stand by
+        asked.set()
+        return False
+
+    retry.is_leader = standing_by
+    retry.start()
+    try:
+        assert asked.wait(10)
+    finally:
+        retry.stop()
+    assert kube.calls == [] and retry.nudged == 0
+
+
+def test_a_failed_patch_is_not_fatal_and_that_pod_is_tried_again() -> None:
+    waiting = [parked(f"p-{i:03d}", memory="30Gi") for i in range(4)]
+    retry, kube = requeuer(waiting)
+    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-000", NotFound("pods \"p-000\" not found"))
+    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-001", Unreachable("connection refused"))
+    assert retry.retry_fitting() == 2
+    assert set(retry.book.retried_at) == {"p-002", "p-003"}
+    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-000", {})
+    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-001", {})
+    assert retry.retry_fitting() == 2  # the two that failed, not the two in flight
+    assert kube.patched[-2:] == ["p-000", "p-001"]

@@ -10,6 +10,7 @@ from extender.view import ClusterView
 from headroom.demand import GpuDemand
 from kubeapi.cache import WatchEvent
 from tests.extender.builders import GI, NOW, gpunode, node
+from tests.kubeapi.fake import FakeKube
 
 
 def labelled(name: str, pool: str) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def controller() -> ScalerController:
     view.load(gpunodes=[gpunode("a1", [80, 80]), gpunode("a2", [80]), gpunode("l1", [80] * 4)],
               nodes=[labelled("a1", "a100"), labelled("a2", "a100"), labelled("l1", "l40s")],
               pods=[])
-    return ScalerController(kube=None, view=view, scalers=list,  # type: ignore[arg-type]
+    return ScalerController(kube=FakeKube(), view=view, scalers=list, pods=list,
                             is_leader=lambda: True, settings=Settings())
 
 
