@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from extender.wire import WireError, parse_args, parse_binding
 from headroom import names
 from headroom.demand import DemandError
 from headroom.fit import Policy
+from headroom.worker import Worker
 from kubeapi.cache import DELETED, WatchCache, WatchEvent
 from kubeapi.client import JsonDict, Kube, KubeApi, load_api_client
 from serving.server import LIFECYCLE_KEY
@@ -178,18 +178,18 @@ class GcFreeze:
 
     def __init__(self, caches: list[WatchCache]) -> None:
         self.caches = caches
-        self._stop = threading.Event()
+        self.worker = Worker(self._run, name="gc-freeze")
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="gc-freeze", daemon=True).start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def _run(self) -> None:
         for cache in self.caches:
             while not cache.wait_synced(1.0):
-                if self._stop.is_set():
+                if self.worker.stopped.is_set():
                     return
         gc.collect()
         gc.freeze()

@@ -9,7 +9,6 @@ changes. Pods without the gate are ignored.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from headroom import names
 from headroom.clock import format_time
 from headroom.demand import assigned_gpus
 from headroom.report import NodeReport, stale_reason
+from headroom.worker import Worker
 from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,17 @@ class GateController:
         self.interval_seconds = interval_seconds
         self.clock = clock
         self.updates = 0
-        self._stop = threading.Event()
+        self.worker = Worker(self._run, name="gpu-ready-gate")
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="gpu-ready-gate", daemon=True).start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def _run(self) -> None:
-        run_while_leading(self.reconcile, stop=self._stop, interval_seconds=self.interval_seconds,
+        run_while_leading(self.reconcile, stop=self.worker.stopped,
+                          interval_seconds=self.interval_seconds,
                           is_leader=self.is_leader, what="gpu-ready gate: reconcile")
 
     def reconcile(self) -> int:

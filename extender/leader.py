@@ -20,6 +20,7 @@ from collections.abc import Callable
 from extender import api
 from headroom.clock import parse_time
 from headroom.fields import FieldError
+from headroom.worker import Worker
 from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
@@ -34,21 +35,18 @@ class Leadership:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._leading = lease is None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self._run, name="leadership")
         self.on_change: list[Callable[[bool], None]] = []
 
     def is_leader(self) -> bool:
         return self._leading
 
     def start(self) -> None:
-        if self.lease is None:
-            return
-        self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
-        self._thread.start()
+        if self.lease is not None:  # without a Lease this extender always leads
+            self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def check_once(self) -> bool:
         leading = self._holds_lease()
@@ -60,9 +58,9 @@ class Leadership:
         return leading
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.worker.stopped.is_set():
             self.check_once()
-            self._stop.wait(self.poll_seconds)
+            self.worker.stopped.wait(self.poll_seconds)
 
     def _holds_lease(self) -> bool:
         assert self.lease is not None and self.kube is not None

@@ -22,7 +22,6 @@ through scheduling (see README, "Fast retry").
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
 from headroom.demand import DemandError, GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
+from headroom.worker import Worker
 from kubeapi.client import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
@@ -162,45 +162,40 @@ class Requeuer:
         self.book = RetryBook(sweep_seconds=sweep_seconds, in_flight_seconds=in_flight_seconds)
         self.nudged = 0
         self.passes = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self._run, name="requeue")
         view.listeners.append(self.on_headroom)
 
     # -- triggers --------------------------------------------------------------------------------
     def on_headroom(self, node_name: str, why: str) -> None:
         log.debug("headroom on %s: %s", node_name, why)
         self.book.headroom_at = self.clock()
-        self._wake.set()
+        self.worker.wake()
 
     def on_leading(self, leading: bool) -> None:
         """News that arrived on standby was not acted on: look again once leading."""
         if leading:
             self.book.headroom_at = self.clock()
-            self._wake.set()
+            self.worker.wake()
 
     def on_parked(self) -> None:
-        self._wake.set()
+        self.worker.wake()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="requeue", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout_seconds: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_seconds)
+        self.worker.stop(timeout_seconds)
 
     def _run(self) -> None:
-        self._wake.set()  # a first pass once ready: pods may be parked from before this process
-        while not self._stop.is_set():
-            self._wake.wait(self.book.sweep_seconds)
-            if self._stop.wait(self.debounce_seconds):  # gather a burst of changes
+        self.worker.wake()  # a first pass once ready: pods may be parked from before this process
+        stopped, woken = self.worker.stopped, self.worker.woken
+        while not stopped.is_set():
+            woken.wait(self.book.sweep_seconds)
+            if stopped.wait(self.debounce_seconds):  # gather a burst of changes
                 return
-            self._wake.clear()
-            while not self.ready() and not self._stop.wait(0.5):
+            woken.clear()
+            while not self.ready() and not stopped.wait(0.5):
                 pass  # a pass over half-synced caches would miss parked pods
             if self.is_leader():
                 try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from headroom.backoff import Backoff
 from headroom.report import NodeReport, report_to_status
+from headroom.worker import Worker
 from kubeapi.client import Conflict, KubeApi, NotFound
 from nodeagent import api
 from nodeagent.report import publish_reason
@@ -98,12 +99,10 @@ class Publisher:
                                           max_seconds=RETRY_MAX_SECONDS)
         self._clock = clock
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._pending: NodeReport | None = None
         self._retry_at: float | None = None  # set while failing
         self._stats = PublishStats()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self._run, name="publisher")
 
     @property
     def stats(self) -> PublishStats:
@@ -118,25 +117,22 @@ class Publisher:
     def offer(self, report: NodeReport) -> None:
         with self._lock:
             self._pending = report
-        self._wake.set()
+        self.worker.wake()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout_seconds: float = 15.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_seconds)
+        self.worker.stop(timeout_seconds)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        stopped, woken = self.worker.stopped, self.worker.woken
+        while not stopped.is_set():
             retry_at = self._retry_at
             timeout = None if retry_at is None else max(0.0, retry_at - self._clock())
-            self._wake.wait(timeout)
-            self._wake.clear()
-            if not self._stop.is_set():
+            woken.wait(timeout)
+            woken.clear()
+            if not stopped.is_set():
                 self.step()
 
     def step(self) -> str | None:

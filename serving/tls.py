@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 
+from headroom.worker import Worker
 from serving.files import file_signature
 from serving.logs import log_fields
 
@@ -37,7 +37,7 @@ class CertificateReloader:
         self._failed_signature: object = None
         self.context = build_server_context(certfile, keyfile)
         self.reloads = 0
-        self._stop = threading.Event()
+        self.worker = Worker(self._loop, name="cert-reloader")
 
     def check(self) -> bool:
         """Rebuild the context if the files changed; True when a new one was swapped in."""
@@ -61,14 +61,12 @@ class CertificateReloader:
         log.info("serving a new certificate", extra=log_fields(certfile=self.certfile))
         return True
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._loop, name="cert-reloader", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> None:
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while not self.worker.stopped.wait(self.poll_seconds):
             self.check()

@@ -10,10 +10,10 @@ once, and reported through `on_reload(ok, message)` (counted in /metrics).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from headroom.worker import Worker
 from serving.files import FileSignature, file_signature
 from serving.logs import log_fields
 from webhook.profiles import ProfileError, ProfileSet, parse_profiles
@@ -42,8 +42,7 @@ class ProfileStore:
         self._signature: FileSignature | None = file_signature(path)
         self.current: ProfileSet = load_profiles(path)  # at start, a bad file is fatal
         self.valid = True  # whether the file on disk is the one being served
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self._loop, name="profile-reloader")
 
     def check(self) -> bool | None:
         """Reload if the file changed: True when a new set is in use, False when the new file
@@ -80,16 +79,13 @@ class ProfileStore:
 
     def start(self) -> None:
         """Poll in a daemon thread (one per worker process) until `stop()`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="profile-reloader",
-                                            daemon=True)
-            self._thread.start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while not self.worker.stopped.wait(self.poll_seconds):
             try:
                 self.check()
             except Exception:  # the watcher must outlive any surprise; the old set keeps serving

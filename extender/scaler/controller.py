@@ -15,7 +15,6 @@ now, so a restart cannot cut replicas before the scale-down window has passed.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from headroom.capacity import CapacityIndex
 from headroom.clock import parse_time
 from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot
+from headroom.worker import Worker
 from kubeapi.client import ApiError, JsonDict, KubeApi
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,21 @@ class ScalerController:
     reconciled: int = 0  # AIScaler rounds run (for /metrics)
     _states: dict[str, ScalerState] = field(default_factory=dict)
     _last_index: CapacityIndex | None = None  # last round's, lending summaries of unchanged nodes
-    _stop: threading.Event = field(default_factory=threading.Event)
+    worker: Worker = field(init=False)
 
     def __post_init__(self) -> None:
         self.targets = Targets(self.kube, pods=self.pods)
+        self.worker = Worker(self._run, name="aiscaler")
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="aiscaler", daemon=True).start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.worker.stop()
 
     def _run(self) -> None:
-        run_while_leading(self.reconcile_due, stop=self._stop, interval_seconds=self.tick_seconds,
+        run_while_leading(self.reconcile_due, stop=self.worker.stopped,
+                          interval_seconds=self.tick_seconds,
                           is_leader=lambda: self.is_leader() and self.ready(),
                           what="aiscaler: round")
 

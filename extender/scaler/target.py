@@ -20,9 +20,8 @@ from extender import api
 from extender.scaler.selector import SelectorError, matches, parse_selector
 from extender.scaler.spec import TargetRef
 from headroom.demand import DemandError, GpuDemand
+from headroom.ledger import TERMINAL_PHASES
 from kubeapi.client import ApiError, JsonDict, KubeApi, NotFound
-
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 class TargetError(Exception):

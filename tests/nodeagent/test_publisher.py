@@ -121,7 +121,7 @@ def test_the_thread_writes_what_is_offered_and_stops(clock: Clock) -> None:
         assert recorder.written[-1].gpus[0].used_bytes == 2 * GIB
     finally:
         publisher.stop(timeout_seconds=5)
-    assert publisher._thread is not None and not publisher._thread.is_alive()
+    assert publisher.worker.started and not publisher.worker.alive
     assert not any(t.name == "publisher" for t in threading.enumerate())
 
 

@@ -136,15 +136,14 @@ def test_the_app_reads_its_settings_from_its_config_not_the_environment(
 def test_the_watcher_runs_between_start_and_stop_only(profiles_file: Path) -> None:
     app = create_app(WebhookConfig(profiles=profiles_file, profile_poll_seconds=0.05))
     store = app.extensions[EXTENSION].store
-    assert store._thread is None  # building the app starts no thread
+    assert not store.worker.started  # building the app starts no thread
     lifecycle = app.extensions[LIFECYCLE_KEY]
     lifecycle.start()
     try:
-        assert store._thread is not None and store._thread.is_alive()
+        assert store.worker.alive
     finally:
-        lifecycle.stop()
-    store._thread.join(5)
-    assert not store._thread.is_alive()
+        lifecycle.stop()  # joins the thread
+    assert store.worker.started and not store.worker.alive
 
 
 def test_serving_a_review_imports_no_kubernetes_client(profiles_file: Path) -> None:

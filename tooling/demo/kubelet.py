@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from headroom import names
 from headroom.clock import format_time
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.worker import Worker
 from kubeapi.client import ApiError, Kube
 from tooling.demo.nodes import SimNode
 
@@ -124,15 +125,13 @@ class Kubelet:
         self._pool = IpPool()
         self._finish: set[str] = set()  # Job names whose pods should complete
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kubelet", daemon=True)
+        self.worker = Worker(self._run, name="kubelet")
 
     def start(self) -> None:
-        self._thread.start()
+        self.worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self.worker.stop(10)
         with self._lock:
             for uid in list(self.pods):
                 self._teardown(uid)
@@ -146,7 +145,7 @@ class Kubelet:
             return list(self.pods.values())
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
+        while not self.worker.stopped.wait(self.interval_seconds):
             try:
                 with self._lock:
                     self.sync()
