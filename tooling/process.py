@@ -4,7 +4,9 @@ serve HTTPS with their own self-signed certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import random
 import signal
 import socket
@@ -59,10 +61,18 @@ def die_with_parent() -> None:
 
 @dataclass
 class Process:
+    """A child process with its log file. `own_group`: it leads its own process group (started
+    in a new session), so stopping signals the group and takes its workers along too."""
+
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
     port: int | None = None  # where it serves health and metrics, for those that do
+    own_group: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -73,15 +83,24 @@ class Process:
         except OSError:
             return ""
 
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.own_group:
+                os.killpg(self.pid, signum)
+            elif self.alive():
+                self.popen.send_signal(signum)
+
     def stop(self, timeout_seconds: float = 15.0) -> None:
-        if not self.alive():
+        """SIGTERM, then SIGKILL if it is still there after `timeout_seconds`. A group is
+        killed either way: its leader gone, workers may linger."""
+        if not self.alive() and not self.own_group:
             return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
+        self.signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout_seconds)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout_seconds)
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
 
 
 def wait_for(check: Callable[[], bool], *, timeout_seconds: float, what: str,

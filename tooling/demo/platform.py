@@ -26,9 +26,9 @@ from certs.generate import generate
 from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
 from tooling import shipped
-from tooling.demo.processes import Child, Supervisor
+from tooling.demo.processes import Supervisor
 from tooling.localcluster import BIN_DIR, LocalCluster, scheduler_command
-from tooling.process import free_port, secure_healthz
+from tooling.process import Process, free_port, secure_healthz
 from tooling.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ class PlatformError(RuntimeError):
 
 
 def wait_until(check: Callable[[], bool], *, what: str, timeout_seconds: float = 60.0,
-               child: Child | None = None, interval_seconds: float = 0.2) -> None:
+               child: Process | None = None, interval_seconds: float = 0.2) -> None:
     """Poll with a deadline; fail early, with its log, if `child` exits."""
     def exited() -> bool:
         return child is not None and not child.alive()

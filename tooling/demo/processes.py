@@ -13,57 +13,14 @@ the main thread only.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@dataclass
-class Child:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, *, grace_seconds: float = 10.0) -> None:
-        """SIGTERM the child's process group, SIGKILL it if it is still there after the grace."""
-        _signal_group(self.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(grace_seconds)
-        _signal_group(self.pid, signal.SIGKILL)  # the leader gone, workers may linger
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
+from tooling.process import Process, die_with_parent
 
 
 class Supervisor:
@@ -71,35 +28,35 @@ class Supervisor:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.children: list[Child] = []
+        self.children: list[Process] = []
 
     def start(self, name: str, argv: Sequence[str], *,
-              env: Mapping[str, str] | None = None) -> Child:
+              env: Mapping[str, str] | None = None) -> Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None, start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - started from the main thread
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - started from the main thread
             )
-        child = Child(name, popen, log_path)
+        child = Process(name, popen, log_path, own_group=True)
         self.children.append(child)
         return child
 
     def stop_all(self, *, grace_seconds: float = 10.0) -> None:
         """Stop every child, newest first; SIGTERM all at once so the graces overlap."""
         for child in reversed(self.children):
-            _signal_group(child.pid, signal.SIGTERM)
+            child.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         for child in reversed(self.children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.popen.wait(max(0.1, deadline - time.monotonic()))
         for child in reversed(self.children):
-            child.stop(grace_seconds=0)
+            child.stop(timeout_seconds=0)
         self.children.clear()
 
-    def dead(self) -> list[Child]:
+    def dead(self) -> list[Process]:
         return [c for c in self.children if not c.alive()]
 
 
