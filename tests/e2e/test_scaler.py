@@ -329,8 +329,11 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
         body["metadata"]["name"] = "llm-server"
         stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
                            body=body)
-        eventually(lambda: [p["metadata"]["name"] for p in stack.pods(namespace)
-                            if pod_state(p).ready] == started[:1], what="the first replica Ready")
+        # `started` must not be empty: [] == [] held before any pod ran, which let the slow node
+        # join early and take the first replica.
+        eventually(lambda: bool(started) and [p["metadata"]["name"] for p in stack.pods(namespace)
+                                              if pod_state(p).ready] == started[:1],
+                   what="the first replica Ready")
         stack.add_node(slow, [80], group="seed")
         seed = yaml.safe_load((ROOT / "manifests/examples/seed-aiscaler.yaml").read_text())
         scene = Scene(stack, namespace, [], env.prometheus_port, target="llm-server",
