@@ -58,28 +58,52 @@ def gpunode(name: str, rng: random.Random, now: float) -> dict[str, Any]:
     for i in range(GPUS_PER_NODE):
         pods = (GpuPod(f"{name}-p{i}", 20 * GI),) if rng.random() < 0.3 else ()
         other = rng.choice([0, 0, 10, 40]) * GI
-        gpus.append(GpuState(index=i, uuid=f"GPU-{name}-{i}", model="A100", total_bytes=80 * GI,
-                             used_bytes=other + sum(p.used_bytes for p in pods), pods=pods,
-                             unattributed_bytes=other))
+        gpus.append(
+            GpuState(
+                index=i,
+                uuid=f"GPU-{name}-{i}",
+                model="A100",
+                total_bytes=80 * GI,
+                used_bytes=other + sum(p.used_bytes for p in pods),
+                pods=pods,
+                unattributed_bytes=other,
+            )
+        )
     report = NodeReport(node_name=name, reported_at_unix_seconds=now, gpus=tuple(gpus))
     return {"metadata": {"name": name}, "status": report_to_status(report)}
 
 
 def bound_pod(uid: str, node: str, gpu: str) -> dict[str, Any]:
-    return {"metadata": {"uid": uid, "name": uid, "namespace": "ml", "annotations": {
-        names.GPU_MEMORY_ANNOTATION: "20Gi", names.GPU_SHARING_ANNOTATION: "true",
-        names.ASSIGNED_GPUS_ANNOTATION: gpu}},
-        "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
+    return {
+        "metadata": {
+            "uid": uid,
+            "name": uid,
+            "namespace": "ml",
+            "annotations": {
+                names.GPU_MEMORY_ANNOTATION: "20Gi",
+                names.GPU_SHARING_ANNOTATION: "true",
+                names.ASSIGNED_GPUS_ANNOTATION: gpu,
+            },
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+        "status": {"phase": "Running"},
+    }
 
 
 def build_view(node_count: int, now: float) -> ClusterView:
     rng = random.Random(node_count)
     view = ClusterView()
     names_ = [f"node-{i}" for i in range(node_count)]
-    view.load(gpunodes=(gpunode(n, rng, now) for n in names_),
-              nodes=({"metadata": {"name": n}} for n in names_),
-              pods=(bound_pod(f"{n}-p{g}", n, f"GPU-{n}-{g}") for n in names_
-                    for g in range(GPUS_PER_NODE) if rng.random() < 0.3))
+    view.load(
+        gpunodes=(gpunode(n, rng, now) for n in names_),
+        nodes=({"metadata": {"name": n}} for n in names_),
+        pods=(
+            bound_pod(f"{n}-p{g}", n, f"GPU-{n}-{g}")
+            for n in names_
+            for g in range(GPUS_PER_NODE)
+            if rng.random() < 0.3
+        ),
+    )
     return view
 
 
@@ -143,24 +167,36 @@ def part_a(rounds: int) -> list[list[str]]:
         rss_view = rss_mib() - before
         gc.collect()
         gc.freeze()  # what the extender does once its caches have synced
-        runtime = Runtime(view=view, settings=Settings(staleness_seconds=3600),
-                          leadership=Leadership(None, lease=None, identity="bench"),
-                          caches=[_Synced()],  # type: ignore[list-item]
-                          clock=_fixed(now))
+        runtime = Runtime(
+            view=view,
+            settings=Settings(staleness_seconds=3600),
+            leadership=Leadership(None, lease=None, identity="bench"),
+            caches=[_Synced()],  # type: ignore[list-item]
+            clock=_fixed(now),
+        )
         app = create_app(runtime=runtime)
         all_names = [f"node-{i}" for i in range(node_count)]
         # kube-scheduler stops filtering after max(5, 50 - nodes/125) % of the nodes fit
         # (percentageOfNodesToScore left adaptive, as the shipped profile leaves it).
         share = max(5.0, 50 - node_count / 125) / 100
-        for label, node_names in ((f"{share:.0%} (as sent)", all_names[: int(node_count * share)]),
-                                  ("all", all_names)):
+        for label, node_names in (
+            (f"{share:.0%} (as sent)", all_names[: int(node_count * share)]),
+            ("all", all_names),
+        ):
             body = request_body(node_names)
             ours = time_requests(app, body, rounds)
             base = time_requests(passthrough_app(), body, rounds)
-            rows.append([f"{node_count}", label, f"{statistics.median(ours):.2f}",
-                         f"{p99(ours):.2f}", f"{statistics.median(base):.2f}",
-                         f"{statistics.median(ours) / statistics.median(base):.1f}x",
-                         f"{rss_view:.0f}"])
+            rows.append(
+                [
+                    f"{node_count}",
+                    label,
+                    f"{statistics.median(ours):.2f}",
+                    f"{p99(ours):.2f}",
+                    f"{statistics.median(base):.2f}",
+                    f"{statistics.median(ours) / statistics.median(base):.1f}x",
+                    f"{rss_view:.0f}",
+                ]
+            )
     return rows
 
 
@@ -172,13 +208,27 @@ def add_nodes(kube: Kube, count: int) -> None:
     for i in range(count):
         name = f"bench-{i}"
         kube.request("POST", "/api/v1/nodes", body={"metadata": {"name": name}})
-        kube.request("PATCH", f"/api/v1/nodes/{name}/status",
-                     content_type="application/merge-patch+json",
-                     body={"status": {"capacity": capacity, "allocatable": capacity,
-                                      "conditions": [{"type": "Ready", "status": "True"}]}})
-        obj = kube.request("POST", base, body={"apiVersion": names.GROUP_VERSION,
-                                               "kind": names.GPUNODE_KIND,
-                                               "metadata": {"name": name}})
+        kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            content_type="application/merge-patch+json",
+            body={
+                "status": {
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            },
+        )
+        obj = kube.request(
+            "POST",
+            base,
+            body={
+                "apiVersion": names.GROUP_VERSION,
+                "kind": names.GPUNODE_KIND,
+                "metadata": {"name": name},
+            },
+        )
         obj["status"] = gpunode(name, rng, time.time())["status"]
         kube.request("PUT", f"{base}/{name}/status", body=obj)
 
@@ -194,11 +244,23 @@ def schedule(kube: Kube, scheduler_name: str, namespace: str, pods: int) -> floa
             time.sleep(0.1)
     start = time.monotonic()
     for i in range(pods):
-        kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": f"p{i}", "annotations": {
-                names.GPU_MEMORY_ANNOTATION: "10Gi", names.GPU_SHARING_ANNOTATION: "true"}},
-            "spec": {"schedulerName": scheduler_name,
-                     "containers": [{"name": "c", "image": "example.invalid/model"}]}})
+        kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={
+                "metadata": {
+                    "name": f"p{i}",
+                    "annotations": {
+                        names.GPU_MEMORY_ANNOTATION: "10Gi",
+                        names.GPU_SHARING_ANNOTATION: "true",
+                    },
+                },
+                "spec": {
+                    "schedulerName": scheduler_name,
+                    "containers": [{"name": "c", "image": "example.invalid/model"}],
+                },
+            },
+        )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         items = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
@@ -220,20 +282,31 @@ def part_b(node_count: int, pods: int, *, pin: bool) -> list[str]:
     with LocalCluster(Path(tempfile.mkdtemp(prefix="bench-extender-")), cpus=cpus) as cluster:
         kube = Kube(load_api_client(str(cluster.kubeconfig)))
         cluster.kubectl("apply", "-f", str(root / "crds"), "-f", str(root / "namespace.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/gpunodes.headroom.dev")
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "crd/gpunodes.headroom.dev"
+        )
         add_nodes(kube, node_count)
-        plain = {"apiVersion": "kubescheduler.config.k8s.io/v1",
-                 "kind": "KubeSchedulerConfiguration", "leaderElection": {"leaderElect": False},
-                 "profiles": [{"schedulerName": "plain"}]}
+        plain = {
+            "apiVersion": "kubescheduler.config.k8s.io/v1",
+            "kind": "KubeSchedulerConfiguration",
+            "leaderElection": {"leaderElect": False},
+            "profiles": [{"schedulerName": "plain"}],
+        }
         scheduler = cluster.start_scheduler(plain, name="plain-scheduler")
         without = schedule(kube, "plain", "bench-plain", pods)
         scheduler.stop()
         with headroom_scheduler(cluster) as (port, _):
             with_extender = schedule(kube, names.SCHEDULER_NAME, "bench-headroom", pods)
             verb_times = server_times(port)
-    return [f"{node_count}", "pinned" if pin else "shared", f"{pods}", f"{with_extender:.1f}",
-            f"{without:.1f}", f"{with_extender / without:.2f}", verb_times]
+    return [
+        f"{node_count}",
+        "pinned" if pin else "shared",
+        f"{pods}",
+        f"{with_extender:.1f}",
+        f"{without:.1f}",
+        f"{with_extender / without:.2f}",
+        verb_times,
+    ]
 
 
 @contextlib.contextmanager
@@ -243,16 +316,26 @@ def headroom_scheduler(cluster: LocalCluster) -> Iterator[tuple[int, Process]]:
     port = free_port()
     election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
     extender = subprocess.Popen(
-        [str(Path(sys.executable).parent / "headroom"), "extender", f"--bind=127.0.0.1:{port}",
-         f"--kubeconfig={cluster.kubeconfig}", "--staleness-seconds=3600", "--no-access-log",
-         "--log-level=warning",
-         f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}"],
-        start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "headroom"),
+            "extender",
+            f"--bind=127.0.0.1:{port}",
+            f"--kubeconfig={cluster.kubeconfig}",
+            "--staleness-seconds=3600",
+            "--no-access-log",
+            "--log-level=warning",
+            f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}",
+        ],
+        start_new_session=True,
+    )
     try:
         wait_ready(port)
-        scheduler = cluster.start_scheduler(shipped.scheduler_config(
-            extender_url=f"http://127.0.0.1:{port}", kubeconfig=cluster.kubeconfig),
-            name="headroom-scheduler")
+        scheduler = cluster.start_scheduler(
+            shipped.scheduler_config(
+                extender_url=f"http://127.0.0.1:{port}", kubeconfig=cluster.kubeconfig
+            ),
+            name="headroom-scheduler",
+        )
         wait_leading(port)  # it follows the scheduler's Lease, polled each second
         yield port, scheduler
     finally:
@@ -270,12 +353,13 @@ def server_times(port: int) -> str:
     counts: dict[str, float] = {}
     for line in text.splitlines():
         for kind, into in (("_sum", sums), ("_count", counts)):
-            prefix = f"headroom_extender_verb_seconds{kind}{{verb=\""
+            prefix = f'headroom_extender_verb_seconds{kind}{{verb="'
             if line.startswith(prefix):
-                verb = line[len(prefix):].split('"', 1)[0]
+                verb = line[len(prefix) :].split('"', 1)[0]
                 into[verb] = float(line.rsplit(" ", 1)[1])
-    return ", ".join(f"{v} {1000 * sums[v] / counts[v]:.1f} ms" for v in sorted(counts)
-                     if counts[v])
+    return ", ".join(
+        f"{v} {1000 * sums[v] / counts[v]:.1f} ms" for v in sorted(counts) if counts[v]
+    )
 
 
 def wait_ready(port: int) -> None:
@@ -312,25 +396,47 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=100, help="requests per case (a)")
-    parser.add_argument("--nodes", type=int, nargs="+", default=[500, 5000],
-                        help="Node objects for (b), one run each (default: 500 5000)")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        nargs="+",
+        default=[500, 5000],
+        help="Node objects for (b), one run each (default: 500 5000)",
+    )
     parser.add_argument("--pods", type=int, default=200, help="pods per scheduler for (b)")
-    parser.add_argument("--pin", action="store_true",
-                        help="(b): control plane on CPU 0, Headroom and this client on CPU 1")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="(b): control plane on CPU 0, Headroom and this client on CPU 1",
+    )
     parser.add_argument("--skip-scheduler", action="store_true", help="only part (a)")
     parser.add_argument("--skip-requests", action="store_true", help="only part (b)")
     args = parser.parse_args(argv)
     if not args.skip_requests:
         print("(a) filter + prioritize server time, ms (target: p99 <= 10 ms at 5,000 nodes)")
-        print(table(["nodes", "names sent", "p50", "p99", "pass-through p50", "ratio",
-                     "view RSS MiB"], part_a(args.rounds)))
+        print(
+            table(
+                ["nodes", "names sent", "p50", "p99", "pass-through p50", "ratio", "view RSS MiB"],
+                part_a(args.rounds),
+            )
+        )
     if not args.skip_scheduler:
         print(f"\n(b) real kube-scheduler {KUBERNETES_VERSION}, pods/s (target: ratio >= 0.8)")
-        print(table(["nodes", "CPUs", "pods", "with extender", "without", "ratio",
-                     "extender server time (mean)"],
-                    [part_b(n, args.pods, pin=args.pin) for n in args.nodes]))
+        print(
+            table(
+                [
+                    "nodes",
+                    "CPUs",
+                    "pods",
+                    "with extender",
+                    "without",
+                    "ratio",
+                    "extender server time (mean)",
+                ],
+                [part_b(n, args.pods, pin=args.pin) for n in args.nodes],
+            )
+        )
     return 0
-
 
 
 if __name__ == "__main__":

@@ -47,12 +47,18 @@ def until(check: Callable[[], bool], *, what: str, timeout_seconds: float = 180)
 
 
 def report(kube: Kube, used_gi: int) -> None:
-    gpu = GpuState(index=0, uuid=f"GPU-{NODE}-0", model="A100", total_bytes=80 * GI,
-                   used_bytes=used_gi * GI, unattributed_bytes=used_gi * GI)
+    gpu = GpuState(
+        index=0,
+        uuid=f"GPU-{NODE}-0",
+        model="A100",
+        total_bytes=80 * GI,
+        used_bytes=used_gi * GI,
+        unattributed_bytes=used_gi * GI,
+    )
     obj = kube.request("GET", f"{GPUNODE}/{NODE}")
-    obj["status"] = report_to_status(NodeReport(node_name=NODE,
-                                                reported_at_unix_seconds=time.time(),
-                                                gpus=(gpu,)))
+    obj["status"] = report_to_status(
+        NodeReport(node_name=NODE, reported_at_unix_seconds=time.time(), gpus=(gpu,))
+    )
     kube.request("PUT", f"{GPUNODE}/{NODE}/status", body=obj)
 
 
@@ -61,8 +67,9 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
         series = line.rsplit(" ", 1)[0]
-        if series.split("{", 1)[0] == name and all(f'{k}="{v}"' in series
-                                                   for k, v in labels.items()):
+        if series.split("{", 1)[0] == name and all(
+            f'{k}="{v}"' in series for k, v in labels.items()
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -73,17 +80,32 @@ def run() -> list[list[str]]:
     with LocalCluster(Path(tempfile.mkdtemp(prefix="bench-requeue-"))) as cluster:
         kube = Kube(load_api_client(str(cluster.kubeconfig)))
         cluster.kubectl("apply", "-f", str(root / "crds"), "-f", str(root / "namespace.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/gpunodes.headroom.dev")
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "crd/gpunodes.headroom.dev"
+        )
         kube.request("POST", "/api/v1/nodes", body={"metadata": {"name": NODE}})
         capacity = {"cpu": "64", "memory": "512Gi", "pods": "500", names.GPU_RESOURCE: "1"}
-        kube.request("PATCH", f"/api/v1/nodes/{NODE}/status",
-                     content_type="application/merge-patch+json",
-                     body={"status": {"capacity": capacity, "allocatable": capacity,
-                                      "conditions": [{"type": "Ready", "status": "True"}]}})
-        kube.request("POST", GPUNODE, body={"apiVersion": names.GROUP_VERSION,
-                                            "kind": names.GPUNODE_KIND,
-                                            "metadata": {"name": NODE}})
+        kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{NODE}/status",
+            content_type="application/merge-patch+json",
+            body={
+                "status": {
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            },
+        )
+        kube.request(
+            "POST",
+            GPUNODE,
+            body={
+                "apiVersion": names.GROUP_VERSION,
+                "kind": names.GPUNODE_KIND,
+                "metadata": {"name": NODE},
+            },
+        )
         report(kube, used_gi=80)
         with headroom_scheduler(cluster) as (port, scheduler):
             assert scheduler.port is not None
@@ -97,44 +119,73 @@ def measure(kube: Kube, scheduler_port: int, extender_port: int) -> list[list[st
         return metric_sum(secure_get(scheduler_port, "/metrics").decode(), name, **labels)
 
     def requeued() -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{extender_port}/metrics",
-                                    timeout=5) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{extender_port}/metrics", timeout=5
+        ) as response:
             return metric_sum(response.read().decode(), "headroom_extender_requeued_pods")
 
     namespace = "bench"
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    until(lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
-          what="the default ServiceAccount")
+    until(
+        lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+        what="the default ServiceAccount",
+    )
     for i in range(PODS):
-        kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": f"w-{i:03d}", "annotations": {
-                names.GPU_MEMORY_ANNOTATION: "20Gi", names.GPU_SHARING_ANNOTATION: "true"}},
-            "spec": {"schedulerName": names.SCHEDULER_NAME,
-                     "containers": [{"name": "c", "image": "example.invalid/model"}]}})
+        kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={
+                "metadata": {
+                    "name": f"w-{i:03d}",
+                    "annotations": {
+                        names.GPU_MEMORY_ANNOTATION: "20Gi",
+                        names.GPU_SHARING_ANNOTATION: "true",
+                    },
+                },
+                "spec": {
+                    "schedulerName": names.SCHEDULER_NAME,
+                    "containers": [{"name": "c", "image": "example.invalid/model"}],
+                },
+            },
+        )
 
     def quiet() -> bool:
-        return (scheduler("scheduler_pending_pods", queue="unschedulable") == PODS
-                and scheduler("scheduler_pending_pods", queue="active") == 0
-                and scheduler("scheduler_pending_pods", queue="backoff") == 0)
+        return (
+            scheduler("scheduler_pending_pods", queue="unschedulable") == PODS
+            and scheduler("scheduler_pending_pods", queue="active") == 0
+            and scheduler("scheduler_pending_pods", queue="backoff") == 0
+        )
 
     until(quiet, what="all pods parked")
     rows = []
     # (2) the alternative's cost first, with no room anywhere: one Node write.
     attempts = scheduler("scheduler_schedule_attempts_total")
-    kube.request("PATCH", f"/api/v1/nodes/{NODE}", content_type="application/merge-patch+json",
-                 body={"metadata": {"annotations": {"bench.headroom.dev/requeue": "1"}}})
-    until(lambda: scheduler("scheduler_schedule_attempts_total") - attempts >= PODS * 0.9
-          and quiet(), what="the parked pods retried after the Node write", timeout_seconds=120)
+    kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{NODE}",
+        content_type="application/merge-patch+json",
+        body={"metadata": {"annotations": {"bench.headroom.dev/requeue": "1"}}},
+    )
+    until(
+        lambda: scheduler("scheduler_schedule_attempts_total") - attempts >= PODS * 0.9 and quiet(),
+        what="the parked pods retried after the Node write",
+        timeout_seconds=120,
+    )
     node_attempts = scheduler("scheduler_schedule_attempts_total") - attempts
-    rows.append(["one Node update (alternative)", "1", f"{node_attempts:.0f}", "0 (no room)",
-                 "-"])
+    rows.append(["one Node update (alternative)", "1", f"{node_attempts:.0f}", "0 (no room)", "-"])
     # (1) Headroom's requeuer: room for two.
     attempts, writes = scheduler("scheduler_schedule_attempts_total"), requeued()
     seconds = _free_and_time(kube, namespace)
     time.sleep(1)  # an observation window: writes or attempts after the binds count too
-    rows.append(["Headroom's requeuer (pod writes)", f"{requeued() - writes:.0f}",
-                 f"{scheduler('scheduler_schedule_attempts_total') - attempts:.0f}", "2",
-                 f"{seconds:.2f}"])
+    rows.append(
+        [
+            "Headroom's requeuer (pod writes)",
+            f"{requeued() - writes:.0f}",
+            f"{scheduler('scheduler_schedule_attempts_total') - attempts:.0f}",
+            "2",
+            f"{seconds:.2f}",
+        ]
+    )
     return rows
 
 
@@ -159,8 +210,12 @@ def _exists(kube: Kube, path: str) -> bool:
 def main() -> int:
     rows = run()
     print(f"fast retry with {PODS} pods parked on kube-scheduler {KUBERNETES_VERSION}")
-    print(table(["mechanism", "API writes", "scheduling attempts", "pods placed",
-                 "seconds to bind"], rows))
+    print(
+        table(
+            ["mechanism", "API writes", "scheduling attempts", "pods placed", "seconds to bind"],
+            rows,
+        )
+    )
     return 0
 
 

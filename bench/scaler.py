@@ -57,30 +57,51 @@ from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 
 STALENESS_SECONDS = 3600.0  # as bench/extender.py: rounds advance the clock, reports stay fresh
 POLLING_SECONDS = 15
-KINDS = (("H100", 80, 8, 25), ("A100-80GB", 80, 8, 25), ("A100-40GB", 40, 8, 20),
-         ("L40S", 48, 4, 15), ("L4", 24, 4, 15))  # model, GiB, GPUs per node, weight
+KINDS = (
+    ("H100", 80, 8, 25),
+    ("A100-80GB", 80, 8, 25),
+    ("A100-40GB", 40, 8, 20),
+    ("L40S", 48, 4, 15),
+    ("L4", 24, 4, 15),
+)  # model, GiB, GPUs per node, weight
 # (name, GPU count, GiB per GPU, shared, maxReplicas range)
-TEMPLATES = (("embed", 1, 8, True, (8, 24)), ("chat", 1, 16, True, (8, 32)),
-             ("split", 2, 30, True, (4, 16)), ("llm-13b", 1, 40, False, (8, 32)),
-             ("llm-70b", 4, 70, False, (2, 12)), ("llm-405b", 8, 75, False, (10, 40)))
+TEMPLATES = (
+    ("embed", 1, 8, True, (8, 24)),
+    ("chat", 1, 16, True, (8, 32)),
+    ("split", 2, 30, True, (4, 16)),
+    ("llm-13b", 1, 40, False, (8, 32)),
+    ("llm-70b", 4, 70, False, (2, 12)),
+    ("llm-405b", 8, 75, False, (10, 40)),
+)
 
 
 # -- the view -------------------------------------------------------------------------------------
-def gpu_pod(uid: str, node: str, *, gpus: int, memory_gi: int, shared: bool,
-            assigned: str = "") -> dict[str, Any]:
+def gpu_pod(
+    uid: str, node: str, *, gpus: int, memory_gi: int, shared: bool, assigned: str = ""
+) -> dict[str, Any]:
     """A bound pod as the watch cache delivers it (exclusive ones by nvidia.com/gpu)."""
     if shared:
         pod = bound_pod(uid, node, assigned)
         pod["metadata"]["annotations"][names.GPU_MEMORY_ANNOTATION] = f"{memory_gi}Gi"
         return pod
-    return {"metadata": {"uid": uid, "name": uid, "namespace": "ml", "annotations": {
-        names.GPU_MEMORY_ANNOTATION: f"{memory_gi}Gi"}},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {
-            "limits": {names.GPU_RESOURCE: str(gpus)}}}]}, "status": {"phase": "Running"}}
+    return {
+        "metadata": {
+            "uid": uid,
+            "name": uid,
+            "namespace": "ml",
+            "annotations": {names.GPU_MEMORY_ANNOTATION: f"{memory_gi}Gi"},
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "resources": {"limits": {names.GPU_RESOURCE: str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }
 
 
-def node_objects(name: str, rng: random.Random,
-                 now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def node_objects(
+    name: str, rng: random.Random, now: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A node's GPUNode and the pods bound to it."""
     model, size_gi, count, _ = rng.choices(KINDS, weights=[k[3] for k in KINDS])[0]
     total, fresh_node = size_gi * GI, rng.random() < 0.005
@@ -91,35 +112,57 @@ def node_objects(name: str, rng: random.Random,
         other = 0
         if roll < 0.45:  # an exclusive pod (the device plugin chose the GPU)
             on_gpu = (GpuPod(f"{name}-x{i}", int(total * rng.uniform(0.5, 0.95))),)
-            pods.append(gpu_pod(on_gpu[0].uid, name, gpus=1, memory_gi=size_gi // 2,
-                                shared=False))
+            pods.append(gpu_pod(on_gpu[0].uid, name, gpus=1, memory_gi=size_gi // 2, shared=False))
         elif roll < 0.70:  # shared pods with the GPU recorded at bind
             declared = [rng.choice((8, 16, 20)) for _ in range(rng.randint(1, 3))]
             declared = declared[: max(1, size_gi // 20)]
-            on_gpu = tuple(GpuPod(f"{name}-s{i}-{k}", int(d * GI * rng.uniform(0.5, 1.0)))
-                           for k, d in enumerate(declared))
-            pods += [gpu_pod(p.uid, name, gpus=1, memory_gi=d, shared=True, assigned=uuid)
-                     for p, d in zip(on_gpu, declared, strict=True)]
+            on_gpu = tuple(
+                GpuPod(f"{name}-s{i}-{k}", int(d * GI * rng.uniform(0.5, 1.0)))
+                for k, d in enumerate(declared)
+            )
+            pods += [
+                gpu_pod(p.uid, name, gpus=1, memory_gi=d, shared=True, assigned=uuid)
+                for p, d in zip(on_gpu, declared, strict=True)
+            ]
         elif roll < 0.75:  # a pod Headroom does not know: it holds the GPU whole
             on_gpu = (GpuPod(f"{name}-u{i}", 10 * GI),)
         elif rng.random() < 0.3:
             other = rng.randint(1, 4) * GI
-        gpus.append(GpuState(index=i, uuid=uuid, model=model, total_bytes=total,
-                             used_bytes=min(total, other + sum(p.used_bytes for p in on_gpu)),
-                             healthy=fresh_node or rng.random() > 0.02, pods=on_gpu,
-                             unattributed_bytes=other))
+        gpus.append(
+            GpuState(
+                index=i,
+                uuid=uuid,
+                model=model,
+                total_bytes=total,
+                used_bytes=min(total, other + sum(p.used_bytes for p in on_gpu)),
+                healthy=fresh_node or rng.random() > 0.02,
+                pods=on_gpu,
+                unattributed_bytes=other,
+            )
+        )
     if not fresh_node and rng.random() < 0.03:  # bound, not in the report yet
         if rng.random() < 0.5:
             pods.append(gpu_pod(f"{name}-starting", name, gpus=1, memory_gi=20, shared=False))
         else:
-            pods.append(gpu_pod(f"{name}-starting", name, gpus=1, memory_gi=16, shared=True,
-                                assigned=f"GPU-{name}-{rng.randrange(count)}"))
+            pods.append(
+                gpu_pod(
+                    f"{name}-starting",
+                    name,
+                    gpus=1,
+                    memory_gi=16,
+                    shared=True,
+                    assigned=f"GPU-{name}-{rng.randrange(count)}",
+                )
+            )
     state = rng.random()
     stale, unreadable = state < 0.02, 0.02 <= state < 0.03
-    report = NodeReport(node_name=name, gpus=tuple(gpus),
-                        reported_at_unix_seconds=now - (7200 if stale else rng.uniform(0, 10)),
-                        healthy=not unreadable,
-                        reason="NVML: driver not loaded" if unreadable else "")
+    report = NodeReport(
+        node_name=name,
+        gpus=tuple(gpus),
+        reported_at_unix_seconds=now - (7200 if stale else rng.uniform(0, 10)),
+        healthy=not unreadable,
+        reason="NVML: driver not loaded" if unreadable else "",
+    )
     return {"metadata": {"name": name}, "status": report_to_status(report)}, pods
 
 
@@ -131,8 +174,11 @@ def build_view(node_count: int, now: float) -> ClusterView:
         gpunodes.append(gpunode)
         pods += bound
     view = ClusterView()
-    view.load(gpunodes=gpunodes, nodes=({"metadata": {"name": g["metadata"]["name"]}}
-                                        for g in gpunodes), pods=pods)
+    view.load(
+        gpunodes=gpunodes,
+        nodes=({"metadata": {"name": g["metadata"]["name"]}} for g in gpunodes),
+        pods=pods,
+    )
     return view
 
 
@@ -156,28 +202,42 @@ def scaler_spec(j: int, template: int, rng: random.Random) -> ScalerSpec:
     else:
         spec |= {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"m{j}"},
-            "metrics": [{"type": "prometheus", "name": "load", "query": f"sum(load{{m='{j}'}})",
-                         "target": {"type": "Value", "value": 40}},
-                        {"type": "queue_depth", "name": "queue", "targetValue": 8}],
-            "behavior": {"scaleUp": {"stabilizationWindowSeconds": 30},
-                         "scaleDown": {"stabilizationWindowSeconds": 120, "policies": [
-                             {"type": "Pods", "value": 2, "periodSeconds": 60}]}},
-            "feasibility": {"mode": "Enforce" if j % 4 == 1 else "Observe",
-                            "allowPending": j % 3}}
+            "metrics": [
+                {
+                    "type": "prometheus",
+                    "name": "load",
+                    "query": f"sum(load{{m='{j}'}})",
+                    "target": {"type": "Value", "value": 40},
+                },
+                {"type": "queue_depth", "name": "queue", "targetValue": 8},
+            ],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 30},
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 120,
+                    "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                },
+            },
+            "feasibility": {"mode": "Enforce" if j % 4 == 1 else "Observe", "allowPending": j % 3},
+        }
     return parse_spec({"spec": spec})
 
 
-def observations(j: int, current: int, pending: int, round_: int, *, base: float,
-                 rng: random.Random) -> Observations:
-    pods = tuple(PodState(f"m{j}-{k}", ready=k >= pending, pending=k < pending)
-                 for k in range(current))
+def observations(
+    j: int, current: int, pending: int, round_: int, *, base: float, rng: random.Random
+) -> Observations:
+    pods = tuple(
+        PodState(f"m{j}-{k}", ready=k >= pending, pending=k < pending) for k in range(current)
+    )
     level = base * (1 + 0.5 * math.sin(round_ / 3 + j)) + rng.uniform(0, 4)
     per_pod = {p.name: max(0.0, level + rng.gauss(0, 2)) for p in pods if p.ready}
     if per_pod and j % 7 == 0:
         per_pod.pop(next(iter(per_pod)))  # one pod refuses connections: no value, not zero
-    metrics = {"queue_depth": MetricObservation(per_pod=per_pod),
-               "queue": MetricObservation(per_pod=per_pod),
-               "load": MetricObservation(total=level * current * 3)}
+    metrics = {
+        "queue_depth": MetricObservation(per_pod=per_pod),
+        "queue": MetricObservation(per_pod=per_pod),
+        "load": MetricObservation(total=level * current * 3),
+    }
     return Observations(current, pods, metrics)
 
 
@@ -190,9 +250,19 @@ def build_scalers(count: int, rounds: int) -> list[Scaler]:
         spec = scaler_spec(j, template, rng)
         current = rng.randint(1, max(1, spec.max_replicas // 2))
         pending, base = rng.choice((0, 0, 0, 1)), rng.uniform(6, 25)
-        scalers.append(Scaler(template, spec, GpuDemand(gpus, memory_gi * GI, shared), current,
-                              pending, [observations(j, current, pending, r, base=base, rng=rng)
-                                        for r in range(rounds + 1)]))
+        scalers.append(
+            Scaler(
+                template,
+                spec,
+                GpuDemand(gpus, memory_gi * GI, shared),
+                current,
+                pending,
+                [
+                    observations(j, current, pending, r, base=base, rng=rng)
+                    for r in range(rounds + 1)
+                ],
+            )
+        )
     return scalers
 
 
@@ -204,29 +274,44 @@ class RoundTimes:
     summarised: int  # nodes the round's questions needed a summary of
 
 
-def one_round(view: ClusterView, scalers: list[Scaler], *, round_: int, now: float,
-              previous: CapacityIndex | None
-              ) -> tuple[RoundTimes, CapacityIndex, list[ScalingOutcome]]:
+def one_round(
+    view: ClusterView,
+    scalers: list[Scaler],
+    *,
+    round_: int,
+    now: float,
+    previous: CapacityIndex | None,
+) -> tuple[RoundTimes, CapacityIndex, list[ScalingOutcome]]:
     start = time.perf_counter()
     snapshots = [view.snapshot(n) for n in view.schedulable_nodes()]
     index = CapacityIndex(snapshots, previous=previous)
     built = time.perf_counter()
     outcomes = []
     for scaler in scalers:
-        outcome = evaluate(scaler.spec, scaler.rounds[round_], scaler.history,
-                           demand=scaler.demand, snapshots=index,
-                           placed_replicas=scaler.current - scaler.pending,
-                           now_unix_seconds=now, staleness_seconds=STALENESS_SECONDS,
-                           policy=Policy.BINPACK)
+        outcome = evaluate(
+            scaler.spec,
+            scaler.rounds[round_],
+            scaler.history,
+            demand=scaler.demand,
+            snapshots=index,
+            placed_replicas=scaler.current - scaler.pending,
+            now_unix_seconds=now,
+            staleness_seconds=STALENESS_SECONDS,
+            policy=Policy.BINPACK,
+        )
         scaler.history = outcome.decision.history
         outcomes.append(outcome)
     done = time.perf_counter()
-    return RoundTimes((built - start) * 1000, (done - start) * 1000,
-                      len(index.summaries)), index, outcomes
+    return (
+        RoundTimes((built - start) * 1000, (done - start) * 1000, len(index.summaries)),
+        index,
+        outcomes,
+    )
 
 
-def run_rounds(view: ClusterView, scalers: list[Scaler], *, rounds: int, now: float,
-               warm: bool) -> tuple[list[RoundTimes], list[ScalingOutcome]]:
+def run_rounds(
+    view: ClusterView, scalers: list[Scaler], *, rounds: int, now: float, warm: bool
+) -> tuple[list[RoundTimes], list[ScalingOutcome]]:
     """Times rounds 1..rounds after an untimed round 0 (fresh histories), whose outcomes it
     returns for the baseline to check."""
     for scaler in scalers:
@@ -234,15 +319,26 @@ def run_rounds(view: ClusterView, scalers: list[Scaler], *, rounds: int, now: fl
     _, previous, first = one_round(view, scalers, round_=0, now=now, previous=None)
     times = []
     for r in range(1, rounds + 1):
-        took, index, _ = one_round(view, scalers, round_=r, now=now + r * POLLING_SECONDS,
-                                   previous=previous if warm else None)
+        took, index, _ = one_round(
+            view,
+            scalers,
+            round_=r,
+            now=now + r * POLLING_SECONDS,
+            previous=previous if warm else None,
+        )
         times.append(took)
         previous = index
     return times, first
 
 
-def baseline(view: ClusterView, scalers: list[Scaler], first: list[ScalingOutcome], *, now: float,
-             per_template: int) -> tuple[float, int]:
+def baseline(
+    view: ClusterView,
+    scalers: list[Scaler],
+    first: list[ScalingOutcome],
+    *,
+    now: float,
+    per_template: int,
+) -> tuple[float, int]:
     """Extrapolated ms for a whole round the straightforward way, and how many were timed."""
     snapshots: list[NodeSnapshot] = [view.snapshot(n) for n in view.schedulable_nodes()]
     seconds: dict[int, list[float]] = {}
@@ -253,13 +349,20 @@ def baseline(view: ClusterView, scalers: list[Scaler], first: list[ScalingOutcom
         start = time.perf_counter()
         decision = decide(scaler.spec, scaler.rounds[0], History(), now)
         headroom = feasible_replicas_by_placement(
-            scaler.demand, snapshots, now_unix_seconds=now, staleness_seconds=STALENESS_SECONDS,
-            current_placed=placed, max_replicas=scaler.spec.max_replicas)
+            scaler.demand,
+            snapshots,
+            now_unix_seconds=now,
+            staleness_seconds=STALENESS_SECONDS,
+            current_placed=placed,
+            max_replicas=scaler.spec.max_replicas,
+        )
         limited = apply_feasibility(decision, headroom, ready_or_placed=placed, spec=scaler.spec)
         seconds[scaler.template].append(time.perf_counter() - start)
         if (headroom, limited) != (first[j].headroom, first[j].limited):
-            raise SystemExit(f"AIScaler {j}: the index answered {first[j].headroom}, "
-                             f"{first[j].limited}; placing one by one {headroom}, {limited}")
+            raise SystemExit(
+                f"AIScaler {j}: the index answered {first[j].headroom}, "
+                f"{first[j].limited}; placing one by one {headroom}, {limited}"
+            )
     counts = Counter(s.template for s in scalers)
     round_seconds = sum(counts[t] * statistics.mean(v) for t, v in seconds.items())
     return round_seconds * 1000, sum(len(v) for v in seconds.values())
@@ -268,10 +371,18 @@ def baseline(view: ClusterView, scalers: list[Scaler], first: list[ScalingOutcom
 def row(label: str, times: list[RoundTimes], *, nodes: int, scalers: int) -> list[str]:
     totals = [t.total_ms for t in times]
     per_scaler_us = statistics.median((t.total_ms - t.index_ms) * 1000 / scalers for t in times)
-    return [label, f"{nodes}", f"{scalers}", f"{len(times)}",
-            f"{statistics.median(t.index_ms for t in times):.1f}",
-            f"{statistics.median(totals):.1f}", f"{p99(totals):.1f}", f"{max(totals):.1f}",
-            f"{per_scaler_us:.0f}", f"{statistics.median(t.summarised for t in times):.0f}"]
+    return [
+        label,
+        f"{nodes}",
+        f"{scalers}",
+        f"{len(times)}",
+        f"{statistics.median(t.index_ms for t in times):.1f}",
+        f"{statistics.median(totals):.1f}",
+        f"{p99(totals):.1f}",
+        f"{max(totals):.1f}",
+        f"{per_scaler_us:.0f}",
+        f"{statistics.median(t.summarised for t in times):.0f}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,10 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--scalers", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per case")
-    parser.add_argument("--baseline-per-template", type=int, default=1,
-                        help="AIScalers per template timed the straightforward way")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small run: 500 nodes, 40 AIScalers, 5 rounds")
+    parser.add_argument(
+        "--baseline-per-template",
+        type=int,
+        default=1,
+        help="AIScalers per template timed the straightforward way",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run: 500 nodes, 40 AIScalers, 5 rounds"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.scalers, args.rounds = 500, 40, 5
@@ -293,25 +409,59 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()  # what the extender does once its caches have synced
     cold, first = run_rounds(view, scalers, rounds=args.rounds, now=now, warm=False)
     warm, _ = run_rounds(view, scalers, rounds=args.rounds, now=now, warm=True)
-    base_ms, timed = baseline(view, scalers, first, now=now,
-                              per_template=args.baseline_per_template)
+    base_ms, timed = baseline(
+        view, scalers, first, now=now, per_template=args.baseline_per_template
+    )
     size = {"nodes": len(view.schedulable_nodes()), "scalers": args.scalers}
     print("(a) one reconcile round, ms (target: <= 1000 ms for 200 AIScalers over 5,000 nodes)")
-    print(table(["case", "nodes", "AIScalers", "rounds", "snapshots + index p50", "round p50",
-                 "p99", "max", "per AIScaler us (p50)", "nodes summarised"],
-                [row("cold (nothing lent)", cold, **size),
-                 row("warm (summaries lent)", warm, **size)]))
+    print(
+        table(
+            [
+                "case",
+                "nodes",
+                "AIScalers",
+                "rounds",
+                "snapshots + index p50",
+                "round p50",
+                "p99",
+                "max",
+                "per AIScaler us (p50)",
+                "nodes summarised",
+            ],
+            [row("cold (nothing lent)", cold, **size), row("warm (summaries lent)", warm, **size)],
+        )
+    )
     cold_p50 = statistics.median(t.total_ms for t in cold)
-    print(f"\n(b) baseline: place_replicas one by one, timed on {timed} AIScalers (one per "
-          f"template), extrapolated by template counts; same answers checked")
-    print(table(["path", "round ms (extrapolated)", "per AIScaler ms (mean)", "cold p50 ms",
-                 "speed-up"],
-                [["place_replicas", f"{base_ms:.0f}", f"{base_ms / args.scalers:.0f}",
-                  f"{cold_p50:.1f}", f"{base_ms / cold_p50:.0f}x"]]))
+    print(
+        f"\n(b) baseline: place_replicas one by one, timed on {timed} AIScalers (one per "
+        f"template), extrapolated by template counts; same answers checked"
+    )
+    print(
+        table(
+            [
+                "path",
+                "round ms (extrapolated)",
+                "per AIScaler ms (mean)",
+                "cold p50 ms",
+                "speed-up",
+            ],
+            [
+                [
+                    "place_replicas",
+                    f"{base_ms:.0f}",
+                    f"{base_ms / args.scalers:.0f}",
+                    f"{cold_p50:.1f}",
+                    f"{base_ms / cold_p50:.0f}x",
+                ]
+            ],
+        )
+    )
     blocked = sum(o.headroom.blocked for o in first)
     limited = sum(o.limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM for o in first)
-    print(f"\nround 1: {blocked} of {args.scalers} AIScalers could not fit up to maxReplicas, "
-          f"{limited} limited by GPU headroom (InsufficientGPUHeadroom)")
+    print(
+        f"\nround 1: {blocked} of {args.scalers} AIScalers could not fit up to maxReplicas, "
+        f"{limited} limited by GPU headroom (InsufficientGPUHeadroom)"
+    )
     return 0
 
 

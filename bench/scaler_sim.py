@@ -43,8 +43,13 @@ SLOTS_PER_REPLICA = 10  # concurrent requests one Ready replica serves
 STARTUP_SECONDS = 60  # model load: placed -> Ready
 STALENESS_SECONDS = 60
 SEED = 20261123
-SPEC = {"deploymentName": "llm", "metricType": "queue_depth", "targetValue": SLOTS_PER_REPLICA,
-        "minReplicas": 1, "maxReplicas": NODES * GPUS_PER_NODE}
+SPEC = {
+    "deploymentName": "llm",
+    "metricType": "queue_depth",
+    "targetValue": SLOTS_PER_REPLICA,
+    "minReplicas": 1,
+    "maxReplicas": NODES * GPUS_PER_NODE,
+}
 
 
 def load_trace(steps: int, seed: int = SEED) -> list[float]:
@@ -97,15 +102,16 @@ class Cluster:
     """The GPUs, the other tenant, and our replicas; snapshots are what fit sees."""
 
     def __init__(self) -> None:
-        self.gpus = [(f"node-{n}", f"GPU-{n}-{g}", g) for n in range(NODES)
-                     for g in range(GPUS_PER_NODE)]
+        self.gpus = [
+            (f"node-{n}", f"GPU-{n}-{g}", g) for n in range(NODES) for g in range(GPUS_PER_NODE)
+        ]
         self.tenant: set[str] = set()
 
     def update_tenant(self, wanted: int, replicas: list[Replica]) -> None:
         held = {r.gpu_uuid for r in replicas if r.gpu_uuid}
         keep = [u for _, u, _ in self.gpus if u in self.tenant and u not in held][:wanted]
         free = [u for _, u, _ in reversed(self.gpus) if u not in held and u not in keep]
-        self.tenant = set(keep + free[:max(0, wanted - len(keep))])
+        self.tenant = set(keep + free[: max(0, wanted - len(keep))])
 
     def snapshots(self, replicas: list[Replica], now: float) -> list[NodeSnapshot]:
         claims: dict[str, list[PodClaim]] = {}
@@ -113,24 +119,37 @@ class Cluster:
         for r in replicas:
             if r.gpu_uuid:
                 claims.setdefault(node_of[r.gpu_uuid], []).append(
-                    PodClaim(r.uid, DEMAND, (r.gpu_uuid,)))
+                    PodClaim(r.uid, DEMAND, (r.gpu_uuid,))
+                )
         out = []
         for n in range(NODES):
             name = f"node-{n}"
-            gpus = tuple(GpuState(index=i, uuid=uuid, model="sim", total_bytes=GPU_GI * GI,
-                                  used_bytes=70 * GI if uuid in self.tenant else 0,
-                                  unattributed_bytes=70 * GI if uuid in self.tenant else 0)
-                         for node, uuid, i in self.gpus if node == name)
-            out.append(NodeSnapshot(name, NodeReport(name, now, gpus),
-                                    tuple(claims.get(name, []))))
+            gpus = tuple(
+                GpuState(
+                    index=i,
+                    uuid=uuid,
+                    model="sim",
+                    total_bytes=GPU_GI * GI,
+                    used_bytes=70 * GI if uuid in self.tenant else 0,
+                    unattributed_bytes=70 * GI if uuid in self.tenant else 0,
+                )
+                for node, uuid, i in self.gpus
+                if node == name
+            )
+            out.append(NodeSnapshot(name, NodeReport(name, now, gpus), tuple(claims.get(name, []))))
         return out
 
     def schedule(self, replicas: list[Replica], now: float) -> None:
         pending = [r for r in replicas if r.gpu_uuid is None]
         if not pending:
             return
-        placements, _ = place_replicas(DEMAND, len(pending), self.snapshots(replicas, now),
-                                       now_unix_seconds=now, staleness_seconds=STALENESS_SECONDS)
+        placements, _ = place_replicas(
+            DEMAND,
+            len(pending),
+            self.snapshots(replicas, now),
+            now_unix_seconds=now,
+            staleness_seconds=STALENESS_SECONDS,
+        )
         for replica, placement in zip(pending, placements, strict=False):
             replica.gpu_uuid, replica.placed_at = placement.gpu_uuids[0], now
 
@@ -139,22 +158,21 @@ def _ready(r: Replica, now: float) -> bool:
     return r.gpu_uuid is not None and now - r.placed_at >= STARTUP_SECONDS
 
 
-def _resize(replicas: list[Replica], target: int, serial: list[int],
-            now: float) -> list[Replica]:
+def _resize(replicas: list[Replica], target: int, serial: list[int], now: float) -> list[Replica]:
     """ReplicaSet's order: remove Pending first, then not Ready, then the newest."""
     while len(replicas) < target:
         serial[0] += 1
         replicas.append(Replica(f"r{serial[0]}"))
     if len(replicas) > target:
-        ranked = sorted(replicas, key=lambda r: (r.gpu_uuid is not None, _ready(r, now),
-                                                 -r.placed_at))
+        ranked = sorted(
+            replicas, key=lambda r: (r.gpu_uuid is not None, _ready(r, now), -r.placed_at)
+        )
         doomed = {r.uid for r in ranked[: len(replicas) - target]}
         replicas = [r for r in replicas if r.uid not in doomed]
     return replicas
 
 
-def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float],
-             tenant: list[int]) -> Totals:
+def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float], tenant: list[int]) -> Totals:
     cluster, totals = Cluster(), Totals()
     now, serial = 1_700_000_000.0, [0]
     replicas = [Replica("r0")]
@@ -163,33 +181,43 @@ def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float],
     for step, demand in enumerate(load):
         now += STEP_SECONDS
         cluster.update_tenant(tenant[step], replicas)
-        pods = tuple(PodState(r.uid, ready=_ready(r, now), pending=r.gpu_uuid is None)
-                     for r in replicas)
+        pods = tuple(
+            PodState(r.uid, ready=_ready(r, now), pending=r.gpu_uuid is None) for r in replicas
+        )
         ready = [p.name for p in pods if p.ready]
         share = demand / len(ready) if ready else 0.0
-        obs = Observations(len(replicas), pods, {"queue_depth": MetricObservation(
-            per_pod=dict.fromkeys(ready, share))})
+        obs = Observations(
+            len(replicas),
+            pods,
+            {"queue_depth": MetricObservation(per_pod=dict.fromkeys(ready, share))},
+        )
         decision = decide(spec, obs, history, now)
         applied = decision.desired_replicas
         if enforce:
             placed = sum(r.gpu_uuid is not None for r in replicas)
-            room = feasible_replicas(DEMAND, cluster.snapshots(replicas, now),
-                                     now_unix_seconds=now, staleness_seconds=STALENESS_SECONDS,
-                                     current_placed=placed, max_replicas=spec.max_replicas)
+            room = feasible_replicas(
+                DEMAND,
+                cluster.snapshots(replicas, now),
+                now_unix_seconds=now,
+                staleness_seconds=STALENESS_SECONDS,
+                current_placed=placed,
+                max_replicas=spec.max_replicas,
+            )
             limited = apply_feasibility(decision, room, ready_or_placed=placed, spec=spec)
             applied = limited.applied_replicas
             if limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM:
                 totals.limited_steps += 1
                 totals.first_limit = totals.first_limit or limited.message
-        history = decision.history.with_scale(now_unix_seconds=now, from_replicas=len(replicas),
-                                              to_replicas=applied)
+        history = decision.history.with_scale(
+            now_unix_seconds=now, from_replicas=len(replicas), to_replicas=applied
+        )
         replicas = _resize(replicas, applied, serial, now)
         cluster.schedule(replicas, now)
         ready_now = sum(_ready(r, now) for r in replicas)
-        totals.pending_replica_seconds += STEP_SECONDS * sum(r.gpu_uuid is None
-                                                             for r in replicas)
-        totals.unmet_request_seconds += STEP_SECONDS * max(0.0, demand
-                                                           - ready_now * SLOTS_PER_REPLICA)
+        totals.pending_replica_seconds += STEP_SECONDS * sum(r.gpu_uuid is None for r in replicas)
+        totals.unmet_request_seconds += STEP_SECONDS * max(
+            0.0, demand - ready_now * SLOTS_PER_REPLICA
+        )
         totals.gpu_seconds += STEP_SECONDS * sum(r.gpu_uuid is not None for r in replicas)
         totals.replicas.append(len(replicas))
         totals.ready.append(ready_now)
@@ -198,8 +226,9 @@ def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--png", type=Path,
-                        default=Path(tempfile.gettempdir()) / "headroom-scaler-sim.png")
+    parser.add_argument(
+        "--png", type=Path, default=Path(tempfile.gettempdir()) / "headroom-scaler-sim.png"
+    )
     args = parser.parse_args()
     steps = HOURS * 3600 // STEP_SECONDS
     load, tenant = load_trace(steps), tenant_trace(steps)
@@ -207,36 +236,52 @@ def main() -> None:
     hpa = simulate(spec, enforce=False, load=load, tenant=tenant)
     ais = simulate(spec, enforce=True, load=load, tenant=tenant)
     total_demand = sum(load) * STEP_SECONDS
-    print(f"{HOURS} h in {STEP_SECONDS} s steps; {NODES} nodes x {GPUS_PER_NODE} GPUs of "
-          f"{GPU_GI}Gi shared with another tenant; replicas need {DEMAND.describe()}; "
-          f"load {total_demand:,.0f} request-seconds")
-    rows = [("pending replica-seconds", hpa.pending_replica_seconds,
-             ais.pending_replica_seconds),
-            ("unmet demand (request-s)", hpa.unmet_request_seconds, ais.unmet_request_seconds),
-            ("GPU-hours held", hpa.gpu_seconds / 3600, ais.gpu_seconds / 3600),
-            ("replica-hours requested", sum(hpa.replicas) * STEP_SECONDS / 3600,
-             sum(ais.replicas) * STEP_SECONDS / 3600)]
+    print(
+        f"{HOURS} h in {STEP_SECONDS} s steps; {NODES} nodes x {GPUS_PER_NODE} GPUs of "
+        f"{GPU_GI}Gi shared with another tenant; replicas need {DEMAND.describe()}; "
+        f"load {total_demand:,.0f} request-seconds"
+    )
+    rows = [
+        ("pending replica-seconds", hpa.pending_replica_seconds, ais.pending_replica_seconds),
+        ("unmet demand (request-s)", hpa.unmet_request_seconds, ais.unmet_request_seconds),
+        ("GPU-hours held", hpa.gpu_seconds / 3600, ais.gpu_seconds / 3600),
+        (
+            "replica-hours requested",
+            sum(hpa.replicas) * STEP_SECONDS / 3600,
+            sum(ais.replicas) * STEP_SECONDS / 3600,
+        ),
+    ]
     print(f"{'metric':<26}{'HPA-equivalent':>16}{'AIScaler Enforce':>18}{'ratio':>9}")
     for name, base, ours in rows:
         ratio = f"{ours / base:.3f}" if base else ("1.000" if ours == base else "inf")
         print(f"{name:<26}{base:>16,.1f}{ours:>18,.1f}{ratio:>9}")
     unmet_ok = ais.unmet_request_seconds <= 1.05 * hpa.unmet_request_seconds
-    print(f"target: Enforce pending = 0 ({ais.pending_replica_seconds == 0}), unmet demand "
-          f"within 5% of HPA ({unmet_ok})")
-    print(f"AIScaler: ScalingLimited InsufficientGPUHeadroom in {ais.limited_steps} of {steps} "
-          f"steps; first: {ais.first_limit!r}")
-    write_plot(args.png, load=[d / SLOTS_PER_REPLICA for d in load],
-               series=[hpa.replicas, ais.replicas, ais.ready])
-    print(f"plot: {args.png} (black: load in replicas' worth; red: HPA replicas; "
-          "blue: AIScaler replicas; green: AIScaler Ready)")
+    print(
+        f"target: Enforce pending = 0 ({ais.pending_replica_seconds == 0}), unmet demand "
+        f"within 5% of HPA ({unmet_ok})"
+    )
+    print(
+        f"AIScaler: ScalingLimited InsufficientGPUHeadroom in {ais.limited_steps} of {steps} "
+        f"steps; first: {ais.first_limit!r}"
+    )
+    write_plot(
+        args.png,
+        load=[d / SLOTS_PER_REPLICA for d in load],
+        series=[hpa.replicas, ais.replicas, ais.ready],
+    )
+    print(
+        f"plot: {args.png} (black: load in replicas' worth; red: HPA replicas; "
+        "blue: AIScaler replicas; green: AIScaler Ready)"
+    )
 
 
 # -- a minimal PNG line plot (matplotlib is not a dependency) ----------------------------------
 COLOURS = [(0, 0, 0), (220, 40, 40), (40, 80, 220), (40, 160, 60)]
 
 
-def write_plot(path: Path, *, load: list[float], series: list[list[int]],
-               width: int = 960, height: int = 360) -> None:
+def write_plot(
+    path: Path, *, load: list[float], series: list[list[int]], width: int = 960, height: int = 360
+) -> None:
     pixels = [[(255, 255, 255)] * width for _ in range(height)]
     lines: list[list[float]] = [load, *[[float(v) for v in s] for s in series]]
     top = max(max(line) for line in lines) or 1.0
@@ -258,8 +303,12 @@ def write_plot(path: Path, *, load: list[float], series: list[list[int]],
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 if __name__ == "__main__":

@@ -61,14 +61,22 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- (a) in process --------------------------------------------------------------------------------
 
+
 def in_process(rounds: int) -> dict[str, float]:
     profiles = shipped_profiles()
     pods = list(corpus().values())
     bodies = [encode(review_body(pod)) for pod in pods]
     # mutate() alone: the pure function, on pods already decoded, with their demand known.
-    inputs = [(pod, profiles.profiles[pod["metadata"]["annotations"].get(
-        names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)], GpuDemand.from_pod(pod))
-        for pod in pods]
+    inputs = [
+        (
+            pod,
+            profiles.profiles[
+                pod["metadata"]["annotations"].get(names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)
+            ],
+            GpuDemand.from_pod(pod),
+        )
+        for pod in pods
+    ]
 
     def timed(calls: list[Callable[[], object]]) -> list[float]:
         for call in calls * 20:  # warm up
@@ -81,14 +89,23 @@ def in_process(rounds: int) -> dict[str, float]:
                 samples.append((time.perf_counter_ns() - started) / 1e6)
         return samples
 
-    reviews = timed([functools.partial(review, body, profiles, version="0.1.0")
-                     for body in bodies])
-    mutates = timed([functools.partial(mutate, pod, profile, demand=demand, version="0.1.0")
-                     for pod, profile, demand in inputs if demand is not None])
+    reviews = timed([functools.partial(review, body, profiles, version="0.1.0") for body in bodies])
+    mutates = timed(
+        [
+            functools.partial(mutate, pod, profile, demand=demand, version="0.1.0")
+            for pod, profile, demand in inputs
+            if demand is not None
+        ]
+    )
     baseline = timed([functools.partial(_json_round_trip, body) for body in bodies])
-    return {"p50": percentile(reviews, 0.5), "p99": percentile(reviews, 0.99),
-            "mutate_p50": percentile(mutates, 0.5), "mutate_p99": percentile(mutates, 0.99),
-            "base_p50": percentile(baseline, 0.5), "base_p99": percentile(baseline, 0.99)}
+    return {
+        "p50": percentile(reviews, 0.5),
+        "p99": percentile(reviews, 0.99),
+        "mutate_p50": percentile(mutates, 0.5),
+        "mutate_p99": percentile(mutates, 0.99),
+        "base_p50": percentile(baseline, 0.5),
+        "base_p99": percentile(baseline, 0.99),
+    }
 
 
 def _json_round_trip(body: bytes) -> str:
@@ -97,6 +114,7 @@ def _json_round_trip(body: bytes) -> str:
 
 # -- (b) HTTPS with keep-alive ---------------------------------------------------------------------
 
+
 def wrk_run(server: Server, path: str, body: bytes | None, seconds: float) -> tuple[float, float]:
     script = Path(tempfile.mkdtemp()) / "request.lua"
     lines = ['wrk.headers["Content-Type"] = "application/json"']
@@ -104,9 +122,21 @@ def wrk_run(server: Server, path: str, body: bytes | None, seconds: float) -> tu
         lines += ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
     script.write_text("\n".join(lines) + "\n")
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds:.0f}s", "--latency", "-s", str(script),
-         f"https://127.0.0.1:{server.port}{path}"],
-        capture_output=True, text=True, check=True, timeout=seconds + 60)
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONCURRENCY}",
+            f"-d{seconds:.0f}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"https://127.0.0.1:{server.port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
     out = result.stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failed requests:\n{out}")
@@ -117,8 +147,16 @@ def wrk_run(server: Server, path: str, body: bytes | None, seconds: float) -> tu
     return rate, float(p99_text.group(1)) * scale
 
 
-def _python_client(port: int, ca_file: str, path: str, body: bytes | None, *, seconds: float,
-                   threads: int, results: Any) -> None:
+def _python_client(
+    port: int,
+    ca_file: str,
+    path: str,
+    body: bytes | None,
+    *,
+    seconds: float,
+    threads: int,
+    results: Any,
+) -> None:
     context = ssl.create_default_context(cafile=ca_file)
     latencies: list[float] = []
     errors = [0]
@@ -130,8 +168,9 @@ def _python_client(port: int, ca_file: str, path: str, body: bytes | None, *, se
         mine = []
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            conn.request("POST" if body else "GET", path, body,
-                         {"Content-Type": "application/json"})
+            conn.request(
+                "POST" if body else "GET", path, body, {"Content-Type": "application/json"}
+            )
             response = conn.getresponse()
             response.read()
             mine.append((time.perf_counter() - started) * 1000)
@@ -149,13 +188,18 @@ def _python_client(port: int, ca_file: str, path: str, body: bytes | None, *, se
     results.put((latencies, errors[0]))
 
 
-def python_run(server: Server, path: str, body: bytes | None, seconds: float
-               ) -> tuple[float, float]:
+def python_run(
+    server: Server, path: str, body: bytes | None, seconds: float
+) -> tuple[float, float]:
     queue: Any = multiprocessing.get_context("fork").Queue()
-    processes = [multiprocessing.get_context("fork").Process(
-        target=_python_client, args=(server.port, str(server.ca_file), path, body),
-        kwargs={"seconds": seconds, "threads": CONCURRENCY // 2, "results": queue})
-        for _ in range(2)]
+    processes = [
+        multiprocessing.get_context("fork").Process(
+            target=_python_client,
+            args=(server.port, str(server.ca_file), path, body),
+            kwargs={"seconds": seconds, "threads": CONCURRENCY // 2, "results": queue},
+        )
+        for _ in range(2)
+    ]
     for process in processes:
         process.start()
     latencies: list[float] = []
@@ -186,14 +230,17 @@ def over_https(workdir: Path, seconds: float, generator: str, rounds: int) -> di
             health.append(run(server, "/healthz", None, seconds))
     finally:
         server.stop()
-    return {"rate": statistics.median(r for r, _ in reviews),
-            "p99": statistics.median(p for _, p in reviews),
-            "base_rate": statistics.median(r for r, _ in health),
-            "base_p99": statistics.median(p for _, p in health),
-            "runs": len(reviews)}
+    return {
+        "rate": statistics.median(r for r, _ in reviews),
+        "p99": statistics.median(p for _, p in reviews),
+        "base_rate": statistics.median(r for r, _ in health),
+        "base_p99": statistics.median(p for _, p in health),
+        "runs": len(reviews),
+    }
 
 
 # -- (c) the real API server -----------------------------------------------------------------------
+
 
 def creates_per_second(kube: Kube, namespace: str, pods: int) -> float:
     template = corpus()["vllm"]
@@ -213,8 +260,9 @@ def creates_per_second(kube: Kube, namespace: str, pods: int) -> float:
                     return
             for attempt in range(3):
                 try:
-                    kube.request("POST", f"/api/v1/namespaces/{namespace}/pods",
-                                 body=json.loads(body))
+                    kube.request(
+                        "POST", f"/api/v1/namespaces/{namespace}/pods", body=json.loads(body)
+                    )
                     break
                 except ApiError as exc:
                     # etcd on a busy shared machine now and then answers "please try again"
@@ -235,28 +283,40 @@ def creates_per_second(kube: Kube, namespace: str, pods: int) -> float:
     return pods / elapsed
 
 
-def api_server(workdir: Path, pods: int, rounds: int, *,
-               cpus: frozenset[int] | None = None) -> dict[str, float]:
+def api_server(
+    workdir: Path, pods: int, rounds: int, *, cpus: frozenset[int] | None = None
+) -> dict[str, float]:
     ensure_binaries()
     certs = make_certs(workdir / "certs")
     with LocalCluster(workdir / "cluster", cpus=cpus) as cluster:
         kube = Kube(load_api_client(str(cluster.kubeconfig)))
         label = uuid.uuid4().hex[:8]
         for name, labels in (("plain", {}), ("webhooked", {"bench.headroom.dev/webhook": label})):
-            kube.request("POST", "/api/v1/namespaces",
-                         body={"metadata": {"name": name, "labels": labels}})
+            kube.request(
+                "POST", "/api/v1/namespaces", body={"metadata": {"name": name, "labels": labels}}
+            )
             _wait_for_default_account(kube, name)
         server = webhook_server(workdir, PROFILES_FILE, certs=certs, extra=SERVER_FLAGS).start()
         try:
-            cluster.kubectl("apply", "-f", "-", input_text=json.dumps(_registration(
-                server.port, (certs / "cabundle.txt").read_text().strip(), label)))
+            cluster.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input_text=json.dumps(
+                    _registration(server.port, (certs / "cabundle.txt").read_text().strip(), label)
+                ),
+            )
             _wait_for_webhook(kube)
             creates_per_second(kube, "plain", pods // 4)  # warm up both paths
             creates_per_second(kube, "webhooked", pods // 4)
             assert server.process is not None
-            cpu = CpuMeter({"kube-apiserver": [cluster.processes["kube-apiserver"].popen.pid],
-                            "etcd": [cluster.processes["etcd"].popen.pid],
-                            "webhook": [server.process.pid, *_children(server.process.pid)]})
+            cpu = CpuMeter(
+                {
+                    "kube-apiserver": [cluster.processes["kube-apiserver"].popen.pid],
+                    "etcd": [cluster.processes["etcd"].popen.pid],
+                    "webhook": [server.process.pid, *_children(server.process.pid)],
+                }
+            )
             runs: dict[str, list[float]] = {"plain": [], "webhooked": []}
             for _ in range(rounds):  # alternate, so drift in the machine's load hits both
                 for namespace, rates in runs.items():
@@ -264,8 +324,10 @@ def api_server(workdir: Path, pods: int, rounds: int, *,
                         rates.append(creates_per_second(kube, namespace, pods))
         finally:
             server.stop()
-    result = {"with": statistics.median(runs["webhooked"]),
-              "without": statistics.median(runs["plain"])}
+    result = {
+        "with": statistics.median(runs["webhooked"]),
+        "without": statistics.median(runs["plain"]),
+    }
     for key, milliseconds in cpu.per_create().items():
         result[f"cpu:{key}"] = milliseconds
     return result
@@ -276,8 +338,9 @@ def _wait_for_webhook(kube: Kube) -> None:
     pod["metadata"]["namespace"] = "webhooked"
 
     def mutated() -> bool:
-        created = kube.request("POST", "/api/v1/namespaces/webhooked/pods",
-                               query={"dryRun": "All"}, body=pod)
+        created = kube.request(
+            "POST", "/api/v1/namespaces/webhooked/pods", query={"dryRun": "All"}, body=pod
+        )
         return "headroom.dev/mutated-by" in created["metadata"]["annotations"]
 
     wait_for(mutated, timeout_seconds=30, message="the webhook in use")
@@ -292,8 +355,7 @@ class CpuMeter:
         self.pods: dict[str, int] = {}
 
     def _seconds(self) -> dict[str, float]:
-        return {name: sum(_cpu_seconds(pid) for pid in pids)
-                for name, pids in self.groups.items()}
+        return {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
 
     @contextlib.contextmanager
     def measure(self, phase: str, pods: int) -> Iterator[None]:
@@ -307,8 +369,10 @@ class CpuMeter:
 
     def per_create(self) -> dict[str, float]:
         """Milliseconds of CPU per create, keyed "phase/group"."""
-        return {f"{phase}/{name}": seconds * 1000 / self.pods[phase]
-                for (phase, name), seconds in self.totals.items()}
+        return {
+            f"{phase}/{name}": seconds * 1000 / self.pods[phase]
+            for (phase, name), seconds in self.totals.items()
+        }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -345,23 +409,37 @@ def _wait_for_default_account(kube: Kube, namespace: str) -> None:
 
 def _registration(port: int, ca_bundle: str, label: str) -> dict[str, Any]:
     return {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "headroom-bench"},
-        "webhooks": [{
-            "name": "pods.webhook.headroom.dev", "admissionReviewVersions": ["v1"],
-            "sideEffects": "None", "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded",
-            "timeoutSeconds": 5,
-            # By URL on loopback: no Services or kube-proxy in the LocalCluster.
-            "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": ca_bundle},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"], "scope": "Namespaced"}],
-            "objectSelector": {"matchLabels": {"headroom.dev/managed": "true"}},
-            "namespaceSelector": {"matchLabels": {"bench.headroom.dev/webhook": label}},
-        }],
+        "webhooks": [
+            {
+                "name": "pods.webhook.headroom.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 5,
+                # By URL on loopback: no Services or kube-proxy in the LocalCluster.
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": ca_bundle},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "objectSelector": {"matchLabels": {"headroom.dev/managed": "true"}},
+                "namespaceSelector": {"matchLabels": {"bench.headroom.dev/webhook": label}},
+            }
+        ],
     }
 
 
 # -- the table -------------------------------------------------------------------------------------
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -371,8 +449,11 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=300, help="(c): pods per create run")
     parser.add_argument("--api-rounds", type=int, default=3, help="(c): alternating runs")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--pin", action="store_true",
-                        help="control plane on CPU 0; the webhook, clients and load on CPU 1")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="control plane on CPU 0; the webhook, clients and load on CPU 1",
+    )
     args = parser.parse_args()
     if args.pin:  # this process, and so the webhook and load generators it starts
         os.sched_setaffinity(0, {1})
@@ -382,36 +463,73 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp:
         a = in_process(args.rounds)
         b = over_https(Path(tmp) / "https", args.seconds, generator, args.https_rounds)
-        c = api_server(Path(tmp) / "api", args.pods, args.api_rounds,
-                       cpus=frozenset({0}) if args.pin else None)
+        c = api_server(
+            Path(tmp) / "api", args.pods, args.api_rounds, cpus=frozenset({0}) if args.pin else None
+        )
     ratio = c["with"] / c["without"]
     rows = [
-        ("(a) mutate() alone, p50 / p99", f"{a['mutate_p50']:.3f} / {a['mutate_p99']:.3f} ms",
-         "-", "-", "-"),
-        ("(a) review in process, p50", f"{a['p50']:.3f} ms", f"{a['base_p50']:.3f} ms",
-         f"x{a['p50'] / a['base_p50']:.1f}", "-"),
-        ("(a) review in process, p99", f"{a['p99']:.3f} ms", f"{a['base_p99']:.3f} ms",
-         f"x{a['p99'] / a['base_p99']:.1f}", _verdict(a["p99"] <= 1.0, "<= 1 ms")),
-        (f"(b) HTTPS c={CONCURRENCY} keep-alive, reviews/s", f"{b['rate']:.0f}/s",
-         f"{b['base_rate']:.0f}/s", f"x{b['rate'] / b['base_rate']:.2f}",
-         _verdict(b["rate"] >= 1000, ">= 1000/s")),
-        (f"(b) HTTPS c={CONCURRENCY} keep-alive, p99", f"{b['p99']:.2f} ms",
-         f"{b['base_p99']:.2f} ms", f"x{b['p99'] / b['base_p99']:.2f}",
-         _verdict(b["p99"] <= 10, "<= 10 ms")),
-        ("(c) apiserver pod creates/s", f"{c['with']:.0f}/s", f"{c['without']:.0f}/s",
-         f"x{ratio:.2f}", _verdict(ratio >= 0.85, ">= 0.85")),
-        *[(f"(c) CPU per create: {group}", f"{c[f'cpu:webhooked/{group}']:.2f} ms",
-           f"{c[f'cpu:plain/{group}']:.2f} ms",
-           f"+{c[f'cpu:webhooked/{group}'] - c[f'cpu:plain/{group}']:.2f} ms", "-")
-          for group in ("kube-apiserver", "etcd", "webhook")],
+        (
+            "(a) mutate() alone, p50 / p99",
+            f"{a['mutate_p50']:.3f} / {a['mutate_p99']:.3f} ms",
+            "-",
+            "-",
+            "-",
+        ),
+        (
+            "(a) review in process, p50",
+            f"{a['p50']:.3f} ms",
+            f"{a['base_p50']:.3f} ms",
+            f"x{a['p50'] / a['base_p50']:.1f}",
+            "-",
+        ),
+        (
+            "(a) review in process, p99",
+            f"{a['p99']:.3f} ms",
+            f"{a['base_p99']:.3f} ms",
+            f"x{a['p99'] / a['base_p99']:.1f}",
+            _verdict(a["p99"] <= 1.0, "<= 1 ms"),
+        ),
+        (
+            f"(b) HTTPS c={CONCURRENCY} keep-alive, reviews/s",
+            f"{b['rate']:.0f}/s",
+            f"{b['base_rate']:.0f}/s",
+            f"x{b['rate'] / b['base_rate']:.2f}",
+            _verdict(b["rate"] >= 1000, ">= 1000/s"),
+        ),
+        (
+            f"(b) HTTPS c={CONCURRENCY} keep-alive, p99",
+            f"{b['p99']:.2f} ms",
+            f"{b['base_p99']:.2f} ms",
+            f"x{b['p99'] / b['base_p99']:.2f}",
+            _verdict(b["p99"] <= 10, "<= 10 ms"),
+        ),
+        (
+            "(c) apiserver pod creates/s",
+            f"{c['with']:.0f}/s",
+            f"{c['without']:.0f}/s",
+            f"x{ratio:.2f}",
+            _verdict(ratio >= 0.85, ">= 0.85"),
+        ),
+        *[
+            (
+                f"(c) CPU per create: {group}",
+                f"{c[f'cpu:webhooked/{group}']:.2f} ms",
+                f"{c[f'cpu:plain/{group}']:.2f} ms",
+                f"+{c[f'cpu:webhooked/{group}'] - c[f'cpu:plain/{group}']:.2f} ms",
+                "-",
+            )
+            for group in ("kube-apiserver", "etcd", "webhook")
+        ],
     ]
-    print(f"\nload generator for (b): {generator}; (b) and (c) are medians of "
-          f"{args.https_rounds} and {args.api_rounds} alternating runs; "
-          f"{'pinned: control plane on CPU 0, the rest on CPU 1' if args.pin else 'unpinned'}; "
-          "baselines: (a) "
-          "json.loads+dumps of the same bodies, (b) GET /healthz on the same server and "
-          "connections, (c) the same creates into a namespace the webhook is not registered "
-          f"for; load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
+    print(
+        f"\nload generator for (b): {generator}; (b) and (c) are medians of "
+        f"{args.https_rounds} and {args.api_rounds} alternating runs; "
+        f"{'pinned: control plane on CPU 0, the rest on CPU 1' if args.pin else 'unpinned'}; "
+        "baselines: (a) "
+        "json.loads+dumps of the same bodies, (b) GET /healthz on the same server and "
+        "connections, (c) the same creates into a namespace the webhook is not registered "
+        f"for; load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n"
+    )
     header = ("measure", "Headroom", "baseline", "ratio", "target")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
     for row in [header, tuple("-" * w for w in widths), *rows]:

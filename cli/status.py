@@ -66,20 +66,40 @@ def gather(kube: KubeApi, *, now_unix_seconds: float) -> tuple[list[GpuRow], lis
             continue
         for account in gpu_accounts(NodeSnapshot(name, report, tuple(claims.get(name, ())))):
             gpu = account.gpu
-            rows.append(GpuRow(name, gpu.index, gpu.model, gpu.total_bytes, account.used_bytes,
-                               account.reserved_bytes, account.free_bytes, gpu.healthy,
-                               report.age_seconds(now_unix_seconds)))
-    return rows, [_scaler_row(o) for o in
-                  _list(kube, api.AISCALERS)]
+            rows.append(
+                GpuRow(
+                    name,
+                    gpu.index,
+                    gpu.model,
+                    gpu.total_bytes,
+                    account.used_bytes,
+                    account.reserved_bytes,
+                    account.free_bytes,
+                    gpu.healthy,
+                    report.age_seconds(now_unix_seconds),
+                )
+            )
+    return rows, [_scaler_row(o) for o in _list(kube, api.AISCALERS)]
 
 
 def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
     status = obj.get("status") or {}
-    limited = next((c.get("reason", "") for c in status.get("conditions") or []
-                    if c.get("type") == "ScalingLimited" and c.get("status") == "True"), "")
-    return ScalerRow(obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
-                     status.get("desiredReplicas"), status.get("feasibleReplicas"),
-                     status.get("appliedReplicas"), limited)
+    limited = next(
+        (
+            c.get("reason", "")
+            for c in status.get("conditions") or []
+            if c.get("type") == "ScalingLimited" and c.get("status") == "True"
+        ),
+        "",
+    )
+    return ScalerRow(
+        obj["metadata"].get("namespace", ""),
+        obj["metadata"]["name"],
+        status.get("desiredReplicas"),
+        status.get("feasibleReplicas"),
+        status.get("appliedReplicas"),
+        limited,
+    )
 
 
 def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
@@ -90,8 +110,9 @@ def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
     except Unreachable as exc:
         raise StatusError(f"cannot reach the cluster: {exc}") from exc
     except NotFound as exc:
-        raise StatusError("Headroom's CRDs are not installed in this cluster "
-                          "(kubectl apply -f manifests/crds/)") from exc
+        raise StatusError(
+            "Headroom's CRDs are not installed in this cluster (kubectl apply -f manifests/crds/)"
+        ) from exc
     except ApiError as exc:
         if exc.status in (401, 403):
             raise StatusError(f"no permission to read {path}: {exc}") from exc
@@ -101,22 +122,46 @@ def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
 def render(gpus: Sequence[GpuRow], scalers: Sequence[ScalerRow]) -> str:
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                for r in [header, *rows]]
+        return [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [header, *rows]
+        ]
 
-    lines = table(["NODE", "GPU", "MODEL", "TOTAL", "USED", "RESERVED", "FREE", "HEALTHY",
-                   "REPORT-AGE"],
-                  [[g.node, str(g.gpu), g.model, format_bytes(g.total_bytes),
-                    format_bytes(g.used_bytes), format_bytes(g.reserved_bytes),
-                    format_bytes(g.free_bytes), "yes" if g.healthy else "NO",
-                    f"{g.report_age_seconds:.0f}s"] for g in gpus])
+    lines = table(
+        ["NODE", "GPU", "MODEL", "TOTAL", "USED", "RESERVED", "FREE", "HEALTHY", "REPORT-AGE"],
+        [
+            [
+                g.node,
+                str(g.gpu),
+                g.model,
+                format_bytes(g.total_bytes),
+                format_bytes(g.used_bytes),
+                format_bytes(g.reserved_bytes),
+                format_bytes(g.free_bytes),
+                "yes" if g.healthy else "NO",
+                f"{g.report_age_seconds:.0f}s",
+            ]
+            for g in gpus
+        ],
+    )
     if not gpus:
         lines = ["no GPU reports (is the node agent running?)"]
     lines.append("")
     if scalers:
-        lines += table(["NAMESPACE", "AISCALER", "DESIRED", "FEASIBLE", "APPLIED", "LIMITED"],
-                       [[s.namespace, s.name, _n(s.desired), _n(s.feasible), _n(s.applied),
-                         s.limited or "-"] for s in scalers])
+        lines += table(
+            ["NAMESPACE", "AISCALER", "DESIRED", "FEASIBLE", "APPLIED", "LIMITED"],
+            [
+                [
+                    s.namespace,
+                    s.name,
+                    _n(s.desired),
+                    _n(s.feasible),
+                    _n(s.applied),
+                    s.limited or "-",
+                ]
+                for s in scalers
+            ],
+        )
     else:
         lines.append("no AIScalers")
     return "\n".join(lines)
@@ -128,13 +173,20 @@ def _n(value: int | None) -> str:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "status", help="Show GPU headroom per node and the AIScalers' replica decisions.",
+        "status",
+        help="Show GPU headroom per node and the AIScalers' replica decisions.",
         description="Show, per node and GPU, total, used, reserved and free memory, health and "
-                    "report age; then each AIScaler's desired, feasible and applied replicas. "
-                    "Uses the kubeconfig kubectl would.")
+        "report age; then each AIScaler's desired, feasible and applied replicas. "
+        "Uses the kubeconfig kubectl would.",
+    )
     parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default as kubectl)")
-    parser.add_argument("--output", "-o", choices=["table", "json"], default="table",
-                        help="table (default) or json for scripts")
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or json for scripts",
+    )
     parser.set_defaults(run=run)
 
 
@@ -150,8 +202,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"headroom status: error: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
-        print(json.dumps({"gpus": [asdict(g) for g in gpus],
-                          "aiscalers": [asdict(s) for s in scalers]}, indent=2))
+        print(
+            json.dumps(
+                {"gpus": [asdict(g) for g in gpus], "aiscalers": [asdict(s) for s in scalers]},
+                indent=2,
+            )
+        )
     else:
         print(render(gpus, scalers))
     return 0

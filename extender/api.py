@@ -16,17 +16,25 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 # The collections the extender's watch caches mirror.
-GPUNODES = resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                         plural=names.GPUNODE_PLURAL)
-AISCALERS = resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                          plural=names.AISCALER_PLURAL)
+GPUNODES = resource_path(
+    group=names.API_GROUP, version=names.API_VERSION, plural=names.GPUNODE_PLURAL
+)
+AISCALERS = resource_path(
+    group=names.API_GROUP, version=names.API_VERSION, plural=names.AISCALER_PLURAL
+)
 NODES = resource_path(group="", version="v1", plural="nodes")
 PODS = resource_path(group="", version="v1", plural="pods")
 
 
 def _pod_path(namespace: str, name: str, subresource: str | None = None) -> str:
-    return resource_path(group="", version="v1", plural="pods", namespace=namespace, name=name,
-                         subresource=subresource)
+    return resource_path(
+        group="",
+        version="v1",
+        plural="pods",
+        namespace=namespace,
+        name=name,
+        subresource=subresource,
+    )
 
 
 def get_pod(kube: KubeApi, *, namespace: str, name: str) -> JsonDict:
@@ -39,34 +47,52 @@ def post_binding(kube: KubeApi, *, namespace: str, name: str, binding: JsonDict)
 
 def patch_pod(kube: KubeApi, *, namespace: str, name: str, patch: JsonDict) -> JsonDict:
     """A JSON merge patch of the pod (the requeuer's annotation)."""
-    return kube.request("PATCH", _pod_path(namespace, name), body=patch,
-                        content_type=MERGE_PATCH)
+    return kube.request("PATCH", _pod_path(namespace, name), body=patch, content_type=MERGE_PATCH)
 
 
 def patch_pod_status(kube: KubeApi, *, namespace: str, name: str, patch: JsonDict) -> JsonDict:
     """A strategic merge patch of the pod's status: conditions merge by type, so the others
     stay as they are."""
-    return kube.request("PATCH", _pod_path(namespace, name, "status"), body=patch,
-                        content_type=STRATEGIC_MERGE_PATCH)
+    return kube.request(
+        "PATCH",
+        _pod_path(namespace, name, "status"),
+        body=patch,
+        content_type=STRATEGIC_MERGE_PATCH,
+    )
 
 
 def read_lease(kube: KubeApi, *, namespace: str, name: str, timeout_seconds: float) -> JsonDict:
-    return kube.request("GET", resource_path(group="coordination.k8s.io", version="v1",
-                                             plural="leases", namespace=namespace, name=name),
-                        timeout_seconds=timeout_seconds)
+    return kube.request(
+        "GET",
+        resource_path(
+            group="coordination.k8s.io",
+            version="v1",
+            plural="leases",
+            namespace=namespace,
+            name=name,
+        ),
+        timeout_seconds=timeout_seconds,
+    )
 
 
-def patch_scaler_status(kube: KubeApi, *, namespace: str, name: str,
-                        status: JsonDict) -> JsonDict:
-    path = resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                         plural=names.AISCALER_PLURAL, namespace=namespace, name=name,
-                         subresource="status")
+def patch_scaler_status(kube: KubeApi, *, namespace: str, name: str, status: JsonDict) -> JsonDict:
+    path = resource_path(
+        group=names.API_GROUP,
+        version=names.API_VERSION,
+        plural=names.AISCALER_PLURAL,
+        namespace=namespace,
+        name=name,
+        subresource="status",
+    )
     return kube.request("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
 
 def post_event(kube: KubeApi, *, namespace: str, event: JsonDict) -> JsonDict:
-    return kube.request("POST", resource_path(group="", version="v1", plural="events",
-                                              namespace=namespace), body=event)
+    return kube.request(
+        "POST",
+        resource_path(group="", version="v1", plural="events", namespace=namespace),
+        body=event,
+    )
 
 
 def group_path(api_version: str) -> str:
@@ -82,8 +108,9 @@ def api_resources(kube: KubeApi, api_version: str) -> JsonDict:
 def object_path(api_version: str, *, namespace: str, plural: str, name: str) -> str:
     """The path of a namespaced object of any group: a scaler target."""
     group, _, version = api_version.rpartition("/")
-    return resource_path(group=group, version=version, plural=plural, namespace=namespace,
-                         name=name)
+    return resource_path(
+        group=group, version=version, plural=plural, namespace=namespace, name=name
+    )
 
 
 def get_target(kube: KubeApi, path: str) -> JsonDict:
@@ -95,13 +122,23 @@ def get_scale(kube: KubeApi, target_path: str) -> JsonDict:
 
 
 def patch_scale(kube: KubeApi, target_path: str, *, replicas: int) -> JsonDict:
-    return kube.request("PATCH", f"{target_path}/scale", body={"spec": {"replicas": replicas}},
-                        content_type=MERGE_PATCH)
+    return kube.request(
+        "PATCH",
+        f"{target_path}/scale",
+        body={"spec": {"replicas": replicas}},
+        content_type=MERGE_PATCH,
+    )
 
 
 def list_hpas(kube: KubeApi, namespace: str) -> list[Any]:
     """The namespace's HorizontalPodAutoscalers (autoscaling/v1: every cluster serves it)."""
-    listing = kube.request("GET", resource_path(
-        group="autoscaling", version="v1", plural="horizontalpodautoscalers",
-        namespace=namespace))
+    listing = kube.request(
+        "GET",
+        resource_path(
+            group="autoscaling",
+            version="v1",
+            plural="horizontalpodautoscalers",
+            namespace=namespace,
+        ),
+    )
     return list(listing.get("items") or [])

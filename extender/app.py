@@ -83,29 +83,54 @@ def slim_pod(pod: JsonDict) -> JsonDict:
 
     def resources(containers: Any) -> list[JsonDict]:
         # restartPolicy marks a native sidecar, which counts toward the pod's GPUs.
-        return [{k: c[k] for k in ("resources", "restartPolicy") if k in c}
-                for c in containers or [] if isinstance(c, dict)]
+        return [
+            {k: c[k] for k in ("resources", "restartPolicy") if k in c}
+            for c in containers or []
+            if isinstance(c, dict)
+        ]
 
     affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     return {
         # Labels: the AIScaler finds its target's pods here by their selector.
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "labels", "annotations", "creationTimestamp",
-                                          "deletionTimestamp") if k in meta},
-        "spec": {"nodeName": spec.get("nodeName"), "schedulerName": spec.get("schedulerName"),
-                 "containers": resources(spec.get("containers")),
-                 "initContainers": resources(spec.get("initContainers")),
-                 "readinessGates": spec.get("readinessGates") or [],
-                 # Where a parked pod may go, and its place in the queue (the requeuer).
-                 "nodeSelector": spec.get("nodeSelector") or {},
-                 "affinity": {"nodeAffinity": {
-                     "requiredDuringSchedulingIgnoredDuringExecution": required}}
-                 if required else {},
-                 "priority": spec.get("priority") or 0},
-        "status": {"phase": status.get("phase"), "podIP": status.get("podIP"),
-                   "conditions": [c for c in status.get("conditions") or []
-                                  if isinstance(c, dict) and c.get("type") in KEPT_CONDITIONS]},
+        "metadata": {
+            k: meta[k]
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "labels",
+                "annotations",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
+            if k in meta
+        },
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "schedulerName": spec.get("schedulerName"),
+            "containers": resources(spec.get("containers")),
+            "initContainers": resources(spec.get("initContainers")),
+            "readinessGates": spec.get("readinessGates") or [],
+            # Where a parked pod may go, and its place in the queue (the requeuer).
+            "nodeSelector": spec.get("nodeSelector") or {},
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}
+            }
+            if required
+            else {},
+            "priority": spec.get("priority") or 0,
+        },
+        "status": {
+            "phase": status.get("phase"),
+            "podIP": status.get("podIP"),
+            "conditions": [
+                c
+                for c in status.get("conditions") or []
+                if isinstance(c, dict) and c.get("type") in KEPT_CONDITIONS
+            ],
+        },
     }
 
 
@@ -122,8 +147,9 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
 
     def on_pod(event: WatchEvent) -> None:
         view.apply_pod(event)
-        if event.type != DELETED and parked_pods([event.object],
-                                                 scheduler_name=names.SCHEDULER_NAME):
+        if event.type != DELETED and parked_pods(
+            [event.object], scheduler_name=names.SCHEDULER_NAME
+        ):
             for wake in parked:
                 wake()
 
@@ -133,10 +159,15 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
         WatchCache(kube, api.PODS, on_event=on_pod, transform=slim_pod),
     ]
     pods = caches[2]
-    requeuer = Requeuer(kube, view, pods=lambda: pods.snapshot().values(),
-                        ready=lambda: all(c.synced for c in caches),
-                        is_leader=leadership.is_leader,
-                        staleness_seconds=settings.staleness_seconds, policy=settings.policy)
+    requeuer = Requeuer(
+        kube,
+        view,
+        pods=lambda: pods.snapshot().values(),
+        ready=lambda: all(c.synced for c in caches),
+        is_leader=leadership.is_leader,
+        staleness_seconds=settings.staleness_seconds,
+        policy=settings.policy,
+    )
     parked.append(requeuer.on_parked)
 
     def on_leading(leading: bool) -> None:
@@ -148,25 +179,46 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
     leadership.on_change.append(on_leading)
     # Not among the caches readiness waits for: placing pods does not depend on the AIScalers.
     scalers = WatchCache(kube, api.AISCALERS)
-    binder = Binder(kube, view, settings=settings,
-                    pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"))
-    gate = GateController(kube, pods=lambda: pods.snapshot().values(),
-                          report=lambda node: view.snapshot(node).report,
-                          is_leader=leadership.is_leader,
-                          staleness_seconds=settings.staleness_seconds)
-    scaler = ScalerController(kube, view, scalers=lambda: scalers.snapshot().values(),
-                              pods=lambda: pods.snapshot().values(), ready=lambda: pods.synced,
-                              is_leader=leadership.is_leader, settings=settings,
-                              prometheus_url=config.prometheus_url or None,
-                              scale_down_window_seconds=config.scale_down_stabilization_seconds)
-    runtime = Runtime(view=view, settings=settings, leadership=leadership, binder=binder,
-                      requeuer=requeuer, caches=caches,
-                      parts=[*caches, GcFreeze(caches), leadership, requeuer, gate, scalers,
-                             scaler])
+    binder = Binder(
+        kube,
+        view,
+        settings=settings,
+        pod_lookup=lambda namespace, name: pods.get(f"{namespace}/{name}"),
+    )
+    gate = GateController(
+        kube,
+        pods=lambda: pods.snapshot().values(),
+        report=lambda node: view.snapshot(node).report,
+        is_leader=leadership.is_leader,
+        staleness_seconds=settings.staleness_seconds,
+    )
+    scaler = ScalerController(
+        kube,
+        view,
+        scalers=lambda: scalers.snapshot().values(),
+        pods=lambda: pods.snapshot().values(),
+        ready=lambda: pods.synced,
+        is_leader=leadership.is_leader,
+        settings=settings,
+        prometheus_url=config.prometheus_url or None,
+        scale_down_window_seconds=config.scale_down_stabilization_seconds,
+    )
+    runtime = Runtime(
+        view=view,
+        settings=settings,
+        leadership=leadership,
+        binder=binder,
+        requeuer=requeuer,
+        caches=caches,
+        parts=[*caches, GcFreeze(caches), leadership, requeuer, gate, scalers, scaler],
+    )
     runtime.metrics.track(
-        reservations=view.reservations, leader=leadership.is_leader,
-        requeued=lambda: requeuer.nudged, scaler_reconciles=lambda: scaler.reconciled,
-        cache_sync={c.path.rsplit("/", 1)[-1]: _last_sync(c) for c in caches})
+        reservations=view.reservations,
+        leader=leadership.is_leader,
+        requeued=lambda: requeuer.nudged,
+        scaler_reconciles=lambda: scaler.reconciled,
+        cache_sync={c.path.rsplit("/", 1)[-1]: _last_sync(c) for c in caches},
+    )
     return runtime
 
 
@@ -199,8 +251,7 @@ def _last_sync(cache: WatchCache) -> Callable[[], float]:
     return lambda: cache.stats.last_sync_monotonic
 
 
-def create_app(config: ExtenderConfig | None = None, *,
-               runtime: Runtime | None = None) -> Flask:
+def create_app(config: ExtenderConfig | None = None, *, runtime: Runtime | None = None) -> Flask:
     """The app over a new Runtime built from `config`, or over the given one."""
     if runtime is None:
         if config is None:
@@ -263,8 +314,14 @@ def filter_verb() -> Any:
         if refusal:
             return jsonify(Error=refusal)
         try:
-            outcome = filter_nodes(pod, node_names, nodes, summaries=rt.view.summaries,
-                                   now_unix_seconds=rt.clock(), settings=rt.settings)
+            outcome = filter_nodes(
+                pod,
+                node_names,
+                nodes,
+                summaries=rt.view.summaries,
+                now_unix_seconds=rt.clock(),
+                settings=rt.settings,
+            )
         except (DemandError, PolicyError) as exc:
             return jsonify(Error=str(exc))
         for kind, count in outcome.counts.items():
@@ -284,8 +341,7 @@ def prioritize_verb() -> Any:
         if refusal:  # the scheduler ignores a failed prioritize and goes on without it
             return jsonify(error=refusal), 503
         try:
-            scores = prioritize(pod, node_names, summaries=rt.view.summaries,
-                                settings=rt.settings)
+            scores = prioritize(pod, node_names, summaries=rt.view.summaries, settings=rt.settings)
         except (DemandError, PolicyError) as exc:
             return bad_request("prioritize", str(exc))
         return jsonify(scores)

@@ -34,9 +34,15 @@ class BindRefused(Exception):
 
 
 class Binder:
-    def __init__(self, kube: KubeApi, view: ClusterView, *, settings: Settings,
-                 clock: Callable[[], float] = time.time,
-                 pod_lookup: PodLookup = lambda namespace, name: None) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        view: ClusterView,
+        *,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        pod_lookup: PodLookup = lambda namespace, name: None,
+    ) -> None:
         self.kube = kube
         self.view = view
         self.settings = settings
@@ -48,8 +54,13 @@ class Binder:
         try:
             self._bind(args)
         except BindRefused as exc:
-            log.info("bind %s/%s to %s refused: %s", args["PodNamespace"], args["PodName"],
-                     args["Node"], exc)
+            log.info(
+                "bind %s/%s to %s refused: %s",
+                args["PodNamespace"],
+                args["PodName"],
+                args["Node"],
+                exc,
+            )
             return ExtenderBindingResult(Error=str(exc))
         return ExtenderBindingResult(Error="")
 
@@ -77,16 +88,20 @@ class Binder:
             self.view.release(args["PodUID"])
             raise
 
-    def _reserve(self, args: ExtenderBindingArgs, demand: GpuDemand, *,
-                 policy: Any) -> PodClaim:
+    def _reserve(self, args: ExtenderBindingArgs, demand: GpuDemand, *, policy: Any) -> PodClaim:
         uid, node = args["PodUID"], args["Node"]
         with self._lock:
             earlier = self.view.inflight(uid)
             if earlier is not None and earlier[0] == node:
                 return earlier[1]  # a retry: keep the GPUs chosen the first time
             self.view.release(uid)  # an earlier attempt on another node
-            verdict = fit(demand, self.view.snapshot(node), now_unix_seconds=self.clock(),
-                          staleness_seconds=self.settings.staleness_seconds, policy=policy)
+            verdict = fit(
+                demand,
+                self.view.snapshot(node),
+                now_unix_seconds=self.clock(),
+                staleness_seconds=self.settings.staleness_seconds,
+                policy=policy,
+            )
             if not isinstance(verdict, Fit):
                 raise BindRefused(f"{node} no longer fits: {verdict.message}")
             # Exclusive pods get their GPUs from the device plugin; Headroom only counts them.
@@ -107,13 +122,20 @@ class Binder:
         # The API server copies a Binding's annotations onto the pod as it binds it: the GPUs
         # and the node are recorded in one write, and no pod is ever seen with one but not the
         # other.
-        binding = {"apiVersion": "v1", "kind": "Binding",
-                   "metadata": {"name": args["PodName"], "uid": args["PodUID"],
-                                "annotations": annotations},
-                   "target": {"apiVersion": "v1", "kind": "Node", "name": args["Node"]}}
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {
+                "name": args["PodName"],
+                "uid": args["PodUID"],
+                "annotations": annotations,
+            },
+            "target": {"apiVersion": "v1", "kind": "Node", "name": args["Node"]},
+        }
         try:
-            api.post_binding(self.kube, namespace=args["PodNamespace"], name=args["PodName"],
-                             binding=binding)
+            api.post_binding(
+                self.kube, namespace=args["PodNamespace"], name=args["PodName"], binding=binding
+            )
         except Conflict as exc:
             if self._bound_to(args) == args["Node"]:
                 return  # our own earlier attempt landed

@@ -22,27 +22,54 @@ APP = "extender.app:create_app"  # called with the ExtenderConfig
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("extender", help=EXTENDER_HELP,
-                                   description=EXTENDER_DESCRIPTION)
+    parser = subparsers.add_parser("extender", help=EXTENDER_HELP, description=EXTENDER_DESCRIPTION)
     add = parser.add_argument
-    add("--kubeconfig", metavar="FILE",
-        help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
-    add("--policy", choices=["binpack", "spread"], default="binpack",
-        help="how nodes are scored when a pod does not choose (default: binpack)")
-    add("--staleness-seconds", type=float, default=names.DEFAULT_STALENESS_SECONDS,
-        metavar="SECONDS", help="a GPU report older than this makes its node unfit "
-        f"(default: {names.DEFAULT_STALENESS_SECONDS:.0f})")
-    add("--leader-lease", metavar="NAMESPACE/NAME", default="",
+    add(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
+    add(
+        "--policy",
+        choices=["binpack", "spread"],
+        default="binpack",
+        help="how nodes are scored when a pod does not choose (default: binpack)",
+    )
+    add(
+        "--staleness-seconds",
+        type=float,
+        default=names.DEFAULT_STALENESS_SECONDS,
+        metavar="SECONDS",
+        help="a GPU report older than this makes its node unfit "
+        f"(default: {names.DEFAULT_STALENESS_SECONDS:.0f})",
+    )
+    add(
+        "--leader-lease",
+        metavar="NAMESPACE/NAME",
+        default="",
         help="the Lease of the kube-scheduler beside this extender; the extender acts while "
-             "that scheduler leads (default: none, always act)")
-    add("--prometheus-url", metavar="URL", default="",
+        "that scheduler leads (default: none, always act)",
+    )
+    add(
+        "--prometheus-url",
+        metavar="URL",
+        default="",
         help="the Prometheus the AIScalers' `prometheus` metrics ask when they name no "
-             "serverAddress (default: none)")
-    add("--scale-down-stabilization-seconds", type=int, metavar="SECONDS", default=None,
-        help="the scale-down stabilisation window of AIScalers that set none (default: 300, "
-             "HPA's)")
-    add("--identity", metavar="NAME", default="",
-        help="this pod's name, as the scheduler writes it in the Lease (default: hostname)")
+        "serverAddress (default: none)",
+    )
+    add(
+        "--scale-down-stabilization-seconds",
+        type=int,
+        metavar="SECONDS",
+        default=None,
+        help="the scale-down stabilisation window of AIScalers that set none (default: 300, HPA's)",
+    )
+    add(
+        "--identity",
+        metavar="NAME",
+        default="",
+        help="this pod's name, as the scheduler writes it in the Lease (default: hostname)",
+    )
     add_arguments(parser, default_bind="127.0.0.1:8888")  # a sidecar: localhost only
     parser.set_defaults(run=run)
 
@@ -53,8 +80,10 @@ def check(args: argparse.Namespace) -> str | None:
 
     problem = ExtenderConfig.from_args(args).problem()
     if problem is None and args.workers != 1:
-        return ("--workers: the extender keeps its reservations in one process; expected 1 "
-                f"(got {args.workers}); use --threads for concurrency")
+        return (
+            "--workers: the extender keeps its reservations in one process; expected 1 "
+            f"(got {args.workers}); use --threads for concurrency"
+        )
     return problem
 
 
@@ -65,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     problem = check(args)
     try:
         # gunicorn's worker imports the app by name and calls create_app(config) with this.
-        options = server.options_from_args(args, app=APP, name="headroom-extender",
-                                           config=ExtenderConfig.from_args(args))
+        options = server.options_from_args(
+            args, app=APP, name="headroom-extender", config=ExtenderConfig.from_args(args)
+        )
         server.validate(options)
     except server.ServeError as exc:
         problem = problem or str(exc)

@@ -46,8 +46,10 @@ class ExtenderConfig:
             return f"--leader-lease: expected NAMESPACE/NAME (got {lease!r})"
         url = urllib.parse.urlsplit(self.prometheus_url)
         if self.prometheus_url and (url.scheme not in ("http", "https") or not url.netloc):
-            return ("--prometheus-url: expected an http(s) URL such as http://prometheus:9090 "
-                    f"(got {self.prometheus_url!r})")
+            return (
+                "--prometheus-url: expected an http(s) URL such as http://prometheus:9090 "
+                f"(got {self.prometheus_url!r})"
+            )
         window = self.scale_down_stabilization_seconds
         if window is not None and not 0 <= window <= MAX_WINDOW_SECONDS:
             return f"--scale-down-stabilization-seconds: expected 0..3600 (got {window})"

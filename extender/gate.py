@@ -36,17 +36,20 @@ class GateCondition:
 
 def has_gate(pod: JsonDict) -> bool:
     gates = (pod.get("spec") or {}).get("readinessGates") or []
-    return any(isinstance(g, dict) and g.get("conditionType") == names.GPU_READY_CONDITION
-               for g in gates)
+    return any(
+        isinstance(g, dict) and g.get("conditionType") == names.GPU_READY_CONDITION for g in gates
+    )
 
 
-def gate_condition(pod: JsonDict, report: NodeReport | None, *, now_unix_seconds: float,
-                   staleness_seconds: float) -> GateCondition:
+def gate_condition(
+    pod: JsonDict, report: NodeReport | None, *, now_unix_seconds: float, staleness_seconds: float
+) -> GateCondition:
     """The gate's condition for a bound pod, given its node's latest report."""
     if report is None:
         return GateCondition("False", "ReportStale", "no GPU report for the pod's node")
-    stale = stale_reason(report, now_unix_seconds=now_unix_seconds,
-                         staleness_seconds=staleness_seconds)
+    stale = stale_reason(
+        report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+    )
     if stale is not None:
         return GateCondition("False", "ReportStale", stale)
     if not report.healthy:
@@ -58,11 +61,15 @@ def gate_condition(pod: JsonDict, report: NodeReport | None, *, now_unix_seconds
     sick = [g for g in mine if not g.healthy]
     if sick:
         gpu = sick[0]
-        return GateCondition("False", "GPUUnhealthy",
-                             f"GPU {gpu.index} ({gpu.uuid}) unhealthy: {gpu.reason or 'unknown'}")
+        return GateCondition(
+            "False",
+            "GPUUnhealthy",
+            f"GPU {gpu.index} ({gpu.uuid}) unhealthy: {gpu.reason or 'unknown'}",
+        )
     if not seen_on:
-        return GateCondition("False", "NotResident",
-                             "the pod's processes are not seen on the node's GPUs yet")
+        return GateCondition(
+            "False", "NotResident", "the pod's processes are not seen on the node's GPUs yet"
+        )
     where = ", ".join(f"GPU {g.index}" for g in seen_on)
     return GateCondition("True", "GPUReady", f"healthy GPUs, pod resident on {where}")
 
@@ -75,10 +82,17 @@ def current_condition(pod: JsonDict) -> tuple[str, str] | None:
 
 
 class GateController:
-    def __init__(self, kube: KubeApi, *, pods: Callable[[], Iterable[JsonDict]],
-                 report: Callable[[str], NodeReport | None], is_leader: Callable[[], bool],
-                 staleness_seconds: float, interval_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        *,
+        pods: Callable[[], Iterable[JsonDict]],
+        report: Callable[[str], NodeReport | None],
+        is_leader: Callable[[], bool],
+        staleness_seconds: float,
+        interval_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.kube = kube
         self.pods = pods
         self.report = report
@@ -96,9 +110,13 @@ class GateController:
         self.worker.stop()
 
     def _run(self) -> None:
-        run_while_leading(self.reconcile, stop=self.worker.stopped,
-                          interval_seconds=self.interval_seconds,
-                          is_leader=self.is_leader, what="gpu-ready gate: reconcile")
+        run_while_leading(
+            self.reconcile,
+            stop=self.worker.stopped,
+            interval_seconds=self.interval_seconds,
+            is_leader=self.is_leader,
+            what="gpu-ready gate: reconcile",
+        )
 
     def reconcile(self) -> int:
         """Bring every gated, bound pod's condition up to date; returns how many changed."""
@@ -107,8 +125,12 @@ class GateController:
             node = (pod.get("spec") or {}).get("nodeName")
             if not node or not has_gate(pod):
                 continue
-            wanted = gate_condition(pod, self.report(str(node)), now_unix_seconds=self.clock(),
-                                    staleness_seconds=self.staleness_seconds)
+            wanted = gate_condition(
+                pod,
+                self.report(str(node)),
+                now_unix_seconds=self.clock(),
+                staleness_seconds=self.staleness_seconds,
+            )
             if current_condition(pod) != (wanted.status, wanted.reason):
                 changed += self._patch(pod, wanted)
         self.updates += changed
@@ -116,16 +138,28 @@ class GateController:
 
     def _patch(self, pod: JsonDict, wanted: GateCondition) -> int:
         meta = pod.get("metadata") or {}
-        condition = {"type": names.GPU_READY_CONDITION, "status": wanted.status,
-                     "reason": wanted.reason, "message": wanted.message,
-                     "lastTransitionTime": format_time(self.clock())}
+        condition = {
+            "type": names.GPU_READY_CONDITION,
+            "status": wanted.status,
+            "reason": wanted.reason,
+            "message": wanted.message,
+            "lastTransitionTime": format_time(self.clock()),
+        }
         # A strategic merge patch merges status.conditions by type: the others stay as they are.
         body = {"metadata": {"uid": meta.get("uid")}, "status": {"conditions": [condition]}}
         try:
-            api.patch_pod_status(self.kube, namespace=str(meta.get("namespace")),
-                                 name=str(meta.get("name")), patch=body)
+            api.patch_pod_status(
+                self.kube,
+                namespace=str(meta.get("namespace")),
+                name=str(meta.get("name")),
+                patch=body,
+            )
         except ApiError as exc:
-            log.info("gpu-ready gate: cannot update %s/%s: %s", meta.get("namespace"),
-                     meta.get("name"), exc)
+            log.info(
+                "gpu-ready gate: cannot update %s/%s: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                exc,
+            )
             return 0
         return 1

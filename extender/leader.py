@@ -27,8 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class Leadership:
-    def __init__(self, kube: KubeApi | None, *, lease: tuple[str, str] | None, identity: str,
-                 poll_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        kube: KubeApi | None,
+        *,
+        lease: tuple[str, str] | None,
+        identity: str,
+        poll_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.kube = kube
         self.lease = lease
         self.identity = identity
@@ -66,9 +73,15 @@ class Leadership:
         assert self.lease is not None and self.kube is not None
         namespace, name = self.lease
         try:
-            spec = api.read_lease(self.kube, namespace=namespace, name=name,
-                                  timeout_seconds=max(1.0, self.poll_seconds * 2)
-                                  ).get("spec") or {}
+            spec = (
+                api.read_lease(
+                    self.kube,
+                    namespace=namespace,
+                    name=name,
+                    timeout_seconds=max(1.0, self.poll_seconds * 2),
+                ).get("spec")
+                or {}
+            )
         except ApiError:
             return False
         holder = str(spec.get("holderIdentity") or "")
@@ -81,8 +94,14 @@ class Leadership:
         return renewed + float(spec.get("leaseDurationSeconds") or 15) > self.clock()
 
 
-def run_while_leading(work: Callable[[], object], *, stop: threading.Event,
-                      interval_seconds: float, is_leader: Callable[[], bool], what: str) -> None:
+def run_while_leading(
+    work: Callable[[], object],
+    *,
+    stop: threading.Event,
+    interval_seconds: float,
+    is_leader: Callable[[], bool],
+    what: str,
+) -> None:
     """A controller's loop: every interval, while this extender leads, do the work; until stop.
     The loop outlives any one failure (logged), so a bad round never ends the controller."""
     while not stop.wait(interval_seconds):

@@ -62,8 +62,11 @@ def parked_pods(pods: Iterable[Mapping[str, Any]], *, scheduler_name: str) -> li
     found = []
     for pod in pods:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-        if spec.get("nodeName") or spec.get("schedulerName") != scheduler_name or \
-                meta.get("deletionTimestamp"):
+        if (
+            spec.get("nodeName")
+            or spec.get("schedulerName") != scheduler_name
+            or meta.get("deletionTimestamp")
+        ):
             continue
         status = pod.get("status") or {}
         if status.get("phase") not in (None, "Pending") or not _unschedulable(status):
@@ -74,22 +77,38 @@ def parked_pods(pods: Iterable[Mapping[str, Any]], *, scheduler_name: str) -> li
             continue  # the filter refuses it with that message; retrying cannot help
         if demand is None:
             continue
-        found.append(Parked(pod_ref(dict(pod)), demand, spec,
-                            priority=int(spec.get("priority") or 0),
-                            created=str(meta.get("creationTimestamp") or "")))
+        found.append(
+            Parked(
+                pod_ref(dict(pod)),
+                demand,
+                spec,
+                priority=int(spec.get("priority") or 0),
+                created=str(meta.get("creationTimestamp") or ""),
+            )
+        )
     return sorted(found, key=lambda p: p.queue_order)
 
 
 def _unschedulable(status: Mapping[str, Any]) -> bool:
-    return any(isinstance(c, Mapping) and c.get("type") == "PodScheduled"
-               and c.get("status") == "False" and c.get("reason") == "Unschedulable"
-               for c in status.get("conditions") or [])
+    return any(
+        isinstance(c, Mapping)
+        and c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in status.get("conditions") or []
+    )
 
 
-def pods_to_retry(parked: Sequence[Parked], nodes: Sequence[NodeSnapshot], *,
-                  labels: Mapping[str, Mapping[str, str]], now_unix_seconds: float,
-                  staleness_seconds: float, policy: Policy = Policy.BINPACK,
-                  in_flight: frozenset[str] = frozenset()) -> list[Parked]:
+def pods_to_retry(
+    parked: Sequence[Parked],
+    nodes: Sequence[NodeSnapshot],
+    *,
+    labels: Mapping[str, Mapping[str, str]],
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+    in_flight: frozenset[str] = frozenset(),
+) -> list[Parked]:
     """The parked pods that the nodes' headroom can place, placed one after another in queue
     order (each sees the ones before). Pods in `in_flight` (retried moments ago) take their place
     first and are not returned. Pure: a function of the pods and the node snapshots."""
@@ -101,10 +120,18 @@ def pods_to_retry(parked: Sequence[Parked], nodes: Sequence[NodeSnapshot], *,
         key = (entry.demand, repr(_placement_fields(entry.spec)))
         if key in failed:
             continue
-        eligible = [s for s in by_name.values()
-                    if node_matches(entry.spec, node_name=s.name, labels=labels.get(s.name, {}))]
-        placement = place(entry.demand, eligible, now_unix_seconds=now_unix_seconds,
-                          staleness_seconds=staleness_seconds, policy=policy)
+        eligible = [
+            s
+            for s in by_name.values()
+            if node_matches(entry.spec, node_name=s.name, labels=labels.get(s.name, {}))
+        ]
+        placement = place(
+            entry.demand,
+            eligible,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        )
         if placement is None:
             failed.add(key)
             continue
@@ -144,12 +171,21 @@ class RetryBook:
 
 
 class Requeuer:
-    def __init__(self, kube: KubeApi, view: ClusterView, *,
-                 pods: Callable[[], Iterable[JsonDict]], ready: Callable[[], bool],
-                 is_leader: Callable[[], bool], staleness_seconds: float,
-                 policy: Policy = Policy.BINPACK, debounce_seconds: float = 0.3,
-                 sweep_seconds: float = 30.0, in_flight_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        view: ClusterView,
+        *,
+        pods: Callable[[], Iterable[JsonDict]],
+        ready: Callable[[], bool],
+        is_leader: Callable[[], bool],
+        staleness_seconds: float,
+        policy: Policy = Policy.BINPACK,
+        debounce_seconds: float = 0.3,
+        sweep_seconds: float = 30.0,
+        in_flight_seconds: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.kube = kube
         self.view = view
         self.pods = pods
@@ -214,10 +250,14 @@ class Requeuer:
             return 0
         node_names = self.view.schedulable_nodes()
         chosen = pods_to_retry(
-            parked, [self.view.snapshot(n) for n in node_names],
-            labels={n: self.view.node_labels(n) for n in node_names}, now_unix_seconds=now,
-            staleness_seconds=self.staleness_seconds, policy=self.policy,
-            in_flight=self.book.in_flight(now))
+            parked,
+            [self.view.snapshot(n) for n in node_names],
+            labels={n: self.view.node_labels(n) for n in node_names},
+            now_unix_seconds=now,
+            staleness_seconds=self.staleness_seconds,
+            policy=self.policy,
+            in_flight=self.book.in_flight(now),
+        )
         touched = 0
         for entry in chosen:
             if self.book.may_retry(entry.pod.uid, now) and self._touch(entry.pod, now):
@@ -229,9 +269,15 @@ class Requeuer:
         return touched
 
     def _touch(self, pod: PodRef, now: float) -> bool:
-        body = {"metadata": {"uid": pod.uid, "annotations": {
-            # Milliseconds, so two retries within one second still change the pod.
-            names.RETRY_ANNOTATION: f"{now:.3f}"}}}
+        body = {
+            "metadata": {
+                "uid": pod.uid,
+                "annotations": {
+                    # Milliseconds, so two retries within one second still change the pod.
+                    names.RETRY_ANNOTATION: f"{now:.3f}"
+                },
+            }
+        }
         try:
             api.patch_pod(self.kube, namespace=pod.namespace, name=pod.name, patch=body)
         except ApiError as exc:  # gone or replaced: nothing to retry

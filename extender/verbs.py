@@ -44,8 +44,9 @@ def pod_policy(pod: JsonObject, default: Policy) -> Policy:
     try:
         return Policy(value)
     except ValueError as exc:
-        raise PolicyError(names.PLACEMENT_POLICY_ANNOTATION,
-                          f'expected "binpack" or "spread" (got {value!r})') from exc
+        raise PolicyError(
+            names.PLACEMENT_POLICY_ANNOTATION, f'expected "binpack" or "spread" (got {value!r})'
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -57,26 +58,43 @@ class FilterOutcome:
 Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
 
 
-def filter_nodes(pod: JsonObject, node_names: Sequence[str],
-                 nodes: Sequence[JsonObject] | None, *, summaries: Summaries,
-                 now_unix_seconds: float, settings: Settings) -> FilterOutcome:
+def filter_nodes(
+    pod: JsonObject,
+    node_names: Sequence[str],
+    nodes: Sequence[JsonObject] | None,
+    *,
+    summaries: Summaries,
+    now_unix_seconds: float,
+    settings: Settings,
+) -> FilterOutcome:
     """The scheduler's filter verb. DemandError or PolicyError propagate (the caller answers
     them in `Error`)."""
     demand = GpuDemand.from_pod(pod)
     policy = pod_policy(pod, settings.policy)
     if demand is None:  # a pod without GPUs: Headroom has no say
         everyone = ExtenderFilterResult(FailedNodes={}, FailedAndUnresolvableNodes={}, Error="")
-        return FilterOutcome(_answer(everyone, node_names, nodes, range(len(node_names))),
-                             counts={"passed": len(node_names)})
+        return FilterOutcome(
+            _answer(everyone, node_names, nodes, range(len(node_names))),
+            counts={"passed": len(node_names)},
+        )
     passed: list[int] = []
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
     counts: dict[str, int] = {}
-    for i, (name, (summary, error)) in enumerate(zip(node_names, summaries(node_names),
-                                                     strict=True)):
-        verdict: Fit | Reason = Reason(error, kind=ReasonKind.NO_REPORT) if error else \
-            fit_summary(demand, summary, now_unix_seconds=now_unix_seconds,
-                        staleness_seconds=settings.staleness_seconds, policy=policy)
+    for i, (name, (summary, error)) in enumerate(
+        zip(node_names, summaries(node_names), strict=True)
+    ):
+        verdict: Fit | Reason = (
+            Reason(error, kind=ReasonKind.NO_REPORT)
+            if error
+            else fit_summary(
+                demand,
+                summary,
+                now_unix_seconds=now_unix_seconds,
+                staleness_seconds=settings.staleness_seconds,
+                policy=policy,
+            )
+        )
         if isinstance(verdict, Fit):
             passed.append(i)
             continue
@@ -85,13 +103,18 @@ def filter_nodes(pod: JsonObject, node_names: Sequence[str],
         if not verdict.resolvable:
             unresolvable[name] = verdict.message
     counts["passed"] = len(passed)
-    result = ExtenderFilterResult(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable,
-                                  Error="")
+    result = ExtenderFilterResult(
+        FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable, Error=""
+    )
     return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts)
 
 
-def _answer(result: ExtenderFilterResult, node_names: Sequence[str],
-            nodes: Sequence[JsonObject] | None, passed: Iterable[int]) -> ExtenderFilterResult:
+def _answer(
+    result: ExtenderFilterResult,
+    node_names: Sequence[str],
+    nodes: Sequence[JsonObject] | None,
+    passed: Iterable[int],
+) -> ExtenderFilterResult:
     """Names when names were sent, full Node objects when those were."""
     if nodes is None:
         result["NodeNames"] = [node_names[i] for i in passed]
@@ -100,12 +123,15 @@ def _answer(result: ExtenderFilterResult, node_names: Sequence[str],
     return result
 
 
-def prioritize(pod: JsonObject, node_names: Sequence[str], *, summaries: Summaries,
-               settings: Settings) -> list[HostPriority]:
+def prioritize(
+    pod: JsonObject, node_names: Sequence[str], *, summaries: Summaries, settings: Settings
+) -> list[HostPriority]:
     """0..10 per node by the pod's policy. The scheduler asks only about nodes the filter
     passed, so fit is not checked again here; a pod without GPUs scores 0 everywhere."""
     if GpuDemand.from_pod(pod) is None:
         return [HostPriority(Host=name, Score=0) for name in node_names]
     policy = pod_policy(pod, settings.policy)
-    return [HostPriority(Host=name, Score=score_summary(summary, policy=policy))
-            for name, (summary, _) in zip(node_names, summaries(node_names), strict=True)]
+    return [
+        HostPriority(Host=name, Score=score_summary(summary, policy=policy))
+        for name, (summary, _) in zip(node_names, summaries(node_names), strict=True)
+    ]

@@ -40,8 +40,9 @@ class PodRef:
 
 def pod_ref(pod: dict[str, Any]) -> PodRef:
     meta = pod.get("metadata") or {}
-    return PodRef(str(meta.get("uid", "")), str(meta.get("namespace", "")),
-                  str(meta.get("name", "")))
+    return PodRef(
+        str(meta.get("uid", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+    )
 
 
 def claim_of(pod: dict[str, Any]) -> PodClaim | None:
@@ -56,8 +57,12 @@ def _log_unreadable(uid: str, exc: DemandError) -> None:
 class ClusterView:
     """Thread-safe; every method may be called from any thread."""
 
-    def __init__(self, *, inflight_ttl_seconds: float = 120.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        inflight_ttl_seconds: float = 120.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.RLock()
         self._reports: dict[str, NodeReport] = {}
         self._report_errors: dict[str, str] = {}
@@ -85,8 +90,9 @@ class ClusterView:
                 for uid, (node, claim, _) in self._inflight.items():
                     if node == node_name and uid not in claims:
                         claims[uid] = claim
-                cached = NodeSnapshot(node_name, self._reports.get(node_name),
-                                      tuple(claims.values()))
+                cached = NodeSnapshot(
+                    node_name, self._reports.get(node_name), tuple(claims.values())
+                )
                 self._snapshots[node_name] = cached
             return cached
 
@@ -116,8 +122,9 @@ class ClusterView:
     def schedulable_nodes(self) -> list[str]:
         """Nodes that exist, are not cordoned and have a GPU report: where replicas could go."""
         with self._lock:
-            return sorted(n for n in self._nodes if n in self._reports
-                          and n not in self._unschedulable)
+            return sorted(
+                n for n in self._nodes if n in self._reports and n not in self._unschedulable
+            )
 
     def node_labels(self, node_name: str) -> dict[str, str]:
         """The node's labels (for the scaler: where a workload's replicas may go)."""
@@ -235,8 +242,13 @@ class ClusterView:
             except Exception:  # a listener's failure must not break the view
                 log.exception("headroom listener failed")
 
-    def load(self, *, gpunodes: Iterable[dict[str, Any]], nodes: Iterable[dict[str, Any]],
-             pods: Iterable[dict[str, Any]]) -> None:
+    def load(
+        self,
+        *,
+        gpunodes: Iterable[dict[str, Any]],
+        nodes: Iterable[dict[str, Any]],
+        pods: Iterable[dict[str, Any]],
+    ) -> None:
         """Fill the view from lists of objects (tests and benchmarks)."""
         for obj in nodes:
             self.apply_node(WatchEvent("ADDED", obj))

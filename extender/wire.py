@@ -54,8 +54,9 @@ class WireError(FieldError):
 
 def parse_args(body: object) -> tuple[JsonObject, list[str], list[JsonObject] | None]:
     """The pod, the candidate node names, and the full Node objects when those were sent."""
-    args = read_mapping(body, "body", expected="a JSON object (ExtenderArgs)", show=None,
-                        error=WireError)
+    args = read_mapping(
+        body, "body", expected="a JSON object (ExtenderArgs)", show=None, error=WireError
+    )
     pod = args.get("Pod")
     if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
         raise WireError("Pod", "expected a Pod object with metadata")
@@ -73,18 +74,27 @@ def parse_args(body: object) -> tuple[JsonObject, list[str], list[JsonObject] | 
 
 def _node_name(item: object, index: int) -> str:
     where = f"Nodes.items[{index}]"
-    node = read_mapping(item, where, expected="a Node object with metadata.name", show=None,
-                        error=WireError)
-    metadata = read_mapping(node.get("metadata"), f"{where}.metadata",
-                            expected="an object with name", show=None, error=WireError)
-    return read_str(metadata.get("name"), f"{where}.metadata.name", nonempty=True, show=None,
-                    error=WireError)
+    node = read_mapping(
+        item, where, expected="a Node object with metadata.name", show=None, error=WireError
+    )
+    metadata = read_mapping(
+        node.get("metadata"),
+        f"{where}.metadata",
+        expected="an object with name",
+        show=None,
+        error=WireError,
+    )
+    return read_str(
+        metadata.get("name"), f"{where}.metadata.name", nonempty=True, show=None, error=WireError
+    )
 
 
 def parse_binding(body: object) -> ExtenderBindingArgs:
-    args = read_mapping(body, "body", expected="a JSON object (ExtenderBindingArgs)", show=None,
-                        error=WireError)
+    args = read_mapping(
+        body, "body", expected="a JSON object (ExtenderBindingArgs)", show=None, error=WireError
+    )
     pod_name, namespace, uid, node = (
         read_str(args.get(key), key, nonempty=True, show=None, error=WireError)
-        for key in ("PodName", "PodNamespace", "PodUID", "Node"))
+        for key in ("PodName", "PodNamespace", "PodUID", "Node")
+    )
     return ExtenderBindingArgs(PodName=pod_name, PodNamespace=namespace, PodUID=uid, Node=node)

@@ -9,8 +9,13 @@ import random
 class Backoff:
     """Exponential backoff, full jitter: the n-th delay is uniform in [0, min(cap, base*2^n)]."""
 
-    def __init__(self, *, initial_seconds: float = 0.5, max_seconds: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        initial_seconds: float = 0.5,
+        max_seconds: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.initial_seconds = initial_seconds
         self.max_seconds = max_seconds
         self.failures = 0

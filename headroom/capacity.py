@@ -66,8 +66,15 @@ class _Node:
     only lower them (claims commit memory and take GPUs; it never frees any), so a node whose
     bound is below a need is skipped without being summarised."""
 
-    __slots__ = ("best_bound", "exclusive_bound", "name", "reported_at_unix_seconds",
-                 "shared_bound", "snapshot", "totals_bound")
+    __slots__ = (
+        "best_bound",
+        "exclusive_bound",
+        "name",
+        "reported_at_unix_seconds",
+        "shared_bound",
+        "snapshot",
+        "totals_bound",
+    )
 
     def __init__(self, snapshot: NodeSnapshot, report: NodeReport) -> None:
         self.snapshot, self.name = snapshot, snapshot.name
@@ -93,8 +100,9 @@ class CapacityIndex(Sequence[NodeSnapshot]):
     Not thread-safe; one controller thread asks it.
     """
 
-    def __init__(self, snapshots: Iterable[NodeSnapshot], *,
-                 previous: CapacityIndex | None = None) -> None:
+    def __init__(
+        self, snapshots: Iterable[NodeSnapshot], *, previous: CapacityIndex | None = None
+    ) -> None:
         self._snapshots = tuple(snapshots)
         self._nodes: list[_Node] = []
         self._by_name: dict[str, _Node] = {}
@@ -132,15 +140,27 @@ class CapacityIndex(Sequence[NodeSnapshot]):
             found = self.summaries[node.name] = summarize(node.snapshot)
         return found
 
-    def copies(self, demand: GpuDemand, wanted: int, *, now_unix_seconds: float,
-               staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Copies:
+    def copies(
+        self,
+        demand: GpuDemand,
+        wanted: int,
+        *,
+        now_unix_seconds: float,
+        staleness_seconds: float,
+        policy: Policy = Policy.BINPACK,
+    ) -> Copies:
         """What `copies_by_placement` answers for these snapshots, without placing one by one."""
         if wanted <= 0:
             return Copies(0)
         if demand.gpu_count < 1 or demand.memory_bytes < 0:  # no real pod asks this: the reference
-            return copies_by_placement(demand, wanted, self._snapshots,
-                                       now_unix_seconds=now_unix_seconds,
-                                       staleness_seconds=staleness_seconds, policy=policy)
+            return copies_by_placement(
+                demand,
+                wanted,
+                self._snapshots,
+                now_unix_seconds=now_unix_seconds,
+                staleness_seconds=staleness_seconds,
+                policy=policy,
+            )
         bounds, order = self._free_index(demand.shared, demand.gpu_count)
         filling: list[_Node] = []
         total = 0
@@ -157,13 +177,20 @@ class CapacityIndex(Sequence[NodeSnapshot]):
             if total >= wanted:
                 return Copies(wanted)
             filling.append(node)
-        best_free = self._best_free_elsewhere(demand, now_unix_seconds=now_unix_seconds,
-                                              staleness_seconds=staleness_seconds)
+        best_free = self._best_free_elsewhere(
+            demand, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+        )
         count = 0
         for node in filling:
-            held, free = _fill(node.snapshot, self._summary(node), demand,
-                               now_unix_seconds=now_unix_seconds,
-                               staleness_seconds=staleness_seconds, policy=policy, limit=wanted)
+            held, free = _fill(
+                node.snapshot,
+                self._summary(node),
+                demand,
+                now_unix_seconds=now_unix_seconds,
+                staleness_seconds=staleness_seconds,
+                policy=policy,
+                limit=wanted,
+            )
             count += held
             best_free = max(best_free, free)
         return Copies(count, blocked=True, best_free_bytes=best_free)
@@ -175,27 +202,33 @@ class CapacityIndex(Sequence[NodeSnapshot]):
         key = (shared, gpu_count)
         found = self._by_free.get(key)
         if found is None:
-            bounds = [_kth(n.shared_bound if shared else n.exclusive_bound, gpu_count)
-                      for n in self._nodes]
+            bounds = [
+                _kth(n.shared_bound if shared else n.exclusive_bound, gpu_count)
+                for n in self._nodes
+            ]
             order = sorted(range(len(bounds)), key=bounds.__getitem__, reverse=True)
             found = self._by_free[key] = (bounds, order)
         return found
 
-    def _best_free_elsewhere(self, demand: GpuDemand, *, now_unix_seconds: float,
-                             staleness_seconds: float) -> int:
+    def _best_free_elsewhere(
+        self, demand: GpuDemand, *, now_unix_seconds: float, staleness_seconds: float
+    ) -> int:
         """The most free memory fit's Reason offers on the fresh nodes where no copy fits:
         their best usable GPU, or 0 when no k of their GPUs are big enough ("too small")."""
         if self._by_best is None:
-            self._by_best = sorted(range(len(self._nodes)),
-                                   key=lambda p: self._nodes[p].best_bound, reverse=True)
+            self._by_best = sorted(
+                range(len(self._nodes)), key=lambda p: self._nodes[p].best_bound, reverse=True
+            )
         need, count = demand.memory_bytes, demand.gpu_count
         best = 0
         for position in self._by_best:
             node = self._nodes[position]
             if node.best_bound <= best:
                 break
-            if (now_unix_seconds - node.reported_at_unix_seconds > staleness_seconds
-                    or _kth(node.totals_bound, count) < need):
+            if (
+                now_unix_seconds - node.reported_at_unix_seconds > staleness_seconds
+                or _kth(node.totals_bound, count) < need
+            ):
                 continue  # stale, or too small for sure: fit offers 0
             summary = self._summary(node)
             if _fits_one(summary, demand) or _kth(summary.totals_sorted, count) < need:
@@ -227,18 +260,18 @@ def _copies_on(summary: NodeSummary, demand: GpuDemand, *, policy: Policy, limit
             if held >= limit:
                 return limit
         return held
-    return _replay_shared(list(summary.shared_candidates[start:]), demand, policy=policy,
-                          limit=limit)
+    return _replay_shared(
+        list(summary.shared_candidates[start:]), demand, policy=policy, limit=limit
+    )
 
 
-def _replay_shared(pool: list[Candidate], demand: GpuDemand, *, policy: Policy,
-                   limit: int) -> int:
+def _replay_shared(pool: list[Candidate], demand: GpuDemand, *, policy: Policy, limit: int) -> int:
     """Shared copies on several GPUs each, GPUs chosen as fit chooses (the summary's candidates
     re-sorted after each copy takes its memory off the GPUs it got)."""
     need, count = demand.memory_bytes, demand.gpu_count
     held = 0
     while held < limit:
-        fitting = pool[bisect_left(pool, (need,)):]
+        fitting = pool[bisect_left(pool, (need,)) :]
         if len(fitting) < count:
             break
         if policy is not Policy.BINPACK:
@@ -249,15 +282,27 @@ def _replay_shared(pool: list[Candidate], demand: GpuDemand, *, policy: Policy,
     return held
 
 
-def _fill(snapshot: NodeSnapshot, summary: NodeSummary, demand: GpuDemand, *,
-          now_unix_seconds: float, staleness_seconds: float, policy: Policy,
-          limit: int) -> tuple[int, int]:
+def _fill(
+    snapshot: NodeSnapshot,
+    summary: NodeSummary,
+    demand: GpuDemand,
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy,
+    limit: int,
+) -> tuple[int, int]:
     """Copies placed on the node by itself until none fits (`fit` + `with_claim`, as
     place_replicas), and the best free memory fit's Reason then offers."""
     held = 0
     while held < limit:
-        verdict = fit_summary(demand, summary, now_unix_seconds=now_unix_seconds,
-                              staleness_seconds=staleness_seconds, policy=policy)
+        verdict = fit_summary(
+            demand,
+            summary,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        )
         if not isinstance(verdict, Fit):
             return held, verdict.best_free_bytes
         snapshot = with_claim(snapshot, PodClaim(f"capacity-{held}", demand, verdict.gpu_uuids))
@@ -266,22 +311,38 @@ def _fill(snapshot: NodeSnapshot, summary: NodeSummary, demand: GpuDemand, *,
     return held, 0
 
 
-def copies_by_placement(demand: GpuDemand, wanted: int, snapshots: Sequence[NodeSnapshot], *,
-                        now_unix_seconds: float, staleness_seconds: float,
-                        policy: Policy = Policy.BINPACK) -> Copies:
+def copies_by_placement(
+    demand: GpuDemand,
+    wanted: int,
+    snapshots: Sequence[NodeSnapshot],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+) -> Copies:
     """The reference answer: `place_replicas` one copy at a time, then `fit`'s Reason on every
     node for the best free memory left. Slow over big clusters; the tests compare against it."""
     wanted = max(0, wanted)
-    placements, after = place_replicas(demand, wanted, snapshots,
-                                       now_unix_seconds=now_unix_seconds,
-                                       staleness_seconds=staleness_seconds, policy=policy,
-                                       uid_prefix="feasibility")
+    placements, after = place_replicas(
+        demand,
+        wanted,
+        snapshots,
+        now_unix_seconds=now_unix_seconds,
+        staleness_seconds=staleness_seconds,
+        policy=policy,
+        uid_prefix="feasibility",
+    )
     if len(placements) == wanted:
         return Copies(wanted)
     best_free = 0
     for snapshot in after:
-        verdict = fit(demand, snapshot, now_unix_seconds=now_unix_seconds,
-                      staleness_seconds=staleness_seconds, policy=policy)
+        verdict = fit(
+            demand,
+            snapshot,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        )
         if not isinstance(verdict, Fit):
             best_free = max(best_free, verdict.best_free_bytes)
     return Copies(len(placements), blocked=True, best_free_bytes=best_free)

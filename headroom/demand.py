@@ -116,8 +116,10 @@ def _gpu_limit(spec: JsonObject) -> int:
     it adds to every init container started after it and to the app containers. So the count is
     the larger of (app containers + all sidecars) and, for each ordinary init container, its own
     count plus the sidecars started before it (a sidecar alone counts with those before it)."""
-    app_total = sum(_container_gpus(c, f"spec.containers[{i}]")
-                    for i, c in enumerate(_list(spec.get("containers"))))
+    app_total = sum(
+        _container_gpus(c, f"spec.containers[{i}]")
+        for i, c in enumerate(_list(spec.get("containers")))
+    )
     sidecars_total = init_peak = 0
     for i, container in enumerate(_list(spec.get("initContainers"))):
         gpus = _container_gpus(container, f"spec.initContainers[{i}]")

@@ -42,8 +42,13 @@ def type_name(value: object) -> str:
 
 
 _KIND_PHRASES: Mapping[type, str] = {
-    dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-    float: "a number", type(None): "nothing",
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "nothing",
 }
 
 
@@ -57,77 +62,133 @@ def child(where: str, key: str | int) -> str:
     return f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}"
 
 
-def fail(value: object, field: str, *, expected: str, show: Show = repr,
-         error: ErrorType = FieldError) -> NoReturn:
+def fail(
+    value: object, field: str, *, expected: str, show: Show = repr, error: ErrorType = FieldError
+) -> NoReturn:
     """Raise `error` naming `field`: "expected <expected> (got <shown value>)"."""
     got = "" if show is None else f" (got {show(value)})"
     raise error(field, f"expected {expected}{got}")
 
 
-def read_mapping(value: object, field: str, *, expected: str = "an object",
-                 show: Show = type_name, error: ErrorType = FieldError) -> Mapping[str, Any]:
+def read_mapping(
+    value: object,
+    field: str,
+    *,
+    expected: str = "an object",
+    show: Show = type_name,
+    error: ErrorType = FieldError,
+) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         fail(value, field, expected=expected, show=show, error=error)
     return value
 
 
-def read_optional_mapping(value: object, field: str, *, expected: str = "an object",
-                          show: Show = type_name,
-                          error: ErrorType = FieldError) -> Mapping[str, Any]:
+def read_optional_mapping(
+    value: object,
+    field: str,
+    *,
+    expected: str = "an object",
+    show: Show = type_name,
+    error: ErrorType = FieldError,
+) -> Mapping[str, Any]:
     """Absent (None) reads as the empty object."""
     if value is None:
         return {}
     return read_mapping(value, field, expected=expected, show=show, error=error)
 
 
-def read_list(value: object, field: str, *, expected: str = "a list", show: Show = type_name,
-              error: ErrorType = FieldError) -> list[Any]:
+def read_list(
+    value: object,
+    field: str,
+    *,
+    expected: str = "a list",
+    show: Show = type_name,
+    error: ErrorType = FieldError,
+) -> list[Any]:
     if not isinstance(value, list):
         fail(value, field, expected=expected, show=show, error=error)
     return value
 
 
-def read_optional_list(value: object, field: str, *, expected: str = "a list",
-                       show: Show = type_name, error: ErrorType = FieldError) -> list[Any]:
+def read_optional_list(
+    value: object,
+    field: str,
+    *,
+    expected: str = "a list",
+    show: Show = type_name,
+    error: ErrorType = FieldError,
+) -> list[Any]:
     """Absent (None) reads as the empty list."""
     if value is None:
         return []
     return read_list(value, field, expected=expected, show=show, error=error)
 
 
-def read_str(value: object, field: str, *, nonempty: bool = False, expected: str | None = None,
-             show: Show = repr, error: ErrorType = FieldError) -> str:
+def read_str(
+    value: object,
+    field: str,
+    *,
+    nonempty: bool = False,
+    expected: str | None = None,
+    show: Show = repr,
+    error: ErrorType = FieldError,
+) -> str:
     if not isinstance(value, str) or (nonempty and not value):
         wanted = expected or ("a non-empty string" if nonempty else "a string")
         fail(value, field, expected=wanted, show=show, error=error)
     return value
 
 
-def read_int(value: object, field: str, *, minimum: int | None = None,
-             maximum: int | None = None, expected: str | None = None, show: Show = repr,
-             error: ErrorType = FieldError) -> int:
+def read_int(
+    value: object,
+    field: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    expected: str | None = None,
+    show: Show = repr,
+    error: ErrorType = FieldError,
+) -> int:
     """A whole number (a JSON `true` is not one) within [minimum, maximum]."""
-    if (isinstance(value, bool) or not isinstance(value, int)
-            or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
         wanted = expected or ("an integer" if minimum is None else f"an integer >= {minimum}")
         fail(value, field, expected=wanted, show=show, error=error)
     return value
 
 
-def read_number(value: object, field: str, *, above: float | None = None,
-                expected: str | None = None, show: Show = repr,
-                error: ErrorType = FieldError) -> float:
+def read_number(
+    value: object,
+    field: str,
+    *,
+    above: float | None = None,
+    expected: str | None = None,
+    show: Show = repr,
+    error: ErrorType = FieldError,
+) -> float:
     """A finite number when `above` is given (and then more than it), any number otherwise."""
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or (above is not None and not (math.isfinite(value) and value > above))):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (above is not None and not (math.isfinite(value) and value > above))
+    ):
         wanted = expected or ("a number" if above is None else f"a number > {above:g}")
         fail(value, field, expected=wanted, show=show, error=error)
     return float(value)
 
 
-def read_bool(value: object, field: str, *, expected: str = "true or false",
-              show: Show = repr, error: ErrorType = FieldError) -> bool:
+def read_bool(
+    value: object,
+    field: str,
+    *,
+    expected: str = "true or false",
+    show: Show = repr,
+    error: ErrorType = FieldError,
+) -> bool:
     if not isinstance(value, bool):
         fail(value, field, expected=expected, show=show, error=error)
     return value
@@ -137,18 +198,19 @@ def read_optional_str(value: object, field: str, *, error: ErrorType = FieldErro
     return None if value is None else read_str(value, field, error=error)
 
 
-def read_optional_int(value: object, field: str, *, minimum: int | None = None,
-                      error: ErrorType = FieldError) -> int | None:
+def read_optional_int(
+    value: object, field: str, *, minimum: int | None = None, error: ErrorType = FieldError
+) -> int | None:
     return None if value is None else read_int(value, field, minimum=minimum, error=error)
 
 
-def read_optional_number(value: object, field: str, *,
-                         error: ErrorType = FieldError) -> float | None:
+def read_optional_number(
+    value: object, field: str, *, error: ErrorType = FieldError
+) -> float | None:
     return None if value is None else read_number(value, field, error=error)
 
 
-def read_optional_bool(value: object, field: str, *,
-                       error: ErrorType = FieldError) -> bool | None:
+def read_optional_bool(value: object, field: str, *, error: ErrorType = FieldError) -> bool | None:
     return None if value is None else read_bool(value, field, error=error)
 
 
@@ -162,8 +224,9 @@ class FieldReader:
     with null is read as null (a type error unless the reader is an optional one).
     """
 
-    def __init__(self, raw: Mapping[str, Any], where: str, *,
-                 error: ErrorType = FieldError) -> None:
+    def __init__(
+        self, raw: Mapping[str, Any], where: str, *, error: ErrorType = FieldError
+    ) -> None:
         self.raw = raw
         self.where = where
         self.error = error
@@ -181,8 +244,7 @@ class FieldReader:
         return read_str(self.get(key, default), self.path(key), error=self.error)
 
     def integer(self, key: str, *, minimum: int, default: object = _MISSING) -> int:
-        return read_int(self.get(key, default), self.path(key), minimum=minimum,
-                        error=self.error)
+        return read_int(self.get(key, default), self.path(key), minimum=minimum, error=self.error)
 
     def boolean(self, key: str, *, default: object = _MISSING) -> bool:
         return read_bool(self.get(key, default), self.path(key), error=self.error)

@@ -131,8 +131,11 @@ def ledger(snapshot: NodeSnapshot) -> tuple[list[GpuLedger], int]:
 
 def _add_claim(book: GpuLedger, demand: GpuDemand) -> GpuLedger:
     if demand.shared:
-        return replace(book, committed_bytes=book.committed_bytes + demand.memory_bytes,
-                       shared_pods=book.shared_pods + 1)
+        return replace(
+            book,
+            committed_bytes=book.committed_bytes + demand.memory_bytes,
+            shared_pods=book.shared_pods + 1,
+        )
     return replace(book, held_whole=True)
 
 
@@ -172,13 +175,13 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
     free_total = sum(b.free_bytes for b in available)
     # The best a reason can offer is a GPU no pending claim has taken: a GPU a starting pod
     # will hold whole is not free, however empty its report still shows it.
-    best = max((b for b in available if b.usable), key=lambda b: (b.free_bytes, -b.gpu.index),
-               default=None)
+    best = max(
+        (b for b in available if b.usable), key=lambda b: (b.free_bytes, -b.gpu.index), default=None
+    )
     committed = 1.0 if healthy_total == 0 else min(1.0, max(0.0, 1 - free_total / healthy_total))
 
     def candidates(keep: Callable[[GpuLedger], bool]) -> tuple[Candidate, ...]:
-        return tuple(sorted((b.free_bytes, b.gpu.index, b.gpu.uuid) for b in available
-                            if keep(b)))
+        return tuple(sorted((b.free_bytes, b.gpu.index, b.gpu.uuid) for b in available if keep(b)))
 
     shared, exclusive = candidates(lambda b: b.usable), candidates(lambda b: b.empty)
     return NodeSummary(
@@ -198,46 +201,74 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
     )
 
 
-def _freshness(report: NodeReport | None, *, now_unix_seconds: float,
-               staleness_seconds: float) -> Reason | None:
+def _freshness(
+    report: NodeReport | None, *, now_unix_seconds: float, staleness_seconds: float
+) -> Reason | None:
     if report is None:
         return Reason("no GPU report", kind=ReasonKind.NO_REPORT)
-    stale = stale_reason(report, now_unix_seconds=now_unix_seconds,
-                         staleness_seconds=staleness_seconds)
+    stale = stale_reason(
+        report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+    )
     if stale is not None:
         return Reason(stale, kind=ReasonKind.STALE)
     if not report.healthy:
-        return Reason(f"GPUs unreadable on the node: {report.reason or 'no reason given'}",
-                      kind=ReasonKind.UNREADABLE)
+        return Reason(
+            f"GPUs unreadable on the node: {report.reason or 'no reason given'}",
+            kind=ReasonKind.UNREADABLE,
+        )
     return None
 
 
-def fit(demand: GpuDemand, snapshot: NodeSnapshot, *, now_unix_seconds: float,
-        staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Fit | Reason:
+def fit(
+    demand: GpuDemand,
+    snapshot: NodeSnapshot,
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+) -> Fit | Reason:
     """Whether `demand` fits `snapshot` now; a Fit lists the GPUs `place` would choose."""
-    return fit_summary(demand, summarize(snapshot), now_unix_seconds=now_unix_seconds,
-                       staleness_seconds=staleness_seconds, policy=policy)
+    return fit_summary(
+        demand,
+        summarize(snapshot),
+        now_unix_seconds=now_unix_seconds,
+        staleness_seconds=staleness_seconds,
+        policy=policy,
+    )
 
 
-def fit_summary(demand: GpuDemand, summary: NodeSummary, *, now_unix_seconds: float,
-                staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Fit | Reason:
+def fit_summary(
+    demand: GpuDemand,
+    summary: NodeSummary,
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+) -> Fit | Reason:
     """`fit`, from a node's summary."""
     report = summary.report
-    if report is None or not report.healthy or not is_fresh(
-            report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds):
-        stale = _freshness(report, now_unix_seconds=now_unix_seconds,
-                           staleness_seconds=staleness_seconds)
+    if (
+        report is None
+        or not report.healthy
+        or not is_fresh(
+            report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+        )
+    ):
+        stale = _freshness(
+            report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+        )
         if stale is not None:
             return stale
     if demand.shared:
         pool, frees = summary.shared_candidates, summary.shared_free
     else:
         pool, frees = summary.exclusive_candidates, summary.exclusive_free
-    fitting = pool[bisect_left(frees, demand.memory_bytes):]
+    fitting = pool[bisect_left(frees, demand.memory_bytes) :]
     if len(fitting) >= demand.gpu_count:
         # binpack: the tightest GPUs that still fit; spread: the roomiest.
-        chosen = fitting if policy is Policy.BINPACK else sorted(fitting,
-                                                                 key=lambda c: (-c[0], c[1]))
+        chosen = (
+            fitting if policy is Policy.BINPACK else sorted(fitting, key=lambda c: (-c[0], c[1]))
+        )
         return Fit(tuple(c[2] for c in chosen[: demand.gpu_count]))
     return _reason(demand, summary, room=len(fitting))
 
@@ -255,9 +286,12 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     need = f"needs {demand.describe()}"
     totals = summary.totals_sorted
     if len(totals) - bisect_left(totals, demand.memory_bytes) < demand.gpu_count:
-        return Reason(f"{need}; the node has {len(totals)} GPUs, the largest "
-                      f"{format_bytes(totals[-1] if totals else 0)}", resolvable=False,
-                      kind=ReasonKind.TOO_SMALL)
+        return Reason(
+            f"{need}; the node has {len(totals)} GPUs, the largest "
+            f"{format_bytes(totals[-1] if totals else 0)}",
+            resolvable=False,
+            kind=ReasonKind.TOO_SMALL,
+        )
     best = best_offer(demand, summary)
     parts = [need]
     if demand.gpu_count > 1 and room:
@@ -265,8 +299,11 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     if best is None and summary.best_usable is not None:  # whole GPUs wanted, none empty
         parts.append(f"all {summary.usable} usable GPUs hold shared pods")
     elif best is None:
-        counts = [f"{n} {what}" for n, what in ((summary.held, "held by pods"),
-                                                (summary.unhealthy, "unhealthy")) if n]
+        counts = [
+            f"{n} {what}"
+            for n, what in ((summary.held, "held by pods"), (summary.unhealthy, "unhealthy"))
+            if n
+        ]
         parts.append(f"every GPU is taken ({', '.join(counts)})")
     else:
         parts.append(f"best free {format_bytes(best[0])} on GPU {best[1]} ({best[2]})")
@@ -294,16 +331,27 @@ class Placement:
     gpu_uuids: tuple[str, ...]
 
 
-def place(demand: GpuDemand, snapshots: Iterable[NodeSnapshot], *, now_unix_seconds: float,
-          staleness_seconds: float, policy: Policy = Policy.BINPACK) -> Placement | None:
+def place(
+    demand: GpuDemand,
+    snapshots: Iterable[NodeSnapshot],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+) -> Placement | None:
     """The node and GPUs the scheduler with this extender would pick, or None if none fits.
 
     Ties between equal scores go to the node name that sorts first, so placement is repeatable.
     """
     best: tuple[int, str, Fit] | None = None
     for snapshot in snapshots:
-        verdict = fit(demand, snapshot, now_unix_seconds=now_unix_seconds,
-                      staleness_seconds=staleness_seconds, policy=policy)
+        verdict = fit(
+            demand,
+            snapshot,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        )
         if not isinstance(verdict, Fit):
             continue
         key = (-score(snapshot, policy=policy), snapshot.name, verdict)
@@ -317,10 +365,16 @@ def with_claim(snapshot: NodeSnapshot, claim: PodClaim) -> NodeSnapshot:
     return replace(snapshot, claims=(*snapshot.claims, claim))
 
 
-def place_replicas(demand: GpuDemand, count: int, snapshots: Sequence[NodeSnapshot], *,
-                   now_unix_seconds: float, staleness_seconds: float,
-                   policy: Policy = Policy.BINPACK,
-                   uid_prefix: str = "replica") -> tuple[list[Placement], list[NodeSnapshot]]:
+def place_replicas(
+    demand: GpuDemand,
+    count: int,
+    snapshots: Sequence[NodeSnapshot],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+    uid_prefix: str = "replica",
+) -> tuple[list[Placement], list[NodeSnapshot]]:
     """Place up to `count` copies of one pod one after another, each seeing the ones before.
 
     Returns the placements made (fewer than `count` when the cluster fills) and the snapshots
@@ -329,8 +383,13 @@ def place_replicas(demand: GpuDemand, count: int, snapshots: Sequence[NodeSnapsh
     by_name = {s.name: s for s in snapshots}
     placements: list[Placement] = []
     for i in range(count):
-        placement = place(demand, by_name.values(), now_unix_seconds=now_unix_seconds,
-                          staleness_seconds=staleness_seconds, policy=policy)
+        placement = place(
+            demand,
+            by_name.values(),
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        )
         if placement is None:
             break
         placements.append(placement)

@@ -31,8 +31,9 @@ def bound_node(pod: Mapping[str, Any]) -> str:
     return str((pod.get("spec") or {}).get("nodeName") or "")
 
 
-def claim_of(pod: Mapping[str, Any], *,
-             on_unreadable: UnreadableDemand | None = None) -> PodClaim | None:
+def claim_of(
+    pod: Mapping[str, Any], *, on_unreadable: UnreadableDemand | None = None
+) -> PodClaim | None:
     """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished."""
     if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return None
@@ -50,8 +51,9 @@ def claim_of(pod: Mapping[str, Any], *,
     return PodClaim(uid, demand, assigned_gpus(pod))
 
 
-def claims_by_node(pods: Iterable[Mapping[str, Any]], *,
-                   on_unreadable: UnreadableDemand | None = None) -> dict[str, list[PodClaim]]:
+def claims_by_node(
+    pods: Iterable[Mapping[str, Any]], *, on_unreadable: UnreadableDemand | None = None
+) -> dict[str, list[PodClaim]]:
     """The claims of the pods bound to a node, per node name."""
     claims: dict[str, list[PodClaim]] = {}
     for pod in pods:
@@ -76,7 +78,12 @@ class GpuAccount:
 def gpu_accounts(snapshot: NodeSnapshot) -> list[GpuAccount]:
     """Per GPU of the node's report, used / reserved / free by the extender's accounting."""
     books, _ = ledger(snapshot)
-    return [GpuAccount(book.gpu, book.gpu.used_bytes,
-                       max(0, book.committed_bytes - book.gpu.used_bytes),
-                       max(0, book.gpu.total_bytes - book.committed_bytes))
-            for book in books]
+    return [
+        GpuAccount(
+            book.gpu,
+            book.gpu.used_bytes,
+            max(0, book.committed_bytes - book.gpu.used_bytes),
+            max(0, book.gpu.total_bytes - book.committed_bytes),
+        )
+        for book in books
+    ]

@@ -24,8 +24,11 @@ class QuantityError(FieldError):
 
     def __init__(self, field: str, value: object, problem: str) -> None:
         self.value = value
-        super().__init__(field, f"{problem} (got {value!r}; expected a Kubernetes quantity of "
-                         'bytes such as "20Gi", "512Mi" or "1e9")')
+        super().__init__(
+            field,
+            f"{problem} (got {value!r}; expected a Kubernetes quantity of "
+            'bytes such as "20Gi", "512Mi" or "1e9")',
+        )
 
 
 def _load_parser() -> Callable[[object], Decimal]:
@@ -71,8 +74,14 @@ def parse_bytes(value: object, *, field: str) -> int:
     return int(number)
 
 
-_BINARY_UNITS = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20),
-                 ("Ki", 2**10))
+_BINARY_UNITS = (
+    ("Ei", 2**60),
+    ("Pi", 2**50),
+    ("Ti", 2**40),
+    ("Gi", 2**30),
+    ("Mi", 2**20),
+    ("Ki", 2**10),
+)
 
 
 def format_bytes(n_bytes: int) -> str:

@@ -82,14 +82,17 @@ def is_fresh(report: NodeReport, *, now_unix_seconds: float, staleness_seconds: 
     return now_unix_seconds - report.reported_at_unix_seconds <= staleness_seconds
 
 
-def stale_reason(report: NodeReport, *, now_unix_seconds: float,
-                 staleness_seconds: float) -> str | None:
+def stale_reason(
+    report: NodeReport, *, now_unix_seconds: float, staleness_seconds: float
+) -> str | None:
     """Why the report is too old to act on, in the words filter and gate both give; None when
     it is fresh."""
     if is_fresh(report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds):
         return None
-    return (f"GPU report {report.age_seconds(now_unix_seconds):.0f}s old "
-            f"(stale after {staleness_seconds:.0f}s)")
+    return (
+        f"GPU report {report.age_seconds(now_unix_seconds):.0f}s old "
+        f"(stale after {staleness_seconds:.0f}s)"
+    )
 
 
 def report_to_status(report: NodeReport) -> dict[str, Any]:
@@ -154,14 +157,16 @@ def report_from_status(node_name: str, status: Mapping[str, Any]) -> NodeReport:
     version = reader.integer("schemaVersion", minimum=1)
     if version != REPORT_SCHEMA_VERSION:
         raise ReportError(
-            "status.schemaVersion", f"this Headroom reads version {REPORT_SCHEMA_VERSION} "
-            f"(got {version}); upgrade the extender or the node agents so they match"
+            "status.schemaVersion",
+            f"this Headroom reads version {REPORT_SCHEMA_VERSION} "
+            f"(got {version}); upgrade the extender or the node agents so they match",
         )
     gpus_raw = reader.list("gpus", default=[])
     return NodeReport(
         node_name=node_name,
-        reported_at_unix_seconds=parse_time(status.get("reportTime"), field="status.reportTime",
-                                            error=ReportError),
+        reported_at_unix_seconds=parse_time(
+            status.get("reportTime"), field="status.reportTime", error=ReportError
+        ),
         gpus=tuple(_gpu_from_status(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw)),
         healthy=reader.boolean("healthy", default=True),
         reason=reader.string("reason", default=""),
@@ -170,15 +175,24 @@ def report_from_status(node_name: str, status: Mapping[str, Any]) -> NodeReport:
 
 
 def _gpu_from_status(raw: object, where: str) -> GpuState:
-    r = FieldReader(read_mapping(raw, where, show=None, error=ReportError), where,
-                    error=ReportError)
+    r = FieldReader(
+        read_mapping(raw, where, show=None, error=ReportError), where, error=ReportError
+    )
     pods = []
     for i, p in enumerate(r.list("pods", default=[])):
-        pr = FieldReader(read_mapping(p, f"{where}.pods[{i}]", show=None, error=ReportError),
-                         f"{where}.pods[{i}]", error=ReportError)
-        pods.append(GpuPod(uid=pr.string("uid"), used_bytes=pr.integer("usedBytes", minimum=0),
-                           namespace=pr.string("namespace", default=""),
-                           name=pr.string("name", default="")))
+        pr = FieldReader(
+            read_mapping(p, f"{where}.pods[{i}]", show=None, error=ReportError),
+            f"{where}.pods[{i}]",
+            error=ReportError,
+        )
+        pods.append(
+            GpuPod(
+                uid=pr.string("uid"),
+                used_bytes=pr.integer("usedBytes", minimum=0),
+                namespace=pr.string("namespace", default=""),
+                name=pr.string("name", default=""),
+            )
+        )
     return GpuState(
         index=r.integer("index", minimum=0),
         uuid=r.string("uuid"),

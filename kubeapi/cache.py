@@ -56,12 +56,19 @@ class CacheStats:
 class WatchCache:
     """Mirror of the objects under one collection path, e.g. `/api/v1/pods`."""
 
-    def __init__(self, kube: KubeApi, path: str, *, label_selector: str | None = None,
-                 field_selector: str | None = None,
-                 on_event: Callable[[WatchEvent], None] | None = None,
-                 watch_timeout_seconds: float = 300.0, page_size: int = 500,
-                 backoff: Backoff | None = None,
-                 transform: Callable[[JsonDict], JsonDict] | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        path: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        on_event: Callable[[WatchEvent], None] | None = None,
+        watch_timeout_seconds: float = 300.0,
+        page_size: int = 500,
+        backoff: Backoff | None = None,
+        transform: Callable[[JsonDict], JsonDict] | None = None,
+    ) -> None:
         self.kube = kube
         self.path = path
         self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
@@ -131,8 +138,11 @@ class WatchCache:
                 self.backoff.reset()
             except _Expired:
                 self.stats.expired += 1
-                log.info("watch %s: resourceVersion %s expired; listing again", self.path,
-                         self.resource_version)
+                log.info(
+                    "watch %s: resourceVersion %s expired; listing again",
+                    self.path,
+                    self.resource_version,
+                )
                 need_list = True
             except Exception as exc:  # the loop must outlive any failure; it logs and backs off
                 self.stats.errors += 1
@@ -182,12 +192,18 @@ class WatchCache:
     def _watch(self) -> None:
         # Servers end a watch at timeoutSeconds; jitter spreads reconnects of many clients.
         server_timeout = int(self.watch_timeout_seconds * random.uniform(1.0, 1.5))  # noqa: S311
-        query = {**self.selectors, "watch": True, "resourceVersion": self.resource_version,
-                 "allowWatchBookmarks": True, "timeoutSeconds": server_timeout}
+        query = {
+            **self.selectors,
+            "watch": True,
+            "resourceVersion": self.resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": server_timeout,
+        }
         self.stats.watch_restarts += 1
         try:
-            self._stream = self.kube.watch(self.path, query=query,
-                                           read_timeout_seconds=server_timeout + 30)
+            self._stream = self.kube.watch(
+                self.path, query=query, read_timeout_seconds=server_timeout + 30
+            )
             if self._stop.is_set():  # stop() ran before the stream existed to be closed
                 return
             for event in self._stream:
@@ -224,8 +240,7 @@ class WatchCache:
             self.resource_version = version or self.resource_version
         self.stats.last_sync_monotonic = time.monotonic()
         if kind in (ADDED, MODIFIED, DELETED):
-            self._emit(WatchEvent(MODIFIED if kind == ADDED and before else str(kind), obj,
-                                  before))
+            self._emit(WatchEvent(MODIFIED if kind == ADDED and before else str(kind), obj, before))
 
     def _emit(self, event: WatchEvent) -> None:
         if self.on_event is None:

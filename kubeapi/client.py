@@ -64,8 +64,9 @@ class Unreachable(_Typed):
     STATUS = 0
 
 
-_TYPED: dict[int, type[_Typed]] = {cls.STATUS: cls for cls in (NotFound, Conflict, Gone,
-                                                                 Unreachable)}
+_TYPED: dict[int, type[_Typed]] = {
+    cls.STATUS: cls for cls in (NotFound, Conflict, Gone, Unreachable)
+}
 
 
 def api_error(status: int, message: str, *, reason: str = "") -> ApiError:
@@ -85,23 +86,33 @@ class EventStream(Protocol):
 class KubeApi(Protocol):
     """What components need of the API: `Kube`, or a test's fake."""
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, content_type: str = "application/json",
-                timeout_seconds: float | None = None) -> JsonDict: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_seconds: float | None = None,
+    ) -> JsonDict: ...
 
-    def watch(self, path: str, *, query: Mapping[str, Any],
-              read_timeout_seconds: float) -> EventStream: ...
+    def watch(
+        self, path: str, *, query: Mapping[str, Any], read_timeout_seconds: float
+    ) -> EventStream: ...
 
 
-def load_api_client(kubeconfig: str | None = None, *, context: str | None = None
-                    ) -> client.ApiClient:
+def load_api_client(
+    kubeconfig: str | None = None, *, context: str | None = None
+) -> client.ApiClient:
     """An ApiClient configured as kubectl would be: the given file, $KUBECONFIG, ~/.kube/config,
     else the in-cluster service account."""
     candidates = [kubeconfig] if kubeconfig else _kubeconfig_candidates()
     for path in candidates:
         if path and Path(path).exists():
             api_client: client.ApiClient = config.new_client_from_config(
-                config_file=path, context=context)
+                config_file=path, context=context
+            )
             return api_client
     if kubeconfig:
         raise ConfigException(f"--kubeconfig: no such file {kubeconfig!r}")
@@ -122,8 +133,15 @@ def _kubeconfig_candidates() -> list[str]:
     return paths or [str(Path.home() / ".kube" / "config")]
 
 
-def resource_path(*, group: str, version: str, plural: str, namespace: str | None = None,
-                  name: str | None = None, subresource: str | None = None) -> str:
+def resource_path(
+    *,
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     """The REST path of a collection or object: `/api/v1/...` for the core group."""
     parts = ["/api/v1"] if group == "" else ["/apis", group, version]
     if namespace:
@@ -139,19 +157,33 @@ def resource_path(*, group: str, version: str, plural: str, namespace: str | Non
 class Kube:
     """JSON requests against one cluster."""
 
-    def __init__(self, api_client: client.ApiClient, *,
-                 timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         self.api_client = api_client
         self.timeout_seconds = timeout_seconds
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, content_type: str = "application/json",
-                timeout_seconds: float | None = None) -> JsonDict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_seconds: float | None = None,
+    ) -> JsonDict:
         """Send one request and return the decoded JSON body; raise ApiError (a typed subclass
         where there is one: NotFound, Conflict, Gone, Unreachable) on failure."""
         timeout = timeout_seconds or self.timeout_seconds
-        response = self._send(method, path, query=query, body=body, content_type=content_type,
-                              timeout=(CONNECT_TIMEOUT_SECONDS, timeout))
+        response = self._send(
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+        )
         try:
             data = response.data
         finally:
@@ -161,12 +193,18 @@ class Kube:
         decoded: JsonDict = json.loads(data) if data else {}
         return decoded
 
-    def watch(self, path: str, *, query: Mapping[str, Any],
-              read_timeout_seconds: float) -> WatchStream:
+    def watch(
+        self, path: str, *, query: Mapping[str, Any], read_timeout_seconds: float
+    ) -> WatchStream:
         """Open a streaming GET (a watch). A non-2xx answer raises ApiError with its status."""
-        response = self._send("GET", path, query=query, body=None,
-                              content_type="application/json",
-                              timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout_seconds))
+        response = self._send(
+            "GET",
+            path,
+            query=query,
+            body=None,
+            content_type="application/json",
+            timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout_seconds),
+        )
         if not 200 <= response.status < 300:
             try:
                 raise _error_from(response.status, response.data)
@@ -174,8 +212,16 @@ class Kube:
                 response.release_conn()
         return WatchStream(response)
 
-    def _send(self, method: str, path: str, *, query: Mapping[str, Any] | None, body: Any,
-              content_type: str, timeout: tuple[float, float]) -> urllib3.BaseHTTPResponse:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str,
+        timeout: tuple[float, float],
+    ) -> urllib3.BaseHTTPResponse:
         params: Sequence[tuple[str, Any]] = [
             (k, _query_value(v)) for k, v in (query or {}).items() if v is not None
         ]
@@ -185,15 +231,22 @@ class Kube:
         else:
             payload = None if body is None else json.dumps(body)
         method_, url, headers, _, _ = self.api_client.param_serialize(
-            method=method, resource_path=path, query_params=list(params),
-            header_params=headers, auth_settings=["BearerToken"],
+            method=method,
+            resource_path=path,
+            query_params=list(params),
+            header_params=headers,
+            auth_settings=["BearerToken"],
         )
         pool = self.api_client.rest_client.pool_manager
         try:
             response: urllib3.BaseHTTPResponse = pool.request(
-                method_, url, body=payload, headers=headers,
+                method_,
+                url,
+                body=payload,
+                headers=headers,
                 timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
-                preload_content=False, retries=False,
+                preload_content=False,
+                retries=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(f"{method} {path}: cannot reach the API server: {exc}") from exc

@@ -52,9 +52,16 @@ class AgentConfig:
 class Sampler:
     """NVML + /proc + XID holds -> one NodeReport per call."""
 
-    def __init__(self, node_name: str, *, nvml: Nvml, locator: PodLocator, holds: XidHolds,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        node_name: str,
+        *,
+        nvml: Nvml,
+        locator: PodLocator,
+        holds: XidHolds,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.node_name = node_name
         self.nvml = nvml
         self.locator = locator
@@ -62,8 +69,9 @@ class Sampler:
         self._clock = clock
         self._monotonic = monotonic
         self._known: dict[int, GpuState] = {}  # the last good reading per index
-        self._init_backoff = Backoff(initial_seconds=INIT_RETRY_INITIAL_SECONDS,
-                                     max_seconds=INIT_RETRY_MAX_SECONDS)
+        self._init_backoff = Backoff(
+            initial_seconds=INIT_RETRY_INITIAL_SECONDS, max_seconds=INIT_RETRY_MAX_SECONDS
+        )
         self._next_init = 0.0
         self.unavailable_reason = ""
 
@@ -75,8 +83,9 @@ class Sampler:
             events = self.nvml.drain_events()
         except NvmlUnavailable as exc:
             self._unavailable(str(exc))
-            return unavailable_report(self.node_name, self.unavailable_reason,
-                                      now_unix_seconds=now, known=self._known)
+            return unavailable_report(
+                self.node_name, self.unavailable_reason, now_unix_seconds=now, known=self._known
+            )
         if self.unavailable_reason:
             log.info("NVML readable again (driver %s)", self.nvml.driver_version or "unknown")
             self.unavailable_reason = ""
@@ -89,15 +98,24 @@ class Sampler:
                 pods[pid] = self.locator.pod_uid(pid)
             return pods[pid]
 
-        report = build_report(self.node_name, readings, now_unix_seconds=now, pod_of=pod_of,
-                              holds=self.holds, known=self._known)
+        report = build_report(
+            self.node_name,
+            readings,
+            now_unix_seconds=now,
+            pod_of=pod_of,
+            holds=self.holds,
+            known=self._known,
+        )
         self._remember(readings, report)
         return report
 
-    def _record_xids(self, readings: list[DeviceReading], events: list[XidEvent],
-                     now: float) -> None:
-        uuids = {r.index: r.uuid or (self._known[r.index].uuid if r.index in self._known else "")
-                 for r in readings}
+    def _record_xids(
+        self, readings: list[DeviceReading], events: list[XidEvent], now: float
+    ) -> None:
+        uuids = {
+            r.index: r.uuid or (self._known[r.index].uuid if r.index in self._known else "")
+            for r in readings
+        }
         for event in events:
             uuid = uuids.get(event.index, "")
             if uuid and self.holds.record(uuid, event.xid, now_unix_seconds=now):
@@ -135,8 +153,12 @@ class Sampler:
 
 
 def make_sampler(config: AgentConfig) -> Sampler:
-    return Sampler(config.node_name, nvml=Nvml(), locator=PodLocator(config.proc_root),
-                   holds=XidHolds(config.xid_hold_seconds))
+    return Sampler(
+        config.node_name,
+        nvml=Nvml(),
+        locator=PodLocator(config.proc_root),
+        holds=XidHolds(config.xid_hold_seconds),
+    )
 
 
 def sample_once(config: AgentConfig) -> NodeReport:
@@ -153,22 +175,33 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
         kube = Kube(load_api_client(config.kubeconfig))
     except Exception as exc:  # the client's ConfigException, a broken file: nothing to run with
         raise StartupError(f"cannot load the cluster configuration: {exc}") from exc
-    publisher = Publisher(GpuNodeWriter(kube, config.node_name).write,
-                          deadband_bytes=config.deadband_bytes,
-                          heartbeat_seconds=config.heartbeat_seconds,
-                          interval_seconds=config.interval_seconds)
-    status = AgentStatus(interval_seconds=config.interval_seconds,
-                         heartbeat_seconds=config.heartbeat_seconds,
-                         publish_stats=lambda: publisher.stats)
+    publisher = Publisher(
+        GpuNodeWriter(kube, config.node_name).write,
+        deadband_bytes=config.deadband_bytes,
+        heartbeat_seconds=config.heartbeat_seconds,
+        interval_seconds=config.interval_seconds,
+    )
+    status = AgentStatus(
+        interval_seconds=config.interval_seconds,
+        heartbeat_seconds=config.heartbeat_seconds,
+        publish_stats=lambda: publisher.stats,
+    )
     try:
-        server = MetricsServer(create_app(status), host=config.metrics_host,
-                               port=config.metrics_port).start()
+        server = MetricsServer(
+            create_app(status), host=config.metrics_host, port=config.metrics_port
+        ).start()
     except OSError as exc:
-        raise StartupError(f"--metrics-bind: cannot listen on {config.metrics_host}:"
-                           f"{config.metrics_port}: {exc}") from exc
-    log.info("node agent for %s: sampling every %gs, heartbeat %gs, metrics on %s:%d",
-             config.node_name, config.interval_seconds, config.heartbeat_seconds,
-             config.metrics_host, server.port)
+        raise StartupError(
+            f"--metrics-bind: cannot listen on {config.metrics_host}:{config.metrics_port}: {exc}"
+        ) from exc
+    log.info(
+        "node agent for %s: sampling every %gs, heartbeat %gs, metrics on %s:%d",
+        config.node_name,
+        config.interval_seconds,
+        config.heartbeat_seconds,
+        config.metrics_host,
+        server.port,
+    )
     sampler = make_sampler(config)
     publisher.start()
     try:

@@ -15,8 +15,13 @@ MERGE_PATCH = "application/merge-patch+json"
 
 def gpunode_path(name: str | None = None, *, subresource: str | None = None) -> str:
     """A GPUNode's path; the collection's without a name."""
-    return resource_path(group=names.API_GROUP, version=names.API_VERSION,
-                         plural=names.GPUNODE_PLURAL, name=name, subresource=subresource)
+    return resource_path(
+        group=names.API_GROUP,
+        version=names.API_VERSION,
+        plural=names.GPUNODE_PLURAL,
+        name=name,
+        subresource=subresource,
+    )
 
 
 def get_node(kube: KubeApi, name: str) -> JsonDict:
@@ -37,5 +42,6 @@ def patch_gpunode(kube: KubeApi, name: str, *, patch: JsonDict) -> JsonDict:
 
 
 def patch_gpunode_status(kube: KubeApi, name: str, *, patch: StatusPatch) -> JsonDict:
-    return kube.request("PATCH", gpunode_path(name, subresource="status"), body=patch,
-                        content_type=MERGE_PATCH)
+    return kube.request(
+        "PATCH", gpunode_path(name, subresource="status"), body=patch, content_type=MERGE_PATCH
+    )

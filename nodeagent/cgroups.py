@@ -23,7 +23,8 @@ from pathlib import Path
 _UID = r"[0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12}"
 _POD_SEGMENT = re.compile(rf"(?:^|[-_.])pod(?P<uid>{_UID}|[0-9a-fA-F]{{32}})(?:\.slice)?$")
 _CONTAINER_SEGMENT = re.compile(
-    r"^(?:cri-containerd-|crio-|docker-|containerd-)?(?P<id>[0-9a-fA-F]{64})(?:\.scope)?$")
+    r"^(?:cri-containerd-|crio-|docker-|containerd-)?(?P<id>[0-9a-fA-F]{64})(?:\.scope)?$"
+)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ def seconds(*, minimum: float, example: str) -> Any:
             value = math.nan
         if not math.isfinite(value) or value < minimum:
             raise argparse.ArgumentTypeError(
-                f"expected a number of seconds >= {minimum:g}, such as {example} (got {text!r})")
+                f"expected a number of seconds >= {minimum:g}, such as {example} (got {text!r})"
+            )
         return value
+
     return parse
 
 
@@ -79,27 +81,61 @@ def directory(text: str) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("nodeagent", help=NODEAGENT_HELP,
-                                   description=NODEAGENT_DESCRIPTION)
+    parser = subparsers.add_parser(
+        "nodeagent", help=NODEAGENT_HELP, description=NODEAGENT_DESCRIPTION
+    )
     add = parser.add_argument
-    add("--node-name", metavar="NAME", default=os.environ.get("NODE_NAME"),
-        help="the Node this agent runs on (default: $NODE_NAME; required)")
-    add("--kubeconfig", metavar="FILE",
-        help="kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
-    add("--interval-seconds", type=seconds(minimum=0.1, example="5"), default=5.0,
-        help="how often to read the GPUs (default: 5)")
-    add("--heartbeat-seconds", type=seconds(minimum=1, example="30"), default=30.0,
+    add(
+        "--node-name",
+        metavar="NAME",
+        default=os.environ.get("NODE_NAME"),
+        help="the Node this agent runs on (default: $NODE_NAME; required)",
+    )
+    add(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
+    add(
+        "--interval-seconds",
+        type=seconds(minimum=0.1, example="5"),
+        default=5.0,
+        help="how often to read the GPUs (default: 5)",
+    )
+    add(
+        "--heartbeat-seconds",
+        type=seconds(minimum=1, example="30"),
+        default=30.0,
         help="write the report at least this often, changed or not (default: 30); readers "
-             "treat a report older than 3 heartbeats as stale")
-    add("--deadband", type=byte_quantity, default=256 * 2**20, metavar="QUANTITY",
-        help="memory changes up to this much are not worth a write (default: 256Mi)")
-    add("--proc-root", type=directory, default=Path("/proc"), metavar="DIR",
-        help="where to read <pid>/cgroup (default: /proc; needs the host PID namespace)")
-    add("--xid-hold-seconds", type=seconds(minimum=0, example="600"), default=600.0,
-        help="how long a critical XID keeps its GPU unhealthy (default: 600; 0 ignores XIDs)")
-    add("--metrics-bind", type=host_port, default=host_port(DEFAULT_METRICS_BIND),
-        metavar="HOST:PORT", help=f"where to serve /metrics, /healthz, /livez "
-                                  f"(default: {DEFAULT_METRICS_BIND})")
+        "treat a report older than 3 heartbeats as stale",
+    )
+    add(
+        "--deadband",
+        type=byte_quantity,
+        default=256 * 2**20,
+        metavar="QUANTITY",
+        help="memory changes up to this much are not worth a write (default: 256Mi)",
+    )
+    add(
+        "--proc-root",
+        type=directory,
+        default=Path("/proc"),
+        metavar="DIR",
+        help="where to read <pid>/cgroup (default: /proc; needs the host PID namespace)",
+    )
+    add(
+        "--xid-hold-seconds",
+        type=seconds(minimum=0, example="600"),
+        default=600.0,
+        help="how long a critical XID keeps its GPU unhealthy (default: 600; 0 ignores XIDs)",
+    )
+    add(
+        "--metrics-bind",
+        type=host_port,
+        default=host_port(DEFAULT_METRICS_BIND),
+        metavar="HOST:PORT",
+        help=f"where to serve /metrics, /healthz, /livez (default: {DEFAULT_METRICS_BIND})",
+    )
     add("--once", action="store_true", help="print one report as JSON and exit; writes nothing")
     parser.set_defaults(run=run)
 
@@ -112,25 +148,38 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     node_name = args.node_name or ""
     if not node_name:
-        return _fail("--node-name: required (or set NODE_NAME, as the DaemonSet does from "
-                     "spec.nodeName)")
+        return _fail(
+            "--node-name: required (or set NODE_NAME, as the DaemonSet does from spec.nodeName)"
+        )
     if len(node_name) > 253 or not _DNS_SUBDOMAIN.fullmatch(node_name):
-        return _fail(f"--node-name: expected a Node name (lower-case RFC 1123 subdomain, at most "
-                     f"253 characters) (got {node_name!r})")
+        return _fail(
+            f"--node-name: expected a Node name (lower-case RFC 1123 subdomain, at most "
+            f"253 characters) (got {node_name!r})"
+        )
     if args.heartbeat_seconds < args.interval_seconds:
-        return _fail(f"--heartbeat-seconds: must be at least --interval-seconds "
-                     f"({args.interval_seconds:g}) (got {args.heartbeat_seconds:g})")
-    logging.basicConfig(level=logging.WARNING if args.once else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _fail(
+            f"--heartbeat-seconds: must be at least --interval-seconds "
+            f"({args.interval_seconds:g}) (got {args.heartbeat_seconds:g})"
+        )
+    logging.basicConfig(
+        level=logging.WARNING if args.once else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Imported here: pynvml, prometheus_client and the Kubernetes client load only to run.
     from nodeagent.agent import AgentConfig, StartupError, run_agent, sample_once  # noqa: PLC0415
 
     config = AgentConfig(
-        node_name=node_name, interval_seconds=args.interval_seconds,
-        heartbeat_seconds=args.heartbeat_seconds, deadband_bytes=args.deadband,
-        proc_root=args.proc_root, xid_hold_seconds=args.xid_hold_seconds,
-        metrics_host=args.metrics_bind[0], metrics_port=args.metrics_bind[1],
-        kubeconfig=args.kubeconfig)
+        node_name=node_name,
+        interval_seconds=args.interval_seconds,
+        heartbeat_seconds=args.heartbeat_seconds,
+        deadband_bytes=args.deadband,
+        proc_root=args.proc_root,
+        xid_hold_seconds=args.xid_hold_seconds,
+        metrics_host=args.metrics_bind[0],
+        metrics_port=args.metrics_bind[1],
+        kubeconfig=args.kubeconfig,
+    )
     if args.once:
         from headroom.report import report_to_status  # noqa: PLC0415
 

@@ -62,8 +62,10 @@ class AgentStatus:
             publish_ok = age < recent
         return nvml_ok and publish_ok, {
             "nvml": "ok" if nvml_ok else (report.reason if report else "not sampled yet"),
-            "lastPublishAgeSeconds": age, "lastPublishError": stats.last_error,
-            "publishRecent": publish_ok}
+            "lastPublishAgeSeconds": age,
+            "lastPublishError": stats.last_error,
+            "publishRecent": publish_ok,
+        }
 
     def alive(self) -> bool:
         last = self.last_sample_monotonic or self.started_monotonic
@@ -77,20 +79,28 @@ class AgentCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         report, stats = self.status.report, self.status.publish_stats()
         yield from _gpu_metrics(report)
-        up = GaugeMetricFamily("headroom_nodeagent_nvml_up",
-                               "1 when NVML could be read at the last sample")
+        up = GaugeMetricFamily(
+            "headroom_nodeagent_nvml_up", "1 when NVML could be read at the last sample"
+        )
         up.add_metric([], 1.0 if report is not None and report.healthy else 0.0)
         yield up
-        age = GaugeMetricFamily("headroom_nodeagent_report_age_seconds",
-                                "seconds since the sample of the last report written")
+        age = GaugeMetricFamily(
+            "headroom_nodeagent_report_age_seconds",
+            "seconds since the sample of the last report written",
+        )
         if stats.last_published is not None:
             age.add_metric([], stats.last_published.age_seconds(time.time()))
         yield age
-        yield CounterMetricFamily("headroom_nodeagent_publishes",
-                                  "GPUNode status writes that succeeded", value=stats.publishes)
-        yield CounterMetricFamily("headroom_nodeagent_publish_errors",
-                                  "GPUNode writes that failed (each is retried)",
-                                  value=stats.errors)
+        yield CounterMetricFamily(
+            "headroom_nodeagent_publishes",
+            "GPUNode status writes that succeeded",
+            value=stats.publishes,
+        )
+        yield CounterMetricFamily(
+            "headroom_nodeagent_publish_errors",
+            "GPUNode writes that failed (each is retried)",
+            value=stats.errors,
+        )
 
 
 def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
@@ -102,8 +112,9 @@ def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
     free = family("headroom_gpu_memory_free_bytes", "GPU memory free")
     healthy = family("headroom_gpu_healthy", "1 when the GPU is healthy")
     util = family("headroom_gpu_utilization_ratio", "share of time a kernel ran (0..1)")
-    mem_util = family("headroom_gpu_memory_utilization_ratio",
-                      "share of time memory was read or written (0..1)")
+    mem_util = family(
+        "headroom_gpu_memory_utilization_ratio", "share of time memory was read or written (0..1)"
+    )
     temperature = family("headroom_gpu_temperature_celsius", "GPU temperature")
     power = family("headroom_gpu_power_watts", "GPU power draw")
     for gpu in report.gpus if report else ():
@@ -112,17 +123,20 @@ def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
         used.add_metric(labels, gpu.used_bytes)
         free.add_metric(labels, gpu.free_bytes)
         healthy.add_metric(labels, 1.0 if gpu.healthy else 0.0)
-        for metric, value, scale in ((util, gpu.utilization_percent, 100.0),
-                                     (mem_util, gpu.memory_utilization_percent, 100.0),
-                                     (temperature, gpu.temperature_celsius, 1.0),
-                                     (power, gpu.power_watts, 1.0)):
+        for metric, value, scale in (
+            (util, gpu.utilization_percent, 100.0),
+            (mem_util, gpu.memory_utilization_percent, 100.0),
+            (temperature, gpu.temperature_celsius, 1.0),
+            (power, gpu.power_watts, 1.0),
+        ):
             if value is not None:
                 metric.add_metric(labels, value / scale)
     yield from (total, used, free, healthy, util, mem_util, temperature, power)
 
 
-def create_app(status: AgentStatus, registry: CollectorRegistry | None = None
-               ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def create_app(
+    status: AgentStatus, registry: CollectorRegistry | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """The WSGI app: /metrics from `registry` (a fresh one with the agent's collectors if None)."""
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
@@ -140,8 +154,11 @@ def create_app(status: AgentStatus, registry: CollectorRegistry | None = None
         if path == "/livez":
             alive = status.alive()
             return _json(start_response, 200 if alive else 503, {"ok": alive})
-        return _json(start_response, 404, {"error": f"no such path {path!r}; try /metrics, "
-                                                    "/healthz or /livez"})
+        return _json(
+            start_response,
+            404,
+            {"error": f"no such path {path!r}; try /metrics, /healthz or /livez"},
+        )
 
     return app
 
@@ -149,8 +166,10 @@ def create_app(status: AgentStatus, registry: CollectorRegistry | None = None
 def _json(start_response: StartResponse, code: int, body: dict[str, Any]) -> list[bytes]:
     payload = json.dumps(body).encode()
     reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[code]
-    start_response(f"{code} {reason}", [("Content-Type", "application/json"),
-                                        ("Content-Length", str(len(payload)))])
+    start_response(
+        f"{code} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+    )
     return [payload]
 
 
@@ -172,14 +191,21 @@ class _Server6(_Server):
 class MetricsServer:
     """Serves the app on host:port from a daemon thread; port 0 picks a free one."""
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], *,
-                 host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        *,
+        host: str,
+        port: int,
+    ) -> None:
         server_class = _Server6 if ":" in host else _Server
-        self._server = make_server(host, port, app, server_class=server_class,
-                                   handler_class=_Handler)
+        self._server = make_server(
+            host, port, app, server_class=server_class, handler_class=_Handler
+        )
         self.port: int = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
 
     def start(self) -> MetricsServer:
         self._thread.start()

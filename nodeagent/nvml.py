@@ -49,8 +49,10 @@ def _init_reason(exc: BaseException) -> str:
     if isinstance(exc, pynvml.NVMLError_DriverNotLoaded):
         return "NVIDIA driver not loaded (nvmlInit: Driver Not Loaded)"
     if isinstance(exc, pynvml.NVMLError_NoPermission):
-        return ("no permission to use the GPUs (nvmlInit: Insufficient Permissions): the agent "
-                "cannot open /dev/nvidia*; run it as a user that can")
+        return (
+            "no permission to use the GPUs (nvmlInit: Insufficient Permissions): the agent "
+            "cannot open /dev/nvidia*; run it as a user that can"
+        )
     return f"nvmlInit failed: {describe(exc)}"
 
 
@@ -140,8 +142,7 @@ class Nvml:
             self._event_set = pynvml.nvmlEventSetCreate()
             count = pynvml.nvmlDeviceGetCount()
         except pynvml.NVMLError as exc:
-            log.warning("NVML events unavailable (%s): XID errors will not be seen",
-                        describe(exc))
+            log.warning("NVML events unavailable (%s): XID errors will not be seen", describe(exc))
             return
         wanted = pynvml.nvmlEventTypeXidCriticalError
         for index in range(count):
@@ -166,36 +167,54 @@ class Nvml:
 
     def _read(self, index: int) -> DeviceReading:
         errors = _DeviceErrors()
-        handle = errors.call("nvmlDeviceGetHandleByIndex",
-                             lambda: pynvml.nvmlDeviceGetHandleByIndex(index), optional=False)
+        handle = errors.call(
+            "nvmlDeviceGetHandleByIndex",
+            lambda: pynvml.nvmlDeviceGetHandleByIndex(index),
+            optional=False,
+        )
         if handle is None:
             return DeviceReading(index=index, error=errors.first)
         self._index_by_handle[_address(handle)] = index
-        uuid = errors.call("nvmlDeviceGetUUID", lambda: pynvml.nvmlDeviceGetUUID(handle),
-                           optional=False)
+        uuid = errors.call(
+            "nvmlDeviceGetUUID", lambda: pynvml.nvmlDeviceGetUUID(handle), optional=False
+        )
         model = errors.call("nvmlDeviceGetName", lambda: pynvml.nvmlDeviceGetName(handle))
         memory = self._memory(handle, errors)
-        util = errors.call("nvmlDeviceGetUtilizationRates",
-                           lambda: pynvml.nvmlDeviceGetUtilizationRates(handle))
-        temperature = errors.call("nvmlDeviceGetTemperature",
-                                  lambda: pynvml.nvmlDeviceGetTemperature(
-                                      handle, pynvml.NVML_TEMPERATURE_GPU))
-        milliwatts = errors.call("nvmlDeviceGetPowerUsage",
-                                 lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
+        util = errors.call(
+            "nvmlDeviceGetUtilizationRates", lambda: pynvml.nvmlDeviceGetUtilizationRates(handle)
+        )
+        temperature = errors.call(
+            "nvmlDeviceGetTemperature",
+            lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+        )
+        milliwatts = errors.call(
+            "nvmlDeviceGetPowerUsage", lambda: pynvml.nvmlDeviceGetPowerUsage(handle)
+        )
         mig = errors.call("nvmlDeviceGetMigMode", lambda: pynvml.nvmlDeviceGetMigMode(handle))
-        processes = errors.call("nvmlDeviceGetComputeRunningProcesses",
-                                lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle))
+        processes = errors.call(
+            "nvmlDeviceGetComputeRunningProcesses",
+            lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle),
+        )
         return DeviceReading(
-            index=index, uuid=str(uuid or ""), model=str(model or ""),
-            total_bytes=memory[0] if memory else None, used_bytes=memory[1] if memory else None,
+            index=index,
+            uuid=str(uuid or ""),
+            model=str(model or ""),
+            total_bytes=memory[0] if memory else None,
+            used_bytes=memory[1] if memory else None,
             utilization_percent=float(util.gpu) if util is not None else None,
             memory_utilization_percent=float(util.memory) if util is not None else None,
             temperature_celsius=float(temperature) if temperature is not None else None,
             power_watts=milliwatts / 1000.0 if milliwatts is not None else None,
             mig_enabled=bool(mig[0] == pynvml.NVML_DEVICE_MIG_ENABLE) if mig else None,
-            processes=None if processes is None else tuple(
-                ProcessReading(pid=int(p.pid), used_bytes=None if p.usedGpuMemory is None
-                               else int(p.usedGpuMemory)) for p in processes),
+            processes=None
+            if processes is None
+            else tuple(
+                ProcessReading(
+                    pid=int(p.pid),
+                    used_bytes=None if p.usedGpuMemory is None else int(p.usedGpuMemory),
+                )
+                for p in processes
+            ),
             error=errors.first,
         )
 
@@ -216,8 +235,11 @@ class Nvml:
                 errors.failed("nvmlDeviceGetMemoryInfo_v2", exc)
                 return None
         if info is None:
-            info = errors.call("nvmlDeviceGetMemoryInfo",
-                               lambda: pynvml.nvmlDeviceGetMemoryInfo(handle), optional=False)
+            info = errors.call(
+                "nvmlDeviceGetMemoryInfo",
+                lambda: pynvml.nvmlDeviceGetMemoryInfo(handle),
+                optional=False,
+            )
         if info is None:
             return None
         total, free = int(info.total), int(info.free)

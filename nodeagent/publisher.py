@@ -53,17 +53,23 @@ class GpuNodeWriter:
         try:
             node = api.get_node(self.kube, self.node_name)
         except NotFound as exc:
-            raise NotFound(f"Node {self.node_name!r} not found; the GPUNode is created once it "
-                           "exists") from exc
+            raise NotFound(
+                f"Node {self.node_name!r} not found; the GPUNode is created once it exists"
+            ) from exc
         node_uid = str(node["metadata"]["uid"])
         try:
             current = api.get_gpunode(self.kube, self.node_name)
         except NotFound:
             current = self._create(node_uid)
         if not is_owned_by(current, node_uid):  # left from an earlier Node of the same name
-            api.patch_gpunode(self.kube, self.node_name, patch={
-                "metadata": {"ownerReferences": [owner_reference(self.node_name, node_uid)]},
-                "spec": {"nodeName": self.node_name}})
+            api.patch_gpunode(
+                self.kube,
+                self.node_name,
+                patch={
+                    "metadata": {"ownerReferences": [owner_reference(self.node_name, node_uid)]},
+                    "spec": {"nodeName": self.node_name},
+                },
+            )
         self._ensured = True
 
     def _create(self, node_uid: str) -> dict[str, object]:
@@ -87,16 +93,23 @@ class PublishStats:
 class Publisher:
     """Writes offered reports on a background thread (or by calling `step()` directly)."""
 
-    def __init__(self, write: Callable[[NodeReport], None], *, deadband_bytes: int,
-                 heartbeat_seconds: float, interval_seconds: float,
-                 backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        write: Callable[[NodeReport], None],
+        *,
+        deadband_bytes: int,
+        heartbeat_seconds: float,
+        interval_seconds: float,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._write = write
         self.deadband_bytes = deadband_bytes
         self.heartbeat_seconds = heartbeat_seconds
         self.interval_seconds = interval_seconds
-        self.backoff = backoff or Backoff(initial_seconds=RETRY_INITIAL_SECONDS,
-                                          max_seconds=RETRY_MAX_SECONDS)
+        self.backoff = backoff or Backoff(
+            initial_seconds=RETRY_INITIAL_SECONDS, max_seconds=RETRY_MAX_SECONDS
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: NodeReport | None = None
@@ -146,10 +159,13 @@ class Publisher:
                 return None
             reason: str | None = "retry after an error"
         else:
-            reason = publish_reason(stats.last_published, report,
-                                    deadband_bytes=self.deadband_bytes,
-                                    heartbeat_seconds=self.heartbeat_seconds,
-                                    interval_seconds=self.interval_seconds)
+            reason = publish_reason(
+                stats.last_published,
+                report,
+                deadband_bytes=self.deadband_bytes,
+                heartbeat_seconds=self.heartbeat_seconds,
+                interval_seconds=self.interval_seconds,
+            )
         if reason is None:
             return None
         try:
@@ -163,8 +179,12 @@ class Publisher:
         self.backoff.reset()
         with self._lock:
             self._stats = PublishStats(
-                publishes=stats.publishes + 1, errors=stats.errors, last_published=report,
-                last_success_unix_seconds=time.time(), last_error=stats.last_error)
+                publishes=stats.publishes + 1,
+                errors=stats.errors,
+                last_published=report,
+                last_success_unix_seconds=time.time(),
+                last_error=stats.last_error,
+            )
         log.debug("published the report of %s (%s)", report.node_name, reason)
         return reason
 
@@ -174,6 +194,10 @@ class Publisher:
         with self._lock:
             s = self._stats
             self._stats = PublishStats(
-                publishes=s.publishes, errors=s.errors + 1, last_published=s.last_published,
-                last_success_unix_seconds=s.last_success_unix_seconds, last_error=str(exc))
+                publishes=s.publishes,
+                errors=s.errors + 1,
+                last_published=s.last_published,
+                last_success_unix_seconds=s.last_success_unix_seconds,
+                last_error=str(exc),
+            )
         log.warning("publishing the GPUNode failed (%s); retrying in %.1fs", exc, delay)

@@ -20,8 +20,9 @@ from nodeagent.xid import XidHolds
 PodOf = Callable[[int], str | None]  # pid -> pod UID, None outside pods
 
 
-def attribute(processes: Iterable[ProcessReading], *, used_bytes: int,
-              pod_of: PodOf) -> tuple[tuple[GpuPod, ...], int]:
+def attribute(
+    processes: Iterable[ProcessReading], *, used_bytes: int, pod_of: PodOf
+) -> tuple[tuple[GpuPod, ...], int]:
     """(pods sorted by UID, unattributed bytes). A pod whose processes' memory the driver does
     not report is still listed, with 0 bytes: that it holds the GPU matters on its own."""
     per_pod: dict[str, int] = {}
@@ -41,16 +42,21 @@ def _finite(value: float | None, *, minimum: float = -math.inf) -> float | None:
     return value if value is not None and math.isfinite(value) and value >= minimum else None
 
 
-def gpu_state(reading: DeviceReading, *, pod_of: PodOf, hold_reason: str | None,
-              known: GpuState | None) -> GpuState:
+def gpu_state(
+    reading: DeviceReading, *, pod_of: PodOf, hold_reason: str | None, known: GpuState | None
+) -> GpuState:
     """One GPU's state. What a failed query could not say comes from the last good reading of
     the same index (`known`), so an unhealthy GPU keeps its identity in the report. Values NVML
     gives outside their range are dropped rather than written (the CRD would refuse them)."""
     uuid = reading.uuid or (known.uuid if known else "") or f"unknown-gpu-{reading.index}"
-    total = reading.total_bytes if reading.total_bytes is not None else (
-        known.total_bytes if known else 0)
-    used = reading.used_bytes if reading.used_bytes is not None else (
-        known.used_bytes if known else 0)
+    total = (
+        reading.total_bytes
+        if reading.total_bytes is not None
+        else (known.total_bytes if known else 0)
+    )
+    used = (
+        reading.used_bytes if reading.used_bytes is not None else (known.used_bytes if known else 0)
+    )
     used = min(used, total)
     pods: tuple[GpuPod, ...] = ()
     unattributed = used
@@ -58,8 +64,14 @@ def gpu_state(reading: DeviceReading, *, pod_of: PodOf, hold_reason: str | None,
         pods, unattributed = attribute(reading.processes, used_bytes=used, pod_of=pod_of)
     reason = reading.error or hold_reason or ""
     return GpuState(
-        index=reading.index, uuid=uuid, model=reading.model or (known.model if known else ""),
-        total_bytes=total, used_bytes=used, healthy=not reason, reason=reason, pods=pods,
+        index=reading.index,
+        uuid=uuid,
+        model=reading.model or (known.model if known else ""),
+        total_bytes=total,
+        used_bytes=used,
+        healthy=not reason,
+        reason=reason,
+        pods=pods,
         unattributed_bytes=unattributed,
         utilization_percent=_percent(reading.utilization_percent),
         memory_utilization_percent=_percent(reading.memory_utilization_percent),
@@ -69,33 +81,62 @@ def gpu_state(reading: DeviceReading, *, pod_of: PodOf, hold_reason: str | None,
     )
 
 
-def build_report(node_name: str, readings: Iterable[DeviceReading], *, now_unix_seconds: float,
-                 pod_of: PodOf, holds: XidHolds, known: Mapping[int, GpuState]) -> NodeReport:
+def build_report(
+    node_name: str,
+    readings: Iterable[DeviceReading],
+    *,
+    now_unix_seconds: float,
+    pod_of: PodOf,
+    holds: XidHolds,
+    known: Mapping[int, GpuState],
+) -> NodeReport:
     gpus = []
     for reading in readings:
         previous = known.get(reading.index)
         uuid = reading.uuid or (previous.uuid if previous else "")
         hold = holds.reason(uuid, now_unix_seconds=now_unix_seconds) if uuid else None
         gpus.append(gpu_state(reading, pod_of=pod_of, hold_reason=hold, known=previous))
-    return NodeReport(node_name=node_name, reported_at_unix_seconds=now_unix_seconds,
-                      gpus=tuple(gpus))
+    return NodeReport(
+        node_name=node_name, reported_at_unix_seconds=now_unix_seconds, gpus=tuple(gpus)
+    )
 
 
-def unavailable_report(node_name: str, reason: str, *, now_unix_seconds: float,
-                       known: Mapping[int, GpuState]) -> NodeReport:
+def unavailable_report(
+    node_name: str, reason: str, *, now_unix_seconds: float, known: Mapping[int, GpuState]
+) -> NodeReport:
     """NVML unusable: the node is unhealthy, and the GPUs this agent last saw stay listed, each
     unhealthy with the same reason (their count stays visible; none is offered for work). Pods
     are left out: nothing can be said about them."""
-    gpus = tuple(replace(known[i], healthy=False, reason=reason, pods=(), utilization_percent=None,
-                         memory_utilization_percent=None, temperature_celsius=None,
-                         power_watts=None)
-                 for i in sorted(known))
-    return NodeReport(node_name=node_name, reported_at_unix_seconds=now_unix_seconds, gpus=gpus,
-                      healthy=False, reason=reason)
+    gpus = tuple(
+        replace(
+            known[i],
+            healthy=False,
+            reason=reason,
+            pods=(),
+            utilization_percent=None,
+            memory_utilization_percent=None,
+            temperature_celsius=None,
+            power_watts=None,
+        )
+        for i in sorted(known)
+    )
+    return NodeReport(
+        node_name=node_name,
+        reported_at_unix_seconds=now_unix_seconds,
+        gpus=gpus,
+        healthy=False,
+        reason=reason,
+    )
 
 
-def publish_reason(last: NodeReport | None, new: NodeReport, *, deadband_bytes: int,
-                   heartbeat_seconds: float, interval_seconds: float) -> str | None:
+def publish_reason(
+    last: NodeReport | None,
+    new: NodeReport,
+    *,
+    deadband_bytes: int,
+    heartbeat_seconds: float,
+    interval_seconds: float,
+) -> str | None:
     """Why `new` should be written given the `last` one written, or None to skip it. Memory is
     compared with the last *written* report, so slow drift is published once it adds up."""
     if last is None:
@@ -109,8 +150,10 @@ def publish_reason(last: NodeReport | None, new: NodeReport, *, deadband_bytes: 
         if change:
             return f"GPU {after.index}: {change}"
     # Samples come every interval, so the one nearest the heartbeat is taken, not the one after.
-    if new.reported_at_unix_seconds - last.reported_at_unix_seconds + interval_seconds / 2 \
-            >= heartbeat_seconds:
+    if (
+        new.reported_at_unix_seconds - last.reported_at_unix_seconds + interval_seconds / 2
+        >= heartbeat_seconds
+    ):
         return "heartbeat"
     return None
 
@@ -124,8 +167,10 @@ def _gpu_change(before: GpuState, after: GpuState, deadband_bytes: int) -> str:
     pods_after = {p.uid: p.used_bytes for p in after.pods}
     if pods_before.keys() != pods_after.keys():
         return "the set of pods changed"
-    pairs = [("used memory", before.used_bytes, after.used_bytes),
-             ("unattributed memory", before.unattributed_bytes, after.unattributed_bytes)]
+    pairs = [
+        ("used memory", before.used_bytes, after.used_bytes),
+        ("unattributed memory", before.unattributed_bytes, after.unattributed_bytes),
+    ]
     pairs += [(f"pod {uid}", n, pods_after[uid]) for uid, n in pods_before.items()]
     for what, old, new in pairs:
         if abs(new - old) > deadband_bytes:

@@ -44,16 +44,21 @@ class StatusPatch(TypedDict):
 
 
 def owner_reference(node_name: str, node_uid: str) -> OwnerReference:
-    return {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid,
-            "controller": False, "blockOwnerDeletion": False}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": node_name,
+        "uid": node_uid,
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
 
 
 def gpunode_object(node_name: str, node_uid: str) -> GpuNodeObject:
     return {
         "apiVersion": names.GROUP_VERSION,
         "kind": names.GPUNODE_KIND,
-        "metadata": {"name": node_name,
-                     "ownerReferences": [owner_reference(node_name, node_uid)]},
+        "metadata": {"name": node_name, "ownerReferences": [owner_reference(node_name, node_uid)]},
         "spec": {"nodeName": node_name},
     }
 
@@ -61,7 +66,8 @@ def gpunode_object(node_name: str, node_uid: str) -> GpuNodeObject:
 def is_owned_by(obj: dict[str, Any], node_uid: str) -> bool:
     """True when the object already names this Node as owner and says which node it is about."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    owned = any(isinstance(r, dict) and r.get("kind") == "Node" and r.get("uid") == node_uid
-                for r in refs)
+    owned = any(
+        isinstance(r, dict) and r.get("kind") == "Node" and r.get("uid") == node_uid for r in refs
+    )
     node_name = (obj.get("spec") or {}).get("nodeName")
     return owned and node_name == (obj.get("metadata") or {}).get("name")

@@ -52,9 +52,12 @@ class XidHolds:
         until = now_unix_seconds + self.hold_seconds
         previous = self._holds.get(gpu)
         if previous is None or previous[0] <= until:
-            self._holds[gpu] = (until, f"critical XID {xid} ({what}) at "
-                                       f"{format_time(now_unix_seconds)}; unhealthy until "
-                                       f"{format_time(until)}")
+            self._holds[gpu] = (
+                until,
+                f"critical XID {xid} ({what}) at "
+                f"{format_time(now_unix_seconds)}; unhealthy until "
+                f"{format_time(until)}",
+            )
         return True
 
     def reason(self, gpu: str, *, now_unix_seconds: float) -> str | None:

@@ -18,6 +18,7 @@ def file_signature(*paths: str | Path) -> FileSignature:
     signature = []
     for path in paths:
         stat = os.stat(path)
-        signature.append((os.path.realpath(path), stat.st_ino, stat.st_dev, stat.st_mtime_ns,
-                          stat.st_size))
+        signature.append(
+            (os.path.realpath(path), stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size)
+        )
     return tuple(signature)

@@ -91,19 +91,26 @@ def validate(options: ServeOptions) -> None:
     for flag, value in (("--workers", options.workers), ("--threads", options.threads)):
         if value < 1:
             raise ServeError(f"{flag}: expected a whole number of at least 1 (got {value})")
-    for flag, seconds in (("--timeout", options.request_timeout_seconds),
-                          ("--graceful-timeout", options.graceful_timeout_seconds),
-                          ("--keepalive", options.keepalive_seconds),
-                          ("--cert-poll-seconds", options.cert_poll_seconds)):
+    for flag, seconds in (
+        ("--timeout", options.request_timeout_seconds),
+        ("--graceful-timeout", options.graceful_timeout_seconds),
+        ("--keepalive", options.keepalive_seconds),
+        ("--cert-poll-seconds", options.cert_poll_seconds),
+    ):
         if not seconds > 0:
             raise ServeError(f"{flag}: expected a number of seconds above 0 (got {seconds})")
     multiprocess = options.workers > 1 or options.metrics_dir is not None
-    if multiprocess and "prometheus_client.values" in sys.modules and \
-            not os.environ.get(METRICS_DIR_ENV):
+    if (
+        multiprocess
+        and "prometheus_client.values" in sys.modules
+        and not os.environ.get(METRICS_DIR_ENV)
+    ):
         # Its multiprocess mode is chosen when it is first imported: too late now.
-        raise ServeError("--workers above 1 needs prometheus_client's multiprocess mode, but "
-                         "this process imported it already: import the app only in the "
-                         "workers (gunicorn loads it by name)")
+        raise ServeError(
+            "--workers above 1 needs prometheus_client's multiprocess mode, but "
+            "this process imported it already: import the app only in the "
+            "workers (gunicorn loads it by name)"
+        )
     if options.certfile and options.keyfile:
         try:
             build_server_context(options.certfile, options.keyfile)
@@ -112,6 +119,7 @@ def validate(options: ServeOptions) -> None:
 
 
 # -- gunicorn --------------------------------------------------------------------------------------
+
 
 class RequestTimeout:
     """WSGI middleware: every socket read or write of the request (its body, the response) must
@@ -127,13 +135,17 @@ class RequestTimeout:
         return self.app(environ, start_response)
 
 
-def access_fields(status: object, environ: Mapping[str, Any], *, sent: object,
-                  duration: timedelta) -> dict[str, Any]:
+def access_fields(
+    status: object, environ: Mapping[str, Any], *, sent: object, duration: timedelta
+) -> dict[str, Any]:
     """One access-log line's fields: the request, and whatever the app put in LOG_FIELDS_KEY."""
     code = status.split(None, 1)[0] if isinstance(status, str) else status
     fields: dict[str, Any] = {
-        "remote": environ.get("REMOTE_ADDR"), "method": environ.get("REQUEST_METHOD"),
-        "path": environ.get("PATH_INFO"), "status": int(str(code)), "bytes": sent,
+        "remote": environ.get("REMOTE_ADDR"),
+        "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("PATH_INFO"),
+        "status": int(str(code)),
+        "bytes": sent,
         "duration_ms": round(duration.total_seconds() * 1000, 3),
     }
     fields.update(environ.get(LOG_FIELDS_KEY) or {})
@@ -162,11 +174,13 @@ def _application(options: ServeOptions) -> Any:
                 root.addHandler(handler)
             root.setLevel(self.loglevel)
 
-        def access(self, resp: Any, req: Any, environ: Mapping[str, Any],
-                   request_time: timedelta) -> None:
+        def access(
+            self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: timedelta
+        ) -> None:
             if self.access_log_enabled:
-                fields = access_fields(resp.status, environ, sent=getattr(resp, "sent", None),
-                                       duration=request_time)
+                fields = access_fields(
+                    resp.status, environ, sent=getattr(resp, "sent", None), duration=request_time
+                )
                 self.access_log.info("request", extra=log_fields(**fields))
 
     class Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -176,8 +190,12 @@ def _application(options: ServeOptions) -> Any:
             super().__init__()
 
         def load_config(self) -> None:
-            settings = _settings(options, context=self.context, worker_started=self.started,
-                                 worker_exiting=self.exiting)
+            settings = _settings(
+                options,
+                context=self.context,
+                worker_started=self.started,
+                worker_exiting=self.exiting,
+            )
             settings["logger_class"] = JsonLogger
             for key, value in settings.items():
                 if key in self.cfg.settings:  # settings newer than this gunicorn are skipped
@@ -212,13 +230,18 @@ def _application(options: ServeOptions) -> Any:
 
 def _new_reloader(options: ServeOptions) -> CertificateReloader:
     assert options.certfile is not None and options.keyfile is not None
-    return CertificateReloader(options.certfile, options.keyfile,
-                               poll_seconds=options.cert_poll_seconds)
+    return CertificateReloader(
+        options.certfile, options.keyfile, poll_seconds=options.cert_poll_seconds
+    )
 
 
-def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
-              worker_started: Callable[[], None],
-              worker_exiting: Callable[[], None]) -> dict[str, Any]:
+def _settings(
+    options: ServeOptions,
+    *,
+    context: Callable[[], ssl.SSLContext],
+    worker_started: Callable[[], None],
+    worker_exiting: Callable[[], None],
+) -> dict[str, Any]:
     host, port = parse_bind(options.bind)
 
     def child_exit(server: Any, worker: Any) -> None:
@@ -238,14 +261,18 @@ def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
 
     settings: dict[str, Any] = {
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
-        "worker_class": "gthread", "workers": options.workers, "threads": options.threads,
+        "worker_class": "gthread",
+        "workers": options.workers,
+        "threads": options.threads,
         "keepalive": math.ceil(options.keepalive_seconds),  # gunicorn takes whole seconds
         # gthread workers heartbeat from their main loop; this only catches a wedged process.
         "timeout": max(30, math.ceil(options.request_timeout_seconds * 3)),
         "graceful_timeout": math.ceil(options.graceful_timeout_seconds),
-        "loglevel": options.log_level, "errorlog": "-",
+        "loglevel": options.log_level,
+        "errorlog": "-",
         "accesslog": "-" if options.access_log else None,
-        "proc_name": options.name, "post_worker_init": post_worker_init,
+        "proc_name": options.name,
+        "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "child_exit": child_exit,
         # Several servers may run side by side (tests, sidecars): no shared control socket file.
@@ -254,8 +281,11 @@ def _settings(options: ServeOptions, *, context: Callable[[], ssl.SSLContext],
         "worker_tmp_dir": _SHM if Path(_SHM).is_dir() else None,
     }
     if options.tls:
-        settings |= {"certfile": options.certfile, "keyfile": options.keyfile,
-                     "ssl_context": ssl_context}
+        settings |= {
+            "certfile": options.certfile,
+            "keyfile": options.keyfile,
+            "ssl_context": ssl_context,
+        }
     return settings
 
 
@@ -292,37 +322,80 @@ def _prepare_metrics_dir(path: Path) -> None:
 
 # -- command line ----------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser, *, default_bind: str) -> None:
     """The serving flags every HTTP component's subcommand shares."""
     add = parser.add_argument
-    add("--bind", metavar="HOST:PORT", default=default_bind,
-        help=f"address to listen on (default: {default_bind})")
+    add(
+        "--bind",
+        metavar="HOST:PORT",
+        default=default_bind,
+        help=f"address to listen on (default: {default_bind})",
+    )
     add("--certfile", metavar="FILE", help="TLS certificate (PEM); re-read when it changes")
     add("--keyfile", metavar="FILE", help="TLS private key (PEM); re-read when it changes")
     add("--workers", type=int, default=1, help="worker processes (default: 1)")
     add("--threads", type=int, default=8, help="threads per worker (default: 8)")
-    add("--timeout", type=float, default=10.0, metavar="SECONDS",
-        help="socket timeout for each read/write of a request (default: 10)")
-    add("--graceful-timeout", type=float, default=20.0, metavar="SECONDS",
-        help="how long in-flight requests may finish after SIGTERM (default: 20)")
-    add("--keepalive", type=float, default=75.0, metavar="SECONDS",
-        help="how long an idle connection is kept open (default: 75)")
-    add("--cert-poll-seconds", type=float, default=10.0, metavar="SECONDS",
-        help="how often the certificate files are checked for a new pair (default: 10)")
-    add("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-        help="log level (default: info)")
+    add(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="socket timeout for each read/write of a request (default: 10)",
+    )
+    add(
+        "--graceful-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long in-flight requests may finish after SIGTERM (default: 20)",
+    )
+    add(
+        "--keepalive",
+        type=float,
+        default=75.0,
+        metavar="SECONDS",
+        help="how long an idle connection is kept open (default: 75)",
+    )
+    add(
+        "--cert-poll-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the certificate files are checked for a new pair (default: 10)",
+    )
+    add(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
     add("--no-access-log", action="store_true", help="do not log each request")
-    add("--metrics-dir", metavar="DIR",
+    add(
+        "--metrics-dir",
+        metavar="DIR",
         help="where the workers keep their Prometheus values, so /metrics adds them up "
-             "(default with --workers > 1: a new temporary directory)")
+        "(default with --workers > 1: a new temporary directory)",
+    )
 
 
-def options_from_args(args: argparse.Namespace, *, app: str, name: str,
-                      config: object | None = None) -> ServeOptions:
+def options_from_args(
+    args: argparse.Namespace, *, app: str, name: str, config: object | None = None
+) -> ServeOptions:
     return ServeOptions(
-        app=app, config=config, bind=args.bind, certfile=args.certfile, keyfile=args.keyfile,
-        workers=args.workers, threads=args.threads, request_timeout_seconds=args.timeout,
-        graceful_timeout_seconds=args.graceful_timeout, keepalive_seconds=args.keepalive,
-        cert_poll_seconds=args.cert_poll_seconds, log_level=args.log_level,
-        access_log=not args.no_access_log, name=name, metrics_dir=args.metrics_dir,
+        app=app,
+        config=config,
+        bind=args.bind,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        workers=args.workers,
+        threads=args.threads,
+        request_timeout_seconds=args.timeout,
+        graceful_timeout_seconds=args.graceful_timeout,
+        keepalive_seconds=args.keepalive,
+        cert_poll_seconds=args.cert_poll_seconds,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        name=name,
+        metrics_dir=args.metrics_dir,
     )

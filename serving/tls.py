@@ -44,8 +44,10 @@ class CertificateReloader:
         try:
             signature = file_signature(self.certfile, self.keyfile)
         except OSError as exc:
-            log.warning("certificate files unreadable; keeping the current pair",
-                        extra=log_fields(error=str(exc)))
+            log.warning(
+                "certificate files unreadable; keeping the current pair",
+                extra=log_fields(error=str(exc)),
+            )
             return False
         if signature in (self._signature, self._failed_signature):
             return False
@@ -53,8 +55,10 @@ class CertificateReloader:
             context = build_server_context(self.certfile, self.keyfile)
         except (OSError, ssl.SSLError) as exc:
             self._failed_signature = signature
-            log.warning("new certificate files do not load; keeping the current pair",
-                        extra=log_fields(certfile=self.certfile, error=str(exc)))
+            log.warning(
+                "new certificate files do not load; keeping the current pair",
+                extra=log_fields(certfile=self.certfile, error=str(exc)),
+            )
             return False
         self.context, self._signature, self._failed_signature = context, signature, None
         self.reloads += 1

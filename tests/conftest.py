@@ -25,7 +25,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout"):
             continue
-        seconds = (E2E_TIMEOUT_SECONDS if item.get_closest_marker("e2e")
-                   else SERVER_TIMEOUT_SECONDS if item.get_closest_marker("server")
-                   else UNIT_TIMEOUT_SECONDS)
+        seconds = (
+            E2E_TIMEOUT_SECONDS
+            if item.get_closest_marker("e2e")
+            else SERVER_TIMEOUT_SECONDS
+            if item.get_closest_marker("server")
+            else UNIT_TIMEOUT_SECONDS
+        )
         item.add_marker(pytest.mark.timeout(seconds))

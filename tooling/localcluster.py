@@ -74,10 +74,16 @@ def ensure_binaries(bin_dir: Path = BIN_DIR) -> None:
 class LocalCluster:
     """One control plane in `workdir`. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, workdir: Path, *, bin_dir: Path = BIN_DIR, detached: bool = False,
-                 apiserver_args: Sequence[str] = (),
-                 disabled_controllers: Sequence[str] = (),
-                 cpus: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        bin_dir: Path = BIN_DIR,
+        detached: bool = False,
+        apiserver_args: Sequence[str] = (),
+        disabled_controllers: Sequence[str] = (),
+        cpus: frozenset[int] | None = None,
+    ) -> None:
         """`cpus`: run every process of the control plane on these CPUs only (benchmarks pin
         it apart from Headroom's processes, as separate machines would be)."""
         self.workdir = workdir
@@ -129,8 +135,12 @@ class LocalCluster:
         log_path = self.workdir / f"{name}.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, start_new_session=True,
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
                 preexec_fn=self._prepare_child,  # noqa: PLW1509
             )
         process = Process(name, popen, log_path)
@@ -146,48 +156,68 @@ class LocalCluster:
 
     def _await(self, process: Process, check: Callable[[], bool], timeout_seconds: float) -> None:
         try:
-            wait_for(check, timeout_seconds=timeout_seconds, what=process.name,
-                     alive=process.alive)
+            wait_for(check, timeout_seconds=timeout_seconds, what=process.name, alive=process.alive)
         except ClusterError as exc:
             raise ClusterError(f"{exc}; log {process.log_path}:\n{process.log_tail()}") from exc
 
     # -- components ------------------------------------------------------------------------------
     def start_etcd(self, *, timeout_seconds: float = 60.0) -> None:
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
-        process = self._spawn("etcd", [
-            str(ETCD), "--name=headroom", f"--data-dir={self.workdir / 'etcd-data'}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=headroom={peer}", "--logger=zap", "--log-level=warn",
-        ])
-        self._await(process, lambda: b"true" in http_get(f"{self.etcd_url}/health"),
-                    timeout_seconds)
+        process = self._spawn(
+            "etcd",
+            [
+                str(ETCD),
+                "--name=headroom",
+                f"--data-dir={self.workdir / 'etcd-data'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=headroom={peer}",
+                "--logger=zap",
+                "--log-level=warn",
+            ],
+        )
+        self._await(
+            process, lambda: b"true" in http_get(f"{self.etcd_url}/health"), timeout_seconds
+        )
 
     def start_apiserver(self, *, timeout_seconds: float = 90.0) -> None:
         d = self.workdir
-        process = self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={self.apiserver_port}",
-            # The `kubernetes` Service's endpoint would be this loopback address, which the
-            # reconciler refuses; nothing here routes to that Service anyway.
-            "--endpoint-reconciler-type=none", f"--cert-dir={d}",
-            f"--tls-cert-file={d / 'apiserver.crt'}",
-            f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true", "--profiling=false", "--v=1",
-            # Without kubelets nothing would lift the not-ready taint this plugin puts on new
-            # Nodes; tests create Nodes with the conditions they want instead.
-            "--disable-admission-plugins=TaintNodesByCondition",
-            *self.apiserver_args,
-        ])
-        self._await(process, lambda: http_get(f"{self.server_url}/readyz",
-                                               context=self.ssl_context()) == b"ok",
-                    timeout_seconds)
+        process = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                # The `kubernetes` Service's endpoint would be this loopback address, which the
+                # reconciler refuses; nothing here routes to that Service anyway.
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={d}",
+                f"--tls-cert-file={d / 'apiserver.crt'}",
+                f"--tls-private-key-file={d / 'apiserver.key'}",
+                f"--client-ca-file={d / 'ca.crt'}",
+                f"--service-account-key-file={d / 'sa.pub'}",
+                f"--service-account-signing-key-file={d / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=Node,RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+                # Without kubelets nothing would lift the not-ready taint this plugin puts on new
+                # Nodes; tests create Nodes with the conditions they want instead.
+                "--disable-admission-plugins=TaintNodesByCondition",
+                *self.apiserver_args,
+            ],
+        )
+        self._await(
+            process,
+            lambda: http_get(f"{self.server_url}/readyz", context=self.ssl_context()) == b"ok",
+            timeout_seconds,
+        )
 
     def stop_apiserver(self) -> None:
         process = self.processes.pop("kube-apiserver", None)
@@ -196,23 +226,37 @@ class LocalCluster:
 
     def start_controller_manager(self, *, timeout_seconds: float = 90.0) -> None:
         d = self.workdir
-        process = self._spawn("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-            f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
-            "--use-service-account-credentials=true",
-            "--controllers=" + ",".join(["*", *(f"-{c}" for c in self.disabled_controllers)]),
-            "--secure-port=0", "--v=1",
-        ])
+        process = self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={d / 'sa.key'}",
+                f"--root-ca-file={d / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--controllers=" + ",".join(["*", *(f"-{c}" for c in self.disabled_controllers)]),
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
         # Ready when its service-account controller has made the default namespace's account,
         # without which no pod can be created.
-        self._await(process, lambda: self.kubectl("get", "serviceaccount", "default",
-                                                  check=False).returncode == 0,
-                    timeout_seconds)
+        self._await(
+            process,
+            lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            timeout_seconds,
+        )
 
-    def start_scheduler(self, config: Mapping[str, Any] | None = None, *,
-                        name: str = "kube-scheduler", kubeconfig: Path | None = None,
-                        hostname: str | None = None, timeout_seconds: float = 60.0) -> Process:
+    def start_scheduler(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        name: str = "kube-scheduler",
+        kubeconfig: Path | None = None,
+        hostname: str | None = None,
+        timeout_seconds: float = 60.0,
+    ) -> Process:
         """Start a kube-scheduler with `config` (a KubeSchedulerConfiguration, by default one with
         no leader election) talking to this cluster through `kubeconfig` (default: the admin's).
 
@@ -220,55 +264,88 @@ class LocalCluster:
         names none. `hostname` runs the scheduler in its own UTS namespace with that host name, as
         a pod of that name would be: the scheduler's Lease holder is `<hostname>_<uuid>`.
         """
-        doc = dict(config or {"apiVersion": "kubescheduler.config.k8s.io/v1",
-                              "kind": "KubeSchedulerConfiguration",
-                              "leaderElection": {"leaderElect": False}})
+        doc = dict(
+            config
+            or {
+                "apiVersion": "kubescheduler.config.k8s.io/v1",
+                "kind": "KubeSchedulerConfiguration",
+                "leaderElection": {"leaderElect": False},
+            }
+        )
         connection = dict(doc.get("clientConnection") or {})
         connection.setdefault("kubeconfig", str(kubeconfig or self.kubeconfig))
         doc["clientConnection"] = connection
         config_path = self.workdir / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(doc))
         port = free_port()
-        argv = scheduler_command(self.bin_dir, config_path, port=port,
-                                 cert_dir=self.workdir / f"{name}-certs")
+        argv = scheduler_command(
+            self.bin_dir, config_path, port=port, cert_dir=self.workdir / f"{name}-certs"
+        )
         if hostname is not None:
-            argv = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"',
-                    hostname, *argv]
+            argv = [
+                "unshare",
+                "--uts",
+                "--",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                hostname,
+                *argv,
+            ]
         process = self._spawn(name, argv)
         process.port = port
         self._await(process, lambda: secure_healthz(port), timeout_seconds)
         return process
 
-    def service_account_token(self, namespace: str, account: str, *,
-                              bound_pod: Mapping[str, str] | None = None,
-                              expiration_seconds: int = 24 * 3600) -> str:
+    def service_account_token(
+        self,
+        namespace: str,
+        account: str,
+        *,
+        bound_pod: Mapping[str, str] | None = None,
+        expiration_seconds: int = 24 * 3600,
+    ) -> str:
         """A token for the ServiceAccount from the TokenRequest API, as the kubelet mounts one;
         `bound_pod` ({"name", "uid"}) binds it to that pod, whose node it then names."""
         spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
         if bound_pod is not None:
             spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", **bound_pod}
         request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-        result = self.kubectl("create", "--raw",
-                              f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-                              "-f", "-", input_text=json.dumps(request))
+        result = self.kubectl(
+            "create",
+            "--raw",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+            "-f",
+            "-",
+            input_text=json.dumps(request),
+        )
         token: str = json.loads(result.stdout)["status"]["token"]
         return token
 
     def token_kubeconfig(self, path: Path, token: str, *, user: str) -> Path:
         """Write a kubeconfig for this cluster that authenticates with `token`."""
-        config = kubeconfig_for(self.server_url, (self.workdir / "ca.crt").read_bytes(), None,
-                                user=user)
+        config = kubeconfig_for(
+            self.server_url, (self.workdir / "ca.crt").read_bytes(), None, user=user
+        )
         config["users"][0]["user"] = {"token": token}
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path
 
     # -- use ---------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, check: bool = True, input_text: str | None = None,
-                timeout_seconds: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input_text: str | None = None,
+        timeout_seconds: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True, timeout=timeout_seconds,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout_seconds,
             check=False,
         )
         if check and result.returncode != 0:
@@ -286,57 +363,92 @@ class LocalCluster:
         d = self.workdir
         ca = pki.new_ca("headroom-local-cluster-ca")
         server = pki.issue_serving_cert(
-            ca, common_name="kube-apiserver",
-            dns_names=["localhost", "kubernetes", "kubernetes.default",
-                       "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+            ca,
+            common_name="kube-apiserver",
+            dns_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
             ip_addresses=["127.0.0.1", "10.96.0.1"],
         )
         admin = pki.issue_client_cert(ca, common_name="admin", organizations=["system:masters"])
         sa_key = ec.generate_private_key(ec.SECP256R1())
         files = {
-            "ca.crt": ca.cert_pem, "ca.key": ca.key_pem,
-            "apiserver.crt": server.cert_pem, "apiserver.key": server.key_pem,
-            "admin.crt": admin.cert_pem, "admin.key": admin.key_pem,
-            "sa.key": sa_key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()),
+            "ca.crt": ca.cert_pem,
+            "ca.key": ca.key_pem,
+            "apiserver.crt": server.cert_pem,
+            "apiserver.key": server.key_pem,
+            "admin.crt": admin.cert_pem,
+            "admin.key": admin.key_pem,
+            "sa.key": sa_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
             "sa.pub": sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
         }
         for name, data in files.items():
             (d / name).write_bytes(data)
             (d / name).chmod(0o600)
-        self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(
-            self.server_url, ca.cert_pem, admin, user="admin")))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(kubeconfig_for(self.server_url, ca.cert_pem, admin, user="admin"))
+        )
         self.kubeconfig.chmod(0o600)
 
 
-def kubeconfig_for(server_url: str, ca_pem: bytes, client_pair: pki.KeyPair | None, *,
-                   user: str) -> dict[str, Any]:
+def kubeconfig_for(
+    server_url: str, ca_pem: bytes, client_pair: pki.KeyPair | None, *, user: str
+) -> dict[str, Any]:
     """A kubeconfig for `server_url`; the user presents `client_pair` (None: fill in later)."""
+
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
     return {
-        "apiVersion": "v1", "kind": "Config", "current-context": "headroom-local",
-        "clusters": [{"name": "headroom-local", "cluster": {
-            "server": server_url, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {} if client_pair is None else {
-            "client-certificate-data": b64(client_pair.cert_pem),
-            "client-key-data": b64(client_pair.key_pem)}}],
-        "contexts": [{"name": "headroom-local",
-                      "context": {"cluster": "headroom-local", "user": user}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "headroom-local",
+        "clusters": [
+            {
+                "name": "headroom-local",
+                "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {}
+                if client_pair is None
+                else {
+                    "client-certificate-data": b64(client_pair.cert_pem),
+                    "client-key-data": b64(client_pair.key_pem),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "headroom-local", "context": {"cluster": "headroom-local", "user": user}}
+        ],
     }
 
 
-def scheduler_command(bin_dir: Path, config_path: Path, *, port: int,
-                      cert_dir: Path) -> list[str]:
+def scheduler_command(bin_dir: Path, config_path: Path, *, port: int, cert_dir: Path) -> list[str]:
     """kube-scheduler with `config_path`, serving health and metrics on 127.0.0.1:`port` over
     HTTPS (a self-signed certificate in `cert_dir`): the only way a v1 configuration serves them."""
-    return [str(bin_dir / "kube-scheduler"), f"--config={config_path}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={cert_dir}",
-            # Tests read its queue from /metrics; on loopback only, so no token is asked for.
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1"]
+    return [
+        str(bin_dir / "kube-scheduler"),
+        f"--config={config_path}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={cert_dir}",
+        # Tests read its queue from /metrics; on loopback only, so no token is asked for.
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+        "--v=1",
+    ]
 
 
 # -- by hand: `python -m tooling.localcluster up|down` -------------------------------------------
@@ -345,8 +457,10 @@ DEFAULT_DIR = Path(tempfile.gettempdir()) / "headroom-cluster"
 
 def _up(workdir: Path) -> int:
     if (workdir / "state.json").exists():
-        print(f"a cluster is already up; its kubeconfig: {workdir / 'admin.kubeconfig'}",
-              file=sys.stderr)
+        print(
+            f"a cluster is already up; its kubeconfig: {workdir / 'admin.kubeconfig'}",
+            file=sys.stderr,
+        )
         return 1
     ensure_binaries()
     cluster = LocalCluster(workdir, detached=True)
@@ -377,8 +491,9 @@ def _kill_if_ours(pid: int, name: str) -> None:
     if not cmdline.endswith(name.encode()):
         return
     os.kill(pid, signal.SIGTERM)
-    if not poll(lambda: not Path(f"/proc/{pid}").exists(), timeout_seconds=15,
-                interval_seconds=0.1):
+    if not poll(
+        lambda: not Path(f"/proc/{pid}").exists(), timeout_seconds=15, interval_seconds=0.1
+    ):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -386,10 +501,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tooling.localcluster",
         description="Start or stop a local control plane (etcd, kube-apiserver, "
-                    "kube-controller-manager) on loopback; `up` prints the kubeconfig path.")
+        "kube-controller-manager) on loopback; `up` prints the kubeconfig path.",
+    )
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
-                        help=f"where the cluster keeps its files (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help=f"where the cluster keeps its files (default {DEFAULT_DIR})",
+    )
     args = parser.parse_args(argv)
     return _up(args.dir) if args.action == "up" else _down(args.dir)
 

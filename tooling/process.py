@@ -103,11 +103,22 @@ class Process:
             self.popen.wait(5)
 
 
-def wait_for(check: Callable[[], bool], *, timeout_seconds: float, what: str,
-             interval_seconds: float = 0.2, alive: Callable[[], bool] = lambda: True) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    *,
+    timeout_seconds: float,
+    what: str,
+    interval_seconds: float = 0.2,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
     """Poll `check` until it is true; raise ClusterError after the deadline or if `alive` fails."""
-    if poll(check, timeout_seconds=timeout_seconds, interval_seconds=interval_seconds,
-            ignore=(OSError,), give_up=lambda: not alive()):
+    if poll(
+        check,
+        timeout_seconds=timeout_seconds,
+        interval_seconds=interval_seconds,
+        ignore=(OSError,),
+        give_up=lambda: not alive(),
+    ):
         return
     if not alive():
         raise ClusterError(f"{what}: the process exited")
@@ -128,11 +139,15 @@ def secure_get(port: int, path: str) -> bytes:
     return http_get(f"https://127.0.0.1:{port}{path}", context=context)
 
 
-def http_get(url: str, *, context: ssl.SSLContext | None = None,
-              timeout_seconds: float = 2.0) -> bytes:
+def http_get(
+    url: str, *, context: ssl.SSLContext | None = None, timeout_seconds: float = 2.0
+) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_seconds,  # noqa: S310 - fixed URLs
-                                    context=context) as response:
+        with urllib.request.urlopen(  # noqa: S310 - fixed loopback URLs
+            url,
+            timeout=timeout_seconds,
+            context=context,
+        ) as response:
             body: bytes = response.read()
             return body
     except OSError:

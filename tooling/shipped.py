@@ -52,9 +52,13 @@ def webhook_configuration(*, base_url: str, ca_bundle: str) -> JsonDict:
 # What may differ from the file (each path with all below it), "*" for any list index.
 FILLED_IN = {
     "scheduler": frozenset({("clientConnection", "kubeconfig"), ("extenders", "*", "urlPrefix")}),
-    "webhook": frozenset({("webhooks", "*", "clientConfig", "service"),
-                          ("webhooks", "*", "clientConfig", "url"),
-                          ("webhooks", "*", "clientConfig", "caBundle")}),
+    "webhook": frozenset(
+        {
+            ("webhooks", "*", "clientConfig", "service"),
+            ("webhooks", "*", "clientConfig", "url"),
+            ("webhooks", "*", "clientConfig", "caBundle"),
+        }
+    ),
 }
 
 
@@ -88,7 +92,8 @@ def _diff(a: Any, b: Any, path: Path_) -> Iterator[tuple[Path_, Any, Any]]:
 def _matches(pattern: Path_, path: Path_) -> bool:
     """`path` is `pattern` or inside it ("*" stands for any list index)."""
     return len(path) >= len(pattern) and all(
-        (p == "*" and isinstance(q, int)) or p == q for p, q in zip(pattern, path, strict=False))
+        (p == "*" and isinstance(q, int)) or p == q for p, q in zip(pattern, path, strict=False)
+    )
 
 
 def _dotted(path: Path_) -> str:

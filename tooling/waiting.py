@@ -11,9 +11,14 @@ import time
 from collections.abc import Callable
 
 
-def poll(check: Callable[[], bool], *, timeout_seconds: float, interval_seconds: float = 0.05,
-         ignore: tuple[type[BaseException], ...] = (),
-         give_up: Callable[[], bool] = lambda: False) -> bool:
+def poll(
+    check: Callable[[], bool],
+    *,
+    timeout_seconds: float,
+    interval_seconds: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
+    give_up: Callable[[], bool] = lambda: False,
+) -> bool:
     """True once `check()` is true; False at the deadline, or as soon as `give_up()` is true
     (a process that exited will never get ready)."""
     deadline = time.monotonic() + timeout_seconds

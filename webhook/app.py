@@ -42,8 +42,9 @@ def create_app(config: WebhookConfig, *, version: str = __version__) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     metrics = WebhookMetrics()
-    store = ProfileStore(config.profiles, poll_seconds=config.profile_poll_seconds,
-                         on_reload=metrics.reloaded)
+    store = ProfileStore(
+        config.profiles, poll_seconds=config.profile_poll_seconds, on_reload=metrics.reloaded
+    )
     app.extensions[EXTENSION] = State(store, metrics, version)
     app.extensions[LIFECYCLE_KEY] = Watcher(store, config.profile_poll_seconds)
     app.register_blueprint(bp)
@@ -91,8 +92,9 @@ def _answer(*, namespace_opted_in: bool) -> tuple[Response, int]:
     except OSError as exc:  # the client stalled past the request timeout, or went away
         metrics.requests.labels(result="invalid").inc()
         return jsonify({"error": f"body: not received completely ({exc})", "field": "body"}), 400
-    outcome = review(body, shared.store.current, version=shared.version,
-                     namespace_opted_in=namespace_opted_in)
+    outcome = review(
+        body, shared.store.current, version=shared.version, namespace_opted_in=namespace_opted_in
+    )
     metrics.requests.labels(result=outcome.result).inc()
     if outcome.operations:
         metrics.patches.labels(profile=outcome.profile).inc()
@@ -110,8 +112,14 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     store = state().store
-    return jsonify({"status": "ready", "profiles": sorted(store.current.profiles),
-                    "digest": store.current.digest, "fileValid": store.valid})
+    return jsonify(
+        {
+            "status": "ready",
+            "profiles": sorted(store.current.profiles),
+            "digest": store.current.digest,
+            "fileValid": store.valid,
+        }
+    )
 
 
 @bp.get("/metrics")

@@ -25,10 +25,19 @@ APP = "webhook.app:create_app"  # called with the WebhookConfig
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `webhook` to the `headroom` parser."""
     parser = subparsers.add_parser("webhook", help=WEBHOOK_HELP, description=WEBHOOK_DESCRIPTION)
-    parser.add_argument("--profiles", metavar="FILE", required=True,
-                        help="the profiles YAML (mounted from a ConfigMap in the cluster)")
-    parser.add_argument("--profile-poll-seconds", type=float, default=5.0, metavar="SECONDS",
-                        help="how often the profiles file is checked for changes (default: 5)")
+    parser.add_argument(
+        "--profiles",
+        metavar="FILE",
+        required=True,
+        help="the profiles YAML (mounted from a ConfigMap in the cluster)",
+    )
+    parser.add_argument(
+        "--profile-poll-seconds",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often the profiles file is checked for changes (default: 5)",
+    )
     add_arguments(parser, default_bind="0.0.0.0:8443")  # the Service sends to the pod IP
     parser.set_defaults(run=run)
 
@@ -55,11 +64,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"headroom webhook: error: {exc}", file=sys.stderr)
         return 2
     if not args.profile_poll_seconds > 0:
-        print("headroom webhook: error: --profile-poll-seconds: expected a number of seconds "
-              f"above 0 (got {args.profile_poll_seconds})", file=sys.stderr)
+        print(
+            "headroom webhook: error: --profile-poll-seconds: expected a number of seconds "
+            f"above 0 (got {args.profile_poll_seconds})",
+            file=sys.stderr,
+        )
         return 2
     logs.configure(args.log_level.upper())
     logging.getLogger("webhook").info(
-        "profiles loaded", extra=logs.log_fields(path=str(path), digest=profiles.digest,
-                                                 profiles=sorted(profiles.profiles)))
+        "profiles loaded",
+        extra=logs.log_fields(
+            path=str(path), digest=profiles.digest, profiles=sorted(profiles.profiles)
+        ),
+    )
     return serving.run(options)

@@ -55,8 +55,9 @@ def memory_requirement(memory_bytes: int) -> JsonDict:
     return {"key": names.GPU_MEMORY_NODE_LABEL, "operator": "Gt", "values": [str(need_mib - 1)]}
 
 
-def mutate(pod: Mapping[str, Any], profile: Profile, *, demand: GpuDemand,
-           version: str) -> JsonDict:
+def mutate(
+    pod: Mapping[str, Any], profile: Profile, *, demand: GpuDemand, version: str
+) -> JsonDict:
     """The pod as the profile wants it; `pod` itself is left untouched."""
     out = dict(pod)
     out["metadata"] = _with_stamp(pod, stamp(profile, version=version))
@@ -87,14 +88,18 @@ def _with_stamp(pod: Mapping[str, Any], value: str) -> JsonDict:
 
 # -- tolerations -----------------------------------------------------------------------------------
 
+
 def tolerates(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """True when `existing` already tolerates every taint `wanted` tolerates."""
     if dict(existing) == dict(wanted):
         return True
     if existing.get("operator") != "Exists" or existing.get("tolerationSeconds") is not None:
         return False
-    return (existing.get("key") in (None, "", wanted.get("key"))
-            and existing.get("effect") in (None, "", wanted.get("effect")))
+    return existing.get("key") in (None, "", wanted.get("key")) and existing.get("effect") in (
+        None,
+        "",
+        wanted.get("effect"),
+    )
 
 
 def _add_tolerations(spec: JsonDict, profile: Profile) -> None:
@@ -107,8 +112,10 @@ def _add_tolerations(spec: JsonDict, profile: Profile) -> None:
 
 # -- node affinity ---------------------------------------------------------------------------------
 
-def _merge_node_affinity(spec: JsonDict, required: list[JsonDict],
-                         preferred: tuple[JsonDict, ...]) -> None:
+
+def _merge_node_affinity(
+    spec: JsonDict, required: list[JsonDict], preferred: tuple[JsonDict, ...]
+) -> None:
     affinity = dict(_dict(spec.get("affinity"), "spec.affinity"))
     node = dict(_dict(affinity.get("nodeAffinity"), "spec.affinity.nodeAffinity"))
     changed = False
@@ -116,8 +123,11 @@ def _merge_node_affinity(spec: JsonDict, required: list[JsonDict],
         changed |= _merge_required(node, required)
     if preferred:
         changed |= _append_missing(
-            node, "preferredDuringSchedulingIgnoredDuringExecution", preferred,
-            where="spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")
+            node,
+            "preferredDuringSchedulingIgnoredDuringExecution",
+            preferred,
+            where="spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution",
+        )
     if changed:
         affinity["nodeAffinity"] = node
         spec["affinity"] = affinity
@@ -140,8 +150,12 @@ def _merge_required(node: JsonDict, wanted: list[JsonDict]) -> bool:
             merged.append(raw)
             continue
         new_term = dict(term)
-        if _append_missing(new_term, "matchExpressions", wanted,
-                           where=f"{where}.nodeSelectorTerms[{i}].matchExpressions"):
+        if _append_missing(
+            new_term,
+            "matchExpressions",
+            wanted,
+            where=f"{where}.nodeSelectorTerms[{i}].matchExpressions",
+        ):
             changed = True
             merged.append(new_term)
         else:
@@ -163,11 +177,14 @@ def _append_missing(holder: JsonDict, key: str, wanted: Any, *, where: str) -> b
 
 # -- readiness gate and containers -----------------------------------------------------------------
 
+
 def _add_readiness_gate(spec: JsonDict) -> None:
     gates = _list(spec.get("readinessGates"), "spec.readinessGates")
     for i, gate in enumerate(gates):
-        if _dict(gate, f"spec.readinessGates[{i}]").get("conditionType") == \
-                names.GPU_READY_CONDITION:
+        if (
+            _dict(gate, f"spec.readinessGates[{i}]").get("conditionType")
+            == names.GPU_READY_CONDITION
+        ):
             return
     spec["readinessGates"] = [*gates, {"conditionType": names.GPU_READY_CONDITION}]
 
@@ -182,8 +199,10 @@ def uses_gpus(container: Mapping[str, Any]) -> bool:
     resources = container.get("resources")
     if not isinstance(resources, Mapping):
         return False
-    return any(isinstance(resources.get(kind), Mapping)
-               and names.GPU_RESOURCE in resources[kind] for kind in ("limits", "requests"))
+    return any(
+        isinstance(resources.get(kind), Mapping) and names.GPU_RESOURCE in resources[kind]
+        for kind in ("limits", "requests")
+    )
 
 
 def _add_visible_devices(spec: JsonDict, env_name: str) -> None:
@@ -197,8 +216,7 @@ def _add_visible_devices(spec: JsonDict, env_name: str) -> None:
     changed = False
     for i in sorted(targets):
         env = _list(checked[i].get("env"), f"spec.containers[{i}].env")
-        named = [_dict(e, f"spec.containers[{i}].env[{j}]").get("name")
-                 for j, e in enumerate(env)]
+        named = [_dict(e, f"spec.containers[{i}].env[{j}]").get("name") for j, e in enumerate(env)]
         if env_name not in named:
             new_containers[i] = {**checked[i], "env": [*env, visible_devices_env(env_name)]}
             changed = True
@@ -207,6 +225,7 @@ def _add_visible_devices(spec: JsonDict, env_name: str) -> None:
 
 
 # -- shape checks: absent or null is empty, anything else of the wrong type an error ---------------
+
 
 def _dict(value: object, field: str) -> Mapping[str, Any]:
     return read_optional_mapping(value, field, show=None, error=MutationError)

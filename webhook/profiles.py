@@ -40,8 +40,9 @@ DEFAULT_VISIBLE_DEVICES_ENV = "NVIDIA_VISIBLE_DEVICES"
 
 DEFAULTS: Mapping[str, Any] = {
     "tolerations": [{"key": names.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-    "requiredNodeAffinity": [{"key": names.GPU_PRESENT_NODE_LABEL, "operator": "In",
-                              "values": ["true"]}],
+    "requiredNodeAffinity": [
+        {"key": names.GPU_PRESENT_NODE_LABEL, "operator": "In", "values": ["true"]}
+    ],
     "preferredNodeAffinity": [],
     "gpuMemoryAffinity": True,
     "readinessGate": True,
@@ -53,7 +54,8 @@ DEFAULTS: Mapping[str, Any] = {
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
 _LABEL_KEY_RE = re.compile(
     r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER_RE = re.compile(r"-?[0-9]+")
 
@@ -111,13 +113,17 @@ def parse_profiles(text: str) -> ProfileSet:
         raise ProfileError("profiles", "required: a mapping of profile name to profile")
     raw = _mapping(top["profiles"], "profiles")
     if names.DEFAULT_PROFILE not in raw:
-        raise ProfileError(f"profiles.{names.DEFAULT_PROFILE}",
-                           "required: pods without the headroom.dev/profile annotation use it")
+        raise ProfileError(
+            f"profiles.{names.DEFAULT_PROFILE}",
+            "required: pods without the headroom.dev/profile annotation use it",
+        )
     profiles = {}
     for name, body in raw.items():
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ProfileError(f"profiles.{name}", "a profile name is lowercase letters, digits, "
-                               "'-' and '.', at most 63 characters")
+            raise ProfileError(
+                f"profiles.{name}",
+                "a profile name is lowercase letters, digits, '-' and '.', at most 63 characters",
+            )
         profiles[name] = parse_profile(name, body)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return ProfileSet(profiles=profiles, digest=digest)
@@ -129,27 +135,29 @@ def parse_profile(name: str, body: object) -> Profile:
     values = {**DEFAULTS, **given}
     sharing = _sharing(values["sharing"], f"{path}.sharing")
     tolerations = _list(values["tolerations"], f"{path}.tolerations", _toleration)
-    required = _list(values["requiredNodeAffinity"], f"{path}.requiredNodeAffinity",
-                     _requirement)
-    preferred = _list(values["preferredNodeAffinity"], f"{path}.preferredNodeAffinity",
-                      _preferred)
+    required = _list(values["requiredNodeAffinity"], f"{path}.requiredNodeAffinity", _requirement)
+    preferred = _list(values["preferredNodeAffinity"], f"{path}.preferredNodeAffinity", _preferred)
     profile = Profile(
-        name=name, tolerations=tuple(tolerations), required_node_affinity=tuple(required),
+        name=name,
+        tolerations=tuple(tolerations),
+        required_node_affinity=tuple(required),
         preferred_node_affinity=tuple(preferred),
         gpu_memory_affinity=_bool(values["gpuMemoryAffinity"], f"{path}.gpuMemoryAffinity"),
         readiness_gate=_bool(values["readinessGate"], f"{path}.readinessGate"),
         scheduler_name=_scheduler_name(values["schedulerName"], f"{path}.schedulerName"),
-        max_gpus=_max_gpus(values["maxGpus"], f"{path}.maxGpus"), sharing=sharing,
+        max_gpus=_max_gpus(values["maxGpus"], f"{path}.maxGpus"),
+        sharing=sharing,
     )
     normalized = json.dumps([*dataclasses.astuple(profile)], sort_keys=True, default=str)
-    return dataclasses.replace(profile,
-                               digest=hashlib.sha256(normalized.encode()).hexdigest()[:8])
+    return dataclasses.replace(profile, digest=hashlib.sha256(normalized.encode()).hexdigest()[:8])
 
 
 # -- one checker per kind of value ----------------------------------------------------------------
 
-def _mapping(value: object, path: str, *, allowed: tuple[str, ...] | None = None
-             ) -> Mapping[str, Any]:
+
+def _mapping(
+    value: object, path: str, *, allowed: tuple[str, ...] | None = None
+) -> Mapping[str, Any]:
     value = read_mapping(value, path, expected="a mapping", show=kind_phrase, error=ProfileError)
     if allowed is not None:
         for key in value:
@@ -187,14 +195,16 @@ def _one_of(value: object, path: str, choices: tuple[str, ...]) -> str:
 def _label_key(value: object, path: str) -> str:
     key = _string(value, path)
     if len(key) > 316 or not _LABEL_KEY_RE.fullmatch(key):
-        raise ProfileError(path, "expected a label key such as nvidia.com/gpu.present "
-                           f"(got {key!r})")
+        raise ProfileError(
+            path, f"expected a label key such as nvidia.com/gpu.present (got {key!r})"
+        )
     return key
 
 
 def _toleration(value: object, path: str) -> JsonDict:
-    given = _mapping(value, path, allowed=("key", "operator", "value", "effect",
-                                           "tolerationSeconds"))
+    given = _mapping(
+        value, path, allowed=("key", "operator", "value", "effect", "tolerationSeconds")
+    )
     out: JsonDict = {}
     operator = _one_of(given.get("operator", "Equal"), f"{path}.operator", TOLERATION_OPERATORS)
     if "key" in given:
@@ -213,8 +223,9 @@ def _toleration(value: object, path: str) -> JsonDict:
         seconds = given["tolerationSeconds"]
         if out.get("effect") != "NoExecute":
             raise ProfileError(f"{path}.tolerationSeconds", "only allowed with effect NoExecute")
-        out["tolerationSeconds"] = read_int(seconds, f"{path}.tolerationSeconds",
-                                            expected="whole seconds", error=ProfileError)
+        out["tolerationSeconds"] = read_int(
+            seconds, f"{path}.tolerationSeconds", expected="whole seconds", error=ProfileError
+        )
     return out
 
 
@@ -224,8 +235,9 @@ def _requirement(value: object, path: str) -> JsonDict:
         raise ProfileError(f"{path}.key", "required: the node label to match")
     key = _label_key(given["key"], f"{path}.key")
     operator = _one_of(given.get("operator"), f"{path}.operator", SELECTOR_OPERATORS)
-    raw_values = read_list(given.get("values", []), f"{path}.values", show=kind_phrase,
-                           error=ProfileError)
+    raw_values = read_list(
+        given.get("values", []), f"{path}.values", show=kind_phrase, error=ProfileError
+    )
     values = [_string(v, f"{path}.values[{i}]") for i, v in enumerate(raw_values)]
     if operator in ("In", "NotIn") and not values:
         raise ProfileError(f"{path}.values", f"at least one value is required with {operator}")
@@ -241,12 +253,20 @@ def _requirement(value: object, path: str) -> JsonDict:
 
 def _preferred(value: object, path: str) -> JsonDict:
     given = _mapping(value, path, allowed=("weight", "preference"))
-    weight = read_int(given.get("weight"), f"{path}.weight", minimum=1, maximum=100,
-                      expected="a whole number 1-100", error=ProfileError)
-    preference = _mapping(given.get("preference"), f"{path}.preference",
-                          allowed=("matchExpressions",))
-    expressions = _list(preference.get("matchExpressions"),
-                        f"{path}.preference.matchExpressions", _requirement)
+    weight = read_int(
+        given.get("weight"),
+        f"{path}.weight",
+        minimum=1,
+        maximum=100,
+        expected="a whole number 1-100",
+        error=ProfileError,
+    )
+    preference = _mapping(
+        given.get("preference"), f"{path}.preference", allowed=("matchExpressions",)
+    )
+    expressions = _list(
+        preference.get("matchExpressions"), f"{path}.preference.matchExpressions", _requirement
+    )
     if not expressions:
         raise ProfileError(f"{path}.preference.matchExpressions", "at least one is required")
     return {"weight": weight, "preference": {"matchExpressions": expressions}}
@@ -257,16 +277,24 @@ def _scheduler_name(value: object, path: str) -> str | None:
         return None
     name = _string(value, path)
     if not _NAME_RE.fullmatch(name):
-        raise ProfileError(path, f"expected a scheduler name such as headroom (got {name!r}), "
-                           "or null to leave the pod's scheduler alone")
+        raise ProfileError(
+            path,
+            f"expected a scheduler name such as headroom (got {name!r}), "
+            "or null to leave the pod's scheduler alone",
+        )
     return name
 
 
 def _max_gpus(value: object, path: str) -> int | None:
     if value is None:
         return None
-    return read_int(value, path, minimum=1, error=ProfileError,
-                    expected="a whole number of GPUs, at least 1, or null for no limit")
+    return read_int(
+        value,
+        path,
+        minimum=1,
+        error=ProfileError,
+        expected="a whole number of GPUs, at least 1, or null for no limit",
+    )
 
 
 def _sharing(value: object, path: str) -> Sharing:
@@ -275,4 +303,3 @@ def _sharing(value: object, path: str) -> Sharing:
     if not _ENV_NAME_RE.fullmatch(env):
         raise ProfileError(f"{path}.env", f"expected an environment variable name (got {env!r})")
     return Sharing(allowed=_bool(given.get("allowed", True), f"{path}.allowed"), env=env)
-

@@ -39,7 +39,13 @@ log = logging.getLogger("webhook.review")
 
 # Results, as counted in /metrics and logged.
 PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR = (
-    "patched", "unchanged", "ignored", "denied", "invalid", "error")
+    "patched",
+    "unchanged",
+    "ignored",
+    "denied",
+    "invalid",
+    "error",
+)
 RESULTS = (PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR)
 
 
@@ -61,8 +67,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def review(body: bytes, profiles: ProfileSet, *, version: str,
-           namespace_opted_in: bool = False) -> ReviewOutcome:
+def review(
+    body: bytes, profiles: ProfileSet, *, version: str, namespace_opted_in: bool = False
+) -> ReviewOutcome:
     """Answer one request body; never raises. `namespace_opted_in`: the request came through
     the webhook for namespaces labelled `headroom.dev/managed: "true"`, so its GPU pods are
     managed without a label of their own."""
@@ -78,38 +85,55 @@ def review(body: bytes, profiles: ProfileSet, *, version: str,
     fields = _log_fields(request)
     try:
         response, result, profile, operations = _decide(
-            request, profiles, version=version, namespace_opted_in=namespace_opted_in)
+            request, profiles, version=version, namespace_opted_in=namespace_opted_in
+        )
     except Exception:  # a bug must not become a 500 the API server cannot explain to the user
         log.exception("review failed", extra=log_fields(**fields))
-        response = _deny(uid, "internal error in the Headroom webhook; see its logs "
-                         f"for uid {uid}")
+        response = _deny(uid, f"internal error in the Headroom webhook; see its logs for uid {uid}")
         result, profile, operations = ERROR, "", 0
     if not response["allowed"]:
         fields = {**fields, "message": response.get("status", {}).get("message", "")}
-    outcome_review: AdmissionReview = {"apiVersion": ADMISSION_API_VERSION,
-                                       "kind": ADMISSION_KIND, "response": response}
-    return ReviewOutcome(status=200, body=outcome_review, result=result,
-                   log={**fields, "result": result, "profile": profile,
-                        "operations": operations},
-                   profile=profile, operations=operations)
+    outcome_review: AdmissionReview = {
+        "apiVersion": ADMISSION_API_VERSION,
+        "kind": ADMISSION_KIND,
+        "response": response,
+    }
+    return ReviewOutcome(
+        status=200,
+        body=outcome_review,
+        result=result,
+        log={**fields, "result": result, "profile": profile, "operations": operations},
+        profile=profile,
+        operations=operations,
+    )
 
 
 def _bad(error: BadReview) -> ReviewOutcome:
     body: ErrorBody = {"error": str(error), "field": error.field}
-    return ReviewOutcome(status=400, body=body, result=INVALID, log={"result": INVALID,
-                                                                 "message": str(error)})
+    return ReviewOutcome(
+        status=400, body=body, result=INVALID, log={"result": INVALID, "message": str(error)}
+    )
 
 
 def _request(document: object) -> dict[str, Any]:
-    document = read_mapping(document, "body", expected="a JSON object (an AdmissionReview)",
-                            show=None, error=BadReview)
+    document = read_mapping(
+        document, "body", expected="a JSON object (an AdmissionReview)", show=None, error=BadReview
+    )
     if document.get("apiVersion") != ADMISSION_API_VERSION:
-        raise BadReview("apiVersion", f"expected {ADMISSION_API_VERSION!r} "
-                        f"(got {document.get('apiVersion')!r})")
+        raise BadReview(
+            "apiVersion", f"expected {ADMISSION_API_VERSION!r} (got {document.get('apiVersion')!r})"
+        )
     if document.get("kind") != ADMISSION_KIND:
         raise BadReview("kind", f"expected {ADMISSION_KIND!r} (got {document.get('kind')!r})")
-    request = dict(read_mapping(document.get("request"), "request", show=None, error=BadReview,
-                                expected="an object (the AdmissionRequest)"))
+    request = dict(
+        read_mapping(
+            document.get("request"),
+            "request",
+            show=None,
+            error=BadReview,
+            expected="an object (the AdmissionRequest)",
+        )
+    )
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid", "required: a non-empty string")
@@ -121,13 +145,16 @@ def _log_fields(request: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "uid": request["uid"],
         "kind": kind.get("kind") if isinstance(kind, dict) else None,
-        "namespace": request.get("namespace"), "name": request.get("name"),
-        "operation": request.get("operation"), "dry_run": request.get("dryRun") is True,
+        "namespace": request.get("namespace"),
+        "name": request.get("name"),
+        "operation": request.get("operation"),
+        "dry_run": request.get("dryRun") is True,
     }
 
 
-def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str,
-            namespace_opted_in: bool) -> tuple[AdmissionResponse, str, str, int]:
+def _decide(
+    request: Mapping[str, Any], profiles: ProfileSet, *, version: str, namespace_opted_in: bool
+) -> tuple[AdmissionResponse, str, str, int]:
     uid: str = request["uid"]
     kind = request.get("kind")
     is_pod = isinstance(kind, dict) and kind.get("kind") == "Pod" and not kind.get("group")
@@ -148,20 +175,30 @@ def _decide(request: Mapping[str, Any], profiles: ProfileSet, *, version: str,
         return _deny(uid, str(exc)), DENIED, "", 0
 
 
-def _decide_managed(uid: str, pod: dict[str, Any], profiles: ProfileSet, *, version: str
-                    ) -> tuple[AdmissionResponse, str, str, int]:
+def _decide_managed(
+    uid: str, pod: dict[str, Any], profiles: ProfileSet, *, version: str
+) -> tuple[AdmissionResponse, str, str, int]:
     annotations = pod.get("metadata", {}).get("annotations") or {}
     name = annotations.get(names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)
     profile = profiles.get(name)
     if profile is None:
         known = ", ".join(sorted(profiles.profiles))
-        return _deny(uid, f"{names.PROFILE_ANNOTATION}: unknown profile {name!r} (expected one "
-                     f"of: {known})"), DENIED, "", 0
+        return (
+            _deny(
+                uid,
+                f"{names.PROFILE_ANNOTATION}: unknown profile {name!r} (expected one of: {known})",
+            ),
+            DENIED,
+            "",
+            0,
+        )
     demand = GpuDemand.from_pod(pod)
     if demand is None:
-        warning = (f"{names.MANAGED_LABEL} is set but the pod asks for no GPU (no "
-                   f"{names.GPU_MEMORY_ANNOTATION} annotation, no {names.GPU_RESOURCE} limit); "
-                   "Headroom left it unchanged")
+        warning = (
+            f"{names.MANAGED_LABEL} is set but the pod asks for no GPU (no "
+            f"{names.GPU_MEMORY_ANNOTATION} annotation, no {names.GPU_RESOURCE} limit); "
+            "Headroom left it unchanged"
+        )
         return {**_allow(uid), "warnings": [warning]}, IGNORED, name, 0
     problem = _refusal(demand, name, profile.max_gpus, sharing=profile.sharing.allowed)
     if problem:
@@ -171,13 +208,18 @@ def _decide_managed(uid: str, pod: dict[str, Any], profiles: ProfileSet, *, vers
     if not operations:
         return _allow(uid), UNCHANGED, name, 0
     patch = base64.b64encode(json.dumps(operations, separators=(",", ":")).encode()).decode()
-    response: AdmissionResponse = {"uid": uid, "allowed": True, "patchType": PATCH_TYPE,
-                                   "patch": patch}
+    response: AdmissionResponse = {
+        "uid": uid,
+        "allowed": True,
+        "patchType": PATCH_TYPE,
+        "patch": patch,
+    }
     return response, PATCHED, name, len(operations)
 
 
-def changed_parts(original: Mapping[str, Any], mutated: Mapping[str, Any]
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+def changed_parts(
+    original: Mapping[str, Any], mutated: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two documents without the parts they share unchanged, for a faster, equal diff.
 
     `mutate` copies only what it changes, so most of a pod is the very same object on both
@@ -217,13 +259,17 @@ def _changed_items(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]
 
 def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: bool) -> str:
     if demand.shared and not sharing:
-        return (f'{names.GPU_SHARING_ANNOTATION}: profile {name!r} does not allow shared GPUs '
-                f'(expected "false", or a {names.PROFILE_ANNOTATION} whose profile allows '
-                "sharing)")
+        return (
+            f"{names.GPU_SHARING_ANNOTATION}: profile {name!r} does not allow shared GPUs "
+            f'(expected "false", or a {names.PROFILE_ANNOTATION} whose profile allows '
+            "sharing)"
+        )
     if max_gpus is not None and demand.gpu_count > max_gpus:
-        return (f"{names.GPU_RESOURCE}: the pod asks for {demand.gpu_count} GPUs but profile "
-                f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
-                f"limit of at most {max_gpus}, or a profile that allows more)")
+        return (
+            f"{names.GPU_RESOURCE}: the pod asks for {demand.gpu_count} GPUs but profile "
+            f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
+            f"limit of at most {max_gpus}, or a profile that allows more)"
+        )
     return ""
 
 
@@ -238,8 +284,9 @@ def _check_shape(pod: Mapping[str, Any]) -> None:
                 raise MutationError(f"metadata.{key}[{k}]", "expected a string")
     spec = _object(pod, "spec", "spec")
     for key in ("containers", "initContainers"):
-        containers = read_optional_list(spec.get(key), f"spec.{key}", show=None,
-                                        error=MutationError)
+        containers = read_optional_list(
+            spec.get(key), f"spec.{key}", show=None, error=MutationError
+        )
         for i, container in enumerate(containers):
             where = f"spec.{key}[{i}]"
             checked = read_mapping(container, where, show=None, error=MutationError)
@@ -258,5 +305,8 @@ def _allow(uid: str) -> AdmissionResponse:
 
 
 def _deny(uid: str, message: str) -> AdmissionResponse:
-    return {"uid": uid, "allowed": False,
-            "status": {"code": 400, "reason": "BadRequest", "message": message}}
+    return {
+        "uid": uid,
+        "allowed": False,
+        "status": {"code": 400, "reason": "BadRequest", "message": message},
+    }

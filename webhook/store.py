@@ -34,8 +34,9 @@ def load_profiles(path: Path) -> ProfileSet:
 class ProfileStore:
     """The current profiles. `current` is replaced, never changed, so readers need no lock."""
 
-    def __init__(self, path: Path, *, poll_seconds: float = 5.0,
-                 on_reload: ReloadListener | None = None) -> None:
+    def __init__(
+        self, path: Path, *, poll_seconds: float = 5.0, on_reload: ReloadListener | None = None
+    ) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
         self.on_reload = on_reload
@@ -58,18 +59,22 @@ class ProfileStore:
             profiles = load_profiles(self.path)
         except (ProfileError, OSError) as exc:
             self.valid = False
-            log.error("profiles file rejected; still serving the last good profiles",
-                      extra=log_fields(path=str(self.path), error=str(exc),
-                                       serving=self.current.digest))
+            log.error(
+                "profiles file rejected; still serving the last good profiles",
+                extra=log_fields(path=str(self.path), error=str(exc), serving=self.current.digest),
+            )
             self._notify(ok=False, message=str(exc))
             return False
         self.valid = True
         if profiles.digest == self.current.digest:
             return None  # touched or re-linked, same content
         self.current = profiles
-        log.info("profiles reloaded", extra=log_fields(path=str(self.path),
-                                                       digest=profiles.digest,
-                                                       profiles=sorted(profiles.profiles)))
+        log.info(
+            "profiles reloaded",
+            extra=log_fields(
+                path=str(self.path), digest=profiles.digest, profiles=sorted(profiles.profiles)
+            ),
+        )
         self._notify(ok=True, message="")
         return True
 

@@ -102,10 +102,13 @@ class ScalerController:
         self.worker.stop()
 
     def _run(self) -> None:
-        run_while_leading(self.reconcile_due, stop=self.worker.stopped,
-                          interval_seconds=self.tick_seconds,
-                          is_leader=lambda: self.is_leader() and self.ready(),
-                          what="aiscaler: round")
+        run_while_leading(
+            self.reconcile_due,
+            stop=self.worker.stopped,
+            interval_seconds=self.tick_seconds,
+            is_leader=lambda: self.is_leader() and self.ready(),
+            what="aiscaler: round",
+        )
 
     def reconcile_due(self) -> int:
         """Reconcile every AIScaler whose turn has come; returns how many were."""
@@ -135,8 +138,9 @@ class ScalerController:
         meta = scaler.get("metadata") or {}
         namespace = str(meta.get("namespace"))
         try:
-            spec = parse_spec(scaler, default_scale_down_window_seconds=(
-                self.scale_down_window_seconds))
+            spec = parse_spec(
+                scaler, default_scale_down_window_seconds=(self.scale_down_window_seconds)
+            )
         except SpecError as exc:
             self._blocked(scaler, state, "InvalidSpec", f"invalid spec: {exc}")
             return DEFAULT_POLLING_INTERVAL_SECONDS
@@ -144,10 +148,14 @@ class ScalerController:
             target = self.targets.read(namespace, spec.target_ref)
             rival = self.targets.rival_hpa(namespace, spec.target_ref)
             if rival:
-                self._blocked(scaler, state, "ConflictingHPA",
-                              f"HorizontalPodAutoscaler {rival} also scales "
-                              f"{target.description}; this AIScaler does nothing while it "
-                              "exists")
+                self._blocked(
+                    scaler,
+                    state,
+                    "ConflictingHPA",
+                    f"HorizontalPodAutoscaler {rival} also scales "
+                    f"{target.description}; this AIScaler does nothing while it "
+                    "exists",
+                )
                 return spec.polling_interval_seconds
             pods = self.targets.pods(namespace, target.selector)
         except TargetError as exc:
@@ -158,12 +166,22 @@ class ScalerController:
         self._round(scaler, state, spec=spec, target=target, pods=pods, snapshots=snapshots)
         return spec.polling_interval_seconds
 
-    def _round(self, scaler: JsonDict, state: ScalerState, *, spec: ScalerSpec, target: Target,
-               pods: list[JsonDict], snapshots: Sequence[NodeSnapshot]) -> None:
+    def _round(
+        self,
+        scaler: JsonDict,
+        state: ScalerState,
+        *,
+        spec: ScalerSpec,
+        target: Target,
+        pods: list[JsonDict],
+        snapshots: Sequence[NodeSnapshot],
+    ) -> None:
         now = self.clock()
-        observations = Observations(current_replicas=target.replicas,
-                                    pods=tuple(pod_state(p) for p in pods),
-                                    metrics=self.observe(spec.metrics, pods))
+        observations = Observations(
+            current_replicas=target.replicas,
+            pods=tuple(pod_state(p) for p in pods),
+            metrics=self.observe(spec.metrics, pods),
+        )
         if state.history is None:
             state.history = History(recommendations=((now, target.replicas),))
         try:
@@ -171,9 +189,17 @@ class ScalerController:
         except PolicyError:
             policy = self.settings.policy  # the webhook refuses such pods; place as configured
         placed = sum(1 for p in pods if self._placed(p))
-        outcome = evaluate(spec, observations, state.history, demand=target.demand,
-                           snapshots=snapshots, placed_replicas=placed, now_unix_seconds=now,
-                           staleness_seconds=self.settings.staleness_seconds, policy=policy)
+        outcome = evaluate(
+            spec,
+            observations,
+            state.history,
+            demand=target.demand,
+            snapshots=snapshots,
+            placed_replicas=placed,
+            now_unix_seconds=now,
+            staleness_seconds=self.settings.staleness_seconds,
+            policy=policy,
+        )
         state.history = outcome.decision.history
         applied = outcome.applied_replicas
         if applied != target.replicas:
@@ -183,18 +209,26 @@ class ScalerController:
                 self._blocked(scaler, state, exc.reason, str(exc))
                 return
             state.history = state.history.with_scale(
-                now_unix_seconds=now, from_replicas=target.replicas, to_replicas=applied)
+                now_unix_seconds=now, from_replicas=target.replicas, to_replicas=applied
+            )
             state.last_scale_unix_seconds = now
-            self._event(scaler, state, "Scaled", f"scaled {target.description} from "
-                        f"{target.replicas} to {applied}: {outcome.limited.message}",
-                        warning=False)
+            self._event(
+                scaler,
+                state,
+                "Scaled",
+                f"scaled {target.description} from "
+                f"{target.replicas} to {applied}: {outcome.limited.message}",
+                warning=False,
+            )
         self._tell_limit(scaler, state, outcome)
-        status = round_status(outcome, observations, metrics=spec.metrics,
-                              applied_replicas=applied,
-                              generation=int((scaler.get("metadata") or {}).get("generation")
-                                             or 0),
-                              last_scale_unix_seconds=state.last_scale_unix_seconds
-                              or _last_scale(scaler))
+        status = round_status(
+            outcome,
+            observations,
+            metrics=spec.metrics,
+            applied_replicas=applied,
+            generation=int((scaler.get("metadata") or {}).get("generation") or 0),
+            last_scale_unix_seconds=state.last_scale_unix_seconds or _last_scale(scaler),
+        )
         self._write_status(scaler, status)
 
     def _placed(self, pod: JsonDict) -> bool:
@@ -204,8 +238,9 @@ class ScalerController:
         return self.view.inflight(str((pod.get("metadata") or {}).get("uid", ""))) is not None
 
     # -- metrics -------------------------------------------------------------------------------
-    def observe(self, metrics: Sequence[MetricSpec],
-                pods: Sequence[JsonDict]) -> dict[str, MetricObservation]:
+    def observe(
+        self, metrics: Sequence[MetricSpec], pods: Sequence[JsonDict]
+    ) -> dict[str, MetricObservation]:
         """A reading per metric whose source answered; a metric absent here holds the scaler."""
         out: dict[str, MetricObservation] = {}
         for metric in metrics:
@@ -220,8 +255,11 @@ class ScalerController:
         serving = [p for p in pods if pod_state(p).ready and (p.get("status") or {}).get("podIP")]
         if isinstance(source, PodsSource):
             endpoints = [PodEndpoint(_name(p), str(p["status"]["podIP"])) for p in serving]
-            return MetricObservation(per_pod=scrape_pods(
-                endpoints, source=source, timeout_seconds=self.scrape_timeout_seconds))
+            return MetricObservation(
+                per_pod=scrape_pods(
+                    endpoints, source=source, timeout_seconds=self.scrape_timeout_seconds
+                )
+            )
         if isinstance(source, GpuSource):
             uids = {_name(p): str((p.get("metadata") or {}).get("uid", "")) for p in serving}
             nodes = {str((p.get("spec") or {}).get("nodeName")) for p in serving}
@@ -229,8 +267,10 @@ class ScalerController:
             return MetricObservation(per_pod=gpu_utilization(uids, reports))
         server = source.server_address or self.prometheus_url
         if not server:
-            raise SourceDown("no Prometheus to ask: set the metric's serverAddress or the "
-                             "extender's --prometheus-url")
+            raise SourceDown(
+                "no Prometheus to ask: set the metric's serverAddress or the "
+                "extender's --prometheus-url"
+            )
         return MetricObservation(total=query_prometheus(server, source.query))
 
     # -- telling -------------------------------------------------------------------------------
@@ -240,8 +280,13 @@ class ScalerController:
         if now_limit == state.limit:
             return
         if now_limit is not None:
-            self._event(scaler, state, "ScalingLimited", limited.message,
-                        warning=limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM)
+            self._event(
+                scaler,
+                state,
+                "ScalingLimited",
+                limited.message,
+                warning=limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM,
+            )
         elif state.limit is not None:
             self._event(scaler, state, "LimitLifted", limited.message, warning=False)
         state.limit = now_limit
@@ -251,9 +296,15 @@ class ScalerController:
             self._event(scaler, state, reason, message, warning=True)
             state.blocked = message
         previous = scaler.get("status") or {}
-        self._write_status(scaler, blocked_status(
-            reason, message, generation=int((scaler.get("metadata") or {}).get("generation")
-                                            or 0), previous=previous))
+        self._write_status(
+            scaler,
+            blocked_status(
+                reason,
+                message,
+                generation=int((scaler.get("metadata") or {}).get("generation") or 0),
+                previous=previous,
+            ),
+        )
 
     def _write_status(self, scaler: JsonDict, status: JsonDict) -> None:
         previous: Mapping[str, Any] = scaler.get("status") or {}
@@ -262,19 +313,28 @@ class ScalerController:
             return
         meta = scaler.get("metadata") or {}
         try:
-            api.patch_scaler_status(self.kube, namespace=str(meta.get("namespace")),
-                                    name=str(meta.get("name")), status=status)
+            api.patch_scaler_status(
+                self.kube,
+                namespace=str(meta.get("namespace")),
+                name=str(meta.get("name")),
+                status=status,
+            )
         except ApiError as exc:
-            log.info("aiscaler %s/%s: cannot write status: %s", meta.get("namespace"),
-                     meta.get("name"), exc)
+            log.info(
+                "aiscaler %s/%s: cannot write status: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                exc,
+            )
 
-    def _event(self, scaler: JsonDict, state: ScalerState, reason: str, message: str, *,
-               warning: bool) -> None:
+    def _event(
+        self, scaler: JsonDict, state: ScalerState, reason: str, message: str, *, warning: bool
+    ) -> None:
         meta = scaler.get("metadata") or {}
-        body = event(scaler, reason=reason, message=message, warning=warning,
-                     now_unix_seconds=self.clock())
-        log.info("aiscaler %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason,
-                 message)
+        body = event(
+            scaler, reason=reason, message=message, warning=warning, now_unix_seconds=self.clock()
+        )
+        log.info("aiscaler %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
         try:
             api.post_event(self.kube, namespace=str(meta.get("namespace")), event=body)
             state.events += 1
@@ -299,11 +359,18 @@ class RoundCapacity:
         view = self.controller.view
         if self._nodes is None:
             self._nodes = view.schedulable_nodes()
-        nodes = self._nodes if not key else [
-            n for n in self._nodes
-            if node_matches(pod_spec, node_name=n, labels=view.node_labels(n))]
-        found = CapacityIndex((view.snapshot(n) for n in nodes),
-                              previous=self.controller._last_index)
+        nodes = (
+            self._nodes
+            if not key
+            else [
+                n
+                for n in self._nodes
+                if node_matches(pod_spec, node_name=n, labels=view.node_labels(n))
+            ]
+        )
+        found = CapacityIndex(
+            (view.snapshot(n) for n in nodes), previous=self.controller._last_index
+        )
         if not key:
             self.controller._last_index = found  # lends summaries to the next round
         self._indexes[key] = found
@@ -312,10 +379,15 @@ class RoundCapacity:
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:
     status = pod.get("status") or {}
-    ready = any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or [])
-    pending = (not (pod.get("spec") or {}).get("nodeName") or status.get("phase") == "Pending"
-               or not status.get("podIP"))
+    ready = any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    pending = (
+        not (pod.get("spec") or {}).get("nodeName")
+        or status.get("phase") == "Pending"
+        or not status.get("podIP")
+    )
     return PodState(_name(pod), ready=ready and not pending, pending=pending)
 
 

@@ -64,8 +64,7 @@ class Observations:
     @property
     def pending_replicas(self) -> int:
         """Pods not yet running, plus replicas whose pods do not exist yet."""
-        return (sum(p.pending for p in self.pods)
-                + max(0, self.current_replicas - len(self.pods)))
+        return sum(p.pending for p in self.pods) + max(0, self.current_replicas - len(self.pods))
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,9 @@ class History:
     recommendations: tuple[tuple[float, int], ...] = ()  # (unix seconds, raw recommendation)
     scale_events: tuple[tuple[float, int], ...] = ()  # (unix seconds, replicas added; < 0 removed)
 
-    def with_scale(self, *, now_unix_seconds: float, from_replicas: int,
-                   to_replicas: int) -> History:
+    def with_scale(
+        self, *, now_unix_seconds: float, from_replicas: int, to_replicas: int
+    ) -> History:
         """The history after the controller wrote `to_replicas` (the rate policies count it)."""
         if to_replicas == from_replicas:
             return self
@@ -104,21 +104,30 @@ class _Missing(Exception):  # a signal inside this module, never raised out of i
     """A metric cannot give a recommendation this round."""
 
 
-def decide(spec: ScalerSpec, observations: Observations, history: History,
-           now: float) -> Decision:
+def decide(spec: ScalerSpec, observations: Observations, history: History, now: float) -> Decision:
     """How many replicas the target should have now, and why."""
     current = observations.current_replicas
     if current == 0 and spec.min_replicas > 0:
-        return Decision(0, 0, "the target is scaled to 0: autoscaling is off until it is "
-                        "scaled up (as HPA)", history, active=False)
+        return Decision(
+            0,
+            0,
+            "the target is scaled to 0: autoscaling is off until it is scaled up (as HPA)",
+            history,
+            active=False,
+        )
     recommendations: dict[str, int] = {}
     notes: list[str] = []
     for metric in spec.metrics:
         try:
             count, note = _recommend(metric, observations)
         except _Missing as exc:
-            return Decision(current, current, f"metric {metric.name}: {exc}; holding "
-                            f"{current} replicas", history, active=False)
+            return Decision(
+                current,
+                current,
+                f"metric {metric.name}: {exc}; holding {current} replicas",
+                history,
+                active=False,
+            )
         recommendations[metric.name] = count
         notes.append(f"{note}: {count} replicas")
     raw = max(recommendations.values())
@@ -131,8 +140,9 @@ def decide(spec: ScalerSpec, observations: Observations, history: History,
     pending = observations.pending_replicas
     if desired > current and pending:
         desired = current
-        notes.append(f"{pending} Pending replica{'s' if pending > 1 else ''}: no scale-up "
-                     "until they run")
+        notes.append(
+            f"{pending} Pending replica{'s' if pending > 1 else ''}: no scale-up until they run"
+        )
     limit = None
     if desired > spec.max_replicas:
         desired, limit = spec.max_replicas, Limit.TOO_MANY
@@ -140,8 +150,9 @@ def decide(spec: ScalerSpec, observations: Observations, history: History,
     elif desired < spec.min_replicas:
         desired, limit = spec.min_replicas, Limit.TOO_FEW
         notes.append(f"raised to minReplicas {spec.min_replicas}")
-    return Decision(desired, current, "; ".join(notes), history, limit=limit,
-                    recommendations=recommendations)
+    return Decision(
+        desired, current, "; ".join(notes), history, limit=limit, recommendations=recommendations
+    )
 
 
 # -- one metric --------------------------------------------------------------------------------
@@ -156,7 +167,8 @@ def _recommend(metric: MetricSpec, obs: Observations) -> tuple[int, str]:
             raise _Missing("no data (empty or NaN result)")
         if metric.target.type is TargetType.VALUE:
             return _from_total(total, target, obs.current_replicas), (
-                f"{metric.name}: total {total:g} at {target:g} per replica")
+                f"{metric.name}: total {total:g} at {target:g} per replica"
+            )
         ready = sum(p.ready and not p.pending for p in obs.pods)
         if ready == 0:
             raise _Missing("no Ready pod to average over")
@@ -172,16 +184,19 @@ def _from_total(total: float, target: float, current: int) -> int:
     return math.ceil(total / target)
 
 
-def _from_pods(metric: MetricSpec, reading: MetricObservation,
-               obs: Observations) -> tuple[int, str]:
+def _from_pods(
+    metric: MetricSpec, reading: MetricObservation, obs: Observations
+) -> tuple[int, str]:
     """HPA's per-pod calculation (missing and not-Ready pods included)."""
     target, current = metric.target.value, obs.current_replicas
     values, missing, unready = _classify(reading, obs)
     if not values:
         raise _Missing("no value from any Ready pod")
     ratio = sum(values.values()) / len(values) / target
-    note = f"{metric.name}: average {ratio * target:g} over {len(values)} Ready pods " \
-           f"against {target:g}"
+    note = (
+        f"{metric.name}: average {ratio * target:g} over {len(values)} Ready pods "
+        f"against {target:g}"
+    )
     rebalance_unready = bool(unready) and ratio > 1
     if not missing and not rebalance_unready:
         if abs(1 - ratio) <= TOLERANCE:
@@ -204,8 +219,9 @@ def _from_pods(metric: MetricSpec, reading: MetricObservation,
     return count, note
 
 
-def _classify(reading: MetricObservation,
-              obs: Observations) -> tuple[dict[str, float], list[str], list[str]]:
+def _classify(
+    reading: MetricObservation, obs: Observations
+) -> tuple[dict[str, float], list[str], list[str]]:
     """Values of Ready pods, Ready pods without a value, and pods not Ready (values ignored)."""
     values: dict[str, float] = {}
     missing: list[str] = []
@@ -222,8 +238,9 @@ def _classify(reading: MetricObservation,
 
 
 # -- behavior ----------------------------------------------------------------------------------
-def _stabilize(spec: ScalerSpec, raw: int, current: int, history: History,
-               now: float) -> tuple[int, History]:
+def _stabilize(
+    spec: ScalerSpec, raw: int, current: int, history: History, now: float
+) -> tuple[int, History]:
     """HPA's stabilisation: up to the lowest recommendation in the scale-up window, down to the
     highest in the scale-down window (the new one included)."""
     up_window = spec.behavior.scale_up.stabilization_window_seconds
@@ -237,15 +254,19 @@ def _stabilize(spec: ScalerSpec, raw: int, current: int, history: History,
     result = min(max(current, up), down)
     keep = max(up_window, down_window)
     kept = tuple(r for r in history.recommendations if r[0] > now - keep)
-    longest = max((p.period_seconds for rules in (spec.behavior.scale_up,
-                                                  spec.behavior.scale_down)
-                   for p in rules.policies), default=0)
+    longest = max(
+        (
+            p.period_seconds
+            for rules in (spec.behavior.scale_up, spec.behavior.scale_down)
+            for p in rules.policies
+        ),
+        default=0,
+    )
     events = tuple(e for e in history.scale_events if e[0] > now - longest)
     return result, History((*kept, (now, raw)), events)
 
 
-def _rate_limit(spec: ScalerSpec, desired: int, current: int, history: History,
-                now: float) -> int:
+def _rate_limit(spec: ScalerSpec, desired: int, current: int, history: History, now: float) -> int:
     if desired > current:
         limit = max(current, _up_limit(spec.behavior.scale_up, current, history, now))
         return min(desired, limit)
@@ -258,8 +279,7 @@ def _rate_limit(spec: ScalerSpec, desired: int, current: int, history: History,
 def _period_start(history: History, period_seconds: int, current: int, now: float) -> int:
     """The replica count at the start of the policy's period: current minus the net change
     written within it (HPA counts both directions)."""
-    return current - sum(change for at, change in history.scale_events
-                         if at > now - period_seconds)
+    return current - sum(change for at, change in history.scale_events if at > now - period_seconds)
 
 
 def _up_limit(rules: ScalingRules, current: int, history: History, now: float) -> int:

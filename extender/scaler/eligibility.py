@@ -17,21 +17,18 @@ REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 def placement_key(pod_spec: Mapping[str, Any]) -> str:
     """What of a pod spec decides its nodes, as a string: equal keys, equal node sets."""
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(REQUIRED)
-                or {})
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(REQUIRED) or {}
     if not pod_spec.get("nodeSelector") and not required:
         return ""  # every node
     return json.dumps([pod_spec.get("nodeSelector") or {}, required], sort_keys=True)
 
 
-def node_matches(pod_spec: Mapping[str, Any], *, node_name: str,
-                 labels: Mapping[str, str]) -> bool:
+def node_matches(pod_spec: Mapping[str, Any], *, node_name: str, labels: Mapping[str, str]) -> bool:
     """Whether a pod with this spec may be placed on the node, by its labels and name."""
     selector = pod_spec.get("nodeSelector") or {}
     if not isinstance(selector, Mapping) or any(labels.get(k) != v for k, v in selector.items()):
         return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(REQUIRED)
-                or {})
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(REQUIRED) or {}
     terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
     if not terms:
         return True
@@ -45,8 +42,9 @@ def _term(term: Mapping[str, Any], node_name: str, labels: Mapping[str, str]) ->
     if not expressions and not fields:
         return False  # an empty term matches no node
     by_field = {"metadata.name": node_name}
-    return (all(_expression(e, labels) for e in expressions)
-            and all(_expression(f, by_field) for f in fields))
+    return all(_expression(e, labels) for e in expressions) and all(
+        _expression(f, by_field) for f in fields
+    )
 
 
 def _expression(expression: object, values: Mapping[str, str]) -> bool:

@@ -27,10 +27,18 @@ class ScalingOutcome:
         return self.limited.applied_replicas
 
 
-def evaluate(spec: ScalerSpec, observations: Observations, history: History, *,
-             demand: GpuDemand | None, snapshots: Sequence[NodeSnapshot], placed_replicas: int,
-             now_unix_seconds: float, staleness_seconds: float,
-             policy: Policy = Policy.BINPACK) -> ScalingOutcome:
+def evaluate(
+    spec: ScalerSpec,
+    observations: Observations,
+    history: History,
+    *,
+    demand: GpuDemand | None,
+    snapshots: Sequence[NodeSnapshot],
+    placed_replicas: int,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    policy: Policy = Policy.BINPACK,
+) -> ScalingOutcome:
     """The decision, the GPUs' headroom for more replicas, and the count to write.
 
     `placed_replicas` are the target's pods already bound to a node (they are claims in
@@ -38,9 +46,14 @@ def evaluate(spec: ScalerSpec, observations: Observations, history: History, *,
     `snapshots` is best a headroom.capacity.CapacityIndex built once per round and shared by
     every AIScaler (plain snapshots work too: an index is then built for this call alone)."""
     decision = decide(spec, observations, history, now_unix_seconds)
-    headroom = feasible_replicas(demand, snapshots, now_unix_seconds=now_unix_seconds,
-                                 staleness_seconds=staleness_seconds,
-                                 current_placed=placed_replicas, max_replicas=spec.max_replicas,
-                                 policy=policy)
+    headroom = feasible_replicas(
+        demand,
+        snapshots,
+        now_unix_seconds=now_unix_seconds,
+        staleness_seconds=staleness_seconds,
+        current_placed=placed_replicas,
+        max_replicas=spec.max_replicas,
+        policy=policy,
+    )
     limited = apply_feasibility(decision, headroom, ready_or_placed=placed_replicas, spec=spec)
     return ScalingOutcome(decision, headroom, limited)

@@ -55,40 +55,69 @@ class Limited:
         return self.reason is not None
 
 
-def feasible_replicas(pod_template_demand: GpuDemand | None, snapshots: Sequence[NodeSnapshot],
-                      *, now_unix_seconds: float, staleness_seconds: float, current_placed: int,
-                      max_replicas: int, policy: Policy = Policy.BINPACK) -> Headroom:
+def feasible_replicas(
+    pod_template_demand: GpuDemand | None,
+    snapshots: Sequence[NodeSnapshot],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    current_placed: int,
+    max_replicas: int,
+    policy: Policy = Policy.BINPACK,
+) -> Headroom:
     """How many replicas beyond the `current_placed` (already in `snapshots` as claims) fit,
     looking no further than `max_replicas` in all. `snapshots` may be a CapacityIndex."""
     wanted = max(0, max_replicas - current_placed)
     if pod_template_demand is None:
         return Headroom(wanted, None)
     index = snapshots if isinstance(snapshots, CapacityIndex) else CapacityIndex(snapshots)
-    return _headroom(pod_template_demand, index.copies(
-        pod_template_demand, wanted, now_unix_seconds=now_unix_seconds,
-        staleness_seconds=staleness_seconds, policy=policy))
+    return _headroom(
+        pod_template_demand,
+        index.copies(
+            pod_template_demand,
+            wanted,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        ),
+    )
 
 
 def feasible_replicas_by_placement(
-        pod_template_demand: GpuDemand | None, snapshots: Sequence[NodeSnapshot], *,
-        now_unix_seconds: float, staleness_seconds: float, current_placed: int,
-        max_replicas: int, policy: Policy = Policy.BINPACK) -> Headroom:
+    pod_template_demand: GpuDemand | None,
+    snapshots: Sequence[NodeSnapshot],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    current_placed: int,
+    max_replicas: int,
+    policy: Policy = Policy.BINPACK,
+) -> Headroom:
     """`feasible_replicas` by placing the replicas one by one with `place_replicas` (the
     reference: one pass over every node per replica)."""
     wanted = max(0, max_replicas - current_placed)
     if pod_template_demand is None:
         return Headroom(wanted, None)
-    return _headroom(pod_template_demand, copies_by_placement(
-        pod_template_demand, wanted, snapshots, now_unix_seconds=now_unix_seconds,
-        staleness_seconds=staleness_seconds, policy=policy))
+    return _headroom(
+        pod_template_demand,
+        copies_by_placement(
+            pod_template_demand,
+            wanted,
+            snapshots,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=staleness_seconds,
+            policy=policy,
+        ),
+    )
 
 
 def _headroom(demand: GpuDemand, copies: Copies) -> Headroom:
     return Headroom(copies.count, demand, copies.best_free_bytes, blocked=copies.blocked)
 
 
-def apply_feasibility(decision: Decision, feasible: Headroom, *, ready_or_placed: int,
-                      spec: ScalerSpec) -> Limited:
+def apply_feasibility(
+    decision: Decision, feasible: Headroom, *, ready_or_placed: int, spec: ScalerSpec
+) -> Limited:
     """The replica count to write. A decision without usable metrics changes nothing; Enforce
     never goes above ready_or_placed + feasible + allowPending except to honour minReplicas."""
     desired = decision.desired_replicas
@@ -103,24 +132,47 @@ def apply_feasibility(decision: Decision, feasible: Headroom, *, ready_or_placed
     else:
         applied = desired
     if desired > cap and feasible.demand is not None:
-        return Limited(desired, fitting, applied, LimitReason.INSUFFICIENT_GPU_HEADROOM,
-                       _headroom_message(desired, feasible, fitting=fitting,
-                                         allow_pending=allow_pending, enforce=enforce,
-                                         applied=applied))
+        return Limited(
+            desired,
+            fitting,
+            applied,
+            LimitReason.INSUFFICIENT_GPU_HEADROOM,
+            _headroom_message(
+                desired,
+                feasible,
+                fitting=fitting,
+                allow_pending=allow_pending,
+                enforce=enforce,
+                applied=applied,
+            ),
+        )
     if decision.limit is not None:
-        reason = (LimitReason.TOO_MANY if decision.limit is Limit.TOO_MANY
-                  else LimitReason.TOO_FEW)
+        reason = LimitReason.TOO_MANY if decision.limit is Limit.TOO_MANY else LimitReason.TOO_FEW
         return Limited(desired, fitting, applied, reason, decision.reason)
-    return Limited(desired, fitting, applied, None,
-                   f"desired {desired} is within the GPUs' headroom ({fitting} fit)")
+    return Limited(
+        desired,
+        fitting,
+        applied,
+        None,
+        f"desired {desired} is within the GPUs' headroom ({fitting} fit)",
+    )
 
 
-def _headroom_message(desired: int, feasible: Headroom, *, fitting: int, allow_pending: int,
-                      enforce: bool, applied: int) -> str:
+def _headroom_message(
+    desired: int,
+    feasible: Headroom,
+    *,
+    fitting: int,
+    allow_pending: int,
+    enforce: bool,
+    applied: int,
+) -> str:
     assert feasible.demand is not None  # checked by the caller
     pending = f" (+{allow_pending} allowed Pending)" if allow_pending else ""
-    text = (f"wanted {desired}, {fitting} fit{pending}: {desired - fitting} more need "
-            f"{feasible.demand.describe()}, largest free {format_bytes(feasible.best_free_bytes)}")
+    text = (
+        f"wanted {desired}, {fitting} fit{pending}: {desired - fitting} more need "
+        f"{feasible.demand.describe()}, largest free {format_bytes(feasible.best_free_bytes)}"
+    )
     if not enforce:
         text += f" (Observe mode: applying {applied} anyway)"
     return text

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-IN, NOT_IN, EXISTS, DOES_NOT_EXIST, GT, LT = ("In", "NotIn", "Exists", "DoesNotExist", "Gt",
-                                              "Lt")
+IN, NOT_IN, EXISTS, DOES_NOT_EXIST, GT, LT = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
 _KEY = r"[A-Za-z0-9][A-Za-z0-9./_-]*"
 _VALUE = r"[A-Za-z0-9._-]*"
 _NOT_EXISTS = re.compile(rf"!\s*({_KEY})")
@@ -89,14 +88,21 @@ def _requirement(part: str) -> Requirement:
 
 def from_label_selector(selector: Mapping[str, Any]) -> tuple[Requirement, ...]:
     """The requirements of a LabelSelector object (`matchLabels` and `matchExpressions`)."""
-    found = [Requirement(str(k), IN, frozenset({str(v)}))
-             for k, v in (selector.get("matchLabels") or {}).items()]
+    found = [
+        Requirement(str(k), IN, frozenset({str(v)}))
+        for k, v in (selector.get("matchLabels") or {}).items()
+    ]
     for expression in selector.get("matchExpressions") or []:
         operator = str(expression.get("operator", ""))
         if operator not in (IN, NOT_IN, EXISTS, DOES_NOT_EXIST):
             raise SelectorError(f"matchExpressions: unknown operator {operator!r}")
-        found.append(Requirement(str(expression.get("key", "")), operator,
-                                 frozenset(str(v) for v in expression.get("values") or [])))
+        found.append(
+            Requirement(
+                str(expression.get("key", "")),
+                operator,
+                frozenset(str(v) for v in expression.get("values") or []),
+            )
+        )
     return tuple(found)
 
 

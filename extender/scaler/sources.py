@@ -50,8 +50,11 @@ def query_prometheus(base_url: str, query: str, *, timeout_seconds: float = 5.0)
     if data.get("resultType") == "scalar":
         values = [_number(data.get("result"))]
     else:
-        values = [_number(series.get("value")) for series in data.get("result") or []
-                  if isinstance(series, dict)]
+        values = [
+            _number(series.get("value"))
+            for series in data.get("result") or []
+            if isinstance(series, dict)
+        ]
     present = [v for v in values if v is not None]
     return math.fsum(present) if present else None
 
@@ -67,15 +70,21 @@ def _number(sample: object) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def scrape_pods(pods: Sequence[PodEndpoint], *, source: PodsSource,
-                timeout_seconds: float = 2.0, max_workers: int = 8) -> dict[str, float]:
+def scrape_pods(
+    pods: Sequence[PodEndpoint],
+    *,
+    source: PodsSource,
+    timeout_seconds: float = 2.0,
+    max_workers: int = 8,
+) -> dict[str, float]:
     """The metric's value on each pod that answered (a failed scrape is absent)."""
     if not pods:
         return {}
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pods))) as pool:
         values = pool.map(lambda pod: _scrape(pod, source, timeout_seconds), pods)
-        return {pod.name: value for pod, value in zip(pods, values, strict=True)
-                if value is not None}
+        return {
+            pod.name: value for pod, value in zip(pods, values, strict=True) if value is not None
+        }
 
 
 def _scrape(pod: PodEndpoint, source: PodsSource, timeout_seconds: float) -> float | None:
@@ -91,8 +100,9 @@ def _scrape(pod: PodEndpoint, source: PodsSource, timeout_seconds: float) -> flo
 def metric_value(exposition: str, metric_name: str) -> float | None:
     """The sum of a metric's samples (all label sets) in Prometheus text format; None if absent.
     A counter may be named with or without its `_total` suffix."""
-    samples = [sample for family in text_string_to_metric_families(exposition)
-               for sample in family.samples]
+    samples = [
+        sample for family in text_string_to_metric_families(exposition) for sample in family.samples
+    ]
     for name in (metric_name, f"{metric_name}_total"):
         present = [s.value for s in samples if s.name == name and not math.isnan(s.value)]
         if present:
@@ -100,8 +110,7 @@ def metric_value(exposition: str, metric_name: str) -> float | None:
     return None
 
 
-def gpu_utilization(pod_uids: Mapping[str, str],
-                    reports: Iterable[NodeReport]) -> dict[str, float]:
+def gpu_utilization(pod_uids: Mapping[str, str], reports: Iterable[NodeReport]) -> dict[str, float]:
     """Per pod name, the mean utilisation (percent) of the GPUs it is seen on, from the agents'
     reports; pods not seen, or on GPUs that report no utilisation, are absent."""
     by_uid: dict[str, list[float]] = {}
@@ -113,5 +122,8 @@ def gpu_utilization(pod_uids: Mapping[str, str],
             for pod in gpu.pods:
                 if pod.uid in wanted:
                     by_uid.setdefault(pod.uid, []).append(gpu.utilization_percent)
-    return {name: math.fsum(by_uid[uid]) / len(by_uid[uid])
-            for name, uid in pod_uids.items() if by_uid.get(uid)}
+    return {
+        name: math.fsum(by_uid[uid]) / len(by_uid[uid])
+        for name, uid in pod_uids.items()
+        if by_uid.get(uid)
+    }

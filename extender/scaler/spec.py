@@ -129,10 +129,14 @@ class ScalingRules:
 
 
 # HPA's defaults (autoscaling/v2).
-DEFAULT_SCALE_UP = ScalingRules(0, (ScalingPolicy(PolicyType.PERCENT, 100, 15),
-                                    ScalingPolicy(PolicyType.PODS, 4, 15)), SelectPolicy.MAX)
-DEFAULT_SCALE_DOWN = ScalingRules(300, (ScalingPolicy(PolicyType.PERCENT, 100, 15),),
-                                  SelectPolicy.MAX)
+DEFAULT_SCALE_UP = ScalingRules(
+    0,
+    (ScalingPolicy(PolicyType.PERCENT, 100, 15), ScalingPolicy(PolicyType.PODS, 4, 15)),
+    SelectPolicy.MAX,
+)
+DEFAULT_SCALE_DOWN = ScalingRules(
+    300, (ScalingPolicy(PolicyType.PERCENT, 100, 15),), SelectPolicy.MAX
+)
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,9 @@ class ScalerSpec:
     feasibility: Feasibility = Feasibility()
 
 
-def parse_spec(obj: Mapping[str, Any], *,
-               default_scale_down_window_seconds: int | None = None) -> ScalerSpec:
+def parse_spec(
+    obj: Mapping[str, Any], *, default_scale_down_window_seconds: int | None = None
+) -> ScalerSpec:
     """The AIScaler object's spec, validated, with defaults filled in. Raises SpecError.
 
     `default_scale_down_window_seconds` replaces HPA's 300 s default scale-down stabilisation
@@ -169,15 +174,18 @@ def parse_spec(obj: Mapping[str, Any], *,
     min_replicas = _integer(spec, "minReplicas", "spec", minimum=0, default=1)
     max_replicas = _integer(spec, "maxReplicas", "spec", minimum=1, default=None)
     if min_replicas > max_replicas:
-        raise SpecError("spec.minReplicas", f"must not exceed spec.maxReplicas ({max_replicas}); "
-                        f"got {min_replicas}")
+        raise SpecError(
+            "spec.minReplicas",
+            f"must not exceed spec.maxReplicas ({max_replicas}); got {min_replicas}",
+        )
     return ScalerSpec(
         target_ref=_target_ref(spec),
         metrics=_metrics(spec),
         min_replicas=min_replicas,
         max_replicas=max_replicas,
-        polling_interval_seconds=_integer(spec, "pollingInterval", "spec", minimum=1,
-                                          default=DEFAULT_POLLING_INTERVAL_SECONDS),
+        polling_interval_seconds=_integer(
+            spec, "pollingInterval", "spec", minimum=1, default=DEFAULT_POLLING_INTERVAL_SECONDS
+        ),
         behavior=_behavior(spec, default_scale_down_window_seconds),
         feasibility=_feasibility(spec),
     )
@@ -188,8 +196,9 @@ def _target_ref(spec: Mapping[str, Any]) -> TargetRef:
     ref = spec.get("scaleTargetRef")
     if ref is not None:
         if "deploymentName" in spec:
-            raise SpecError("spec.deploymentName", "give either deploymentName or "
-                            "scaleTargetRef, not both")
+            raise SpecError(
+                "spec.deploymentName", "give either deploymentName or scaleTargetRef, not both"
+            )
         raw = _object(ref, "spec.scaleTargetRef", required=True)
         return TargetRef(
             api_version=_string(raw, "apiVersion", "spec.scaleTargetRef", default="apps/v1"),
@@ -197,8 +206,11 @@ def _target_ref(spec: Mapping[str, Any]) -> TargetRef:
             name=_string(raw, "name", "spec.scaleTargetRef"),
         )
     if "deploymentName" not in spec:
-        raise SpecError("spec.scaleTargetRef", "required: {kind, name, apiVersion} of a resource "
-                        "with a /scale subresource (or the seed form's spec.deploymentName)")
+        raise SpecError(
+            "spec.scaleTargetRef",
+            "required: {kind, name, apiVersion} of a resource "
+            "with a /scale subresource (or the seed form's spec.deploymentName)",
+        )
     return TargetRef("apps/v1", "Deployment", _string(spec, "deploymentName", "spec"))
 
 
@@ -211,44 +223,62 @@ def _metrics(spec: Mapping[str, Any]) -> tuple[MetricSpec, ...]:
     if "metrics" in spec:
         for key in ("metricType", "targetValue"):
             if key in spec:
-                raise SpecError(f"spec.{key}", "give either the seed form's metricType/"
-                                "targetValue or spec.metrics, not both")
+                raise SpecError(
+                    f"spec.{key}",
+                    "give either the seed form's metricType/targetValue or spec.metrics, not both",
+                )
         items = spec["metrics"]
         if not isinstance(items, list) or not items:
-            raise SpecError("spec.metrics", "expected a non-empty list of metrics "
-                            "({type: prometheus | pods | gpu | queue_depth | gpu_util, ...})")
-        metrics = tuple(_metric(_object(item, f"spec.metrics[{i}]", required=True),
-                                f"spec.metrics[{i}]", index=i) for i, item in enumerate(items))
+            raise SpecError(
+                "spec.metrics",
+                "expected a non-empty list of metrics "
+                "({type: prometheus | pods | gpu | queue_depth | gpu_util, ...})",
+            )
+        metrics = tuple(
+            _metric(
+                _object(item, f"spec.metrics[{i}]", required=True), f"spec.metrics[{i}]", index=i
+            )
+            for i, item in enumerate(items)
+        )
         seen: set[str] = set()
         for i, metric in enumerate(metrics):
             if metric.name in seen:
-                raise SpecError(f"spec.metrics[{i}].name",
-                                f"duplicate metric name {metric.name!r}; names must be unique")
+                raise SpecError(
+                    f"spec.metrics[{i}].name",
+                    f"duplicate metric name {metric.name!r}; names must be unique",
+                )
             seen.add(metric.name)
         return metrics
     kind = spec.get("metricType", "queue_depth")
     if kind not in SHORTHANDS:
-        raise SpecError("spec.metricType", f"must be one of {', '.join(SHORTHANDS)} "
-                        f"(got {kind!r}); use spec.metrics for other sources")
+        raise SpecError(
+            "spec.metricType",
+            f"must be one of {', '.join(SHORTHANDS)} "
+            f"(got {kind!r}); use spec.metrics for other sources",
+        )
     return (_shorthand(spec, "spec", kind=str(kind), name=str(kind)),)
 
 
 def _shorthand(raw: Mapping[str, Any], where: str, *, kind: str, name: str) -> MetricSpec:
     target_value = _positive(raw, "targetValue", where)
     if kind == "queue_depth":
-        return MetricSpec(name, PodsSource(QUEUE_DEPTH_METRIC),
-                          MetricTarget(TargetType.AVERAGE_VALUE, target_value))
+        return MetricSpec(
+            name,
+            PodsSource(QUEUE_DEPTH_METRIC),
+            MetricTarget(TargetType.AVERAGE_VALUE, target_value),
+        )
     if target_value > 100:
-        raise SpecError(f"{where}.targetValue", f"expected a percentage in (0, 100] for "
-                        f"gpu_util (got {target_value:g})")
+        raise SpecError(
+            f"{where}.targetValue",
+            f"expected a percentage in (0, 100] for gpu_util (got {target_value:g})",
+        )
     return MetricSpec(name, GpuSource(), MetricTarget(TargetType.UTILIZATION, target_value))
 
 
 def _metric(raw: Mapping[str, Any], where: str, *, index: int) -> MetricSpec:
     kind = raw.get("type")
     if kind not in SOURCE_TYPES:
-        raise SpecError(f"{where}.type", f"must be one of {', '.join(SOURCE_TYPES)} "
-                        f"(got {kind!r})")
+        raise SpecError(f"{where}.type", f"must be one of {', '.join(SOURCE_TYPES)} (got {kind!r})")
     name = _string(raw, "name", where, default=f"{kind}-{index}")
     if kind in SHORTHANDS:
         return _shorthand(raw, where, kind=str(kind), name=name)
@@ -256,17 +286,21 @@ def _metric(raw: Mapping[str, Any], where: str, *, index: int) -> MetricSpec:
     allowed: tuple[TargetType, ...]
     if kind == "prometheus":
         address = raw.get("serverAddress")
-        if address is not None and (not isinstance(address, str) or not address.startswith(
-                ("http://", "https://"))):
-            raise SpecError(f"{where}.serverAddress", "expected an http(s) URL such as "
-                            f"http://prometheus:9090 (got {address!r})")
+        if address is not None and (
+            not isinstance(address, str) or not address.startswith(("http://", "https://"))
+        ):
+            raise SpecError(
+                f"{where}.serverAddress",
+                f"expected an http(s) URL such as http://prometheus:9090 (got {address!r})",
+            )
         source = PrometheusSource(_string(raw, "query", where), address)
         allowed = (TargetType.VALUE, TargetType.AVERAGE_VALUE)
     elif kind == "pods":
         path = _string(raw, "path", where, default=DEFAULT_METRICS_PATH)
         if not path.startswith("/"):
-            raise SpecError(f"{where}.path", f"expected an absolute URL path such as /metrics "
-                            f"(got {path!r})")
+            raise SpecError(
+                f"{where}.path", f"expected an absolute URL path such as /metrics (got {path!r})"
+            )
         port = _integer(raw, "port", where, minimum=1, default=DEFAULT_METRICS_PORT)
         if port > 65535:
             raise SpecError(f"{where}.port", f"expected a port 1..65535 (got {port})")
@@ -277,8 +311,11 @@ def _metric(raw: Mapping[str, Any], where: str, *, index: int) -> MetricSpec:
     return MetricSpec(name, source, _target(raw, f"{where}.target", allowed))
 
 
-_TARGET_FIELD = {TargetType.VALUE: "value", TargetType.AVERAGE_VALUE: "averageValue",
-                 TargetType.UTILIZATION: "averageUtilization"}
+_TARGET_FIELD = {
+    TargetType.VALUE: "value",
+    TargetType.AVERAGE_VALUE: "averageValue",
+    TargetType.UTILIZATION: "averageUtilization",
+}
 
 
 def _target(raw: Mapping[str, Any], where: str, allowed: tuple[TargetType, ...]) -> MetricTarget:
@@ -288,21 +325,27 @@ def _target(raw: Mapping[str, Any], where: str, allowed: tuple[TargetType, ...])
         raise SpecError(where, f"required: {forms}")
     kind = target.get("type")
     if kind not in [t.value for t in allowed]:
-        raise SpecError(f"{where}.type", f"must be {' or '.join(allowed)} for this source "
-                        f"(got {kind!r}); expected {forms}")
+        raise SpecError(
+            f"{where}.type",
+            f"must be {' or '.join(allowed)} for this source (got {kind!r}); expected {forms}",
+        )
     target_type = TargetType(kind)
     value = _positive(target, _TARGET_FIELD[target_type], where)
     if target_type is TargetType.UTILIZATION and value > 100:
-        raise SpecError(f"{where}.averageUtilization", f"expected a percentage in (0, 100] "
-                        f"(got {value:g})")
+        raise SpecError(
+            f"{where}.averageUtilization", f"expected a percentage in (0, 100] (got {value:g})"
+        )
     return MetricTarget(target_type, value)
 
 
 # -- behavior ----------------------------------------------------------------------------------
 def _behavior(spec: Mapping[str, Any], down_window_seconds: int | None) -> Behavior:
     raw = _object(spec.get("behavior"), "spec.behavior")
-    down = DEFAULT_SCALE_DOWN if down_window_seconds is None else replace(
-        DEFAULT_SCALE_DOWN, stabilization_window_seconds=down_window_seconds)
+    down = (
+        DEFAULT_SCALE_DOWN
+        if down_window_seconds is None
+        else replace(DEFAULT_SCALE_DOWN, stabilization_window_seconds=down_window_seconds)
+    )
     return Behavior(
         scale_up=_rules(raw.get("scaleUp"), "spec.behavior.scaleUp", DEFAULT_SCALE_UP),
         scale_down=_rules(raw.get("scaleDown"), "spec.behavior.scaleDown", down),
@@ -312,11 +355,17 @@ def _behavior(spec: Mapping[str, Any], down_window_seconds: int | None) -> Behav
 def _rules(value: object, where: str, default: ScalingRules) -> ScalingRules:
     """HPA's merge: fields given replace the default's, fields left out keep it."""
     raw = _object(value, where)
-    window = _integer(raw, "stabilizationWindowSeconds", where, minimum=0,
-                      default=default.stabilization_window_seconds)
+    window = _integer(
+        raw,
+        "stabilizationWindowSeconds",
+        where,
+        minimum=0,
+        default=default.stabilization_window_seconds,
+    )
     if window > 3600:
-        raise SpecError(f"{where}.stabilizationWindowSeconds",
-                        f"expected 0..3600 seconds (got {window})")
+        raise SpecError(
+            f"{where}.stabilizationWindowSeconds", f"expected 0..3600 seconds (got {window})"
+        )
     select = raw.get("selectPolicy", default.select_policy.value)
     if select not in [s.value for s in SelectPolicy]:
         raise SpecError(f"{where}.selectPolicy", f"must be Max, Min or Disabled (got {select!r})")
@@ -324,8 +373,11 @@ def _rules(value: object, where: str, default: ScalingRules) -> ScalingRules:
     if "policies" in raw:
         items = raw["policies"]
         if not isinstance(items, list) or not items:
-            raise SpecError(f"{where}.policies", "expected a non-empty list of "
-                            "{type: Pods | Percent, value: <int > 0>, periodSeconds: 1..1800}")
+            raise SpecError(
+                f"{where}.policies",
+                "expected a non-empty list of "
+                "{type: Pods | Percent, value: <int > 0>, periodSeconds: 1..1800}",
+            )
         policies = tuple(_policy(item, f"{where}.policies[{i}]") for i, item in enumerate(items))
     return ScalingRules(window, policies, SelectPolicy(select))
 
@@ -347,8 +399,10 @@ def _feasibility(spec: Mapping[str, Any]) -> Feasibility:
     mode = raw.get("mode", FeasibilityMode.ENFORCE.value)
     if mode not in [m.value for m in FeasibilityMode]:
         raise SpecError("spec.feasibility.mode", f"must be Enforce or Observe (got {mode!r})")
-    return Feasibility(FeasibilityMode(mode),
-                       _integer(raw, "allowPending", "spec.feasibility", minimum=0, default=0))
+    return Feasibility(
+        FeasibilityMode(mode),
+        _integer(raw, "allowPending", "spec.feasibility", minimum=0, default=0),
+    )
 
 
 # -- field readers: headroom.fields, with this spec's "required: <form>" for absent fields --------
@@ -365,18 +419,21 @@ def _string(raw: Mapping[str, Any], key: str, where: str, *, default: str | None
     return read_str(value, f"{where}.{key}", nonempty=True, error=SpecError)
 
 
-def _integer(raw: Mapping[str, Any], key: str, where: str, *, minimum: int,
-             default: int | None) -> int:
+def _integer(
+    raw: Mapping[str, Any], key: str, where: str, *, minimum: int, default: int | None
+) -> int:
     value = raw.get(key, default)
     if value is None:
         raise SpecError(f"{where}.{key}", f"required: an integer >= {minimum}")
-    return read_int(value, f"{where}.{key}", minimum=minimum, maximum=MAX_REPLICAS_LIMIT,
-                    error=SpecError)
+    return read_int(
+        value, f"{where}.{key}", minimum=minimum, maximum=MAX_REPLICAS_LIMIT, error=SpecError
+    )
 
 
 def _positive(raw: Mapping[str, Any], key: str, where: str) -> float:
     value = raw.get(key)
     if value is None:
-        raise SpecError(f"{where}.{key}", "required: a number > 0 (the value one replica "
-                        "should carry)")
+        raise SpecError(
+            f"{where}.{key}", "required: a number > 0 (the value one replica should carry)"
+        )
     return read_number(value, f"{where}.{key}", above=0, error=SpecError)

@@ -50,8 +50,9 @@ class Targets:
         self._lock = threading.Lock()
 
     def resource_path(self, namespace: str, ref: TargetRef) -> str:
-        return api.object_path(ref.api_version, namespace=namespace, plural=self._plural(ref),
-                               name=ref.name)
+        return api.object_path(
+            ref.api_version, namespace=namespace, plural=self._plural(ref), name=ref.name
+        )
 
     def _plural(self, ref: TargetRef) -> str:
         key = (ref.api_version, ref.kind)
@@ -61,8 +62,9 @@ class Targets:
         try:
             listing = api.api_resources(self.kube, ref.api_version)
         except ApiError as exc:
-            raise TargetError("FailedGetScale", f"API {ref.api_version} is not served: "
-                              f"{exc}") from exc
+            raise TargetError(
+                "FailedGetScale", f"API {ref.api_version} is not served: {exc}"
+            ) from exc
         for resource in listing.get("resources") or []:
             if resource.get("kind") == ref.kind and "/" not in str(resource.get("name", "")):
                 plural = str(resource["name"])
@@ -83,8 +85,11 @@ class Targets:
             raise TargetError("FailedGetScale", f"{description}: {exc}") from exc
         selector = str((scale.get("status") or {}).get("selector") or "")
         if not selector:
-            raise TargetError("FailedGetScale", f"{description}: its /scale has no pod selector "
-                              "(status.selector), so its pods cannot be found")
+            raise TargetError(
+                "FailedGetScale",
+                f"{description}: its /scale has no pod selector "
+                "(status.selector), so its pods cannot be found",
+            )
         template = (obj.get("spec") or {}).get("template") or {}
         pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
         try:
@@ -104,9 +109,12 @@ class Targets:
         found = []
         for pod in self._pods():
             meta = pod.get("metadata") or {}
-            if meta.get("namespace") == namespace and not meta.get("deletionTimestamp") and \
-                    (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES and \
-                    matches(requirements, meta.get("labels") or {}):
+            if (
+                meta.get("namespace") == namespace
+                and not meta.get("deletionTimestamp")
+                and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+                and matches(requirements, meta.get("labels") or {})
+            ):
                 found.append(pod)
         return sorted(found, key=lambda p: str(p["metadata"].get("name", "")))
 
@@ -118,8 +126,11 @@ class Targets:
             return None  # no HPA API or no permission: nothing we could detect
         for hpa in hpas:
             theirs: dict[str, Any] = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
-            if theirs.get("kind") == ref.kind and theirs.get("name") == ref.name and \
-                    _group(theirs.get("apiVersion", "")) == _group(ref.api_version):
+            if (
+                theirs.get("kind") == ref.kind
+                and theirs.get("name") == ref.name
+                and _group(theirs.get("apiVersion", "")) == _group(ref.api_version)
+            ):
                 return str((hpa.get("metadata") or {}).get("name"))
         return None
 
@@ -127,8 +138,9 @@ class Targets:
         try:
             api.patch_scale(self.kube, target.path, replicas=replicas)
         except ApiError as exc:
-            raise TargetError("FailedUpdateScale", f"{target.description}: cannot scale to "
-                              f"{replicas}: {exc}") from exc
+            raise TargetError(
+                "FailedUpdateScale", f"{target.description}: cannot scale to {replicas}: {exc}"
+            ) from exc
 
 
 def _group(api_version: object) -> str:

@@ -12,8 +12,9 @@ SCRIPT = Path(sys.executable).parent / "headroom"
 
 
 def test_the_console_script_is_installed_and_lists_its_subcommands() -> None:
-    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True,
-                            check=False, timeout=60)
+    result = subprocess.run(
+        [str(SCRIPT), "--help"], capture_output=True, text=True, check=False, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "really free" in " ".join(result.stdout.split())  # argparse wraps lines
     for command in ("certs", "extender", "nodeagent", "status", "webhook"):

@@ -33,15 +33,27 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     ensure_binaries()
     # The PV binder is off: the test that holds a pod in the scheduler's PreBind completes its
     # volume's binding itself, at the moment it chooses (tests/e2e/test_scheduler.py).
-    local = LocalCluster(tmp_path_factory.mktemp("cluster"),
-                         apiserver_args=["--watch-cache-sizes=configmaps#0"],
-                         disabled_controllers=["persistentvolume-binder-controller"])
+    local = LocalCluster(
+        tmp_path_factory.mktemp("cluster"),
+        apiserver_args=["--watch-cache-sizes=configmaps#0"],
+        disabled_controllers=["persistentvolume-binder-controller"],
+    )
     local.start()
     try:
-        local.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"),
-                      "-f", str(ROOT / "manifests" / "namespace.yaml"))
-        local.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/gpunodes.headroom.dev", "crd/aiscalers.headroom.dev")
+        local.kubectl(
+            "apply",
+            "-f",
+            str(ROOT / "manifests" / "crds"),
+            "-f",
+            str(ROOT / "manifests" / "namespace.yaml"),
+        )
+        local.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gpunodes.headroom.dev",
+            "crd/aiscalers.headroom.dev",
+        )
         yield local
     finally:
         local.stop()
@@ -68,13 +80,17 @@ def namespace(cluster: LocalCluster, kube: Kube) -> Iterator[str]:
     # namespace's default account. After the tests that restart kube-apiserver, the controller
     # manager's work queues can back off past a minute (its requests were refused while the new
     # API server loaded RBAC): then the fixture makes the account itself, as that controller would.
-    if not poll(lambda: _has_default_account(kube, name), timeout_seconds=30,
-                interval_seconds=0.1):
-        print(f"namespace {name}: no default ServiceAccount from kube-controller-manager "
-              "after 30s; creating it")
+    if not poll(lambda: _has_default_account(kube, name), timeout_seconds=30, interval_seconds=0.1):
+        print(
+            f"namespace {name}: no default ServiceAccount from kube-controller-manager "
+            "after 30s; creating it"
+        )
         try:
-            kube.request("POST", f"/api/v1/namespaces/{name}/serviceaccounts",
-                         body={"metadata": {"name": "default"}})
+            kube.request(
+                "POST",
+                f"/api/v1/namespaces/{name}/serviceaccounts",
+                body={"metadata": {"name": "default"}},
+            )
         except ApiError as exc:
             if exc.status != 409:  # the controller made it meanwhile: as good
                 raise

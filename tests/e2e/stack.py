@@ -34,8 +34,9 @@ HEADROOM = Path(sys.executable).parent / "headroom"
 
 
 def scheduler_config(cluster: LocalCluster, extender_port: int) -> dict[str, Any]:
-    return shipped.scheduler_config(extender_url=f"http://127.0.0.1:{extender_port}",
-                                    kubeconfig=cluster.kubeconfig)
+    return shipped.scheduler_config(
+        extender_url=f"http://127.0.0.1:{extender_port}", kubeconfig=cluster.kubeconfig
+    )
 
 
 def shipped_lease() -> tuple[str, str]:
@@ -69,20 +70,31 @@ class Stack:
     def start_scheduler(self) -> None:
         name = f"headroom-scheduler-{self.label}-{self.hostname or 'host'}"
         self.scheduler = self.cluster.start_scheduler(
-            scheduler_config(self.cluster, self.port), name=name, hostname=self.hostname)
+            scheduler_config(self.cluster, self.port), name=name, hostname=self.hostname
+        )
 
     def start_extender(self, *, wait_leading: bool = True) -> None:
         self.log_path = self.cluster.workdir / f"extender-{self.port}.log"
         identity = [f"--identity={self.hostname}"] if self.hostname else []
         with self.log_path.open("ab") as log:
             self.extender = subprocess.Popen(
-                [str(HEADROOM), "extender", f"--bind=127.0.0.1:{self.port}",
-                 f"--kubeconfig={self.cluster.kubeconfig}", "--staleness-seconds=600",
-                 "--leader-lease={}/{}".format(*shipped_lease()), "--no-access-log",
-                 *identity, *self.extender_args],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(HEADROOM),
+                    "extender",
+                    f"--bind=127.0.0.1:{self.port}",
+                    f"--kubeconfig={self.cluster.kubeconfig}",
+                    "--staleness-seconds=600",
+                    "--leader-lease={}/{}".format(*shipped_lease()),
+                    "--no-access-log",
+                    *identity,
+                    *self.extender_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 # Killed with the test run, even one stopped hard, as the control plane is.
-                preexec_fn=die_with_parent)  # noqa: PLW1509
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - started from the main thread
+            )
         if wait_leading:
             eventually(self.ready, timeout_seconds=60, what="the extender ready and leading")
 
@@ -91,8 +103,9 @@ class Stack:
         import urllib.request  # noqa: PLC0415
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
-                                        timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/metrics", timeout=2
+            ) as response:
                 text = response.read().decode()
         except OSError:
             return None
@@ -121,8 +134,9 @@ class Stack:
         self.kill_extender()
         stop_process(self.cluster, self.scheduler)
         release_lease(self.kube)
-        self.cluster.kubectl("delete", "nodes", "-l", f"headroom-e2e={self.label}",
-                             "--wait=false", check=False)
+        self.cluster.kubectl(
+            "delete", "nodes", "-l", f"headroom-e2e={self.label}", "--wait=false", check=False
+        )
 
     def kill_extender(self) -> None:
         """SIGKILL the whole extender (gunicorn and its worker), as a crashed container."""
@@ -131,40 +145,98 @@ class Stack:
                 os.killpg(self.extender.pid, signal.SIGKILL)
             self.extender.wait(30)
 
-    def add_node(self, name: str, gpu_totals_gi: list[float], *, group: str, used_gi: float = 0,
-                 age_seconds: float = 0) -> None:
-        capacity = {"cpu": "64", "memory": "512Gi", "pods": "200",
-                    names.GPU_RESOURCE: str(len(gpu_totals_gi))}
-        self.kube.request("POST", "/api/v1/nodes", body={
-            "metadata": {"name": name, "labels": {"headroom-e2e": self.label,
-                                                  "headroom-e2e-group": group}}})
+    def add_node(
+        self,
+        name: str,
+        gpu_totals_gi: list[float],
+        *,
+        group: str,
+        used_gi: float = 0,
+        age_seconds: float = 0,
+    ) -> None:
+        capacity = {
+            "cpu": "64",
+            "memory": "512Gi",
+            "pods": "200",
+            names.GPU_RESOURCE: str(len(gpu_totals_gi)),
+        }
+        self.kube.request(
+            "POST",
+            "/api/v1/nodes",
+            body={
+                "metadata": {
+                    "name": name,
+                    "labels": {"headroom-e2e": self.label, "headroom-e2e-group": group},
+                }
+            },
+        )
         # A patch, not a PUT: kube-controller-manager annotates new Nodes meanwhile.
-        self.kube.request("PATCH", f"/api/v1/nodes/{name}/status",
-                          content_type="application/merge-patch+json",
-                          body={"status": {"capacity": capacity, "allocatable": capacity,
-                                           "conditions": [{"type": "Ready", "status": "True"}]}})
+        self.kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            content_type="application/merge-patch+json",
+            body={
+                "status": {
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            },
+        )
         self.report(name, gpu_totals_gi, used_gi=used_gi, age_seconds=age_seconds, create=True)
 
-    def report(self, name: str, gpu_totals_gi: list[float], *, used_gi: float = 0,
-               age_seconds: float = 0, create: bool = False) -> None:
-        gpus = tuple(GpuState(index=i, uuid=f"GPU-{name}-{i}", model="test", healthy=True,
-                              total_bytes=int(t * GI), used_bytes=int(used_gi * GI),
-                              unattributed_bytes=int(used_gi * GI))
-                     for i, t in enumerate(gpu_totals_gi))
-        report = NodeReport(node_name=name, reported_at_unix_seconds=time.time() - age_seconds,
-                            gpus=gpus)
+    def report(
+        self,
+        name: str,
+        gpu_totals_gi: list[float],
+        *,
+        used_gi: float = 0,
+        age_seconds: float = 0,
+        create: bool = False,
+    ) -> None:
+        gpus = tuple(
+            GpuState(
+                index=i,
+                uuid=f"GPU-{name}-{i}",
+                model="test",
+                healthy=True,
+                total_bytes=int(t * GI),
+                used_bytes=int(used_gi * GI),
+                unattributed_bytes=int(used_gi * GI),
+            )
+            for i, t in enumerate(gpu_totals_gi)
+        )
+        report = NodeReport(
+            node_name=name, reported_at_unix_seconds=time.time() - age_seconds, gpus=gpus
+        )
         base = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
         if create:
-            obj = self.kube.request("POST", base, body={
-                "apiVersion": names.GROUP_VERSION, "kind": names.GPUNODE_KIND,
-                "metadata": {"name": name}, "spec": {"nodeName": name}})
+            obj = self.kube.request(
+                "POST",
+                base,
+                body={
+                    "apiVersion": names.GROUP_VERSION,
+                    "kind": names.GPUNODE_KIND,
+                    "metadata": {"name": name},
+                    "spec": {"nodeName": name},
+                },
+            )
         else:
             obj = self.kube.request("GET", f"{base}/{name}")
         obj["status"] = report_to_status(report)
         self.kube.request("PUT", f"{base}/{name}/status", body=obj)
 
-    def pod(self, namespace: str, name: str, *, memory: str, group: str, shared: bool = True,
-            priority_class: str | None = None, claim: str | None = None) -> None:
+    def pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        memory: str,
+        group: str,
+        shared: bool = True,
+        priority_class: str | None = None,
+        claim: str | None = None,
+    ) -> None:
         """A pod of the headroom scheduler on this module's `group` of nodes; `claim` mounts
         that PersistentVolumeClaim."""
         annotations = {names.GPU_MEMORY_ANNOTATION: memory}
@@ -173,26 +245,35 @@ class Stack:
         spec: dict[str, Any] = {
             "schedulerName": names.SCHEDULER_NAME,
             "nodeSelector": {"headroom-e2e": self.label, "headroom-e2e-group": group},
-            "containers": [{"name": "model", "image": "example.invalid/model"}]}
+            "containers": [{"name": "model", "image": "example.invalid/model"}],
+        }
         if priority_class:
             spec["priorityClassName"] = priority_class
         if claim:
             spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
-        self.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": name, "annotations": annotations}, "spec": spec})
+        self.kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={"metadata": {"name": name, "annotations": annotations}, "spec": spec},
+        )
 
     def pods(self, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.kube.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+            "GET", f"/api/v1/namespaces/{namespace}/pods"
+        )["items"]
         return items
 
 
 @contextmanager
-def running_stack(cluster: LocalCluster, *,
-                  extender_args: Sequence[str] = ()) -> Iterator[Stack]:
+def running_stack(cluster: LocalCluster, *, extender_args: Sequence[str] = ()) -> Iterator[Stack]:
     label = uuid.uuid4().hex[:6]
-    s = Stack(cluster, Kube(load_api_client(str(cluster.kubeconfig))), label, free_port(),
-              extender_args=tuple(extender_args))
+    s = Stack(
+        cluster,
+        Kube(load_api_client(str(cluster.kubeconfig))),
+        label,
+        free_port(),
+        extender_args=tuple(extender_args),
+    )
     s.start_scheduler()
     try:
         s.start_extender()  # it leads once it sees that scheduler holding the Lease

@@ -19,8 +19,11 @@ from tooling.localcluster import LocalCluster
 
 
 def configmap(kube: Kube, namespace: str, name: str, value: str = "1") -> None:
-    kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps",
-                 body={"metadata": {"name": name}, "data": {"v": value}})
+    kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        body={"metadata": {"name": name}, "data": {"v": value}},
+    )
 
 
 def server_state(kube: Kube, path: str) -> dict[str, str]:
@@ -29,8 +32,7 @@ def server_state(kube: Kube, path: str) -> dict[str, str]:
 
 
 def cache_state(cache: WatchCache) -> dict[str, str]:
-    return {k.split("/")[-1]: v["metadata"]["resourceVersion"]
-            for k, v in cache.snapshot().items()}
+    return {k.split("/")[-1]: v["metadata"]["resourceVersion"] for k, v in cache.snapshot().items()}
 
 
 class Recorder:
@@ -44,8 +46,7 @@ class Recorder:
 
     def seen(self, kind: str, name: str) -> bool:
         with self.lock:
-            return any(e.type == kind and e.object["metadata"]["name"] == name
-                       for e in self.events)
+            return any(e.type == kind and e.object["metadata"]["name"] == name for e in self.events)
 
 
 @pytest.fixture
@@ -56,8 +57,9 @@ def started() -> Iterator[list[WatchCache]]:
         cache.stop()
 
 
-def test_lists_then_follows_changes_with_events(kube: Kube, namespace: str,
-                                                started: list[WatchCache]) -> None:
+def test_lists_then_follows_changes_with_events(
+    kube: Kube, namespace: str, started: list[WatchCache]
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     configmap(kube, namespace, "before")
     recorder = Recorder()
@@ -68,8 +70,7 @@ def test_lists_then_follows_changes_with_events(kube: Kube, namespace: str,
     assert cache.wait_synced(30)
     assert {"before", "before-2"} <= set(cache_state(cache))
     configmap(kube, namespace, "after")
-    kube.request("PUT", f"{path}/before", body={"metadata": {"name": "before"},
-                                                "data": {"v": "2"}})
+    kube.request("PUT", f"{path}/before", body={"metadata": {"name": "before"}, "data": {"v": "2"}})
     kube.request("DELETE", f"{path}/before-2")
     eventually(lambda: cache_state(cache) == server_state(kube, path), what="cache == server")
     assert cache.get(f"{namespace}/before")["data"] == {"v": "2"}  # type: ignore[index]
@@ -78,8 +79,9 @@ def test_lists_then_follows_changes_with_events(kube: Kube, namespace: str,
     assert recorder.seen(DELETED, "before-2")
 
 
-def test_bookmarks_advance_the_resource_version(kube: Kube, namespace: str,
-                                                started: list[WatchCache]) -> None:
+def test_bookmarks_advance_the_resource_version(
+    kube: Kube, namespace: str, started: list[WatchCache]
+) -> None:
     # The API server's watch cache (on for Secrets) sends a bookmark shortly before a watch times
     # out, carrying the newest resourceVersion of the resource, here one from another namespace.
     cache = WatchCache(kube, f"/api/v1/namespaces/{namespace}/secrets", watch_timeout_seconds=4)
@@ -87,11 +89,16 @@ def test_bookmarks_advance_the_resource_version(kube: Kube, namespace: str,
     cache.start()
     assert cache.wait_synced(30)
     eventually(lambda: cache._stream is not None, what="an open watch")
-    elsewhere = kube.request("POST", "/api/v1/namespaces/default/secrets",
-                             body={"metadata": {"generateName": "bookmark-"}})
+    elsewhere = kube.request(
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        body={"metadata": {"generateName": "bookmark-"}},
+    )
     newest = int(elsewhere["metadata"]["resourceVersion"])
-    eventually(lambda: cache.stats.bookmarks > 0 and int(cache.resource_version) >= newest,
-               what="a bookmark carrying the newer resourceVersion")
+    eventually(
+        lambda: cache.stats.bookmarks > 0 and int(cache.resource_version) >= newest,
+        what="a bookmark carrying the newer resourceVersion",
+    )
     assert not any(k.startswith("default/") for k in cache.snapshot())
     assert cache.stats.errors == 0
 
@@ -107,12 +114,16 @@ def through_an_outage(cluster: LocalCluster, cache: WatchCache, started: list[Wa
     cluster.start_apiserver()
 
 
-def test_survives_an_api_server_restart(cluster: LocalCluster, kube: Kube, namespace: str,
-                                        started: list[WatchCache]) -> None:
+def test_survives_an_api_server_restart(
+    cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     configmap(kube, namespace, "a")
-    through_an_outage(cluster, WatchCache(
-        kube, path, backoff=Backoff(initial_seconds=0.2, max_seconds=2)), started)
+    through_an_outage(
+        cluster,
+        WatchCache(kube, path, backoff=Backoff(initial_seconds=0.2, max_seconds=2)),
+        started,
+    )
     cache = started[-1]
     configmap(kube, namespace, "b")
     eventually(lambda: cache_state(cache) == server_state(kube, path), what="cache == server")
@@ -127,14 +138,17 @@ class LongBackoff(Backoff):
 
 
 def test_retry_now_ends_a_long_backoff_once_the_server_is_back(
-        cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]) -> None:
-    cache = WatchCache(kube, f"/api/v1/namespaces/{namespace}/configmaps",
-                       backoff=LongBackoff())
+    cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]
+) -> None:
+    cache = WatchCache(kube, f"/api/v1/namespaces/{namespace}/configmaps", backoff=LongBackoff())
     through_an_outage(cluster, cache, started)  # now in a minute-long wait
     configmap(kube, namespace, "after")
     cache.retry_now()
-    eventually(lambda: "after" in cache_state(cache), timeout_seconds=10,
-               what="the cache caught up at once, not a minute later")
+    eventually(
+        lambda: "after" in cache_state(cache),
+        timeout_seconds=10,
+        what="the cache caught up at once, not a minute later",
+    )
 
 
 class GatedBackoff(Backoff):
@@ -152,8 +166,9 @@ class GatedBackoff(Backoff):
 
 
 def etcd_call(cluster: LocalCluster, method: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(f"{cluster.etcd_url}/v3/kv/{method}",
-                                     data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(
+        f"{cluster.etcd_url}/v3/kv/{method}", data=json.dumps(body).encode(), method="POST"
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         decoded: dict[str, object] = json.loads(response.read())
         return decoded
@@ -165,9 +180,9 @@ def compact_etcd(cluster: LocalCluster) -> None:
     etcd_call(cluster, "compaction", {"revision": revision, "physical": True})
 
 
-def test_a_forced_410_relists_without_losing_an_object(cluster: LocalCluster, kube: Kube,
-                                                       namespace: str,
-                                                       started: list[WatchCache]) -> None:
+def test_a_forced_410_relists_without_losing_an_object(
+    cluster: LocalCluster, kube: Kube, namespace: str, started: list[WatchCache]
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     for name in ("keep", "change", "remove"):
         configmap(kube, namespace, name)
@@ -181,8 +196,7 @@ def test_a_forced_410_relists_without_losing_an_object(cluster: LocalCluster, ku
     assert backoff.waiting.wait(30)
     cluster.start_apiserver()
     # Changes the cache cannot see, then a compaction that makes its resourceVersion too old.
-    kube.request("PUT", f"{path}/change", body={"metadata": {"name": "change"},
-                                                "data": {"v": "2"}})
+    kube.request("PUT", f"{path}/change", body={"metadata": {"name": "change"}, "data": {"v": "2"}})
     kube.request("DELETE", f"{path}/remove")
     configmap(kube, namespace, "new")
     compact_etcd(cluster)

@@ -34,32 +34,45 @@ def placements(stack: Stack, namespace: str) -> dict[str, list[tuple[str, tuple[
         node = pod["spec"].get("nodeName")
         if node:
             gpus = (pod["metadata"].get("annotations") or {}).get(
-                names.ASSIGNED_GPUS_ANNOTATION, "")
-            out.setdefault(node, []).append((pod["metadata"]["name"],
-                                             tuple(g for g in gpus.split(",") if g)))
+                names.ASSIGNED_GPUS_ANNOTATION, ""
+            )
+            out.setdefault(node, []).append(
+                (pod["metadata"]["name"], tuple(g for g in gpus.split(",") if g))
+            )
     return out
 
 
 def events_of(stack: Stack, namespace: str, pod: str) -> str:
-    items = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/events",
-                               query={"fieldSelector": f"involvedObject.name={pod}"})["items"]
+    items = stack.kube.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query={"fieldSelector": f"involvedObject.name={pod}"},
+    )["items"]
     return "\n".join(str(e.get("message", "")) for e in items)
 
 
 def test_pods_land_only_where_their_memory_fits_and_events_say_why_not(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     small, big = f"ext-{stack.label}-l4", f"ext-{stack.label}-a100"
     stack.add_node(small, [24, 24], group="mixed")
     stack.add_node(big, [80], used_gi=30, group="mixed")
     for need in (40, 20, 60):
         stack.pod(namespace, f"needs-{need}", memory=f"{need}Gi", group="mixed")
-    eventually(lambda: {p for ps in placements(stack, namespace).values() for p, _ in ps}
-               >= {"needs-40", "needs-20"}, what="two pods placed")
+    eventually(
+        lambda: (
+            {p for ps in placements(stack, namespace).values() for p, _ in ps}
+            >= {"needs-40", "needs-20"}
+        ),
+        what="two pods placed",
+    )
     placed = placements(stack, namespace)
     assert [p for p, _ in placed[big]] == ["needs-40"]  # 50Gi free there, 24Gi GPUs elsewhere
     assert "needs-60" not in {p for ps in placed.values() for p, _ in ps}
-    eventually(lambda: "needs 60Gi on 1 GPU" in events_of(stack, namespace, "needs-60"),
-               what="the extender's reason in the pod's events")
+    eventually(
+        lambda: "needs 60Gi on 1 GPU" in events_of(stack, namespace, "needs-60"),
+        what="the extender's reason in the pod's events",
+    )
     message = events_of(stack, namespace, "needs-60")
     assert "best free 10Gi on GPU 0" in message or "the largest 24Gi" in message, message
 
@@ -80,17 +93,24 @@ def burst(stack: Stack, namespace: str, *, prefix: str, restart_after: int | Non
     for i in range(50):
         stack.pod(namespace, f"burst-{i}", memory="20Gi", group=prefix)
         if restart_after is not None and i == restart_after:
-            eventually(lambda: sum(map(len, placements(stack, namespace).values())) >= 10,
-                       what="some pods placed before the restart")
+            eventually(
+                lambda: sum(map(len, placements(stack, namespace).values())) >= 10,
+                what="some pods placed before the restart",
+            )
             stack.kill_extender()
             stack.start_extender()
-    eventually(lambda: sum(map(len, placements(stack, namespace).values())) == 40,
-               timeout_seconds=180, what="40 pods placed")
+    eventually(
+        lambda: sum(map(len, placements(stack, namespace).values())) == 40,
+        timeout_seconds=180,
+        what="40 pods placed",
+    )
     # The other ten were each turned away by the extender, and stay unplaced.
-    unplaced = [p["metadata"]["name"] for p in stack.pods(namespace)
-                if not p["spec"].get("nodeName")]
+    unplaced = [
+        p["metadata"]["name"] for p in stack.pods(namespace) if not p["spec"].get("nodeName")
+    ]
     assert len(unplaced) == 10
     for name in unplaced:
+
         def rejected(name: str = name) -> bool:
             return "needs 20Gi on 1 GPU" in events_of(stack, namespace, name)
 
@@ -117,7 +137,8 @@ def test_a_burst_of_50_onto_room_for_40_places_exactly_40(stack: Stack, namespac
 
 
 def test_the_burst_with_the_extender_restarted_halfway_commits_no_gpu_twice(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     burst(stack, namespace, prefix="r", restart_after=25)
     assert_no_gpu_overcommitted(stack, namespace)
     remove_nodes(stack, "r")
@@ -129,13 +150,17 @@ def test_a_node_whose_report_is_stale_receives_nothing(stack: Stack, namespace: 
     stack.add_node(fresh, [80], group="stale")
     for i in range(3):
         stack.pod(namespace, f"s-{i}", memory="30Gi", group="stale")
-    eventually(lambda: sum(map(len, placements(stack, namespace).values())) == 2,
-               what="two pods on the fresh node")
+    eventually(
+        lambda: sum(map(len, placements(stack, namespace).values())) == 2,
+        what="two pods on the fresh node",
+    )
+
     def stale_reason() -> bool:
         # The age counts from the report's time, 3600 s ago, to the filter call: later when the
         # pod comes back after a refused bind (the scheduler binds asynchronously).
-        ages = [int(a) for a in re.findall(r"GPU report (\d+)s old",
-                                           events_of(stack, namespace, "s-2"))]
+        ages = [
+            int(a) for a in re.findall(r"GPU report (\d+)s old", events_of(stack, namespace, "s-2"))
+        ]
         return any(3600 <= age < 3700 for age in ages)
 
     eventually(stale_reason, what="the stale reason in the third pod's events")
@@ -144,18 +169,22 @@ def test_a_node_whose_report_is_stale_receives_nothing(stack: Stack, namespace: 
 
 
 def test_a_rejected_pod_is_placed_within_5s_of_memory_being_freed(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     # Memory held outside Kubernetes is freed: only a new GPU report says so, which the stock
     # scheduler does not watch. The extender's retry must bring the pod back.
     node = f"ext-{stack.label}-freed"
     stack.add_node(node, [80], used_gi=70, group="freed")
     stack.pod(namespace, "waiting", memory="40Gi", group="freed")
-    eventually(lambda: "needs 40Gi on 1 GPU" in events_of(stack, namespace, "waiting"),
-               what="the pod rejected for memory")
+    eventually(
+        lambda: "needs 40Gi on 1 GPU" in events_of(stack, namespace, "waiting"),
+        what="the pod rejected for memory",
+    )
     freed_at = time.monotonic()
     stack.report(node, [80], used_gi=0)
-    eventually(lambda: bool(placements(stack, namespace)), timeout_seconds=30,
-               what="the pod placed")
+    eventually(
+        lambda: bool(placements(stack, namespace)), timeout_seconds=30, what="the pod placed"
+    )
     assert time.monotonic() - freed_at <= 5.0
     remove_nodes(stack, "freed")
 
@@ -163,29 +192,47 @@ def test_a_rejected_pod_is_placed_within_5s_of_memory_being_freed(
 def post(stack: Stack, verb: str, body: dict[str, Any]) -> dict[str, Any]:
     import urllib.request  # noqa: PLC0415
 
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}/{verb}",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.port}/{verb}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: dict[str, Any] = json.loads(response.read())
         return answer
 
 
 def test_bind_commits_once_a_retry_is_harmless_and_a_full_node_is_refused(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     node = f"ext-{stack.label}-bind"
     stack.add_node(node, [80], group="bind")
     for name, memory in (("first", "50Gi"), ("second", "50Gi")):
-        stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": name, "annotations": {names.GPU_MEMORY_ANNOTATION: memory,
-                                                       names.GPU_SHARING_ANNOTATION: "true"}},
-            # No scheduler serves this name: only the test's own bind calls place these pods.
-            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "x"}]}})
+        stack.kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={
+                "metadata": {
+                    "name": name,
+                    "annotations": {
+                        names.GPU_MEMORY_ANNOTATION: memory,
+                        names.GPU_SHARING_ANNOTATION: "true",
+                    },
+                },
+                # No scheduler serves this name: only the test's own bind calls place these pods.
+                "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "x"}]},
+            },
+        )
 
     def bind_args(name: str) -> dict[str, Any]:
         pod = stack.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
-        return {"PodName": name, "PodNamespace": namespace,
-                "PodUID": pod["metadata"]["uid"], "Node": node}
+        return {
+            "PodName": name,
+            "PodNamespace": namespace,
+            "PodUID": pod["metadata"]["uid"],
+            "Node": node,
+        }
 
     first = bind_args("first")
     assert post(stack, "bind", first) == {"Error": ""}
@@ -211,20 +258,37 @@ def gate_of(stack: Stack, namespace: str, name: str) -> tuple[str, str] | None:
 def test_the_gpu_ready_gate_follows_the_report(stack: Stack, namespace: str) -> None:
     node = f"ext-{stack.label}-gate"
     stack.add_node(node, [80], group="gate")
-    created = stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-        "metadata": {"name": "gated", "annotations": {names.GPU_MEMORY_ANNOTATION: "10Gi"}},
-        "spec": {"nodeName": node, "readinessGates": [
-            {"conditionType": names.GPU_READY_CONDITION}],
-            "containers": [{"name": "c", "image": "example.invalid/model"}]}})
+    created = stack.kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/pods",
+        body={
+            "metadata": {"name": "gated", "annotations": {names.GPU_MEMORY_ANNOTATION: "10Gi"}},
+            "spec": {
+                "nodeName": node,
+                "readinessGates": [{"conditionType": names.GPU_READY_CONDITION}],
+                "containers": [{"name": "c", "image": "example.invalid/model"}],
+            },
+        },
+    )
     uid = created["metadata"]["uid"]
-    eventually(lambda: gate_of(stack, namespace, "gated") == ("False", "NotResident"),
-               what="NotResident before the report shows the pod")
+    eventually(
+        lambda: gate_of(stack, namespace, "gated") == ("False", "NotResident"),
+        what="NotResident before the report shows the pod",
+    )
 
     def write(*, healthy: bool) -> None:
-        gpus = (GpuState(index=0, uuid=f"GPU-{node}-0", model="test", total_bytes=80 * GI,
-                         used_bytes=10 * GI, healthy=healthy,
-                         reason="" if healthy else "GPU is lost",
-                         pods=(GpuPod(uid, 10 * GI),)),)
+        gpus = (
+            GpuState(
+                index=0,
+                uuid=f"GPU-{node}-0",
+                model="test",
+                total_bytes=80 * GI,
+                used_bytes=10 * GI,
+                healthy=healthy,
+                reason="" if healthy else "GPU is lost",
+                pods=(GpuPod(uid, 10 * GI),),
+            ),
+        )
         report = NodeReport(node_name=node, reported_at_unix_seconds=time.time(), gpus=gpus)
         path = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}/{node}"
         obj = stack.kube.request("GET", path)
@@ -232,9 +296,13 @@ def test_the_gpu_ready_gate_follows_the_report(stack: Stack, namespace: str) -> 
         stack.kube.request("PUT", f"{path}/status", body=obj)
 
     write(healthy=True)
-    eventually(lambda: gate_of(stack, namespace, "gated") == ("True", "GPUReady"),
-               what="GPUReady once the report shows the pod")
+    eventually(
+        lambda: gate_of(stack, namespace, "gated") == ("True", "GPUReady"),
+        what="GPUReady once the report shows the pod",
+    )
     write(healthy=False)
-    eventually(lambda: gate_of(stack, namespace, "gated") == ("False", "GPUUnhealthy"),
-               what="GPUUnhealthy once its GPU is lost")
+    eventually(
+        lambda: gate_of(stack, namespace, "gated") == ("False", "GPUUnhealthy"),
+        what="GPUUnhealthy once its GPU is lost",
+    )
     remove_nodes(stack, "gate")

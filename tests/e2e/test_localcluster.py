@@ -30,23 +30,37 @@ def alive(pid: int) -> bool:
 
 def ready_node(name: str) -> dict[str, object]:
     capacity = {"cpu": "8", "memory": "32Gi", "pods": "110"}
-    return {"metadata": {"name": name},
-            "status": {"capacity": capacity, "allocatable": capacity,
-                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
 
 
 def test_the_scheduler_on_request_binds_a_pod_to_a_node_object(
-        cluster: LocalCluster, kube: Kube, namespace: str) -> None:
+    cluster: LocalCluster, kube: Kube, namespace: str
+) -> None:
     kube.request("POST", "/api/v1/nodes", body=ready_node("harness-node-1"))
     # A patch, not a PUT: kube-controller-manager annotates new Nodes meanwhile.
-    kube.request("PATCH", "/api/v1/nodes/harness-node-1/status",
-                 content_type="application/merge-patch+json",
-                 body={"status": ready_node("harness-node-1")["status"]})
+    kube.request(
+        "PATCH",
+        "/api/v1/nodes/harness-node-1/status",
+        content_type="application/merge-patch+json",
+        body={"status": ready_node("harness-node-1")["status"]},
+    )
     scheduler = cluster.start_scheduler(name="harness-scheduler")
     try:
-        kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}]}})
+        kube.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}]},
+            },
+        )
 
         def bound() -> bool:
             pod = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/p")
@@ -71,8 +85,12 @@ CHILD = textwrap.dedent("""
 
 
 def start_child(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "c")],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "c")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert child.stdout is not None
     pids: list[int] = json.loads(child.stdout.readline())
     assert len(pids) == 3
@@ -97,16 +115,27 @@ def test_a_killed_parent_takes_its_processes_with_it(tmp_path: Path) -> None:
 def test_up_and_down_by_hand(tmp_path: Path) -> None:
     workdir = tmp_path / "by-hand"
     run = [sys.executable, "-m", "tooling.localcluster"]
-    up = subprocess.run([*run, "up", "--dir", str(workdir)], capture_output=True, text=True,
-                        cwd=ROOT, check=True, timeout=180)
+    up = subprocess.run(
+        [*run, "up", "--dir", str(workdir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=180,
+    )
     kubeconfig = up.stdout.strip()
     assert kubeconfig == str(workdir / "admin.kubeconfig")
     pids = list(json.loads((workdir / "state.json").read_text()).values())
     try:
         kubectl = BIN_DIR / "kubectl"
-        nodes = subprocess.run([str(kubectl), "get", "namespaces", "-o", "name"],
-                               env={**os.environ, "KUBECONFIG": kubeconfig}, capture_output=True,
-                               text=True, check=True, timeout=60)
+        nodes = subprocess.run(
+            [str(kubectl), "get", "namespaces", "-o", "name"],
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         assert "namespace/default" in nodes.stdout.split()
     finally:
         subprocess.run([*run, "down", "--dir", str(workdir)], cwd=ROOT, check=True, timeout=120)

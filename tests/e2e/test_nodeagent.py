@@ -65,8 +65,9 @@ class Agent:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=5) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=5
+            ) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -92,28 +93,44 @@ class Agent:
 
 def install_agent_identity(cluster: LocalCluster) -> None:
     """The ServiceAccount, RBAC and admission policy, from the manifests as shipped."""
-    cluster.kubectl("apply", "-f", str(MANIFESTS / "serviceaccount.yaml"),
-                    "-f", str(MANIFESTS / "rbac.yaml"),
-                    "-f", str(MANIFESTS / "admission-policy.yaml"))
+    cluster.kubectl(
+        "apply",
+        "-f",
+        str(MANIFESTS / "serviceaccount.yaml"),
+        "-f",
+        str(MANIFESTS / "rbac.yaml"),
+        "-f",
+        str(MANIFESTS / "admission-policy.yaml"),
+    )
 
 
-def agent_pod_token(cluster: LocalCluster, kube: Kube, node: str, *,
-                    pod_name: str | None = None) -> str:
+def agent_pod_token(
+    cluster: LocalCluster, kube: Kube, node: str, *, pod_name: str | None = None
+) -> str:
     """A token of the agent's account bound to an agent pod on `node`, as the kubelet mounts it
     into the DaemonSet's pod there (the pod never runs: no kubelet)."""
-    pod = kube.request("POST", f"/api/v1/namespaces/{names.SYSTEM_NAMESPACE}/pods", body={
-        "metadata": {"name": pod_name or f"headroom-nodeagent-{node}"},
-        "spec": {"nodeName": node, "serviceAccountName": "headroom-nodeagent",
-                 "containers": [{"name": "agent", "image": "example.invalid/headroom"}]}})
+    pod = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{names.SYSTEM_NAMESPACE}/pods",
+        body={
+            "metadata": {"name": pod_name or f"headroom-nodeagent-{node}"},
+            "spec": {
+                "nodeName": node,
+                "serviceAccountName": "headroom-nodeagent",
+                "containers": [{"name": "agent", "image": "example.invalid/headroom"}],
+            },
+        },
+    )
     return cluster.service_account_token(
-        names.SYSTEM_NAMESPACE, "headroom-nodeagent",
-        bound_pod={"name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]})
+        names.SYSTEM_NAMESPACE,
+        "headroom-nodeagent",
+        bound_pod={"name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]},
+    )
 
 
 def node_state(index: int) -> list[Any]:
     pid = 5000 + index
-    return [device(0, used=6 * GIB, processes=[{"pid": pid, "used": 5 * GIB}]),
-            device(1, used=0)]
+    return [device(0, used=6 * GIB, processes=[{"pid": pid, "used": 5 * GIB}]), device(1, used=0)]
 
 
 @dataclass
@@ -151,21 +168,38 @@ def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         for i in range(3):
             node = f"{prefix}-{i}"
-            kube.request("POST", "/api/v1/nodes", body={"metadata": {
-                "name": node, "labels": {names.GPU_PRESENT_NODE_LABEL: "true"}}})
+            kube.request(
+                "POST",
+                "/api/v1/nodes",
+                body={"metadata": {"name": node, "labels": {names.GPU_PRESENT_NODE_LABEL: "true"}}},
+            )
             kubeconfig = cluster.token_kubeconfig(
-                work / f"{node}.kubeconfig", agent_pod_token(cluster, kube, node),
-                user="nodeagent")
+                work / f"{node}.kubeconfig", agent_pod_token(cluster, kube, node), user="nodeagent"
+            )
             state = FakeNvml(work / f"{node}.json", {"devices": node_state(i)})
             port = free_port()
             log_path = work / f"{node}.log"
             with log_path.open("wb") as log:
                 popen = subprocess.Popen(
-                    [str(SCRIPT), "nodeagent", "--node-name", node, "--kubeconfig",
-                     str(kubeconfig), "--interval-seconds", str(INTERVAL_SECONDS),
-                     "--proc-root", str(proc_root), "--metrics-bind", f"127.0.0.1:{port}"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=agent_env(library, state.path))
+                    [
+                        str(SCRIPT),
+                        "nodeagent",
+                        "--node-name",
+                        node,
+                        "--kubeconfig",
+                        str(kubeconfig),
+                        "--interval-seconds",
+                        str(INTERVAL_SECONDS),
+                        "--proc-root",
+                        str(proc_root),
+                        "--metrics-bind",
+                        f"127.0.0.1:{port}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=agent_env(library, state.path),
+                )
             agents.append(Agent(node, state, port, log_path, popen))
         yield Fleet(kube, agents, proc_root)
     finally:
@@ -173,61 +207,92 @@ def fleet(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
             agent.stop()
         for agent in agents:
             cluster.kubectl("delete", "node", agent.node, "--wait=false", check=False)
-            cluster.kubectl("delete", "pod", "-n", names.SYSTEM_NAMESPACE,
-                            f"headroom-nodeagent-{agent.node}", f"probe-{agent.node}",
-                            "--wait=false", "--ignore-not-found", check=False)
+            cluster.kubectl(
+                "delete",
+                "pod",
+                "-n",
+                names.SYSTEM_NAMESPACE,
+                f"headroom-nodeagent-{agent.node}",
+                f"probe-{agent.node}",
+                "--wait=false",
+                "--ignore-not-found",
+                check=False,
+            )
 
 
 def test_each_agent_publishes_its_owned_gpunode(cluster: LocalCluster, fleet: Fleet) -> None:
     nodes = [a.node for a in fleet.agents]
-    eventually(lambda: all(fleet.status(n).get("gpuCount") == 2 for n in nodes),
-               what="three published GPUNodes")
+    eventually(
+        lambda: all(fleet.status(n).get("gpuCount") == 2 for n in nodes),
+        what="three published GPUNodes",
+    )
     for i, node in enumerate(nodes):
         obj = fleet.gpunode(node)
         assert obj is not None
         node_uid = fleet.kube.request("GET", f"/api/v1/nodes/{node}")["metadata"]["uid"]
-        assert obj["metadata"]["ownerReferences"] == [{
-            "apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid,
-            "controller": False, "blockOwnerDeletion": False}]
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": node,
+                "uid": node_uid,
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ]
         assert obj["spec"] == {"nodeName": node}
         status = obj["status"]
         assert (status["healthy"], status["healthyGPUs"]) == (True, 2)
-        assert status["gpus"][0]["pods"] == [{"uid": POD_UIDS[i], "namespace": "", "name": "",
-                                              "usedBytes": 5 * GIB}]
+        assert status["gpus"][0]["pods"] == [
+            {"uid": POD_UIDS[i], "namespace": "", "name": "", "usedBytes": 5 * GIB}
+        ]
         assert status["gpus"][0]["unattributedBytes"] == GIB
     table = cluster.kubectl("get", "gpunodes", *nodes).stdout.splitlines()
     assert table[0].split() == ["NAME", "GPUS", "HEALTHY", "FREE", "LARGEST-FREE", "REPORTED"]
     assert sorted(row.split()[:5] for row in table[1:]) == [
-        [n, "2", "2", "42Gi", "24Gi"] for n in nodes]
+        [n, "2", "2", "42Gi", "24Gi"] for n in nodes
+    ]
     for agent in fleet.agents:
         assert agent.get("/healthz")[0] == 200, agent.get("/healthz")
 
 
-def test_the_rbac_allows_the_agent_its_gpunodes_and_nothing_more(cluster: LocalCluster,
-                                                                  fleet: Fleet) -> None:
+def test_the_rbac_allows_the_agent_its_gpunodes_and_nothing_more(
+    cluster: LocalCluster, fleet: Fleet
+) -> None:
     def can(*args: str) -> str:
         return cluster.kubectl("auth", "can-i", *args, f"--as={SA}", check=False).stdout.strip()
 
     assert can("patch", "gpunodes.headroom.dev", "--subresource=status") == "yes"
     assert can("create", "gpunodes.headroom.dev") == "yes"
     assert can("get", "nodes") == "yes"
-    for verb, resource in [("delete", "gpunodes.headroom.dev"), ("list", "nodes"),
-                           ("list", "pods"), ("get", "secrets"), ("update", "nodes"),
-                           ("create", "aiscalers.headroom.dev")]:
+    for verb, resource in [
+        ("delete", "gpunodes.headroom.dev"),
+        ("list", "nodes"),
+        ("list", "pods"),
+        ("get", "secrets"),
+        ("update", "nodes"),
+        ("create", "aiscalers.headroom.dev"),
+    ]:
         assert can(verb, resource, "--all-namespaces") == "no", (verb, resource)
     # The DaemonSet as shipped passes the API server's validation.
     cluster.kubectl("apply", "--dry-run=server", "-f", str(MANIFESTS / "daemonset.yaml"))
 
 
 def test_an_agents_token_writes_only_its_own_nodes_gpunode(
-        cluster: LocalCluster, fleet: Fleet, tmp_path: Path) -> None:
+    cluster: LocalCluster, fleet: Fleet, tmp_path: Path
+) -> None:
     mine, other = fleet.agents[0].node, fleet.agents[1].node
-    eventually(lambda: fleet.gpunode(mine) is not None and fleet.gpunode(other) is not None,
-               what="both GPUNodes published")
+    eventually(
+        lambda: fleet.gpunode(mine) is not None and fleet.gpunode(other) is not None,
+        what="both GPUNodes published",
+    )
     # A second agent pod on the same node, as after a DaemonSet rollout: its own token.
     token = agent_pod_token(cluster, fleet.kube, mine, pod_name=f"probe-{mine}")
-    as_agent = Kube(load_api_client(str(cluster.token_kubeconfig(
-        tmp_path / "a.kubeconfig", token, user="agent"))))
+    as_agent = Kube(
+        load_api_client(
+            str(cluster.token_kubeconfig(tmp_path / "a.kubeconfig", token, user="agent"))
+        )
+    )
 
     def write_status(node: str) -> None:
         obj = as_agent.request("GET", f"{GPUNODES}/{node}")
@@ -243,18 +308,35 @@ def test_an_agents_token_writes_only_its_own_nodes_gpunode(
     eventually(refused_on_other, what="the agent on one node refused on another's GPUNode")
     with pytest.raises(ApiError) as info:
         write_status(other)
-    assert f"the node agent on node {mine} may write only GPUNode {mine}, not GPUNode {other}" \
+    assert (
+        f"the node agent on node {mine} may write only GPUNode {mine}, not GPUNode {other}"
         in str(info.value)
+    )
     write_status(mine)  # its own: accepted
     with pytest.raises(ApiError) as info:
-        as_agent.request("POST", GPUNODES, body={
-            "apiVersion": names.GROUP_VERSION, "kind": names.GPUNODE_KIND,
-            "metadata": {"name": f"{other}-forged"}, "spec": {"nodeName": other}})
+        as_agent.request(
+            "POST",
+            GPUNODES,
+            body={
+                "apiVersion": names.GROUP_VERSION,
+                "kind": names.GPUNODE_KIND,
+                "metadata": {"name": f"{other}-forged"},
+                "spec": {"nodeName": other},
+            },
+        )
     assert info.value.status == 403 and "may write only GPUNode" in str(info.value)
     # A token of the same account bound to no pod names no node: refused, saying why.
-    unbound = Kube(load_api_client(str(cluster.token_kubeconfig(
-        tmp_path / "u.kubeconfig", cluster.service_account_token(
-            names.SYSTEM_NAMESPACE, "headroom-nodeagent"), user="unbound"))))
+    unbound = Kube(
+        load_api_client(
+            str(
+                cluster.token_kubeconfig(
+                    tmp_path / "u.kubeconfig",
+                    cluster.service_account_token(names.SYSTEM_NAMESPACE, "headroom-nodeagent"),
+                    user="unbound",
+                )
+            )
+        )
+    )
     with pytest.raises(ApiError) as info:
         obj = unbound.request("GET", f"{GPUNODES}/{mine}")
         unbound.request("PUT", f"{GPUNODES}/{mine}/status", body=obj)
@@ -266,8 +348,9 @@ def test_a_gpu_lost_mid_run_shows_unhealthy_within_one_interval(fleet: Fleet) ->
     eventually(lambda: fleet.status(agent.node).get("healthyGPUs") == 2, what="a healthy start")
     lost_at = time.time()
     agent.state.update_device(1, errors={"*": "GPU_IS_LOST"})
-    eventually(lambda: fleet.status(agent.node).get("healthyGPUs") == 1,
-               what="the lost GPU reported")
+    eventually(
+        lambda: fleet.status(agent.node).get("healthyGPUs") == 1, what="the lost GPU reported"
+    )
     status = fleet.status(agent.node)
     gpu = status["gpus"][1]
     assert (gpu["healthy"], gpu["reason"]) == (False, "GPU is lost (nvmlDeviceGetHandleByIndex)")
@@ -297,12 +380,20 @@ def test_agents_ride_out_an_api_server_outage(cluster: LocalCluster, fleet: Flee
     finally:
         cluster.start_apiserver()
     assert all(a.alive() for a in fleet.agents), fleet.logs()
-    eventually(lambda: fleet.status(outage_agent.node).get("largestFree") == "24Gi"
-               and fleet.status(outage_agent.node)["gpus"][0]["usedBytes"] == 14 * GIB,
-               timeout_seconds=60, what="the change made during the outage published")
+    eventually(
+        lambda: (
+            fleet.status(outage_agent.node).get("largestFree") == "24Gi"
+            and fleet.status(outage_agent.node)["gpus"][0]["usedBytes"] == 14 * GIB
+        ),
+        timeout_seconds=60,
+        what="the change made during the outage published",
+    )
     later_agent.state.update_device(0, memory_used=20 * GIB)
-    eventually(lambda: fleet.status(later_agent.node)["gpus"][0]["usedBytes"] == 20 * GIB,
-               timeout_seconds=30, what="the next change published")
+    eventually(
+        lambda: fleet.status(later_agent.node)["gpus"][0]["usedBytes"] == 20 * GIB,
+        timeout_seconds=30,
+        what="the next change published",
+    )
     assert outage_agent.get("/healthz")[0] == 200
 
 
@@ -313,7 +404,11 @@ def test_deleting_a_node_removes_its_gpunode_and_agents_stop_cleanly(fleet: Flee
     fleet.kube.request("DELETE", f"/api/v1/nodes/{agent.node}")
     # The garbage collector follows the owner reference (it may first need to discover the
     # GPUNode resource, which it does every 30 s).
-    eventually(lambda: fleet.gpunode(agent.node) is None, timeout_seconds=90,
-               interval_seconds=0.5, what="the GPUNode garbage-collected with its Node")
+    eventually(
+        lambda: fleet.gpunode(agent.node) is None,
+        timeout_seconds=90,
+        interval_seconds=0.5,
+        what="the GPUNode garbage-collected with its Node",
+    )
     for other in fleet.agents[:2]:
         assert other.stop() == 0, other.log_tail()

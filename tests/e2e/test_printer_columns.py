@@ -26,8 +26,10 @@ def table(text: str) -> list[dict[str, str]]:
     starts = [m.start() for m in re.finditer(r"\S+", header)]
     keys = header.split()
     bounds = [*starts[1:], None]
-    return [{k: line[s:e].strip() for k, s, e in zip(keys, starts, bounds, strict=True)}
-            for line in lines]
+    return [
+        {k: line[s:e].strip() for k, s, e in zip(keys, starts, bounds, strict=True)}
+        for line in lines
+    ]
 
 
 def age_seconds(text: str) -> int:
@@ -38,39 +40,72 @@ def age_seconds(text: str) -> int:
     return ((d * 24 + h) * 60 + m) * 60 + s
 
 
-def l4(index: int, *, used_gi: int = 0, healthy: bool = True, pods: tuple[GpuPod, ...] = (),
-       unattributed_gi: int = 0) -> GpuState:
-    return GpuState(index=index, uuid=f"GPU-L4-{index}", model="NVIDIA L4", total_bytes=24 * GI,
-                    used_bytes=used_gi * GI, healthy=healthy,
-                    reason="" if healthy else "GPU is lost", pods=pods,
-                    unattributed_bytes=unattributed_gi * GI)
+def l4(
+    index: int,
+    *,
+    used_gi: int = 0,
+    healthy: bool = True,
+    pods: tuple[GpuPod, ...] = (),
+    unattributed_gi: int = 0,
+) -> GpuState:
+    return GpuState(
+        index=index,
+        uuid=f"GPU-L4-{index}",
+        model="NVIDIA L4",
+        total_bytes=24 * GI,
+        used_bytes=used_gi * GI,
+        healthy=healthy,
+        reason="" if healthy else "GPU is lost",
+        pods=pods,
+        unattributed_bytes=unattributed_gi * GI,
+    )
 
 
 def publish(kube: Kube, report: NodeReport) -> None:
     """What a node agent does: create the GPUNode, then write its report as the status."""
-    created = kube.request("POST", GPUNODES, body={
-        "apiVersion": names.GROUP_VERSION, "kind": names.GPUNODE_KIND,
-        "metadata": {"name": report.node_name}, "spec": {"nodeName": report.node_name}})
+    created = kube.request(
+        "POST",
+        GPUNODES,
+        body={
+            "apiVersion": names.GROUP_VERSION,
+            "kind": names.GPUNODE_KIND,
+            "metadata": {"name": report.node_name},
+            "spec": {"nodeName": report.node_name},
+        },
+    )
     created["status"] = report_to_status(report)
     kube.request("PUT", f"{GPUNODES}/{report.node_name}/status", body=created)
 
 
-def test_kubectl_get_gpunodes_shows_where_the_headroom_is(cluster: LocalCluster,
-                                                          kube: Kube) -> None:
+def test_kubectl_get_gpunodes_shows_where_the_headroom_is(
+    cluster: LocalCluster, kube: Kube
+) -> None:
     now = time.time()
     pod = GpuPod("uid-llm-0", 18 * GI, "ml", "llm-0")
     reports = [
         # One pod on GPU 0; GPU 1 partly used by a process outside Kubernetes; GPU 2 lost.
-        NodeReport(node_name="cols-l4-busy", reported_at_unix_seconds=now - 5, gpus=(
-            l4(0, used_gi=18, pods=(pod,)), l4(1, used_gi=6, unattributed_gi=6),
-            l4(2, healthy=False), l4(3))),
-        NodeReport(node_name="cols-l4-idle", reported_at_unix_seconds=now - 5,
-                   gpus=(l4(0), l4(1))),
+        NodeReport(
+            node_name="cols-l4-busy",
+            reported_at_unix_seconds=now - 5,
+            gpus=(
+                l4(0, used_gi=18, pods=(pod,)),
+                l4(1, used_gi=6, unattributed_gi=6),
+                l4(2, healthy=False),
+                l4(3),
+            ),
+        ),
+        NodeReport(node_name="cols-l4-idle", reported_at_unix_seconds=now - 5, gpus=(l4(0), l4(1))),
         # An agent that stopped writing 200 s ago (the extender's limit is 90 s).
-        NodeReport(node_name="cols-l4-stale", reported_at_unix_seconds=now - 200,
-                   gpus=(l4(0), l4(1))),
-        NodeReport(node_name="cols-no-driver", reported_at_unix_seconds=now - 5, healthy=False,
-                   reason="NVML: driver not loaded", gpus=(l4(0, healthy=False),)),
+        NodeReport(
+            node_name="cols-l4-stale", reported_at_unix_seconds=now - 200, gpus=(l4(0), l4(1))
+        ),
+        NodeReport(
+            node_name="cols-no-driver",
+            reported_at_unix_seconds=now - 5,
+            healthy=False,
+            reason="NVML: driver not loaded",
+            gpus=(l4(0, healthy=False),),
+        ),
     ]
     for report in reports:
         publish(kube, report)
@@ -80,12 +115,20 @@ def test_kubectl_get_gpunodes_shows_where_the_headroom_is(cluster: LocalCluster,
     wide = cluster.kubectl("get", "gpunodes", *node_names, "-o", "wide").stdout
     print(f"\n$ kubectl get gpunodes\n{narrow}\n$ kubectl get gpunodes -o wide\n{wide}")
 
-    assert narrow.split("\n")[0].split() == ["NAME", "GPUS", "HEALTHY", "FREE", "LARGEST-FREE",
-                                             "REPORTED"]
+    assert narrow.split("\n")[0].split() == [
+        "NAME",
+        "GPUS",
+        "HEALTHY",
+        "FREE",
+        "LARGEST-FREE",
+        "REPORTED",
+    ]
     rows = {r["NAME"]: r for r in table(wide)}
     assert list(rows) == sorted(node_names)
-    cells = {n: [r["GPUS"], r["HEALTHY"], r["FREE"], r["LARGEST-FREE"], r["UNCLAIMED"]]
-             for n, r in rows.items()}
+    cells = {
+        n: [r["GPUS"], r["HEALTHY"], r["FREE"], r["LARGEST-FREE"], r["UNCLAIMED"]]
+        for n, r in rows.items()
+    }
     assert cells == {
         "cols-l4-busy": ["4", "3", "48Gi", "24Gi", "2"],  # 6 + 18 + 24 free; GPU 0 is the pod's
         "cols-l4-idle": ["2", "2", "48Gi", "24Gi", "2"],
@@ -106,8 +149,9 @@ def condition(status: JsonDict, kind: str) -> JsonDict:
     return found[0]
 
 
-def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(cluster: LocalCluster, kube: Kube,
-                                                           namespace: str) -> None:
+def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(
+    cluster: LocalCluster, kube: Kube, namespace: str
+) -> None:
     now = time.time()
     base = f"/apis/{names.GROUP_VERSION}/namespaces/{namespace}/{names.AISCALER_PLURAL}"
     statuses: dict[str, JsonDict] = {}
@@ -118,14 +162,25 @@ def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(cluster: LocalCluster
         if name == "llm-scaler":
             statuses[name] = limited_round_status(created, now)
         elif name == "llm-blocked":
-            statuses[name] = with_transitions(blocked_status(
-                "ConflictingHPA", "HorizontalPodAutoscaler llm also scales Deployment "
-                "llm-server; this AIScaler does nothing while it exists", generation=1,
-                previous={}), {}, now_unix_seconds=now)
+            statuses[name] = with_transitions(
+                blocked_status(
+                    "ConflictingHPA",
+                    "HorizontalPodAutoscaler llm also scales Deployment "
+                    "llm-server; this AIScaler does nothing while it exists",
+                    generation=1,
+                    previous={},
+                ),
+                {},
+                now_unix_seconds=now,
+            )
         else:
             continue  # a scaler no round has reached yet: no status at all
-        kube.request("PATCH", f"{base}/{name}/status", body={"status": statuses[name]},
-                     content_type="application/merge-patch+json")
+        kube.request(
+            "PATCH",
+            f"{base}/{name}/status",
+            body={"status": statuses[name]},
+            content_type="application/merge-patch+json",
+        )
 
     narrow = cluster.kubectl("get", "-n", namespace, "aiscalers").stdout
     wide = cluster.kubectl("get", "-n", namespace, "aiscalers", "-o", "wide").stdout
@@ -133,10 +188,16 @@ def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(cluster: LocalCluster
 
     rows = {r["NAME"]: r for r in table(wide)}
     limited = statuses["llm-scaler"]
-    assert [rows["llm-scaler"][k] for k in ("MIN", "MAX", "DESIRED", "FEASIBLE", "APPLIED",
-                                            "CURRENT")] == [
-        "1", "10", *(str(limited[k]) for k in ("desiredReplicas", "feasibleReplicas",
-                                               "appliedReplicas", "currentReplicas"))]
+    assert [
+        rows["llm-scaler"][k] for k in ("MIN", "MAX", "DESIRED", "FEASIBLE", "APPLIED", "CURRENT")
+    ] == [
+        "1",
+        "10",
+        *(
+            str(limited[k])
+            for k in ("desiredReplicas", "feasibleReplicas", "appliedReplicas", "currentReplicas")
+        ),
+    ]
     assert int(limited["desiredReplicas"]) > int(limited["appliedReplicas"])
     assert rows["llm-scaler"]["LIMITED"] == "InsufficientGPUHeadroom"
     assert rows["llm-scaler"]["METRICS"] == "ValidMetricFound"
@@ -144,8 +205,24 @@ def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(cluster: LocalCluster
     assert rows["llm-scaler"]["MESSAGE"] == message
     assert "fit" in message and "largest free 12Gi" in message
     assert [rows["llm-blocked"][k] for k in ("DESIRED", "LIMITED", "METRICS")] == [
-        NONE, "ConflictingHPA", "ConflictingHPA"]
+        NONE,
+        "ConflictingHPA",
+        "ConflictingHPA",
+    ]
     assert [rows["llm-new"][k] for k in ("MIN", "MAX", "DESIRED", "LIMITED", "MESSAGE")] == [
-        "1", "10", NONE, NONE, NONE]
-    assert narrow.split("\n")[0].split() == ["NAME", "MIN", "MAX", "DESIRED", "FEASIBLE",
-                                             "APPLIED", "LIMITED", "AGE"]
+        "1",
+        "10",
+        NONE,
+        NONE,
+        NONE,
+    ]
+    assert narrow.split("\n")[0].split() == [
+        "NAME",
+        "MIN",
+        "MAX",
+        "DESIRED",
+        "FEASIBLE",
+        "APPLIED",
+        "LIMITED",
+        "AGE",
+    ]

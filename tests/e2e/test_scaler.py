@@ -33,9 +33,13 @@ class Kubelet:
     """Runs the namespace's bound pods as a kubelet would, and finishes their deletion.
     `start(pod)` gives the IP a bound pod runs with, or None to leave it Pending (a slow node)."""
 
-    def __init__(self, kube: Kube, namespace: str, *,
-                 start: Callable[[dict[str, Any]], str | None] = lambda pod: "127.0.0.1"
-                 ) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        *,
+        start: Callable[[dict[str, Any]], str | None] = lambda pod: "127.0.0.1",
+    ) -> None:
         self.kube, self.namespace, self.start = kube, namespace, start
         self.started: set[str] = set()
         self.errors: list[str] = []
@@ -62,10 +66,18 @@ class Kubelet:
                 ip = self.start(pod)
                 if ip is None:
                     continue
-                self.kube.request("PATCH", f"{base}/{name}/status",
-                                  content_type="application/merge-patch+json", body={"status": {
-                                      "phase": "Running", "podIP": ip,
-                                      "conditions": [{"type": "Ready", "status": "True"}]}})
+                self.kube.request(
+                    "PATCH",
+                    f"{base}/{name}/status",
+                    content_type="application/merge-patch+json",
+                    body={
+                        "status": {
+                            "phase": "Running",
+                            "podIP": ip,
+                            "conditions": [{"type": "Ready", "status": "True"}],
+                        }
+                    },
+                )
                 self.started.add(name)
 
     def stop(self) -> None:
@@ -89,7 +101,8 @@ class Scene:
 
     def scaler(self) -> dict[str, Any]:
         return self.stack.kube.request(
-            "GET", AISCALERS.format(namespace=self.namespace) + f"/{self.scaler_name}")
+            "GET", AISCALERS.format(namespace=self.namespace) + f"/{self.scaler_name}"
+        )
 
     def condition(self, kind: str) -> dict[str, Any]:
         for cond in self.scaler().get("status", {}).get("conditions") or []:
@@ -99,13 +112,16 @@ class Scene:
 
     def replicas(self) -> int:
         scale = self.stack.kube.request(
-            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.target}/scale")
+            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.target}/scale"
+        )
         return int(scale["spec"].get("replicas") or 0)
 
     def events(self) -> list[str]:
         items = self.stack.kube.request(
-            "GET", f"/api/v1/namespaces/{self.namespace}/events",
-            query={"fieldSelector": "involvedObject.kind=AIScaler"})["items"]
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/events",
+            query={"fieldSelector": "involvedObject.kind=AIScaler"},
+        )["items"]
         return [f"{e['reason']}: {e['message']}" for e in items]
 
 
@@ -123,11 +139,18 @@ def env(cluster: LocalCluster) -> Iterator[Environment]:
         for server in servers:
             stack.callback(server.close)
         port = free_port()
-        running = stack.enter_context(running_prometheus(
-            [f"127.0.0.1:{s.port}" for s in servers], port=port))
-        s = stack.enter_context(running_stack(
-            cluster, extender_args=[f"--prometheus-url={running[0]}",
-                                    "--scale-down-stabilization-seconds=5"]))
+        running = stack.enter_context(
+            running_prometheus([f"127.0.0.1:{s.port}" for s in servers], port=port)
+        )
+        s = stack.enter_context(
+            running_stack(
+                cluster,
+                extender_args=[
+                    f"--prometheus-url={running[0]}",
+                    "--scale-down-stabilization-seconds=5",
+                ],
+            )
+        )
         yield Environment(s, servers, port)
 
 
@@ -146,50 +169,80 @@ def deployment(label: str, *, group: str = "scaler") -> dict[str, Any]:
     """The model: one whole GPU with 20Gi per replica, only on this module's nodes of `group`
     (pods an earlier test left bound elsewhere must not change this test's capacity)."""
     labels = {"app": f"model-{label}"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "model"},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-                "metadata": {"labels": labels,
-                             "annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"}},
-                "spec": {"schedulerName": names.SCHEDULER_NAME,
-                         "nodeSelector": {"headroom-e2e": label,
-                                          "headroom-e2e-group": group},
-                         "containers": [{"name": "model", "image": "example.invalid/model",
-                                         "resources": {"limits": {names.GPU_RESOURCE: "1"}}}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "model"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"},
+                },
+                "spec": {
+                    "schedulerName": names.SCHEDULER_NAME,
+                    "nodeSelector": {"headroom-e2e": label, "headroom-e2e-group": group},
+                    "containers": [
+                        {
+                            "name": "model",
+                            "image": "example.invalid/model",
+                            "resources": {"limits": {names.GPU_RESOURCE: "1"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
 
 
 def aiscaler(query: str) -> dict[str, Any]:
-    return {"apiVersion": names.GROUP_VERSION, "kind": names.AISCALER_KIND,
-            "metadata": {"name": "model"},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                        "name": "model"},
-                     "minReplicas": 1, "maxReplicas": 8, "pollingInterval": 1,
-                     "metrics": [{"type": "prometheus", "query": query,
-                                  "target": {"type": "Value", "value": 10}}],
-                     # Quick steps, so the test is not paced by HPA's default 15 s periods.
-                     "behavior": {"scaleUp": {"policies": [
-                                      {"type": "Pods", "value": 10, "periodSeconds": 1}]},
-                                  "scaleDown": {"stabilizationWindowSeconds": 5}}}}
+    return {
+        "apiVersion": names.GROUP_VERSION,
+        "kind": names.AISCALER_KIND,
+        "metadata": {"name": "model"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"},
+            "minReplicas": 1,
+            "maxReplicas": 8,
+            "pollingInterval": 1,
+            "metrics": [
+                {"type": "prometheus", "query": query, "target": {"type": "Value", "value": 10}}
+            ],
+            # Quick steps, so the test is not paced by HPA's default 15 s periods.
+            "behavior": {
+                "scaleUp": {"policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}]},
+                "scaleDown": {"stabilizationWindowSeconds": 5},
+            },
+        },
+    }
 
 
 def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_then_falls(
-        scene: Scene) -> None:
+    scene: Scene,
+) -> None:
     stack, ns = scene.stack, scene.namespace
     # 2 free GPUs on one node; the other node's only GPU is held by a process outside Kubernetes.
     free_node, busy_node = f"ais-{stack.label}-a", f"ais-{stack.label}-b"
     stack.add_node(free_node, [80, 80], group="scaler")
     stack.add_node(busy_node, [80], used_gi=70, group="scaler")
-    stack.kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
-                       body=deployment(stack.label))
-    stack.kube.request("POST", AISCALERS.format(namespace=ns),
-                       body=aiscaler(f"sum({QUEUE})"))
-    eventually(lambda: scene.condition("ScalingActive").get("status") == "True",
-               what="the scaler reading Prometheus")
+    stack.kube.request(
+        "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=deployment(stack.label)
+    )
+    stack.kube.request("POST", AISCALERS.format(namespace=ns), body=aiscaler(f"sum({QUEUE})"))
+    eventually(
+        lambda: scene.condition("ScalingActive").get("status") == "True",
+        what="the scaler reading Prometheus",
+    )
 
     scene.load(60)  # 6 replicas' worth; the GPUs hold 2
     # Prometheus scrapes the two servers at different moments: the total may pass through a
     # value between the old load and the new one first.
-    eventually(lambda: scene.condition("ScalingLimited").get("message", "").startswith(
-        "wanted 6, 2 fit"), what="the GPU cap at the new load")
+    eventually(
+        lambda: scene.condition("ScalingLimited").get("message", "").startswith("wanted 6, 2 fit"),
+        what="the GPU cap at the new load",
+    )
     condition = scene.condition("ScalingLimited")
     assert condition["reason"] == "InsufficientGPUHeadroom", condition
     limited = condition["message"]
@@ -197,40 +250,53 @@ def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_the
     assert "largest free 10Gi" in limited, limited
     eventually(lambda: scene.replicas() == 2, what="replicas at the cap")
     status = scene.scaler()["status"]
-    assert (status["desiredReplicas"], status["feasibleReplicas"],
-            status["appliedReplicas"]) == (6, 2, 2)
+    assert (status["desiredReplicas"], status["feasibleReplicas"], status["appliedReplicas"]) == (
+        6,
+        2,
+        2,
+    )
     # One Event per change of limit (the cap of 2), whatever the load was when it was reached.
-    assert any(e.startswith("ScalingLimited: wanted ") and ", 2 fit: " in e
-               for e in scene.events()), scene.events()
+    assert any(
+        e.startswith("ScalingLimited: wanted ") and ", 2 fit: " in e for e in scene.events()
+    ), scene.events()
 
     stack.report(busy_node, [80], used_gi=0)  # the outside process ends: one more GPU
     eventually(lambda: scene.replicas() == 3, what="the cap lifted to 3")
-    eventually(lambda: scene.scaler()["status"].get("feasibleReplicas") == 3,
-               what="feasible 3 in status")
+    eventually(
+        lambda: scene.scaler()["status"].get("feasibleReplicas") == 3, what="feasible 3 in status"
+    )
 
     process = scene.prometheus_port
     prometheus_url = f"http://127.0.0.1:{process}"
     _kill_prometheus(scene)
     scene.load(5)  # would mean 1 replica, but nobody can see it
-    eventually(lambda: scene.condition("ScalingActive").get("status") == "False",
-               what="the scaler noticing Prometheus is gone")
+    eventually(
+        lambda: scene.condition("ScalingActive").get("status") == "False",
+        what="the scaler noticing Prometheus is gone",
+    )
     assert "metric source unavailable" in scene.condition("ScalingActive")["message"]
     rounds = _rounds_seen(scene, 4)
     assert rounds and scene.replicas() == 3, "replicas held while the metrics are missing"
 
-    with running_prometheus([f"127.0.0.1:{s.port}" for s in scene.servers],
-                            port=scene.prometheus_port):
-        eventually(lambda: scene.replicas() == 1, timeout_seconds=90,
-                   what=f"the scale-down after the window ({prometheus_url} back)")
-    assert any(e.startswith("Scaled: scaled Deployment/model from 3 to 1") for e in
-               scene.events()), scene.events()
+    with running_prometheus(
+        [f"127.0.0.1:{s.port}" for s in scene.servers], port=scene.prometheus_port
+    ):
+        eventually(
+            lambda: scene.replicas() == 1,
+            timeout_seconds=90,
+            what=f"the scale-down after the window ({prometheus_url} back)",
+        )
+    assert any(
+        e.startswith("Scaled: scaled Deployment/model from 3 to 1") for e in scene.events()
+    ), scene.events()
 
 
 def _kill_prometheus(scene: Scene) -> None:
     import subprocess  # noqa: PLC0415
 
-    subprocess.run(["pkill", "-f", f"web.listen-address=127.0.0.1:{scene.prometheus_port}"],
-                   check=False)
+    subprocess.run(
+        ["pkill", "-f", f"web.listen-address=127.0.0.1:{scene.prometheus_port}"], check=False
+    )
     eventually(lambda: not _answers(scene.prometheus_port), what="Prometheus gone")
 
 
@@ -247,8 +313,12 @@ def _answers(port: int) -> bool:
 def _rounds_seen(scene: Scene, count: int) -> bool:
     """Wait until the extender has run `count` more AIScaler rounds (its /metrics counts them)."""
     start = _reconciles(scene)
-    eventually(lambda: _reconciles(scene) >= start + count, timeout_seconds=30,
-               what=f"{count} scaler rounds", interval_seconds=0.5)
+    eventually(
+        lambda: _reconciles(scene) >= start + count,
+        timeout_seconds=30,
+        what=f"{count} scaler rounds",
+        interval_seconds=0.5,
+    )
     return True
 
 
@@ -265,8 +335,9 @@ def _reconciles(scene: Scene) -> float:
 
 def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:
     stack, ns = scene.stack, scene.namespace
-    stack.kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
-                       body=deployment(stack.label))
+    stack.kube.request(
+        "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=deployment(stack.label)
+    )
     bad = aiscaler(f"sum({QUEUE})")
     bad["spec"]["minReplicas"] = 9  # above maxReplicas 8: the CRD's own rule refuses it
     with pytest.raises(ApiError) as refused:
@@ -276,33 +347,52 @@ def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene
     bad["spec"]["minReplicas"] = 1
     bad["spec"]["metrics"][0]["target"] = {"type": "Utilization", "averageUtilization": 50}
     stack.kube.request("POST", AISCALERS.format(namespace=ns), body=bad)
-    eventually(lambda: scene.condition("AbleToScale").get("reason") == "InvalidSpec",
-               what="the invalid spec in status")
+    eventually(
+        lambda: scene.condition("AbleToScale").get("reason") == "InvalidSpec",
+        what="the invalid spec in status",
+    )
     message = scene.condition("AbleToScale")["message"]
     assert "spec.metrics[0].target.type: must be Value or AverageValue for this source" in message
     assert scene.replicas() == 1
-    assert any(e.startswith("InvalidSpec: invalid spec: spec.metrics[0].target.type")
-               for e in scene.events())
+    assert any(
+        e.startswith("InvalidSpec: invalid spec: spec.metrics[0].target.type")
+        for e in scene.events()
+    )
 
-    stack.kube.request("POST", f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers",
-                       body={"metadata": {"name": "cpu"}, "spec": {
-                           "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                              "name": "model"},
-                           "minReplicas": 1, "maxReplicas": 3}})
-    stack.kube.request("PATCH", AISCALERS.format(namespace=ns) + "/model",
-                       content_type="application/merge-patch+json",
-                       body={"spec": {"metrics": aiscaler(f"sum({QUEUE})")["spec"]["metrics"]}})
-    eventually(lambda: scene.condition("AbleToScale").get("reason") == "ConflictingHPA",
-               what="the rival HPA in status")
-    assert "HorizontalPodAutoscaler cpu also scales Deployment/model" in \
-        scene.condition("AbleToScale")["message"]
+    stack.kube.request(
+        "POST",
+        f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers",
+        body={
+            "metadata": {"name": "cpu"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+            },
+        },
+    )
+    stack.kube.request(
+        "PATCH",
+        AISCALERS.format(namespace=ns) + "/model",
+        content_type="application/merge-patch+json",
+        body={"spec": {"metrics": aiscaler(f"sum({QUEUE})")["spec"]["metrics"]}},
+    )
+    eventually(
+        lambda: scene.condition("AbleToScale").get("reason") == "ConflictingHPA",
+        what="the rival HPA in status",
+    )
+    assert (
+        "HorizontalPodAutoscaler cpu also scales Deployment/model"
+        in scene.condition("AbleToScale")["message"]
+    )
     scene.load(60)
     assert _rounds_seen(scene, 3)
     assert scene.replicas() == 1  # the load would ask for 6: the AIScaler stands aside
 
 
 def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_pods(
-        env: Environment, namespace: str) -> None:
+    env: Environment, namespace: str
+) -> None:
     """The seed AIScaler exactly as shipped (15 s polling, queue depth scraped from each Ready
     pod's :8000): maxReplicas 10 is above the 3 replicas the GPUs hold; the node with the third
     GPU never starts its pod (Pending, no IP); one running pod refuses connections."""
@@ -327,35 +417,56 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
     try:
         body = deployment(stack.label, group="seed")
         body["metadata"]["name"] = "llm-server"
-        stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
-                           body=body)
+        stack.kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=body)
         # `started` must not be empty: [] == [] held before any pod ran, which let the slow node
         # join early and take the first replica.
-        eventually(lambda: bool(started) and [p["metadata"]["name"] for p in stack.pods(namespace)
-                                              if pod_state(p).ready] == started[:1],
-                   what="the first replica Ready")
+        eventually(
+            lambda: (
+                bool(started)
+                and [p["metadata"]["name"] for p in stack.pods(namespace) if pod_state(p).ready]
+                == started[:1]
+            ),
+            what="the first replica Ready",
+        )
         stack.add_node(slow, [80], group="seed")
         seed = yaml.safe_load((ROOT / "manifests/examples/seed-aiscaler.yaml").read_text())
-        scene = Scene(stack, namespace, [], env.prometheus_port, target="llm-server",
-                      scaler_name=seed["metadata"]["name"])
+        scene = Scene(
+            stack,
+            namespace,
+            [],
+            env.prometheus_port,
+            target="llm-server",
+            scaler_name=seed["metadata"]["name"],
+        )
         stack.kube.request("POST", AISCALERS.format(namespace=namespace), body=seed)
 
         # Rounds are 15 s apart (the seed's default): allow a few.
         try:
-            eventually(lambda: scene.replicas() == 3, timeout_seconds=90,
-                       what="3 replicas, the GPUs' cap")
+            eventually(
+                lambda: scene.replicas() == 3, timeout_seconds=90, what="3 replicas, the GPUs' cap"
+            )
         except AssertionError as exc:
-            pods = [(p["metadata"]["name"], p["spec"].get("nodeName"), pod_state(p),
-                     p["status"].get("podIP")) for p in stack.pods(namespace)]
+            pods = [
+                (
+                    p["metadata"]["name"],
+                    p["spec"].get("nodeName"),
+                    pod_state(p),
+                    p["status"].get("podIP"),
+                )
+                for p in stack.pods(namespace)
+            ]
             raise AssertionError(
                 f"{exc}\nstatus: {scene.scaler().get('status')}\nevents: {scene.events()}\n"
                 f"pods: {pods}\nstarted: {started}; servers: {sorted(servers)}; kubelet "
-                f"errors: {kubelet.errors}") from exc
+                f"errors: {kubelet.errors}"
+            ) from exc
         assert not kubelet.errors, kubelet.errors
         # The condition moves on at the next round (a Pending replica then holds the scale-up);
         # the Event stays.
-        eventually(lambda: any(e.startswith("ScalingLimited: wanted 4, 3 fit")
-                               for e in scene.events()), what="the cap told in an Event")
+        eventually(
+            lambda: any(e.startswith("ScalingLimited: wanted 4, 3 fit") for e in scene.events()),
+            what="the cap told in an Event",
+        )
         eventually(lambda: len(started) == 2, what="the refusing replica running")
         pending = [p for p in stack.pods(namespace) if p["spec"].get("nodeName") == slow]
         assert len(pending) == 1 and not pending[0]["status"].get("podIP")
@@ -368,10 +479,14 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
         for server in servers.values():
             server.waiting = per_pod_queue[0]
         # The refusing pod counts as at target on the way down: (2 + 10) / 2 per pod -> 2.
-        eventually(lambda: scene.replicas() == 2, timeout_seconds=90,
-                   what="the scale-down past a refusing and a Pending pod")
-        assert any(e.startswith("Scaled: scaled Deployment/llm-server from 3 to 2")
-                   for e in scene.events()), scene.events()
+        eventually(
+            lambda: scene.replicas() == 2,
+            timeout_seconds=90,
+            what="the scale-down past a refusing and a Pending pod",
+        )
+        assert any(
+            e.startswith("Scaled: scaled Deployment/llm-server from 3 to 2") for e in scene.events()
+        ), scene.events()
     finally:
         kubelet.stop()
         for server in servers.values():

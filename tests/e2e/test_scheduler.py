@@ -49,15 +49,18 @@ def node_of(stack: Stack, namespace: str, name: str) -> str | None:
 
 
 def is_parked(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
-               for c in pod.get("status", {}).get("conditions") or [])
+    return any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
 
 
 def scheduling_of(stack: Stack, namespace: str, name: str) -> str:
     """The pod's PodScheduled condition and node, for a failure message."""
     pod = get_pod(stack, namespace, name)
-    found = [c for c in pod.get("status", {}).get("conditions") or []
-             if c.get("type") == "PodScheduled"]
+    found = [
+        c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") == "PodScheduled"
+    ]
     return f"node {pod['spec'].get('nodeName')!r}, PodScheduled {found}"
 
 
@@ -72,30 +75,42 @@ def node_name(stack: Stack, what: str) -> str:
 
 
 def test_200_waiting_pods_and_room_for_two_cost_two_writes_and_bind_within_5s(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     node = node_name(stack, "many")
     stack.add_node(node, [80], used_gi=80, group="many")
     for i in range(200):
         stack.pod(namespace, f"w-{i:03d}", memory="20Gi", group="many")
     # Parked: the scheduler's own queue holds them all as unschedulable (its first status write
     # of each pod sends that pod round once more, so the condition alone is not enough).
-    eventually(lambda: stack.scheduler_queue().get("unschedulable") == 200
-               and not stack.scheduler_queue().get("active")
-               and not stack.scheduler_queue().get("backoff"),
-               timeout_seconds=180, what="all 200 pods parked by the scheduler")
+    eventually(
+        lambda: (
+            stack.scheduler_queue().get("unschedulable") == 200
+            and not stack.scheduler_queue().get("active")
+            and not stack.scheduler_queue().get("backoff")
+        ),
+        timeout_seconds=180,
+        what="all 200 pods parked by the scheduler",
+    )
     before = requeued(stack)
     freed_at = time.monotonic()
     stack.report(node, [80], used_gi=40)  # room for two of 20Gi
-    eventually(lambda: sum(bool(p["spec"].get("nodeName")) for p in stack.pods(namespace)) == 2,
-               timeout_seconds=30, what="two pods bound")
+    eventually(
+        lambda: sum(bool(p["spec"].get("nodeName")) for p in stack.pods(namespace)) == 2,
+        timeout_seconds=30,
+        what="two pods bound",
+    )
     assert time.monotonic() - freed_at <= 5.0
     # Never more writes than the room holds: two, not 200. Fewer when other churn in this shared
     # cluster (pods of earlier tests deleted) woke the parked pods first: any event does, for pods
     # an extender turned away. bench/requeue.py counts exactly 2 on a cluster of its own.
     writes = requeued(stack) - before
     assert writes <= 2
-    touched = [p for p in stack.pods(namespace)
-               if names.RETRY_ANNOTATION in (p["metadata"].get("annotations") or {})]
+    touched = [
+        p
+        for p in stack.pods(namespace)
+        if names.RETRY_ANNOTATION in (p["metadata"].get("annotations") or {})
+    ]
     assert len(touched) == writes
     stack.cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=false")
 
@@ -103,26 +118,44 @@ def test_200_waiting_pods_and_room_for_two_cost_two_writes_and_bind_within_5s(
 def gated_pod(stack: Stack, namespace: str, name: str, *, group: str) -> None:
     """A pod of 30Gi that asks to be spread (the emptiest node scores highest), held back by a
     scheduling gate until the test lifts it."""
-    stack.kube.request("POST", PODS.format(ns=namespace), body={
-        "metadata": {"name": name, "annotations": {
-            names.GPU_MEMORY_ANNOTATION: "30Gi", names.GPU_SHARING_ANNOTATION: "true",
-            names.PLACEMENT_POLICY_ANNOTATION: "spread"}},
-        "spec": {"schedulerName": names.SCHEDULER_NAME,
-                 "schedulingGates": [{"name": "e2e.headroom.dev/hold"}],
-                 "nodeSelector": {"headroom-e2e": stack.label, "headroom-e2e-group": group},
-                 "containers": [{"name": "model", "image": "example.invalid/model"}]}})
+    stack.kube.request(
+        "POST",
+        PODS.format(ns=namespace),
+        body={
+            "metadata": {
+                "name": name,
+                "annotations": {
+                    names.GPU_MEMORY_ANNOTATION: "30Gi",
+                    names.GPU_SHARING_ANNOTATION: "true",
+                    names.PLACEMENT_POLICY_ANNOTATION: "spread",
+                },
+            },
+            "spec": {
+                "schedulerName": names.SCHEDULER_NAME,
+                "schedulingGates": [{"name": "e2e.headroom.dev/hold"}],
+                "nodeSelector": {"headroom-e2e": stack.label, "headroom-e2e-group": group},
+                "containers": [{"name": "model", "image": "example.invalid/model"}],
+            },
+        },
+    )
 
 
 def release(stack: Stack, namespace: str, name: str, *, nominated: str | None) -> None:
     """Set the pod's nominated node (as preemption or a batch would leave it), then lift its
     gate: the scheduler sees both at once."""
     if nominated is not None:
-        stack.kube.request("PATCH", f"{PODS.format(ns=namespace)}/{name}/status",
-                           body={"status": {"nominatedNodeName": nominated}},
-                           content_type="application/merge-patch+json")
-    stack.kube.request("PATCH", f"{PODS.format(ns=namespace)}/{name}",
-                       body={"spec": {"schedulingGates": None}},
-                       content_type="application/merge-patch+json")
+        stack.kube.request(
+            "PATCH",
+            f"{PODS.format(ns=namespace)}/{name}/status",
+            body={"status": {"nominatedNodeName": nominated}},
+            content_type="application/merge-patch+json",
+        )
+    stack.kube.request(
+        "PATCH",
+        f"{PODS.format(ns=namespace)}/{name}",
+        body={"spec": {"schedulingGates": None}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def extender_passes(stack: Stack, namespace: str, name: str, node: str) -> bool:
@@ -131,9 +164,12 @@ def extender_passes(stack: Stack, namespace: str, name: str, node: str) -> bool:
     import urllib.request  # noqa: PLC0415
 
     body = {"Pod": get_pod(stack, namespace, name), "NodeNames": [node]}
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}/filter",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.port}/filter",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return node in (json.loads(response.read()).get("NodeNames") or [])
 
@@ -153,8 +189,10 @@ def test_a_nominated_node_is_judged_by_the_filter_alone(stack: Stack, namespace:
     stack.report(hinted, [80], used_gi=40)
     for name in ("hint", "control"):
         gated_pod(stack, namespace, name, group="hint")
-    eventually(lambda: extender_passes(stack, namespace, "hint", hinted),
-               what="the extender seeing the room on the hinted node")
+    eventually(
+        lambda: extender_passes(stack, namespace, "hint", hinted),
+        what="the extender seeing the room on the hinted node",
+    )
     release(stack, namespace, "control", nominated=None)
     eventually(lambda: node_of(stack, namespace, "control") is not None, what="'control' bound")
     assert node_of(stack, namespace, "control") == roomy  # what the scores choose
@@ -165,26 +203,32 @@ def test_a_nominated_node_is_judged_by_the_filter_alone(stack: Stack, namespace:
 
 def priority_class(stack: Stack, name: str, value: int) -> None:
     try:
-        stack.kube.request("POST", "/apis/scheduling.k8s.io/v1/priorityclasses",
-                           body={"metadata": {"name": name}, "value": value})
+        stack.kube.request(
+            "POST",
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            body={"metadata": {"name": name}, "value": value},
+        )
     except ApiError as exc:
         if exc.status != 409:
             raise
 
 
 def test_preemption_leaves_nodes_whose_gpus_are_too_small_alone(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     priority_class(stack, "headroom-e2e-low", 0)
     priority_class(stack, "headroom-e2e-high", 1000)
     small = node_name(stack, "small")
     stack.add_node(small, [24], group="preempt")
     stack.pod(namespace, "low", memory="20Gi", group="preempt", priority_class="headroom-e2e-low")
     eventually(lambda: node_of(stack, namespace, "low") == small, what="the low pod bound")
-    stack.pod(namespace, "high", memory="40Gi", group="preempt",
-              priority_class="headroom-e2e-high")
+    stack.pod(namespace, "high", memory="40Gi", group="preempt", priority_class="headroom-e2e-high")
     eventually(lambda: is_parked(get_pod(stack, namespace, "high")), what="the high pod parked")
-    message = next(c["message"] for c in get_pod(stack, namespace, "high")["status"]["conditions"]
-                   if c["type"] == "PodScheduled")
+    message = next(
+        c["message"]
+        for c in get_pod(stack, namespace, "high")["status"]["conditions"]
+        if c["type"] == "PodScheduled"
+    )
     assert "the largest 24Gi" in message or "GPUs of 24Gi" in message, message
     assert "Preemption is not helpful" in message, message
     low = get_pod(stack, namespace, "low")
@@ -197,61 +241,110 @@ def wffc_volume(stack: Stack, namespace: str, node: str) -> None:
     scheduler binds them in PreBind and waits there until the claim is fully bound, which only
     this test does: the cluster runs no PV binder, so the test does its two writes."""
     klass = f"wffc-{stack.label}"
-    stack.kube.request("POST", "/apis/storage.k8s.io/v1/storageclasses", body={
-        "metadata": {"name": klass}, "provisioner": "kubernetes.io/no-provisioner",
-        "volumeBindingMode": "WaitForFirstConsumer"})
-    stack.kube.request("POST", "/api/v1/persistentvolumes", body={
-        "metadata": {"name": f"pv-{stack.label}"},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "storageClassName": klass, "local": {"path": "/models"},
-                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                     {"key": "headroom-e2e-group", "operator": "In",
-                      "values": ["prebind"]}]}]}}}})
+    stack.kube.request(
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        body={
+            "metadata": {"name": klass},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        },
+    )
+    stack.kube.request(
+        "POST",
+        "/api/v1/persistentvolumes",
+        body={
+            "metadata": {"name": f"pv-{stack.label}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": klass,
+                "local": {"path": "/models"},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "headroom-e2e-group",
+                                        "operator": "In",
+                                        "values": ["prebind"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+    )
     # What the PV binder does for a new volume: mark it Available, the only phase matched.
-    stack.kube.request("PATCH", f"/api/v1/persistentvolumes/pv-{stack.label}/status",
-                       body={"status": {"phase": "Available"}},
-                       content_type="application/merge-patch+json")
-    stack.kube.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
-        "metadata": {"name": "weights"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": klass,
-                 "resources": {"requests": {"storage": "1Gi"}}}})
+    stack.kube.request(
+        "PATCH",
+        f"/api/v1/persistentvolumes/pv-{stack.label}/status",
+        body={"status": {"phase": "Available"}},
+        content_type="application/merge-patch+json",
+    )
+    stack.kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+        body={
+            "metadata": {"name": "weights"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": klass,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
 
 
 def complete_volume_binding(stack: Stack, namespace: str) -> None:
     """What the PV binder would write: the claim names its volume and is marked bound."""
     completed = {"pv.kubernetes.io/bind-completed": "yes"}
-    stack.kube.request("PATCH", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/weights",
-                       body={"metadata": {"annotations": completed},
-                             "spec": {"volumeName": f"pv-{stack.label}"}},
-                       content_type="application/merge-patch+json")
+    stack.kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/weights",
+        body={"metadata": {"annotations": completed}, "spec": {"volumeName": f"pv-{stack.label}"}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def test_bind_runs_after_prebind_and_a_refused_bind_is_retried_cleanly(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     node = node_name(stack, "prebind")
     stack.add_node(node, [80], group="prebind")
     wffc_volume(stack, namespace, node)
     stack.pod(namespace, "model", memory="60Gi", group="prebind", claim="weights")
     pv_path = f"/api/v1/persistentvolumes/pv-{stack.label}"
     try:
-        eventually(lambda: bool(stack.kube.request("GET", pv_path)["spec"].get("claimRef")),
-                   what="the scheduler in PreBind (it has bound the volume to the claim)")
+        eventually(
+            lambda: bool(stack.kube.request("GET", pv_path)["spec"].get("claimRef")),
+            what="the scheduler in PreBind (it has bound the volume to the claim)",
+        )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; the pod: {scheduling_of(stack, namespace, 'model')}") \
-            from exc
+        raise AssertionError(f"{exc}; the pod: {scheduling_of(stack, namespace, 'model')}") from exc
     # While the scheduler waits in PreBind, 60Gi are taken outside Kubernetes.
     stack.report(node, [80], used_gi=60)
     binds_refused = stack.metric('headroom_extender_binds_total{result="error"}') or 0.0
     complete_volume_binding(stack, namespace)
     # Bind, called after PreBind, sees the headroom gone and refuses; the scheduler unreserves
     # and retries, and the filter now turns the pod away.
-    eventually(lambda: (stack.metric('headroom_extender_binds_total{result="error"}') or 0.0)
-               > binds_refused, what="the extender refusing the bind")
+    eventually(
+        lambda: (
+            (stack.metric('headroom_extender_binds_total{result="error"}') or 0.0) > binds_refused
+        ),
+        what="the extender refusing the bind",
+    )
     eventually(lambda: is_parked(get_pod(stack, namespace, "model")), what="the pod parked")
     assert node_of(stack, namespace, "model") is None
     stack.report(node, [80], used_gi=0)
-    eventually(lambda: node_of(stack, namespace, "model") == node, timeout_seconds=15,
-               what="the pod bound once the memory is free again")
+    eventually(
+        lambda: node_of(stack, namespace, "model") == node,
+        timeout_seconds=15,
+        what="the pod bound once the memory is free again",
+    )
     pod = get_pod(stack, namespace, "model")
     assert pod["metadata"]["annotations"][names.ASSIGNED_GPUS_ANNOTATION] == f"GPU-{node}-0"
 
@@ -264,10 +357,12 @@ def park_one(stack: Stack, namespace: str, what: str) -> str:
     return node
 
 
-def bound_within(stack: Stack, namespace: str, name: str, seconds: float, *,
-                 since: float) -> None:
-    eventually(lambda: node_of(stack, namespace, name) is not None, timeout_seconds=60,
-               what=f"{name} bound")
+def bound_within(stack: Stack, namespace: str, name: str, seconds: float, *, since: float) -> None:
+    eventually(
+        lambda: node_of(stack, namespace, name) is not None,
+        timeout_seconds=60,
+        what=f"{name} bound",
+    )
     waited = time.monotonic() - since
     assert waited <= seconds, f"{name} bound {waited:.1f}s after the extender led again"
 
@@ -278,7 +373,8 @@ def leading_again(stack: Stack) -> float:
 
 
 def test_after_the_extender_is_killed_a_fitting_pod_binds_within_10s_of_it_leading(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     node = park_one(stack, namespace, "killed")
     stack.kill_extender()
     stack.report(node, [80], used_gi=0)  # the news arrives while no extender runs
@@ -287,7 +383,8 @@ def test_after_the_extender_is_killed_a_fitting_pod_binds_within_10s_of_it_leadi
 
 
 def test_after_an_api_server_outage_a_fitting_pod_binds_within_10s_of_the_extender_leading(
-        stack: Stack, namespace: str) -> None:
+    stack: Stack, namespace: str
+) -> None:
     node = park_one(stack, namespace, "outage")
     stack.cluster.stop_apiserver()
     deadline = time.monotonic() + 20  # the outage lasts 20 s by design: a duration, not a wait
@@ -306,7 +403,8 @@ def test_after_an_api_server_outage_a_fitting_pod_binds_within_10s_of_the_extend
 
 
 def test_after_a_leader_change_a_fitting_pod_binds_within_10s_of_the_new_extender_leading(
-        stack: Stack, namespace: str, cluster: LocalCluster) -> None:
+    stack: Stack, namespace: str, cluster: LocalCluster
+) -> None:
     # Two scheduler pods, each a kube-scheduler and its extender, named as pods are.
     first = Stack(cluster, stack.kube, stack.label, free_port(), hostname="headroom-a")
     second = Stack(cluster, stack.kube, stack.label, free_port(), hostname="headroom-b")

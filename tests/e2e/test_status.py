@@ -24,34 +24,73 @@ GI = 2**30
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(HEADROOM), "status", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(HEADROOM), "status", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_the_table_shows_used_reserved_and_free_and_json_agrees(
-        cluster: LocalCluster, kube: Kube, namespace: str) -> None:
+    cluster: LocalCluster, kube: Kube, namespace: str
+) -> None:
     node = f"status-{uuid.uuid4().hex[:6]}"
     kube.request("POST", "/api/v1/nodes", body={"metadata": {"name": node}})
     base = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
-    obj = kube.request("POST", base, body={"apiVersion": names.GROUP_VERSION,
-                                           "kind": names.GPUNODE_KIND,
-                                           "metadata": {"name": node}})
-    report = NodeReport(node_name=node, reported_at_unix_seconds=time.time(), gpus=(
-        GpuState(index=0, uuid=f"GPU-{node}", model="A100", total_bytes=80 * GI,
-                 used_bytes=10 * GI, unattributed_bytes=10 * GI),))
+    obj = kube.request(
+        "POST",
+        base,
+        body={
+            "apiVersion": names.GROUP_VERSION,
+            "kind": names.GPUNODE_KIND,
+            "metadata": {"name": node},
+        },
+    )
+    report = NodeReport(
+        node_name=node,
+        reported_at_unix_seconds=time.time(),
+        gpus=(
+            GpuState(
+                index=0,
+                uuid=f"GPU-{node}",
+                model="A100",
+                total_bytes=80 * GI,
+                used_bytes=10 * GI,
+                unattributed_bytes=10 * GI,
+            ),
+        ),
+    )
     obj["status"] = report_to_status(report)
     kube.request("PUT", f"{base}/{node}/status", body=obj)
     # A pod bound to the node that the report does not show yet: 20Gi reserved.
-    kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
-        "metadata": {"name": "model", "annotations": {
-            names.GPU_MEMORY_ANNOTATION: "20Gi", names.GPU_SHARING_ANNOTATION: "true",
-            names.ASSIGNED_GPUS_ANNOTATION: f"GPU-{node}"}},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})
-    kube.request("POST", f"/apis/{names.GROUP_VERSION}/namespaces/{namespace}/aiscalers", body={
-        "apiVersion": names.GROUP_VERSION, "kind": names.AISCALER_KIND,
-        "metadata": {"name": "llm"},
-        "spec": {"deploymentName": "llm", "metricType": "queue_depth", "targetValue": 5,
-                 "maxReplicas": 8}})
+    kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/pods",
+        body={
+            "metadata": {
+                "name": "model",
+                "annotations": {
+                    names.GPU_MEMORY_ANNOTATION: "20Gi",
+                    names.GPU_SHARING_ANNOTATION: "true",
+                    names.ASSIGNED_GPUS_ANNOTATION: f"GPU-{node}",
+                },
+            },
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+        },
+    )
+    kube.request(
+        "POST",
+        f"/apis/{names.GROUP_VERSION}/namespaces/{namespace}/aiscalers",
+        body={
+            "apiVersion": names.GROUP_VERSION,
+            "kind": names.AISCALER_KIND,
+            "metadata": {"name": "llm"},
+            "spec": {
+                "deploymentName": "llm",
+                "metricType": "queue_depth",
+                "targetValue": 5,
+                "maxReplicas": 8,
+            },
+        },
+    )
     kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
     table = status(kubeconfig)
     assert table.returncode == 0, table.stderr
@@ -61,14 +100,21 @@ def test_the_table_shows_used_reserved_and_free_and_json_agrees(
     data = json.loads(status(kubeconfig, "--output", "json").stdout)
     gpu = next(g for g in data["gpus"] if g["node"] == node)
     assert (gpu["reserved_bytes"], gpu["free_bytes"]) == (20 * GI, 50 * GI)
-    assert {"namespace": namespace, "name": "llm", "desired": None, "feasible": None,
-            "applied": None, "limited": ""} in data["aiscalers"]
+    assert {
+        "namespace": namespace,
+        "name": "llm",
+        "desired": None,
+        "feasible": None,
+        "applied": None,
+        "limited": "",
+    } in data["aiscalers"]
     kube.request("DELETE", f"/api/v1/nodes/{node}")
     kube.request("DELETE", f"{base}/{node}")
 
 
-def kubeconfig_with(tmp_path: Path, cluster: LocalCluster, *, server: str,
-                    token: str | None = None) -> str:
+def kubeconfig_with(
+    tmp_path: Path, cluster: LocalCluster, *, server: str, token: str | None = None
+) -> str:
     config: dict[str, Any] = yaml.safe_load(cluster.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = server
     if token is not None:
@@ -85,10 +131,14 @@ def test_no_cluster_is_a_clear_error(cluster: LocalCluster, tmp_path: Path) -> N
     assert result.stderr.startswith("headroom status: error: cannot reach the cluster")
 
 
-def test_no_permission_is_a_clear_error(cluster: LocalCluster, kube: Kube, namespace: str,
-                                        tmp_path: Path) -> None:
-    kube.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
-                 body={"metadata": {"name": "nobody"}})
+def test_no_permission_is_a_clear_error(
+    cluster: LocalCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        body={"metadata": {"name": "nobody"}},
+    )
     token = cluster.service_account_token(namespace, "nobody")
     config = kubeconfig_with(tmp_path, cluster, server=cluster.server_url, token=token)
     result = status(f"--kubeconfig={config}")

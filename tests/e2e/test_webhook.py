@@ -45,9 +45,14 @@ def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
     differs from the file (asserted)."""
     manifest = shipped.webhook_configuration(
         base_url=f"https://127.0.0.1:{server.port}",
-        ca_bundle=(certs / "cabundle.txt").read_text().strip())
-    assert shipped.differences(shipped.load(shipped.WEBHOOK_CONFIG), manifest,
-                               allowed=shipped.FILLED_IN["webhook"]) == []
+        ca_bundle=(certs / "cabundle.txt").read_text().strip(),
+    )
+    assert (
+        shipped.differences(
+            shipped.load(shipped.WEBHOOK_CONFIG), manifest, allowed=shipped.FILLED_IN["webhook"]
+        )
+        == []
+    )
     cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
     return Registered(server=server, config_name=manifest["metadata"]["name"], certs=certs)
 
@@ -58,8 +63,22 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The certificates exactly as a user makes them, with the loopback IP as a name.
     from cli.main import main  # noqa: PLC0415
 
-    assert main(["certs", "generate", "--out", str(directory), "--service", "headroom-webhook",
-                 "--ip", "127.0.0.1", "--force"]) == 0
+    assert (
+        main(
+            [
+                "certs",
+                "generate",
+                "--out",
+                str(directory),
+                "--service",
+                "headroom-webhook",
+                "--ip",
+                "127.0.0.1",
+                "--force",
+            ]
+        )
+        == 0
+    )
     return directory
 
 
@@ -70,24 +89,26 @@ def start_webhook(workdir: Path, certs: Path) -> Server:
 
 
 @pytest.fixture(scope="module")
-def registered(cluster: LocalCluster, certs: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
+def registered(
+    cluster: LocalCluster, certs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registered]:
     server = start_webhook(tmp_path_factory.mktemp("webhook"), certs)
     reg = register(cluster, server, certs)
     try:
         yield reg
     finally:
-        cluster.kubectl("delete", "mutatingwebhookconfiguration", reg.config_name,
-                        check=False)
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", reg.config_name, check=False)
         server.stop()
 
 
-def create(kube: Kube, namespace: str, pod: dict[str, Any], *, dry_run: bool = False
-           ) -> dict[str, Any]:
+def create(
+    kube: Kube, namespace: str, pod: dict[str, Any], *, dry_run: bool = False
+) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     pod["metadata"]["namespace"] = namespace
-    return kube.request("POST", PODS.format(ns=namespace), body=pod,
-                        query={"dryRun": "All"} if dry_run else None)
+    return kube.request(
+        "POST", PODS.format(ns=namespace), body=pod, query={"dryRun": "All"} if dry_run else None
+    )
 
 
 def wait_for_mutation(kube: Kube, namespace: str, server: Server | None = None) -> None:
@@ -99,9 +120,11 @@ def wait_for_mutation(kube: Kube, namespace: str, server: Server | None = None) 
     def mutated() -> bool:
         before = server.reviews() if server is not None else 0
         annotations = create(kube, namespace, probe, dry_run=True)["metadata"].get(
-            "annotations", {})
+            "annotations", {}
+        )
         return MUTATED_BY_ANNOTATION in annotations and (
-            server is None or server.reviews() > before)
+            server is None or server.reviews() > before
+        )
 
     wait_for(mutated, timeout_seconds=30, message="the webhook in use", interval_seconds=0.2)
 
@@ -114,44 +137,62 @@ def managed_ns(kube: Kube, namespace: str, registered: Registered) -> str:
 
 def is_mutated(pod: dict[str, Any]) -> bool:
     spec = pod["spec"]
-    return (spec["schedulerName"] == "headroom"
-            and {"conditionType": "headroom.dev/gpu-ready"} in spec.get("readinessGates", [])
-            and MUTATED_BY_ANNOTATION in pod["metadata"].get("annotations", {}))
+    return (
+        spec["schedulerName"] == "headroom"
+        and {"conditionType": "headroom.dev/gpu-ready"} in spec.get("readinessGates", [])
+        and MUTATED_BY_ANNOTATION in pod["metadata"].get("annotations", {})
+    )
 
 
 def test_a_managed_pod_is_mutated(kube: Kube, managed_ns: str) -> None:
     created = create(kube, managed_ns, corpus()["vllm"])
     pod = kube.request("GET", f"{PODS.format(ns=managed_ns)}/{created['metadata']['name']}")
     assert is_mutated(pod)
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
-        pod["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
+        "tolerations"
+    ]
     terms = pod["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [
-        {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
-        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["20479"]}]}]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [
+        {
+            "matchExpressions": [
+                {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
+                {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["20479"]},
+            ]
+        }
+    ]
 
 
 def test_a_managed_deployments_pods_are_mutated(kube: Kube, managed_ns: str) -> None:
-    template = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"},
-                       labels={"app": "llm"})
+    template = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"}, labels={"app": "llm"})
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "llm", "namespace": managed_ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "llm"}},
-                 "template": {"metadata": {k: v for k, v in template["metadata"].items()
-                                           if k != "name"},
-                              "spec": template["spec"]}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "llm"}},
+            "template": {
+                "metadata": {k: v for k, v in template["metadata"].items() if k != "name"},
+                "spec": template["spec"],
+            },
+        },
     }
     kube.request("POST", f"/apis/apps/v1/namespaces/{managed_ns}/deployments", body=deployment)
 
     def pods() -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = kube.request("GET", PODS.format(ns=managed_ns),
-                                                   query={"labelSelector": "app=llm"})["items"]
+        items: list[dict[str, Any]] = kube.request(
+            "GET", PODS.format(ns=managed_ns), query={"labelSelector": "app=llm"}
+        )["items"]
         return items
 
-    wait_for(lambda: len(pods()) == 2, timeout_seconds=60,
-               message="the Deployment's two pods", interval_seconds=0.3)
+    wait_for(
+        lambda: len(pods()) == 2,
+        timeout_seconds=60,
+        message="the Deployment's two pods",
+        interval_seconds=0.3,
+    )
     for pod in pods():
         assert is_mutated(pod), pod["metadata"]["name"]
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
@@ -166,7 +207,8 @@ def test_an_unmanaged_pod_is_untouched(kube: Kube, managed_ns: str) -> None:
 
 
 def test_the_api_server_does_not_call_the_webhook_for_pods_that_ask_for_no_gpu(
-        kube: Kube, managed_ns: str, registered: Registered) -> None:
+    kube: Kube, managed_ns: str, registered: Registered
+) -> None:
     # matchConditions: CEL in the API server decides, so such pods cost no round trip.
     before = registered.server.reviews()
     web = gpu_pod(gpus=None)
@@ -183,13 +225,20 @@ def test_the_api_server_does_not_call_the_webhook_for_pods_that_ask_for_no_gpu(
 
 
 def test_a_namespace_labelled_managed_opts_its_gpu_pods_in(kube: Kube, managed_ns: str) -> None:
-    kube.request("PATCH", f"/api/v1/namespaces/{managed_ns}",
-                 body={"metadata": {"labels": {"headroom.dev/managed": "true"}}},
-                 content_type="application/merge-patch+json")
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{managed_ns}",
+        body={"metadata": {"labels": {"headroom.dev/managed": "true"}}},
+        content_type="application/merge-patch+json",
+    )
     unlabelled = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"})
     del unlabelled["metadata"]["labels"]["headroom.dev/managed"]
-    wait_for(lambda: is_mutated(create(kube, managed_ns, unlabelled, dry_run=True)),
-               timeout_seconds=30, message="the namespace webhook in use", interval_seconds=0.2)
+    wait_for(
+        lambda: is_mutated(create(kube, managed_ns, unlabelled, dry_run=True)),
+        timeout_seconds=30,
+        message="the namespace webhook in use",
+        interval_seconds=0.2,
+    )
     assert is_mutated(create(kube, managed_ns, unlabelled))
     no_gpu = gpu_pod(gpus=None)
     del no_gpu["metadata"]["labels"]["headroom.dev/managed"]
@@ -201,14 +250,18 @@ def test_a_namespace_labelled_managed_opts_its_gpu_pods_in(kube: Kube, managed_n
 
 
 def test_a_bad_annotation_is_refused_and_the_user_sees_why(
-        cluster: LocalCluster, managed_ns: str) -> None:
+    cluster: LocalCluster, managed_ns: str
+) -> None:
     pod = gpu_pod(annotations={"headroom.dev/gpu-memory": "lots"})
     pod["metadata"]["name"] = "bad"
-    result = cluster.kubectl("apply", "-n", managed_ns, "-f", "-", check=False,
-                             input_text=json.dumps(pod))
+    result = cluster.kubectl(
+        "apply", "-n", managed_ns, "-f", "-", check=False, input_text=json.dumps(pod)
+    )
     assert result.returncode != 0
-    assert 'admission webhook "pods.webhook.headroom.dev" denied the request: ' \
-           "headroom.dev/gpu-memory: not a quantity (got 'lots'" in result.stderr, result.stderr
+    assert (
+        'admission webhook "pods.webhook.headroom.dev" denied the request: '
+        "headroom.dev/gpu-memory: not a quantity (got 'lots'" in result.stderr
+    ), result.stderr
     assert cluster.kubectl("get", "pod", "bad", "-n", managed_ns, check=False).returncode != 0
 
 
@@ -229,15 +282,21 @@ def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> 
     built = cluster.kubectl("kustomize", str(ROOT / "manifests" / "webhook")).stdout
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input_text=built)
     kinds = sorted(line.split("/")[0] for line in result.stdout.split() if "/" in line)
-    assert kinds == sorted(["serviceaccount", "configmap", "service", "deployment.apps",
-                            "poddisruptionbudget.policy",
-                            "mutatingwebhookconfiguration.admissionregistration.k8s.io"]), \
-        result.stdout
+    assert kinds == sorted(
+        [
+            "serviceaccount",
+            "configmap",
+            "service",
+            "deployment.apps",
+            "poddisruptionbudget.policy",
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+        ]
+    ), result.stdout
 
 
 def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
-        cluster: LocalCluster, kube: Kube, namespace: str, registered: Registered,
-        tmp_path: Path) -> None:
+    cluster: LocalCluster, kube: Kube, namespace: str, registered: Registered, tmp_path: Path
+) -> None:
     certs = registered.certs
     server = start_webhook(tmp_path, certs)
     register(cluster, server, certs)  # this test's own server, to stop
@@ -248,7 +307,7 @@ def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
             create(kube, namespace, gpu_pod())
         # failurePolicy Fail: the pod is not created unmutated behind Headroom's back.
         assert "failed calling webhook" in str(info.value)
-        assert 'pods.webhook.headroom.dev' in str(info.value)
+        assert "pods.webhook.headroom.dev" in str(info.value)
         # The objectSelector keeps everything that did not opt in working.
         plain = create(kube, namespace, gpu_pod(labels={"headroom.dev/managed": "false"}))
         assert plain["spec"]["schedulerName"] == "default-scheduler"

@@ -11,16 +11,29 @@ GI = 2**30
 NOW = 1_700_000_000.0
 
 
-def gpunode(name: str, totals_gi: list[float], *, used_gi: float = 0, age_seconds: float = 1,
-            pods: dict[int, list[tuple[str, float]]] | None = None) -> dict[str, Any]:
+def gpunode(
+    name: str,
+    totals_gi: list[float],
+    *,
+    used_gi: float = 0,
+    age_seconds: float = 1,
+    pods: dict[int, list[tuple[str, float]]] | None = None,
+) -> dict[str, Any]:
     def on_gpu(i: int) -> tuple[GpuPod, ...]:
         return tuple(GpuPod(uid, int(b * GI)) for uid, b in (pods or {}).get(i, []))
 
     gpus = tuple(
-        GpuState(index=i, uuid=f"GPU-{name}-{i}", model="m", total_bytes=int(t * GI),
-                 used_bytes=int(used_gi * GI) + sum(p.used_bytes for p in on_gpu(i)),
-                 unattributed_bytes=int(used_gi * GI), pods=on_gpu(i))
-        for i, t in enumerate(totals_gi))
+        GpuState(
+            index=i,
+            uuid=f"GPU-{name}-{i}",
+            model="m",
+            total_bytes=int(t * GI),
+            used_bytes=int(used_gi * GI) + sum(p.used_bytes for p in on_gpu(i)),
+            unattributed_bytes=int(used_gi * GI),
+            pods=on_gpu(i),
+        )
+        for i, t in enumerate(totals_gi)
+    )
     report = NodeReport(node_name=name, reported_at_unix_seconds=NOW - age_seconds, gpus=gpus)
     return {"metadata": {"name": name}, "status": report_to_status(report)}
 
@@ -29,9 +42,17 @@ def node(name: str, *, unschedulable: bool = False) -> dict[str, Any]:
     return {"metadata": {"name": name}, "spec": {"unschedulable": unschedulable}}
 
 
-def pod(uid: str, *, memory: str | None = "20Gi", shared: bool = True, node_name: str = "",
-        gpus: int | None = None, assigned: str = "", phase: str = "Pending",
-        policy: str | None = None) -> dict[str, Any]:
+def pod(
+    uid: str,
+    *,
+    memory: str | None = "20Gi",
+    shared: bool = True,
+    node_name: str = "",
+    gpus: int | None = None,
+    assigned: str = "",
+    phase: str = "Pending",
+    policy: str | None = None,
+) -> dict[str, Any]:
     annotations: dict[str, str] = {}
     if memory is not None:
         annotations[names.GPU_MEMORY_ANNOTATION] = memory
@@ -44,7 +65,10 @@ def pod(uid: str, *, memory: str | None = "20Gi", shared: bool = True, node_name
     limits = {} if gpus is None else {names.GPU_RESOURCE: str(gpus)}
     return {
         "metadata": {"name": uid, "namespace": "ml", "uid": uid, "annotations": annotations},
-        "spec": {"nodeName": node_name or None, "schedulerName": names.SCHEDULER_NAME,
-                 "containers": [{"name": "c", "resources": {"limits": limits}}]},
+        "spec": {
+            "nodeName": node_name or None,
+            "schedulerName": names.SCHEDULER_NAME,
+            "containers": [{"name": "c", "resources": {"limits": limits}}],
+        },
         "status": {"phase": phase},
     }

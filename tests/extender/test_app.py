@@ -38,16 +38,27 @@ def fixture(name: str) -> dict[str, Any]:
 
 def make_client(*, leading: bool = True, synced: bool = True) -> tuple[FlaskClient, Runtime]:
     view = ClusterView()
-    view.load(gpunodes=[gpunode("gpu-node-1", [80], used_gi=70), gpunode("gpu-node-2", [80]),
-                        gpunode("small", [24])],
-              nodes=[node("gpu-node-1"), node("gpu-node-2"), node("small")], pods=[])
+    view.load(
+        gpunodes=[
+            gpunode("gpu-node-1", [80], used_gi=70),
+            gpunode("gpu-node-2", [80]),
+            gpunode("small", [24]),
+        ],
+        nodes=[node("gpu-node-1"), node("gpu-node-2"), node("small")],
+        pods=[],
+    )
     leadership = Leadership(None, lease=None, identity="me")
     leadership._leading = leading
     marker = Synced()
     marker.synced = synced
     caches: list[WatchCache] = [marker]  # type: ignore[list-item]
-    runtime = Runtime(view=view, settings=Settings(staleness_seconds=90), leadership=leadership,
-                      caches=caches, clock=lambda: NOW)
+    runtime = Runtime(
+        view=view,
+        settings=Settings(staleness_seconds=90),
+        leadership=leadership,
+        caches=caches,
+        clock=lambda: NOW,
+    )
     app = create_app(runtime=runtime)
     app.testing = True
     return app.test_client(), runtime
@@ -63,7 +74,8 @@ def test_filter_answers_the_real_schedulers_node_names_request() -> None:
     assert body["NodeNames"] == ["gpu-node-2", "small"]
     assert body["FailedNodes"] == {
         "gpu-node-1": "needs 20Gi on 1 GPU; best free 10Gi on GPU 0 (GPU-gpu-node-1-0)",
-        "unknown": "no GPU report"}
+        "unknown": "no GPU report",
+    }
     assert body["Error"] == ""
 
 
@@ -86,7 +98,8 @@ def test_unresolvable_nodes_are_marked_so() -> None:
     body = client.post("/filter", json=args).get_json()
     assert body["NodeNames"] == ["gpu-node-2"]
     assert body["FailedAndUnresolvableNodes"] == {
-        "small": "needs 40Gi on 1 GPU; the node has 1 GPUs, the largest 24Gi"}
+        "small": "needs 40Gi on 1 GPU; the node has 1 GPUs, the largest 24Gi"
+    }
 
 
 def test_prioritize_scores_by_policy_and_the_pod_may_choose() -> None:
@@ -111,11 +124,12 @@ def test_a_pod_without_gpus_passes_every_node() -> None:
 
 @pytest.mark.parametrize(
     ("annotation", "value", "words"),
-    [("headroom.dev/gpu-memory", "lots", "headroom.dev/gpu-memory: not a quantity"),
-     ("headroom.dev/placement-policy", "tight", 'headroom.dev/placement-policy: expected')],
+    [
+        ("headroom.dev/gpu-memory", "lots", "headroom.dev/gpu-memory: not a quantity"),
+        ("headroom.dev/placement-policy", "tight", "headroom.dev/placement-policy: expected"),
+    ],
 )
-def test_a_pod_with_bad_annotations_gets_the_error(annotation: str, value: str,
-                                                   words: str) -> None:
+def test_a_pod_with_bad_annotations_gets_the_error(annotation: str, value: str, words: str) -> None:
     client, _ = make_client()
     args = fixture("filter-args-node-names.json")
     args["Pod"]["metadata"]["annotations"][annotation] = value
@@ -128,8 +142,10 @@ def test_standby_and_unsynced_extenders_refuse_so_the_scheduler_retries() -> Non
     body = standby.post("/filter", json=fixture("filter-args-node-names.json")).get_json()
     assert body["Error"].startswith("extender on standby")
     assert standby.post("/bind", json=fixture("bind-args.json")).get_json()["Error"]
-    assert standby.post("/prioritize",
-                        json=fixture("prioritize-args-node-names.json")).status_code == 503
+    assert (
+        standby.post("/prioritize", json=fixture("prioritize-args-node-names.json")).status_code
+        == 503
+    )
     syncing, _ = make_client(synced=False)
     body = syncing.post("/filter", json=fixture("filter-args-node-names.json")).get_json()
     assert body["Error"].startswith("extender not ready")
@@ -138,42 +154,79 @@ def test_standby_and_unsynced_extenders_refuse_so_the_scheduler_retries() -> Non
 
 @pytest.mark.parametrize(
     ("path", "payload", "words"),
-    [("/filter", b"{not json", "body: expected JSON"),
-     ("/filter", b"[]", "body: expected a JSON object"),
-     ("/filter", b'{"Pod": {}}', "Pod: expected a Pod object"),
-     ("/filter", b'{"Pod": {"metadata": {}}}', "NodeNames or Nodes"),
-     ("/filter", b'{"Pod": {"metadata": {}}, "NodeNames": [1]}', "NodeNames: expected a list"),
-     ("/prioritize", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{}]}}', "Nodes.items"),
-     ("/filter", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": []}]}}',
-      "Nodes.items[0].metadata: expected an object"),
-     ("/filter", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": {"name": 7}}]}}',
-      "Nodes.items[0].metadata.name: expected a non-empty string"),
-     ("/filter", b"[" * 5000 + b"]" * 5000, "body: JSON nested too deeply"),
-     ("/prioritize", b'{"Pod": ' * 5000 + b"{}" + b"}" * 5000, "body: JSON nested too deeply"),
-     ("/bind", b"[" * 5000, "body: "),
-     ("/filter", b'{"Pod": {"metadata": {"name": "\xff\xfe"}}}'.decode("unicode_escape")
-      .encode("latin-1"), "body: expected JSON"),  # not UTF-8
-     ("/bind", b'{"PodName": "p"}', "PodNamespace: expected a non-empty string")],
+    [
+        ("/filter", b"{not json", "body: expected JSON"),
+        ("/filter", b"[]", "body: expected a JSON object"),
+        ("/filter", b'{"Pod": {}}', "Pod: expected a Pod object"),
+        ("/filter", b'{"Pod": {"metadata": {}}}', "NodeNames or Nodes"),
+        ("/filter", b'{"Pod": {"metadata": {}}, "NodeNames": [1]}', "NodeNames: expected a list"),
+        ("/prioritize", b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{}]}}', "Nodes.items"),
+        (
+            "/filter",
+            b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": []}]}}',
+            "Nodes.items[0].metadata: expected an object",
+        ),
+        (
+            "/filter",
+            b'{"Pod": {"metadata": {}}, "Nodes": {"items": [{"metadata": {"name": 7}}]}}',
+            "Nodes.items[0].metadata.name: expected a non-empty string",
+        ),
+        ("/filter", b"[" * 5000 + b"]" * 5000, "body: JSON nested too deeply"),
+        ("/prioritize", b'{"Pod": ' * 5000 + b"{}" + b"}" * 5000, "body: JSON nested too deeply"),
+        ("/bind", b"[" * 5000, "body: "),
+        (
+            "/filter",
+            b'{"Pod": {"metadata": {"name": "\xff\xfe"}}}'.decode("unicode_escape").encode(
+                "latin-1"
+            ),
+            "body: expected JSON",
+        ),  # not UTF-8
+        ("/bind", b'{"PodName": "p"}', "PodNamespace: expected a non-empty string"),
+    ],
 )
-def test_malformed_bodies_get_400_with_a_json_error(path: str, payload: bytes,
-                                                   words: str) -> None:
+def test_malformed_bodies_get_400_with_a_json_error(path: str, payload: bytes, words: str) -> None:
     client, _ = make_client()
     response = client.post(path, data=payload, content_type="application/json")
     assert response.status_code == 400
     assert words in response.get_json()["error"]
 
 
-KEYS = ["Pod", "NodeNames", "Nodes", "metadata", "items", "annotations", "PodUID", "spec",
-        "containers", "initContainers", "resources", "limits", "requests", "nvidia.com/gpu",
-        "headroom.dev/gpu-memory", "headroom.dev/gpu-sharing", "headroom.dev/placement-policy",
-        "name", "uid", "status", "phase"]
+KEYS = [
+    "Pod",
+    "NodeNames",
+    "Nodes",
+    "metadata",
+    "items",
+    "annotations",
+    "PodUID",
+    "spec",
+    "containers",
+    "initContainers",
+    "resources",
+    "limits",
+    "requests",
+    "nvidia.com/gpu",
+    "headroom.dev/gpu-memory",
+    "headroom.dev/gpu-sharing",
+    "headroom.dev/placement-policy",
+    "name",
+    "uid",
+    "status",
+    "phase",
+]
 
 
 @settings(max_examples=1000)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4), max_leaves=16),
-       st.sampled_from(["/filter", "/prioritize", "/bind"]))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+        ),
+        max_leaves=16,
+    ),
+    st.sampled_from(["/filter", "/prioritize", "/bind"]),
+)
 def test_random_bodies_never_cause_a_server_error(payload: object, path: str) -> None:
     client, _ = make_client()
     response = client.post(path, json=payload)
@@ -202,19 +255,31 @@ def replaced(value: Any, path: tuple[Any, ...], new: object) -> Any:
     return copy
 
 
-REAL_BODIES = {"/filter": ["filter-args-node-names.json", "filter-args-nodes.json"],
-               "/prioritize": ["prioritize-args-node-names.json"],
-               "/bind": ["bind-args.json"]}
+REAL_BODIES = {
+    "/filter": ["filter-args-node-names.json", "filter-args-nodes.json"],
+    "/prioritize": ["prioritize-args-node-names.json"],
+    "/bind": ["bind-args.json"],
+}
 WRONG: st.SearchStrategy[object] = (
-    st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.just([]) | st.just({})
-    | st.just([[[]]]) | st.just({"metadata": []}))
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=4)
+    | st.just([])
+    | st.just({})
+    | st.just([[[]]])
+    | st.just({"metadata": []})
+)
 
 
 @settings(max_examples=600)
-@given(st.sampled_from([(verb, name) for verb, files in REAL_BODIES.items() for name in files]),
-       st.data())
+@given(
+    st.sampled_from([(verb, name) for verb, files in REAL_BODIES.items() for name in files]),
+    st.data(),
+)
 def test_a_wrong_type_at_any_depth_of_a_real_body_is_a_400_or_an_answer(
-        case: tuple[str, str], data: st.DataObject) -> None:
+    case: tuple[str, str], data: st.DataObject
+) -> None:
     verb, name = case
     real = fixture(name)
     path = data.draw(st.sampled_from(leaf_paths(real)))

@@ -52,8 +52,7 @@ def test_a_bind_reserves_the_gpus_and_names_them_on_the_binding() -> None:
     binding = kube.calls[-1]
     assert (binding.method, binding.path) == ("POST", "/api/v1/namespaces/ml/pods/p-1/binding")
     assert binding.body["target"] == {"apiVersion": "v1", "kind": "Node", "name": "n1"}
-    assert binding.body["metadata"]["annotations"] == {
-        names.ASSIGNED_GPUS_ANNOTATION: "GPU-n1-0"}
+    assert binding.body["metadata"]["annotations"] == {names.ASSIGNED_GPUS_ANNOTATION: "GPU-n1-0"}
     reserved = view.inflight("p-1")
     assert reserved is not None and reserved[0] == "n1"
 
@@ -137,11 +136,13 @@ def test_a_pod_bound_elsewhere_or_replaced_is_refused() -> None:
     view = view_of_one_gpu()
     elsewhere = pod("p-1", node_name="n2")
     assert binder(serving(elsewhere), view).bind(args("p-1")) == {
-        "Error": "pod is already bound to n2"}
+        "Error": "pod is already bound to n2"
+    }
     replaced = pod("p-1")
     replaced["metadata"]["uid"] = "another"
     assert binder(serving(replaced), view).bind(args("p-1")) == {
-        "Error": "the pod was replaced by another of the same name"}
+        "Error": "the pod was replaced by another of the same name"
+    }
     assert view.reservations() == 0
 
 

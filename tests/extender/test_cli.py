@@ -17,12 +17,15 @@ from cli.main import build_parser, main
         (["--bind=nowhere"], "--bind"),
         (["--prometheus-url=prometheus:9090"], "--prometheus-url: expected an http(s) URL"),
         (["--prometheus-url=http://"], "--prometheus-url: expected an http(s) URL"),
-        (["--scale-down-stabilization-seconds=-1"],
-         "--scale-down-stabilization-seconds: expected 0..3600 (got -1)"),
+        (
+            ["--scale-down-stabilization-seconds=-1"],
+            "--scale-down-stabilization-seconds: expected 0..3600 (got -1)",
+        ),
     ],
 )
-def test_bad_flags_are_refused_naming_them(flags: list[str], message: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_are_refused_naming_them(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["extender", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("headroom extender: error: ")
@@ -46,13 +49,34 @@ def test_every_flag_of_the_app_reaches_its_config() -> None:
     # A new setting is a flag and a field of the same name: nothing else carries it across.
     from extender.config import ExtenderConfig  # noqa: PLC0415
 
-    args = build_parser().parse_args([
-        "extender", "--kubeconfig", "/k", "--policy", "spread", "--staleness-seconds", "30",
-        "--leader-lease", "ns/lease", "--identity", "me", "--prometheus-url", "http://p:9090",
-        "--scale-down-stabilization-seconds", "0"])
+    args = build_parser().parse_args(
+        [
+            "extender",
+            "--kubeconfig",
+            "/k",
+            "--policy",
+            "spread",
+            "--staleness-seconds",
+            "30",
+            "--leader-lease",
+            "ns/lease",
+            "--identity",
+            "me",
+            "--prometheus-url",
+            "http://p:9090",
+            "--scale-down-stabilization-seconds",
+            "0",
+        ]
+    )
     config = ExtenderConfig.from_args(args)
     assert config == ExtenderConfig(
-        kubeconfig="/k", policy="spread", staleness_seconds=30.0, leader_lease="ns/lease",
-        identity="me", prometheus_url="http://p:9090", scale_down_stabilization_seconds=0)
+        kubeconfig="/k",
+        policy="spread",
+        staleness_seconds=30.0,
+        leader_lease="ns/lease",
+        identity="me",
+        prometheus_url="http://p:9090",
+        scale_down_stabilization_seconds=0,
+    )
     assert config.lease == ("ns", "lease") and config.problem() is None
     assert ExtenderConfig().lease is None

@@ -15,27 +15,60 @@ GI = 2**30
 NOW = 1_700_000_000.0
 
 
-def report(*, age_seconds: float = 1, healthy_gpu: bool = True, resident: bool = True,
-           node_healthy: bool = True) -> NodeReport:
+def report(
+    *,
+    age_seconds: float = 1,
+    healthy_gpu: bool = True,
+    resident: bool = True,
+    node_healthy: bool = True,
+) -> NodeReport:
     pods = (GpuPod("uid-1", 5 * GI),) if resident else ()
-    return NodeReport(node_name="n", reported_at_unix_seconds=NOW - age_seconds,
-                      healthy=node_healthy, reason="" if node_healthy else "driver not loaded",
-                      gpus=(GpuState(index=0, uuid="GPU-0", model="m", total_bytes=80 * GI,
-                                     used_bytes=5 * GI, pods=pods, healthy=healthy_gpu,
-                                     reason="" if healthy_gpu else "GPU is lost"),
-                            GpuState(index=1, uuid="GPU-1", model="m", total_bytes=80 * GI,
-                                     used_bytes=0)))
+    return NodeReport(
+        node_name="n",
+        reported_at_unix_seconds=NOW - age_seconds,
+        healthy=node_healthy,
+        reason="" if node_healthy else "driver not loaded",
+        gpus=(
+            GpuState(
+                index=0,
+                uuid="GPU-0",
+                model="m",
+                total_bytes=80 * GI,
+                used_bytes=5 * GI,
+                pods=pods,
+                healthy=healthy_gpu,
+                reason="" if healthy_gpu else "GPU is lost",
+            ),
+            GpuState(index=1, uuid="GPU-1", model="m", total_bytes=80 * GI, used_bytes=0),
+        ),
+    )
 
 
-def gated_pod(*, node: str = "n", assigned: str = "", condition: tuple[str, str] | None = None,
-              gate: bool = True) -> dict[str, Any]:
-    conditions = [] if condition is None else [
-        {"type": names.GPU_READY_CONDITION, "status": condition[0], "reason": condition[1]}]
-    return {"metadata": {"uid": "uid-1", "name": "p", "namespace": "ml",
-                         "annotations": {names.ASSIGNED_GPUS_ANNOTATION: assigned}},
-            "spec": {"nodeName": node, "readinessGates": [
-                {"conditionType": names.GPU_READY_CONDITION}] if gate else []},
-            "status": {"conditions": conditions}}
+def gated_pod(
+    *,
+    node: str = "n",
+    assigned: str = "",
+    condition: tuple[str, str] | None = None,
+    gate: bool = True,
+) -> dict[str, Any]:
+    conditions = (
+        []
+        if condition is None
+        else [{"type": names.GPU_READY_CONDITION, "status": condition[0], "reason": condition[1]}]
+    )
+    return {
+        "metadata": {
+            "uid": "uid-1",
+            "name": "p",
+            "namespace": "ml",
+            "annotations": {names.ASSIGNED_GPUS_ANNOTATION: assigned},
+        },
+        "spec": {
+            "nodeName": node,
+            "readinessGates": [{"conditionType": names.GPU_READY_CONDITION}] if gate else [],
+        },
+        "status": {"conditions": conditions},
+    }
 
 
 @pytest.mark.parametrize(
@@ -51,22 +84,33 @@ def gated_pod(*, node: str = "n", assigned: str = "", condition: tuple[str, str]
         (report(resident=False, healthy_gpu=False), "GPU-0", "False", "GPUUnhealthy", "lost"),
     ],
 )
-def test_gate_condition(node_report: NodeReport | None, assigned: str, status: str, reason: str,
-                        words: str) -> None:
-    condition = gate_condition(gated_pod(assigned=assigned), node_report,
-                               now_unix_seconds=NOW, staleness_seconds=90)
+def test_gate_condition(
+    node_report: NodeReport | None, assigned: str, status: str, reason: str, words: str
+) -> None:
+    condition = gate_condition(
+        gated_pod(assigned=assigned), node_report, now_unix_seconds=NOW, staleness_seconds=90
+    )
     assert (condition.status, condition.reason) == (status, reason)
     assert words in condition.message
 
 
 def test_the_controller_patches_only_gated_bound_pods_whose_condition_changes() -> None:
     kube = FakeKube().on("PATCH", "/api/v1/namespaces/ml/pods/p/status", {})
-    pods = [gated_pod(), gated_pod(gate=False), gated_pod(node=""),
-            gated_pod(condition=("True", "GPUReady"))]
+    pods = [
+        gated_pod(),
+        gated_pod(gate=False),
+        gated_pod(node=""),
+        gated_pod(condition=("True", "GPUReady")),
+    ]
     pods[3]["metadata"] = {**pods[3]["metadata"], "name": "already"}
-    controller = GateController(kube, pods=lambda: pods, report=lambda node: report(),
-                                is_leader=lambda: True, staleness_seconds=90,
-                                clock=lambda: NOW)
+    controller = GateController(
+        kube,
+        pods=lambda: pods,
+        report=lambda node: report(),
+        is_leader=lambda: True,
+        staleness_seconds=90,
+        clock=lambda: NOW,
+    )
     assert controller.reconcile() == 1
     call = kube.calls[0]
     method, path, body, content_type = call.method, call.path, call.body, call.content_type

@@ -35,14 +35,20 @@ class LeaseServer:
 
 
 def leadership(server: LeaseServer) -> Leadership:
-    return Leadership(server.kube, lease=("headroom-system", "headroom-scheduler"),
-                      identity="sched-abc", clock=lambda: NOW)
+    return Leadership(
+        server.kube,
+        lease=("headroom-system", "headroom-scheduler"),
+        identity="sched-abc",
+        clock=lambda: NOW,
+    )
 
 
-def lease(holder: str, *, renewed_seconds_ago: float, duration_seconds: int = 15
-          ) -> dict[str, Any]:
-    return {"holderIdentity": holder, "leaseDurationSeconds": duration_seconds,
-            "renewTime": format_time(NOW - renewed_seconds_ago)}
+def lease(holder: str, *, renewed_seconds_ago: float, duration_seconds: int = 15) -> dict[str, Any]:
+    return {
+        "holderIdentity": holder,
+        "leaseDurationSeconds": duration_seconds,
+        "renewTime": format_time(NOW - renewed_seconds_ago),
+    }
 
 
 @pytest.mark.parametrize(
@@ -58,13 +64,15 @@ def lease(holder: str, *, renewed_seconds_ago: float, duration_seconds: int = 15
         (None, False),  # the API server cannot be reached: stand by
     ],
 )
-def test_leads_only_while_its_scheduler_holds_a_live_lease(spec: dict[str, Any] | None,
-                                                           leading: bool) -> None:
+def test_leads_only_while_its_scheduler_holds_a_live_lease(
+    spec: dict[str, Any] | None, leading: bool
+) -> None:
     server = LeaseServer()
     server.spec = spec
     assert leadership(server).check_once() is leading
     assert server.paths == [
-        "GET /apis/coordination.k8s.io/v1/namespaces/headroom-system/leases/headroom-scheduler"]
+        "GET /apis/coordination.k8s.io/v1/namespaces/headroom-system/leases/headroom-scheduler"
+    ]
 
 
 def test_changes_are_announced_and_no_lease_means_always_leading() -> None:

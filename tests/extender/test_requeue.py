@@ -21,8 +21,15 @@ from tests.kubeapi.fake import Call, FakeKube
 UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
 
 
-def parked(uid: str, *, memory: str = "20Gi", priority: int = 0, created: str = "",
-           conditions: list[dict[str, str]] | None = None, **spec: Any) -> dict[str, Any]:
+def parked(
+    uid: str,
+    *,
+    memory: str = "20Gi",
+    priority: int = 0,
+    created: str = "",
+    conditions: list[dict[str, str]] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     p = pod(uid, memory=memory, shared=True)
     n = int(uid.split("-")[1])  # p-NNN: created NNN seconds into the day
     p["metadata"]["creationTimestamp"] = created or f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z"
@@ -31,28 +38,35 @@ def parked(uid: str, *, memory: str = "20Gi", priority: int = 0, created: str = 
     return p
 
 
-def test_only_unbound_gpu_pods_of_this_scheduler_the_scheduler_called_unschedulable_are_parked(
-) -> None:
+def test_parked_are_only_unbound_gpu_pods_of_this_scheduler_it_called_unschedulable() -> None:
     others = [
         {**parked("p-01"), "spec": {**parked("p-01")["spec"], "nodeName": "n1"}},
         {**parked("p-02"), "spec": {**parked("p-02")["spec"], "schedulerName": "default"}},
         parked("p-03", conditions=[]),  # never tried yet: the scheduler has it in hand
         parked("p-04", conditions=[{**UNSCHEDULABLE, "reason": "SchedulerError"}]),  # in backoff
-        {**parked("p-05"), "metadata": {**parked("p-05")["metadata"],
-                                        "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+        {
+            **parked("p-05"),
+            "metadata": {**parked("p-05")["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+        },
         parked("p-06", memory="lots"),  # the filter refuses it naming the annotation
     ]
     no_gpu = parked("p-07")
     no_gpu["metadata"]["annotations"] = {}
-    assert parked_pods([*others, no_gpu, parked("p-08")],
-                       scheduler_name=names.SCHEDULER_NAME) == [
-        Parked(PodRef("p-08", "ml", "p-08"), GpuDemand(1, 20 * GI, shared=True),
-               parked("p-08")["spec"], created="2026-01-01T00:00:08Z")]
+    assert parked_pods([*others, no_gpu, parked("p-08")], scheduler_name=names.SCHEDULER_NAME) == [
+        Parked(
+            PodRef("p-08", "ml", "p-08"),
+            GpuDemand(1, 20 * GI, shared=True),
+            parked("p-08")["spec"],
+            created="2026-01-01T00:00:08Z",
+        )
+    ]
 
 
 def test_parked_pods_come_in_the_queue_order_priority_then_age() -> None:
-    found = parked_pods([parked("p-01"), parked("p-02", priority=10), parked("p-03")],
-                        scheduler_name=names.SCHEDULER_NAME)
+    found = parked_pods(
+        [parked("p-01"), parked("p-02", priority=10), parked("p-03")],
+        scheduler_name=names.SCHEDULER_NAME,
+    )
     assert [p.pod.uid for p in found] == ["p-02", "p-01", "p-03"]
 
 
@@ -62,43 +76,58 @@ def entries(*pods: dict[str, Any]) -> list[Parked]:
 
 def test_only_as_many_pods_as_the_headroom_places_are_chosen() -> None:
     waiting = entries(*(parked(f"p-{i:02d}") for i in range(50)))
-    nodes = [snapshot("a", gpu(0, total_gi=80, used_gi=30)),  # 50Gi free: two of 20Gi
-             snapshot("b", gpu(0, total_gi=24))]  # one
-    chosen = pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW,
-                           staleness_seconds=60)
+    nodes = [
+        snapshot("a", gpu(0, total_gi=80, used_gi=30)),  # 50Gi free: two of 20Gi
+        snapshot("b", gpu(0, total_gi=24)),
+    ]  # one
+    chosen = pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW, staleness_seconds=60)
     assert [p.pod.uid for p in chosen] == ["p-00", "p-01", "p-02"]
 
 
 def test_pods_retried_moments_ago_hold_their_room_and_are_not_chosen_again() -> None:
     waiting = entries(*(parked(f"p-{i:02d}") for i in range(5)))
     nodes = [snapshot("a", gpu(0, total_gi=40))]
-    chosen = pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW,
-                           staleness_seconds=60, in_flight=frozenset({"p-03"}))
+    chosen = pods_to_retry(
+        waiting,
+        nodes,
+        labels={},
+        now_unix_seconds=NOW,
+        staleness_seconds=60,
+        in_flight=frozenset({"p-03"}),
+    )
     assert [p.pod.uid for p in chosen] == ["p-00"]
 
 
 def test_a_pod_too_big_for_the_room_does_not_block_a_smaller_one_behind_it() -> None:
-    waiting = entries(parked("p-01", memory="60Gi", priority=5), parked("p-02", memory="60Gi"),
-                      parked("p-03", memory="10Gi"))
+    waiting = entries(
+        parked("p-01", memory="60Gi", priority=5),
+        parked("p-02", memory="60Gi"),
+        parked("p-03", memory="10Gi"),
+    )
     nodes = [snapshot("a", gpu(0, total_gi=24))]
-    chosen = pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW,
-                           staleness_seconds=60)
+    chosen = pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW, staleness_seconds=60)
     assert [p.pod.uid for p in chosen] == ["p-03"]
 
 
 def test_room_on_a_node_the_pod_may_not_use_does_not_count() -> None:
     waiting = entries(parked("p-01", nodeSelector={"pool": "l4"}), parked("p-02"))
     nodes = [snapshot("a", gpu(0, total_gi=24)), snapshot("b", gpu(0, total_gi=24))]
-    chosen = pods_to_retry(waiting, nodes, labels={"a": {"pool": "a100"}, "b": {}},
-                           now_unix_seconds=NOW, staleness_seconds=60)
+    chosen = pods_to_retry(
+        waiting,
+        nodes,
+        labels={"a": {"pool": "a100"}, "b": {}},
+        now_unix_seconds=NOW,
+        staleness_seconds=60,
+    )
     assert [p.pod.uid for p in chosen] == ["p-02"]
 
 
 def test_a_stale_report_is_no_room() -> None:
     waiting = entries(parked("p-01"))
     nodes = [snapshot("a", gpu(0, total_gi=80), age_seconds=600)]
-    assert pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW,
-                         staleness_seconds=60) == []
+    assert (
+        pods_to_retry(waiting, nodes, labels={}, now_unix_seconds=NOW, staleness_seconds=60) == []
+    )
 
 
 def test_a_pod_is_written_again_only_after_news_of_headroom_or_a_sweep() -> None:
@@ -131,15 +160,23 @@ class CountingKube(FakeKube):
         return [c.path.rsplit("/", 1)[-1] for c in self.calls if c.method == "PATCH"]
 
 
-def requeuer(pods: list[dict[str, Any]], *, leader: bool = True,
-             clock: Callable[[], float] = lambda: NOW) -> tuple[Requeuer, CountingKube]:
+def requeuer(
+    pods: list[dict[str, Any]], *, leader: bool = True, clock: Callable[[], float] = lambda: NOW
+) -> tuple[Requeuer, CountingKube]:
     view = ClusterView()
     view.apply_node(WatchEvent(ADDED, node("n1")))
     view.apply_gpunode(WatchEvent(ADDED, gpunode("n1", [80, 80], used_gi=0)))
     kube = CountingKube(pods)
-    return Requeuer(kube, view, pods=lambda: pods, ready=lambda: True,
-                    is_leader=lambda: leader, staleness_seconds=60, clock=clock,
-                    debounce_seconds=0), kube
+    return Requeuer(
+        kube,
+        view,
+        pods=lambda: pods,
+        ready=lambda: True,
+        is_leader=lambda: leader,
+        staleness_seconds=60,
+        clock=clock,
+        debounce_seconds=0,
+    ), kube
 
 
 def test_one_pass_with_200_waiting_writes_only_the_pods_that_fit() -> None:
@@ -172,8 +209,9 @@ def test_news_of_headroom_retries_the_pods_it_can_place_with_one_patch_each() ->
     patches = kube.calls[4:]
     assert [c.path.rsplit("/", 1)[-1] for c in patches] == [f"p-{i:03d}" for i in range(8)]
     assert {c.content_type for c in patches} == {"application/merge-patch+json"}
-    assert patches[0].body == {"metadata": {"uid": "p-000", "annotations": {
-        names.RETRY_ANNOTATION: f"{NOW + 15:.3f}"}}}
+    assert patches[0].body == {
+        "metadata": {"uid": "p-000", "annotations": {names.RETRY_ANNOTATION: f"{NOW + 15:.3f}"}}
+    }
 
 
 def test_the_running_requeuer_acts_on_news_of_headroom() -> None:
@@ -221,7 +259,7 @@ def test_a_replica_that_does_not_lead_writes_nothing() -> None:
 def test_a_failed_patch_is_not_fatal_and_that_pod_is_tried_again() -> None:
     waiting = [parked(f"p-{i:03d}", memory="30Gi") for i in range(4)]
     retry, kube = requeuer(waiting)
-    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-000", NotFound("pods \"p-000\" not found"))
+    kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-000", NotFound('pods "p-000" not found'))
     kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-001", Unreachable("connection refused"))
     assert retry.retry_fitting() == 2
     assert set(retry.book.retried_at) == {"p-002", "p-003"}

@@ -18,8 +18,11 @@ TWENTY_SHARED = GpuDemand(1, 20 * GI, shared=True)
 
 def loaded(*pods: dict[str, object]) -> ClusterView:
     view = ClusterView()
-    view.load(gpunodes=[gpunode("n1", [80]), gpunode("n2", [24])],
-              nodes=[node("n1"), node("n2"), node("cordoned", unschedulable=True)], pods=pods)
+    view.load(
+        gpunodes=[gpunode("n1", [80]), gpunode("n2", [24])],
+        nodes=[node("n1"), node("n2"), node("cordoned", unschedulable=True)],
+        pods=pods,
+    )
     return view
 
 
@@ -40,8 +43,9 @@ def test_finished_and_deleted_pods_release_their_gpus_and_say_so() -> None:
     view.apply_pod(WatchEvent("MODIFIED", finished))
     assert check(view, "n1", TWENTY_SHARED) == Fit(("GPU-n1-0",))
     assert heard == [("n1", "a pod holding GPUs went away")]
-    view.apply_pod(WatchEvent("ADDED", pod("b", node_name="n1", memory="70Gi",
-                                           assigned="GPU-n1-0")))
+    view.apply_pod(
+        WatchEvent("ADDED", pod("b", node_name="n1", memory="70Gi", assigned="GPU-n1-0"))
+    )
     view.apply_pod(WatchEvent(DELETED, pod("b", node_name="n1")))
     assert check(view, "n1", TWENTY_SHARED) == Fit(("GPU-n1-0",))
 
@@ -54,8 +58,9 @@ def test_inflight_binds_count_until_the_binding_lands_or_they_expire() -> None:
     assert isinstance(check(view, "n1", TWENTY_SHARED), Reason)
     assert view.reservations() == 1
     # The Binding lands: the pod's own claim replaces the in-flight one (not counted twice).
-    view.apply_pod(WatchEvent("MODIFIED", pod("x", node_name="n1", memory="70Gi",
-                                              assigned="GPU-n1-0")))
+    view.apply_pod(
+        WatchEvent("MODIFIED", pod("x", node_name="n1", memory="70Gi", assigned="GPU-n1-0"))
+    )
     assert view.inflight("x") is None
     assert view.reservations() == 1
     view.reserve("n1", PodClaim("y", GpuDemand(1, 5 * GI, shared=True), ("GPU-n1-0",)))
@@ -71,8 +76,10 @@ def test_a_report_showing_more_free_memory_notifies_and_a_bad_one_is_a_reason() 
     view.apply_gpunode(WatchEvent("ADDED", gpunode("n1", [80], used_gi=70)))
     view.apply_gpunode(WatchEvent("MODIFIED", gpunode("n1", [80], used_gi=70, age_seconds=0)))
     view.apply_gpunode(WatchEvent("MODIFIED", gpunode("n1", [80], used_gi=10)))
-    assert heard == ["its GPU report shows more free memory",
-                     "its GPU report shows more free memory"]  # new node, then freed memory
+    assert heard == [
+        "its GPU report shows more free memory",
+        "its GPU report shows more free memory",
+    ]  # new node, then freed memory
     broken = gpunode("n1", [80])
     broken["status"]["schemaVersion"] = 99
     view.apply_gpunode(WatchEvent("MODIFIED", broken))
@@ -94,8 +101,10 @@ def test_a_pod_with_a_bad_annotation_counts_as_one_whole_gpu() -> None:
 
 
 def test_a_restarted_view_rebuilt_from_the_cluster_is_the_same() -> None:
-    pods = [pod("a", node_name="n1", assigned="GPU-n1-0"), pod("b", node_name="n2", gpus=1,
-                                                                shared=False, memory=None)]
+    pods = [
+        pod("a", node_name="n1", assigned="GPU-n1-0"),
+        pod("b", node_name="n2", gpus=1, shared=False, memory=None),
+    ]
     incremental = loaded()
     for p in pods:
         incremental.apply_pod(WatchEvent("ADDED", p))

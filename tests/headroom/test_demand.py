@@ -10,9 +10,12 @@ from headroom.demand import DemandError, GpuDemand, assigned_gpus, is_managed
 GI = 2**30
 
 
-def pod(annotations: dict[str, str] | None = None, gpus: list[object] | None = None,
-        init_gpus: list[object] | None = None, labels: dict[str, str] | None = None
-        ) -> dict[str, Any]:
+def pod(
+    annotations: dict[str, str] | None = None,
+    gpus: list[object] | None = None,
+    init_gpus: list[object] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     def container(i: int, n: object) -> dict[str, Any]:
         limits = {} if n is None else {names.GPU_RESOURCE: n}
         return {"name": f"c{i}", "image": "x", "resources": {"limits": limits}}
@@ -47,8 +50,12 @@ def test_count_sums_app_containers_and_takes_the_largest_init_container() -> Non
 
 
 def sidecar(gpus: int, name: str = "sidecar") -> dict[str, Any]:
-    return {"name": name, "image": "x", "restartPolicy": "Always",
-            "resources": {"limits": {names.GPU_RESOURCE: str(gpus)}}}
+    return {
+        "name": name,
+        "image": "x",
+        "restartPolicy": "Always",
+        "resources": {"limits": {names.GPU_RESOURCE: str(gpus)}},
+    }
 
 
 def test_a_native_sidecar_adds_to_the_app_containers() -> None:
@@ -81,8 +88,9 @@ def test_requests_count_when_no_limit_is_given() -> None:
 
 
 def test_shared_mode() -> None:
-    demand = GpuDemand.from_pod(pod({names.GPU_MEMORY_ANNOTATION: "10Gi",
-                                     names.GPU_SHARING_ANNOTATION: "true"}, gpus=[2]))
+    demand = GpuDemand.from_pod(
+        pod({names.GPU_MEMORY_ANNOTATION: "10Gi", names.GPU_SHARING_ANNOTATION: "true"}, gpus=[2])
+    )
     assert demand == GpuDemand(gpu_count=2, memory_bytes=10 * GI, shared=True)
     assert demand.total_bytes == 20 * GI
     assert demand.describe() == "10Gi on 2 GPUs"
@@ -95,17 +103,21 @@ def test_shared_mode() -> None:
         ({names.GPU_MEMORY_ANNOTATION: "-2Gi"}, None, names.GPU_MEMORY_ANNOTATION, "negative"),
         ({names.GPU_MEMORY_ANNOTATION: "0"}, None, names.GPU_MEMORY_ANNOTATION, "more than 0"),
         ({names.GPU_MEMORY_ANNOTATION: "1.5"}, None, names.GPU_MEMORY_ANNOTATION, "whole"),
-        ({names.GPU_SHARING_ANNOTATION: "yes", names.GPU_MEMORY_ANNOTATION: "1Gi"}, None,
-         names.GPU_SHARING_ANNOTATION, '"true" or "false"'),
-        ({names.GPU_SHARING_ANNOTATION: "true"}, None, names.GPU_MEMORY_ANNOTATION,
-         "is required"),
+        (
+            {names.GPU_SHARING_ANNOTATION: "yes", names.GPU_MEMORY_ANNOTATION: "1Gi"},
+            None,
+            names.GPU_SHARING_ANNOTATION,
+            '"true" or "false"',
+        ),
+        ({names.GPU_SHARING_ANNOTATION: "true"}, None, names.GPU_MEMORY_ANNOTATION, "is required"),
         ({}, ["1.5"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
         ({}, ["two"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
         ({}, ["-1"], "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole number"),
     ],
 )
-def test_errors_name_the_field(annotations: dict[str, str], gpus: list[object] | None,
-                               field: str, expected_words: str) -> None:
+def test_errors_name_the_field(
+    annotations: dict[str, str], gpus: list[object] | None, field: str, expected_words: str
+) -> None:
     with pytest.raises(DemandError) as info:
         GpuDemand.from_pod(pod(annotations, gpus=gpus))
     assert info.value.field == field
@@ -124,15 +136,20 @@ def test_managed_label_and_assigned_gpus() -> None:
 
 @pytest.mark.parametrize(
     ("malformed", "field"),
-    [({"spec": 5}, "spec"),
-     ({"metadata": []}, "metadata"),
-     ({"metadata": {"annotations": "x"}}, "metadata.annotations"),
-     ({"spec": {"containers": [{"resources": 5}]}}, "spec.containers[0].resources"),
-     ({"spec": {"containers": [{"resources": {"limits": 5}}]}},
-      "spec.containers[0].resources.limits")],
+    [
+        ({"spec": 5}, "spec"),
+        ({"metadata": []}, "metadata"),
+        ({"metadata": {"annotations": "x"}}, "metadata.annotations"),
+        ({"spec": {"containers": [{"resources": 5}]}}, "spec.containers[0].resources"),
+        (
+            {"spec": {"containers": [{"resources": {"limits": 5}}]}},
+            "spec.containers[0].resources.limits",
+        ),
+    ],
 )
-def test_a_malformed_pod_is_an_error_naming_the_field(malformed: dict[str, Any],
-                                                      field: str) -> None:
+def test_a_malformed_pod_is_an_error_naming_the_field(
+    malformed: dict[str, Any], field: str
+) -> None:
     with pytest.raises(DemandError) as info:
         GpuDemand.from_pod(malformed)
     assert info.value.field == field

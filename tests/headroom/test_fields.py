@@ -43,8 +43,19 @@ def test_field_error_names_the_field() -> None:
     assert str(FieldError("x", "m", text="something else")) == "something else"
 
 
-@pytest.mark.parametrize("cls", [ReportError, DemandError, SpecError, WireError, PolicyError,
-                                 ProfileError, MutationError, BadReview])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        ReportError,
+        DemandError,
+        SpecError,
+        WireError,
+        PolicyError,
+        ProfileError,
+        MutationError,
+        BadReview,
+    ],
+)
 def test_every_parser_error_is_a_field_error(cls: type[FieldError]) -> None:
     error = cls("a.b", "expected a string")
     assert isinstance(error, FieldError)
@@ -64,24 +75,34 @@ def test_profile_error_keeps_path() -> None:
     assert ProfileError("profiles.x.maxGpus", "m").path == "profiles.x.maxGpus"
 
 
-@pytest.mark.parametrize(("read", "good"), [
-    (read_mapping, {"a": 1}), (read_list, [1]), (read_str, "x"), (read_int, 3),
-    (read_number, 1.5), (read_bool, False),
-])
+@pytest.mark.parametrize(
+    ("read", "good"),
+    [
+        (read_mapping, {"a": 1}),
+        (read_list, [1]),
+        (read_str, "x"),
+        (read_int, 3),
+        (read_number, 1.5),
+        (read_bool, False),
+    ],
+)
 def test_readers_return_good_values(read: Any, good: object) -> None:
     assert read(good, "f") == good
 
 
-@pytest.mark.parametrize(("read", "bad", "message"), [
-    (read_mapping, [], "f: expected an object (got list)"),
-    (read_list, {}, "f: expected a list (got dict)"),
-    (read_str, 1, "f: expected a string (got 1)"),
-    (read_int, True, "f: expected an integer (got True)"),
-    (read_int, 1.0, "f: expected an integer (got 1.0)"),
-    (read_number, "1", "f: expected a number (got '1')"),
-    (read_number, False, "f: expected a number (got False)"),
-    (read_bool, "true", "f: expected true or false (got 'true')"),
-])
+@pytest.mark.parametrize(
+    ("read", "bad", "message"),
+    [
+        (read_mapping, [], "f: expected an object (got list)"),
+        (read_list, {}, "f: expected a list (got dict)"),
+        (read_str, 1, "f: expected a string (got 1)"),
+        (read_int, True, "f: expected an integer (got True)"),
+        (read_int, 1.0, "f: expected an integer (got 1.0)"),
+        (read_number, "1", "f: expected a number (got '1')"),
+        (read_number, False, "f: expected a number (got False)"),
+        (read_bool, "true", "f: expected true or false (got 'true')"),
+    ],
+)
 def test_readers_name_field_and_form(read: Any, bad: object, message: str) -> None:
     with pytest.raises(FieldError) as info:
         read(bad, "f")
@@ -129,25 +150,42 @@ def test_clock_round_trip_and_errors() -> None:
 
 # -- wrong types at every depth: each parser names exactly the field it was given ----------------
 
-WRONG = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                  st.text(max_size=3), st.lists(st.integers(), max_size=2),
-                  st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
 
 
 def _status() -> dict[str, Any]:
-    report = NodeReport(node_name="n", reported_at_unix_seconds=1_700_000_000.0, gpus=(
-        GpuState(index=0, uuid="GPU-0", model="m", total_bytes=10, used_bytes=1),))
+    report = NodeReport(
+        node_name="n",
+        reported_at_unix_seconds=1_700_000_000.0,
+        gpus=(GpuState(index=0, uuid="GPU-0", model="m", total_bytes=10, used_bytes=1),),
+    )
     status = report_to_status(report)
     status["gpus"][0]["pods"] = [{"uid": "u", "usedBytes": 1}]
     return status
 
 
 REPORT_PATHS: list[tuple[list[Any], type]] = [
-    (["schemaVersion"], int), (["reportTime"], str), (["healthy"], bool), (["reason"], str),
-    (["gpus"], list), (["gpus", 0], dict), (["gpus", 0, "index"], int),
-    (["gpus", 0, "uuid"], str), (["gpus", 0, "totalBytes"], int),
-    (["gpus", 0, "pods"], list), (["gpus", 0, "pods", 0], dict),
-    (["gpus", 0, "pods", 0, "uid"], str), (["gpus", 0, "pods", 0, "usedBytes"], int),
+    (["schemaVersion"], int),
+    (["reportTime"], str),
+    (["healthy"], bool),
+    (["reason"], str),
+    (["gpus"], list),
+    (["gpus", 0], dict),
+    (["gpus", 0, "index"], int),
+    (["gpus", 0, "uuid"], str),
+    (["gpus", 0, "totalBytes"], int),
+    (["gpus", 0, "pods"], list),
+    (["gpus", 0, "pods", 0], dict),
+    (["gpus", 0, "pods", 0, "uid"], str),
+    (["gpus", 0, "pods", 0, "usedBytes"], int),
     (["gpus", 0, "powerWatts"], float),
 ]
 
@@ -168,8 +206,9 @@ def _is(kind: type, value: object) -> bool:
 
 @pytest.mark.parametrize(("path", "kind"), REPORT_PATHS)
 @given(value=WRONG)
-def test_report_names_wrong_types_at_every_depth(path: list[Any], kind: type,
-                                                 value: object) -> None:
+def test_report_names_wrong_types_at_every_depth(
+    path: list[Any], kind: type, value: object
+) -> None:
     if _is(kind, value):
         return
     status = _status()
@@ -183,20 +222,28 @@ def test_report_names_wrong_types_at_every_depth(path: list[Any], kind: type,
 
 
 SPEC_PATHS: list[tuple[list[str], type]] = [
-    (["minReplicas"], int), (["maxReplicas"], int), (["deploymentName"], str),
-    (["behavior"], dict), (["feasibility"], dict), (["feasibility", "allowPending"], int),
+    (["minReplicas"], int),
+    (["maxReplicas"], int),
+    (["deploymentName"], str),
+    (["behavior"], dict),
+    (["feasibility"], dict),
+    (["feasibility", "allowPending"], int),
     (["behavior", "scaleUp"], dict),
 ]
 
 
 @pytest.mark.parametrize(("path", "kind"), SPEC_PATHS)
 @given(value=WRONG)
-def test_spec_names_wrong_types_at_every_depth(path: list[str], kind: type,
-                                               value: object) -> None:
+def test_spec_names_wrong_types_at_every_depth(path: list[str], kind: type, value: object) -> None:
     if value is None or _is(kind, value):
         return
-    spec: dict[str, Any] = {"deploymentName": "d", "targetValue": 1, "maxReplicas": 3,
-                            "behavior": {"scaleUp": {}}, "feasibility": {}}
+    spec: dict[str, Any] = {
+        "deploymentName": "d",
+        "targetValue": 1,
+        "maxReplicas": 3,
+        "behavior": {"scaleUp": {}},
+        "feasibility": {},
+    }
     holder = spec
     for key in path[:-1]:
         holder = holder[key]

@@ -27,8 +27,9 @@ def test_the_best_free_gpu_left_after_pending_claims_is_named() -> None:
 
 def test_a_whole_gpu_pod_is_offered_the_roomiest_empty_gpu_not_a_shared_one() -> None:
     shared = PodClaim("s", GpuDemand(1, 10 * GI, shared=True), ("GPU-0",))
-    snapshot = node("n", gpu(0, used_gi=10, pods=(GpuPod("s", 10 * GI),)),
-                    gpu(1, used_gi=60), claims=(shared,))
+    snapshot = node(
+        "n", gpu(0, used_gi=10, pods=(GpuPod("s", 10 * GI),)), gpu(1, used_gi=60), claims=(shared,)
+    )
     verdict = fit(GpuDemand(1, 40 * GI), snapshot, now_unix_seconds=NOW, staleness_seconds=90)
     assert isinstance(verdict, Reason)
     # GPU 0 has 70Gi left but holds a shared pod; the empty GPU 1 has 20Gi.

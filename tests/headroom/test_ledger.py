@@ -33,19 +33,30 @@ def test_an_unreadable_request_counts_as_one_whole_gpu_and_is_told() -> None:
 
 
 def test_claims_are_grouped_by_the_node_the_pod_is_bound_to() -> None:
-    pods = [pod("a", node_name="n1"), pod("b"), pod("c", node_name="n2"),
-            pod("d", node_name="n1", phase="Succeeded"), pod("e", node_name="n1")]
+    pods = [
+        pod("a", node_name="n1"),
+        pod("b"),
+        pod("c", node_name="n2"),
+        pod("d", node_name="n1", phase="Succeeded"),
+        pod("e", node_name="n1"),
+    ]
     claims = claims_by_node(pods)
-    assert {n: [c.uid for c in cs] for n, cs in claims.items()} == {"n1": ["a", "e"],
-                                                                     "n2": ["c"]}
+    assert {n: [c.uid for c in cs] for n, cs in claims.items()} == {"n1": ["a", "e"], "n2": ["c"]}
 
 
 def test_accounts_split_used_reserved_and_free() -> None:
     seen = GpuPod(uid="seen", used_bytes=10 * GI)
-    snapshot = node("n", gpu(0, used_gi=10, pods=(seen,)), gpu(1),
-                    claims=(PodClaim("seen", GpuDemand(1, 15 * GI, shared=True), ("GPU-0",)),
-                            PodClaim("new", GpuDemand(1, 20 * GI, shared=True), ("GPU-1",))))
-    accounts = {a.gpu.index: (a.used_bytes, a.reserved_bytes, a.free_bytes)
-                for a in gpu_accounts(snapshot)}
+    snapshot = node(
+        "n",
+        gpu(0, used_gi=10, pods=(seen,)),
+        gpu(1),
+        claims=(
+            PodClaim("seen", GpuDemand(1, 15 * GI, shared=True), ("GPU-0",)),
+            PodClaim("new", GpuDemand(1, 20 * GI, shared=True), ("GPU-1",)),
+        ),
+    )
+    accounts = {
+        a.gpu.index: (a.used_bytes, a.reserved_bytes, a.free_bytes) for a in gpu_accounts(snapshot)
+    }
     # GPU 0: the pod uses 10Gi of the 15Gi it declared, so 5Gi more stays reserved for it.
     assert accounts == {0: (10 * GI, 5 * GI, 65 * GI), 1: (0, 20 * GI, 60 * GI)}

@@ -58,8 +58,10 @@ def test_rejects_with_field_and_expected_form(text: object, problem: str) -> Non
     assert '"20Gi"' in message  # the expected form
 
 
-@given(st.integers(min_value=0, max_value=2**62),
-       st.sampled_from(["", "Ki", "Mi", "Gi", "k", "M", "G"]))
+@given(
+    st.integers(min_value=0, max_value=2**62),
+    st.sampled_from(["", "Ki", "Mi", "Gi", "k", "M", "G"]),
+)
 def test_agrees_with_the_official_parser(number: int, suffix: str) -> None:
     text = f"{number}{suffix}"
     official = parse_quantity(text)
@@ -73,8 +75,14 @@ def test_agrees_with_the_official_parser(number: int, suffix: str) -> None:
 
 @pytest.mark.parametrize(
     ("n_bytes", "text"),
-    [(20 * 2**30, "20Gi"), (int(12.5 * 2**30), "12.5Gi"), (1023, "1023"), (2**20, "1Mi"),
-     (-(2**30), "-1Gi"), (0, "0")],
+    [
+        (20 * 2**30, "20Gi"),
+        (int(12.5 * 2**30), "12.5Gi"),
+        (1023, "1023"),
+        (2**20, "1Mi"),
+        (-(2**30), "-1Gi"),
+        (0, "0"),
+    ],
 )
 def test_format_bytes(n_bytes: int, text: str) -> None:
     assert format_bytes(n_bytes) == text

@@ -25,12 +25,28 @@ def sample_report() -> NodeReport:
         node_name="gpu-1",
         reported_at_unix_seconds=1_700_000_000.0,
         gpus=(
-            GpuState(index=0, uuid="GPU-aaa", model="NVIDIA A100-SXM4-80GB", total_bytes=80 * GI,
-                     used_bytes=30 * GI, pods=(GpuPod("uid-1", 20 * GI, "ml", "llm-0"),),
-                     unattributed_bytes=10 * GI, utilization_percent=55.0,
-                     temperature_celsius=61.0, power_watts=250.5, mig_enabled=False),
-            GpuState(index=1, uuid="GPU-bbb", model="NVIDIA A100-SXM4-80GB", total_bytes=80 * GI,
-                     used_bytes=0, healthy=False, reason="GPU is lost"),
+            GpuState(
+                index=0,
+                uuid="GPU-aaa",
+                model="NVIDIA A100-SXM4-80GB",
+                total_bytes=80 * GI,
+                used_bytes=30 * GI,
+                pods=(GpuPod("uid-1", 20 * GI, "ml", "llm-0"),),
+                unattributed_bytes=10 * GI,
+                utilization_percent=55.0,
+                temperature_celsius=61.0,
+                power_watts=250.5,
+                mig_enabled=False,
+            ),
+            GpuState(
+                index=1,
+                uuid="GPU-bbb",
+                model="NVIDIA A100-SXM4-80GB",
+                total_bytes=80 * GI,
+                used_bytes=0,
+                healthy=False,
+                reason="GPU is lost",
+            ),
         ),
     )
 
@@ -94,12 +110,14 @@ def test_bad_fields_are_named(path: list[Any], value: object, field: str) -> Non
     assert str(info.value).startswith(f"{field}: ")
 
 
-@given(st.lists(st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.booleans()),
-                max_size=8))
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.booleans()), max_size=8))
 def test_round_trip_property(gpus: list[tuple[int, int, bool]]) -> None:
     report = NodeReport(
-        node_name="n", reported_at_unix_seconds=1_700_000_000.0,
-        gpus=tuple(GpuState(index=i, uuid=f"GPU-{i}", model="m", total_bytes=t, used_bytes=u,
-                            healthy=h) for i, (t, u, h) in enumerate(gpus)),
+        node_name="n",
+        reported_at_unix_seconds=1_700_000_000.0,
+        gpus=tuple(
+            GpuState(index=i, uuid=f"GPU-{i}", model="m", total_bytes=t, used_bytes=u, healthy=h)
+            for i, (t, u, h) in enumerate(gpus)
+        ),
     )
     assert report_from_status("n", report_to_status(report)) == report

@@ -55,9 +55,16 @@ class FakeKube:
         self.routes[(method, path)] = reply
         return self
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, content_type: str = "application/json",
-                timeout_seconds: float | None = None) -> JsonDict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_seconds: float | None = None,
+    ) -> JsonDict:
         call = Call(method, path, query, copy.deepcopy(body), content_type)
         self.calls.append(call)
         reply = self.routes.get((method, path))
@@ -69,8 +76,9 @@ class FakeKube:
             return reply(call)
         return copy.deepcopy(reply)
 
-    def watch(self, path: str, *, query: Mapping[str, Any],
-              read_timeout_seconds: float) -> EventStream:
+    def watch(
+        self, path: str, *, query: Mapping[str, Any], read_timeout_seconds: float
+    ) -> EventStream:
         self.calls.append(Call("WATCH", path, query))
         events = self.watches.get(path, ())
         if isinstance(events, ApiError):

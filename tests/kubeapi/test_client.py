@@ -20,11 +20,20 @@ from kubeapi.client import (
 from tests.kubeapi.fake import Call, FakeKube
 
 
-@pytest.mark.parametrize(("status", "kind"), [(404, NotFound), (409, Conflict), (410, Gone),
-                                              (0, Unreachable), (403, ApiError),
-                                              (500, ApiError)])
-def test_each_status_has_its_error_class_and_keeps_its_status(status: int,
-                                                              kind: type[ApiError]) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (404, NotFound),
+        (409, Conflict),
+        (410, Gone),
+        (0, Unreachable),
+        (403, ApiError),
+        (500, ApiError),
+    ],
+)
+def test_each_status_has_its_error_class_and_keeps_its_status(
+    status: int, kind: type[ApiError]
+) -> None:
     error = api_error(status, "words", reason="Why")
     assert type(error) is kind and isinstance(error, ApiError)
     assert (error.status, error.reason) == (status, "Why")
@@ -49,7 +58,8 @@ def test_a_server_that_cannot_be_reached_is_unreachable() -> None:
 def test_a_list_whose_continue_token_expired_starts_over() -> None:
     pages: dict[str | None, JsonDict] = {
         None: {"items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "t1"}},
-        "t1": {"items": [{"metadata": {"name": "b"}}], "metadata": {"resourceVersion": "7"}}}
+        "t1": {"items": [{"metadata": {"name": "b"}}], "metadata": {"resourceVersion": "7"}},
+    }
     expire_next_token = [True]  # the first continue token has expired; the second has not
 
     def page(call: Call) -> JsonDict:
@@ -76,7 +86,6 @@ def test_a_watch_from_a_version_the_server_no_longer_has_lists_again() -> None:
     with pytest.raises(_Expired):
         WatchCache(in_stream, "/api/v1/pods")._watch()
     other = FakeKube()
-    other.watches["/api/v1/pods"] = [{"type": "ERROR", "object": {"code": 500,
-                                                                  "message": "etcd"}}]
+    other.watches["/api/v1/pods"] = [{"type": "ERROR", "object": {"code": 500, "message": "etcd"}}]
     with pytest.raises(ApiError, match="HTTP 500: etcd"):
         WatchCache(other, "/api/v1/pods")._watch()

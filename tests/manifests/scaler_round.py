@@ -33,19 +33,44 @@ def limited_round_status(scaler: JsonDict, now_unix_seconds: float) -> JsonDict:
     """The status the controller writes after the round described above."""
     spec = parse_spec(scaler)
     pods = tuple(PodState(f"llm-{i}", ready=True, pending=False) for i in range(3))
-    observations = Observations(current_replicas=3, pods=pods, metrics={
-        spec.metrics[0].name: MetricObservation(per_pod={p.name: 27.0 for p in pods})})
-    demand = GpuDemand.from_pod({"metadata": {"annotations": {
-        names.GPU_MEMORY_ANNOTATION: "20Gi"}}, "spec": {"containers": [{"name": "llm"}]}})
-    l4s = tuple(GpuState(index=i, uuid=f"GPU-{i}", model="NVIDIA L4", total_bytes=24 * GI,
-                         used_bytes=used_gi * GI) for i, used_gi in enumerate((0, 12)))
+    observations = Observations(
+        current_replicas=3,
+        pods=pods,
+        metrics={spec.metrics[0].name: MetricObservation(per_pod={p.name: 27.0 for p in pods})},
+    )
+    demand = GpuDemand.from_pod(
+        {
+            "metadata": {"annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"}},
+            "spec": {"containers": [{"name": "llm"}]},
+        }
+    )
+    l4s = tuple(
+        GpuState(
+            index=i,
+            uuid=f"GPU-{i}",
+            model="NVIDIA L4",
+            total_bytes=24 * GI,
+            used_bytes=used_gi * GI,
+        )
+        for i, used_gi in enumerate((0, 12))
+    )
     report = NodeReport(node_name="n1", reported_at_unix_seconds=now_unix_seconds - 2, gpus=l4s)
-    outcome = evaluate(spec, observations,
-                       History(recommendations=((now_unix_seconds - 600, 3),)),
-                       demand=demand, snapshots=[NodeSnapshot(name="n1", report=report)],
-                       placed_replicas=3, now_unix_seconds=now_unix_seconds,
-                       staleness_seconds=90)
-    status = round_status(outcome, observations, metrics=spec.metrics,
-                          applied_replicas=outcome.applied_replicas, generation=1,
-                          last_scale_unix_seconds=now_unix_seconds)
+    outcome = evaluate(
+        spec,
+        observations,
+        History(recommendations=((now_unix_seconds - 600, 3),)),
+        demand=demand,
+        snapshots=[NodeSnapshot(name="n1", report=report)],
+        placed_replicas=3,
+        now_unix_seconds=now_unix_seconds,
+        staleness_seconds=90,
+    )
+    status = round_status(
+        outcome,
+        observations,
+        metrics=spec.metrics,
+        applied_replicas=outcome.applied_replicas,
+        generation=1,
+        last_scale_unix_seconds=now_unix_seconds,
+    )
     return with_transitions(status, {}, now_unix_seconds=now_unix_seconds)

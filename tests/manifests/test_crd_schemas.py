@@ -21,8 +21,10 @@ from headroom.report import GpuPod, GpuState, NodeReport, report_to_status
 from tests.manifests.render import MANIFESTS, Obj
 from tests.manifests.scaler_round import limited_round_status, seed_scaler
 
-CRDS = {names.GPUNODE_KIND: MANIFESTS / "crds" / "gpunodes.yaml",
-        names.AISCALER_KIND: MANIFESTS / "crds" / "aiscalers.yaml"}
+CRDS = {
+    names.GPUNODE_KIND: MANIFESTS / "crds" / "gpunodes.yaml",
+    names.AISCALER_KIND: MANIFESTS / "crds" / "aiscalers.yaml",
+}
 JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
 FORBIDDEN_IN_JUNCTORS = {"type", "additionalProperties", "description", "default", "nullable"}
 GI = 2**30
@@ -67,8 +69,9 @@ def test_the_schema_is_structural(kind: str) -> None:
             assert not FORBIDDEN_IN_JUNCTORS & set(node), f"{path}: {set(node)}"
             assert not any(k.startswith("x-kubernetes-") for k in node), path
             continue
-        untyped_ok = node.get("x-kubernetes-preserve-unknown-fields") or \
-            node.get("x-kubernetes-int-or-string")
+        untyped_ok = node.get("x-kubernetes-preserve-unknown-fields") or node.get(
+            "x-kubernetes-int-or-string"
+        )
         assert node.get("type") or untyped_ok, f"{path}: no type"
         if node.get("type") == "array":
             assert isinstance(node.get("items"), dict), f"{path}: an array needs items"
@@ -95,12 +98,19 @@ def resolve(root: Obj, json_path: str) -> Obj | None:
 def test_every_printer_column_reads_a_declared_field_of_its_type(kind: str) -> None:
     columns = version(kind)["additionalPrinterColumns"]
     assert columns
-    expected_types = {"integer": {"integer"}, "string": {"string"}, "number": {"number"},
-                      "boolean": {"boolean"}, "date": {"string"}}
+    expected_types = {
+        "integer": {"integer"},
+        "string": {"string"},
+        "number": {"number"},
+        "boolean": {"boolean"},
+        "date": {"string"},
+    }
     for column in columns:
         node = resolve(schema(kind), column["jsonPath"])
-        assert node is not None, f"{kind} column {column['name']}: {column['jsonPath']} is " \
+        assert node is not None, (
+            f"{kind} column {column['name']}: {column['jsonPath']} is "
             "not in the schema (it would always be empty)"
+        )
         assert node.get("type") in expected_types[column["type"]], column["name"]
 
 
@@ -136,33 +146,62 @@ def status_schema(kind: str) -> Obj:
 
 
 def every_field_report() -> NodeReport:
-    return NodeReport(node_name="n1", reported_at_unix_seconds=1_700_000_000.0, gpus=(
-        GpuState(index=0, uuid="GPU-a", model="NVIDIA A100-SXM4-80GB", total_bytes=80 * GI,
-                 used_bytes=30 * GI, pods=(GpuPod("uid-1", 20 * GI, "ml", "llm-0"),),
-                 unattributed_bytes=10 * GI, utilization_percent=55.0,
-                 memory_utilization_percent=40.0, temperature_celsius=61.0, power_watts=250.5,
-                 mig_enabled=False),
-        GpuState(index=1, uuid="GPU-b", model="NVIDIA A100-SXM4-80GB", total_bytes=80 * GI,
-                 used_bytes=0, healthy=False, reason="GPU is lost")))
+    return NodeReport(
+        node_name="n1",
+        reported_at_unix_seconds=1_700_000_000.0,
+        gpus=(
+            GpuState(
+                index=0,
+                uuid="GPU-a",
+                model="NVIDIA A100-SXM4-80GB",
+                total_bytes=80 * GI,
+                used_bytes=30 * GI,
+                pods=(GpuPod("uid-1", 20 * GI, "ml", "llm-0"),),
+                unattributed_bytes=10 * GI,
+                utilization_percent=55.0,
+                memory_utilization_percent=40.0,
+                temperature_celsius=61.0,
+                power_watts=250.5,
+                mig_enabled=False,
+            ),
+            GpuState(
+                index=1,
+                uuid="GPU-b",
+                model="NVIDIA A100-SXM4-80GB",
+                total_bytes=80 * GI,
+                used_bytes=0,
+                healthy=False,
+                reason="GPU is lost",
+            ),
+        ),
+    )
 
 
 def test_the_node_agents_status_is_valid_and_kept_whole() -> None:
     status = report_to_status(every_field_report())
-    validate(names.GPUNODE_KIND, {"apiVersion": names.GROUP_VERSION, "kind": "GPUNode",
-                                  "metadata": {"name": "n1"}, "status": status})
+    validate(
+        names.GPUNODE_KIND,
+        {
+            "apiVersion": names.GROUP_VERSION,
+            "kind": "GPUNode",
+            "metadata": {"name": "n1"},
+            "status": status,
+        },
+    )
     assert list(undeclared(status_schema(names.GPUNODE_KIND), status, "status")) == []
     # The check can fail: a field the schema does not declare is found.
-    assert list(undeclared(status_schema(names.GPUNODE_KIND), {**status, "extra": 1},
-                           "status")) == ["status.extra"]
+    assert list(
+        undeclared(status_schema(names.GPUNODE_KIND), {**status, "extra": 1}, "status")
+    ) == ["status.extra"]
 
 
 def scaler_statuses() -> dict[str, Obj]:
     now = time.time()
     limited = limited_round_status(seed_scaler("ml"), now)
-    blocked = blocked_status("InvalidSpec", "spec.maxReplicas: required", generation=3,
-                             previous=limited)
-    return {"limited": limited,
-            "blocked": with_transitions(blocked, limited, now_unix_seconds=now)}
+    blocked = blocked_status(
+        "InvalidSpec", "spec.maxReplicas: required", generation=3, previous=limited
+    )
+    return {"limited": limited, "blocked": with_transitions(blocked, limited, now_unix_seconds=now)}
 
 
 @pytest.mark.parametrize("which", ["limited", "blocked"])
@@ -186,11 +225,14 @@ def test_every_example_is_valid_against_its_crd(path: Path) -> None:
 
 # The cross-field rules (a scale target, min <= max, a target per metric) are CEL, which only an
 # API server evaluates: tests/e2e/test_crds.py checks them there.
-@pytest.mark.parametrize(("change", "words"), [
-    ({"targetValue": None}, "is not valid under any of the given schemas"),
-    ({"minReplicas": -1}, "-1 is less than the minimum of 0"),
-    ({"targetValue": 0}, "less than or equal to the minimum of 0"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"targetValue": None}, "is not valid under any of the given schemas"),
+        ({"minReplicas": -1}, "-1 is less than the minimum of 0"),
+        ({"targetValue": 0}, "less than or equal to the minimum of 0"),
+    ],
+)
 def test_a_broken_seed_is_refused(change: dict[str, Any], words: str) -> None:
     seed = yaml.safe_load((MANIFESTS / "examples" / "seed-aiscaler.yaml").read_text())
     spec = {k: v for k, v in {**seed["spec"], **change}.items() if v is not None}

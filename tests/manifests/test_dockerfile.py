@@ -28,8 +28,11 @@ class Instruction:
 
 def instructions(text: str) -> list[Instruction]:
     """The Dockerfile's instructions, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines()
-                                            if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
     out = []
     for line in joined.splitlines():
         if line.strip():
@@ -93,8 +96,11 @@ def ignored(path: str, patterns: list[str]) -> bool:
         body = pattern.lstrip("!").strip("/")
         forms = [body, body.removeprefix("**/")] if body.startswith("**/") else [body]
         deep = body.startswith("**/")  # then a file name anywhere matches too
-        if any(fnmatch.fnmatchcase(c, f) or (deep and fnmatch.fnmatchcase(Path(c).name, f))
-               for c in candidates for f in forms):
+        if any(
+            fnmatch.fnmatchcase(c, f) or (deep and fnmatch.fnmatchcase(Path(c).name, f))
+            for c in candidates
+            for f in forms
+        ):
             result = not negate
     return result
 
@@ -105,8 +111,11 @@ def copies() -> list[list[str]]:
     for step in dockerfile():
         if step.keyword not in ("COPY", "ADD"):
             continue
-        words = json.loads(step.arguments) if step.arguments.startswith("[") \
+        words = (
+            json.loads(step.arguments)
+            if step.arguments.startswith("[")
             else shlex.split(step.arguments)
+        )
         if any(w.startswith("--from") for w in words):
             continue
         sources = [w for w in words if not w.startswith("--")][:-1]
@@ -125,9 +134,16 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
 
 def test_dockerignore_keeps_keys_and_local_state_out() -> None:
     patterns = dockerignore_patterns()
-    for path in (".git/config", ".venv/bin/python", "tls/tls.key", "certs/ca.key",
-                 "headroom/__pycache__/x.pyc", "tests/e2e/conftest.py", "certs/secret.yaml",
-                 "tooling/localcluster.py"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        "tls/tls.key",
+        "certs/ca.key",
+        "headroom/__pycache__/x.pyc",
+        "tests/e2e/conftest.py",
+        "certs/secret.yaml",
+        "tooling/localcluster.py",
+    ):
         assert ignored(path, patterns), path
     for path in ("cli/main.py", "certs/pki.py", "pyproject.toml", "README.md"):
         assert not ignored(path, patterns), path
@@ -138,18 +154,31 @@ def test_the_build_copies_what_pip_install_needs() -> None:
     copied = {s.rstrip("/") for step in copies() for s in step}
     assert {"pyproject.toml", str(project["project"]["readme"])} <= copied  # type: ignore[index]
     find = project["tool"]["setuptools"]["packages"]["find"]  # type: ignore[index]
-    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()
-                and any(fnmatch.fnmatchcase(p.name, pat) for pat in find["include"])}
-    assert packages == {"headroom", "kubeapi", "serving", "webhook", "extender", "nodeagent",
-                        "certs", "cli"}
+    packages = {
+        p.name
+        for p in ROOT.iterdir()
+        if (p / "__init__.py").is_file()
+        and any(fnmatch.fnmatchcase(p.name, pat) for pat in find["include"])
+    }
+    assert packages == {
+        "headroom",
+        "kubeapi",
+        "serving",
+        "webhook",
+        "extender",
+        "nodeagent",
+        "certs",
+        "cli",
+    }
     assert packages <= copied
     # The local control plane, the demo and the fake NVML need this repository: never shipped.
     assert "tooling" not in packages and "tooling" not in copied
 
 
 def test_pip_installs_the_project_without_test_extras() -> None:
-    runs = [s.arguments for s in dockerfile() if s.keyword == "RUN" and "pip install" in
-            s.arguments]
+    runs = [
+        s.arguments for s in dockerfile() if s.keyword == "RUN" and "pip install" in s.arguments
+    ]
     assert runs
     for run in runs:
         assert "[test]" not in run and "-e " not in run
@@ -170,9 +199,12 @@ def test_the_entrypoint_is_the_console_script() -> None:
 
 @pytest.mark.parametrize("component", ["nodeagent", "webhook", "extender"])
 def test_the_manifests_command_lines_parse(component: str) -> None:
-    lines = [[*(c.get("command") or entrypoint()), *c.get("args", [])]
-             for w in Rendered(tuple(render())).workloads() for c in containers(w)
-             if c["image"] == our_image()]
+    lines = [
+        [*(c.get("command") or entrypoint()), *c.get("args", [])]
+        for w in Rendered(tuple(render())).workloads()
+        for c in containers(w)
+        if c["image"] == our_image()
+    ]
     (argv,) = [line for line in lines if line[1] == component]
     assert argv[0] == "headroom"
     args = build_parser().parse_args(argv[1:])

@@ -16,7 +16,7 @@ from tests.manifests.test_references import our_image
 def install_section() -> str:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## Install on a real cluster")
-    return readme[start:readme.index("\n## ", start + 1)]
+    return readme[start : readme.index("\n## ", start + 1)]
 
 
 def shell_lines(text: str) -> list[str]:
@@ -36,8 +36,10 @@ def test_the_certificate_step_matches_the_webhook() -> None:
     args = build_parser().parse_args(shlex.split(generate)[1:])
     rendered = Rendered(tuple(render()))
     (config,) = rendered.of_kind("MutatingWebhookConfiguration")
-    services = {(w["clientConfig"]["service"]["name"], w["clientConfig"]["service"]["namespace"])
-                for w in config["webhooks"]}
+    services = {
+        (w["clientConfig"]["service"]["name"], w["clientConfig"]["service"]["namespace"])
+        for w in config["webhooks"]
+    }
     assert services == {(args.service, args.namespace)}
     assert args.namespace == names.SYSTEM_NAMESPACE
     webhook = rendered.find("Deployment", args.service, args.namespace)
@@ -60,7 +62,10 @@ def test_the_cabundle_patch_covers_every_webhook() -> None:
 def test_the_image_override_names_the_images_the_manifests_use() -> None:
     section = install_section()
     overridden = set(re.findall(r"\{name: ([^,]+), new", section))
-    image_names = {c["image"].rsplit(":", 1)[0] for w in Rendered(tuple(render())).workloads()
-                   for c in pod_spec(w)["containers"]}
+    image_names = {
+        c["image"].rsplit(":", 1)[0]
+        for w in Rendered(tuple(render())).workloads()
+        for c in pod_spec(w)["containers"]
+    }
     assert overridden == image_names
     assert our_image().rsplit(":", 1)[0] in overridden

@@ -48,8 +48,9 @@ def certificate_step_secret(tmp_path_factory: pytest.TempPathFactory) -> Obj:
     return secret
 
 
-def secret_keys(rendered: Rendered, certificate_step_secret: Obj, *, name: str,
-                namespace: str) -> set[str]:
+def secret_keys(
+    rendered: Rendered, certificate_step_secret: Obj, *, name: str, namespace: str
+) -> set[str]:
     secret = rendered.find("Secret", name, namespace)
     if secret is None:
         assert name in CERTIFICATE_STEP_SECRETS, f"Secret {namespace}/{name} is never created"
@@ -60,7 +61,8 @@ def secret_keys(rendered: Rendered, certificate_step_secret: Obj, *, name: str,
     if secret.get("type") == "kubernetes.io/service-account-token":
         account = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
         assert rendered.find("ServiceAccount", account, namespace), (
-            f"Secret {name}: token for undefined ServiceAccount {account}")
+            f"Secret {name}: token for undefined ServiceAccount {account}"
+        )
         keys |= TOKEN_SECRET_KEYS
     return keys
 
@@ -71,8 +73,9 @@ def configmap_keys(rendered: Rendered, *, name: str, namespace: str) -> set[str]
     return set(configmap.get("data", {})) | set(configmap.get("binaryData", {}))
 
 
-def volume_files(rendered: Rendered, certificate_step_secret: Obj, *, volume: Obj,
-                 namespace: str) -> set[str] | None:
+def volume_files(
+    rendered: Rendered, certificate_step_secret: Obj, *, volume: Obj, namespace: str
+) -> set[str] | None:
     """The file names a volume shows in its mount directory; None for writable scratch."""
     if "emptyDir" in volume:
         return None
@@ -81,11 +84,14 @@ def volume_files(rendered: Rendered, certificate_step_secret: Obj, *, volume: Ob
         keys = configmap_keys(rendered, name=source["name"], namespace=namespace)
     elif "secret" in volume:
         source = volume["secret"]
-        keys = secret_keys(rendered, certificate_step_secret, name=source["secretName"],
-                           namespace=namespace)
+        keys = secret_keys(
+            rendered, certificate_step_secret, name=source["secretName"], namespace=namespace
+        )
     else:
-        raise AssertionError(f"volume {volume['name']}: a kind this test does not know; "
-                             "teach it how to check its files")
+        raise AssertionError(
+            f"volume {volume['name']}: a kind this test does not know; "
+            "teach it how to check its files"
+        )
     items = source.get("items")
     if items is None:
         return keys
@@ -99,14 +105,16 @@ def workload_ids() -> list[str]:
 
 
 @pytest.mark.parametrize("workload_id", workload_ids())
-def test_every_volume_and_file_flag_finds_its_file(rendered: Rendered,
-                                                   certificate_step_secret: Obj,
-                                                   workload_id: str) -> None:
+def test_every_volume_and_file_flag_finds_its_file(
+    rendered: Rendered, certificate_step_secret: Obj, workload_id: str
+) -> None:
     (workload,) = [w for w in rendered.workloads() if object_id(w) == workload_id]
     namespace = workload["metadata"]["namespace"]
     volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
-    files = {name: volume_files(rendered, certificate_step_secret, volume=v, namespace=namespace)
-             for name, v in volumes.items()}
+    files = {
+        name: volume_files(rendered, certificate_step_secret, volume=v, namespace=namespace)
+        for name, v in volumes.items()
+    }
     checked = 0
     for container in containers(workload):
         mounts = container.get("volumeMounts", [])
@@ -117,25 +125,33 @@ def test_every_volume_and_file_flag_finds_its_file(rendered: Rendered,
             if not match:
                 continue
             path = PurePosixPath(match.group(1))
-            mount = max((m for m in mounts if path.is_relative_to(m["mountPath"])),
-                        key=lambda m: len(m["mountPath"]), default=None)
+            mount = max(
+                (m for m in mounts if path.is_relative_to(m["mountPath"])),
+                key=lambda m: len(m["mountPath"]),
+                default=None,
+            )
             assert mount is not None, f"{container['name']}: {word} is in no mounted volume"
             shown = files[mount["name"]]
             if shown is not None:
                 first = path.relative_to(mount["mountPath"]).parts[0]
-                assert first in shown, (f"{container['name']}: {word}: volume {mount['name']} "
-                                        f"has {sorted(shown)}, not {first}")
+                assert first in shown, (
+                    f"{container['name']}: {word}: volume {mount['name']} "
+                    f"has {sorted(shown)}, not {first}"
+                )
             checked += 1
     # The file flags this test exists for: the webhook's profiles and TLS pair, the
     # scheduler's configuration.
-    expected = {"Deployment headroom-system/headroom-webhook": 3,
-                "Deployment headroom-system/headroom-scheduler": 1}
+    expected = {
+        "Deployment headroom-system/headroom-webhook": 3,
+        "Deployment headroom-system/headroom-scheduler": 1,
+    }
     assert checked == expected.get(workload_id, 0)
 
 
-def test_the_extender_reads_its_own_token_and_the_scheduler_its_own(rendered: Rendered,
-                                                                     certificate_step_secret: Obj,
-                                                                     ) -> None:
+def test_the_extender_reads_its_own_token_and_the_scheduler_its_own(
+    rendered: Rendered,
+    certificate_step_secret: Obj,
+) -> None:
     workload = rendered.find("Deployment", "headroom-scheduler", names.SYSTEM_NAMESPACE)
     assert workload is not None
     volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
@@ -145,20 +161,25 @@ def test_the_extender_reads_its_own_token_and_the_scheduler_its_own(rendered: Re
     secret_name = volumes[mount["name"]]["secret"]["secretName"]
     secret = rendered.find("Secret", secret_name, names.SYSTEM_NAMESPACE)
     assert secret is not None
-    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == \
-        "headroom-extender"
-    assert secret_keys(rendered, certificate_step_secret, name=secret_name,
-                       namespace=names.SYSTEM_NAMESPACE) >= {"token", "ca.crt"}
-    assert not any(m["mountPath"] == token_dir for m in by_name["kube-scheduler"]
-                   .get("volumeMounts", []))
+    assert (
+        secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        == "headroom-extender"
+    )
+    assert secret_keys(
+        rendered, certificate_step_secret, name=secret_name, namespace=names.SYSTEM_NAMESPACE
+    ) >= {"token", "ca.crt"}
+    assert not any(
+        m["mountPath"] == token_dir for m in by_name["kube-scheduler"].get("volumeMounts", [])
+    )
 
 
 def test_every_image_is_ours_or_a_pinned_stock_scheduler(rendered: Rendered) -> None:
     images = {c["image"] for w in rendered.workloads() for c in containers(w)}
     assert our_image() in images
     for image in images - {our_image()}:
-        assert STOCK_IMAGE.fullmatch(image), f"{image}: neither {our_image()} nor a pinned " \
-            "registry.k8s.io/kube-scheduler:vX.Y.Z"
+        assert STOCK_IMAGE.fullmatch(image), (
+            f"{image}: neither {our_image()} nor a pinned registry.k8s.io/kube-scheduler:vX.Y.Z"
+        )
 
 
 def test_every_workload_runs_as_a_defined_service_account(rendered: Rendered) -> None:
@@ -167,7 +188,8 @@ def test_every_workload_runs_as_a_defined_service_account(rendered: Rendered) ->
         account = pod_spec(workload).get("serviceAccountName")
         assert account, f"{object_id(workload)}: runs as the namespace's default account"
         assert rendered.find("ServiceAccount", account, namespace), (
-            f"{object_id(workload)}: ServiceAccount {account} is not defined")
+            f"{object_id(workload)}: ServiceAccount {account} is not defined"
+        )
 
 
 def binding_ids() -> list[str]:
@@ -175,22 +197,27 @@ def binding_ids() -> list[str]:
 
 
 @pytest.mark.parametrize("binding_id", binding_ids())
-def test_every_binding_joins_a_defined_account_and_role(rendered: Rendered,
-                                                        binding_id: str) -> None:
+def test_every_binding_joins_a_defined_account_and_role(
+    rendered: Rendered, binding_id: str
+) -> None:
     (binding,) = [b for b in rendered.objects if object_id(b) == binding_id]
     for subject in binding["subjects"]:
         assert subject["kind"] == "ServiceAccount"
         assert rendered.find("ServiceAccount", subject["name"], subject["namespace"]), (
-            f"{binding_id}: no ServiceAccount {subject['namespace']}/{subject['name']}")
+            f"{binding_id}: no ServiceAccount {subject['namespace']}/{subject['name']}"
+        )
     ref = binding["roleRef"]
     assert ref["apiGroup"] == "rbac.authorization.k8s.io"
     if ref["kind"] == "ClusterRole":
-        assert rendered.find("ClusterRole", ref["name"]) or ref["name"] in BUILTIN_CLUSTER_ROLES, \
+        assert rendered.find("ClusterRole", ref["name"]) or ref["name"] in BUILTIN_CLUSTER_ROLES, (
             f"{binding_id}: no ClusterRole {ref['name']}"
+        )
     else:
         namespace = binding["metadata"]["namespace"]  # a RoleBinding's Role is in its namespace
-        assert rendered.find("Role", ref["name"], namespace) or \
-            (namespace, ref["name"]) in BUILTIN_ROLES, f"{binding_id}: no Role {ref['name']}"
+        assert (
+            rendered.find("Role", ref["name"], namespace)
+            or (namespace, ref["name"]) in BUILTIN_ROLES
+        ), f"{binding_id}: no Role {ref['name']}"
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -204,21 +231,26 @@ def test_every_webhook_reaches_the_webhook_pods(rendered: Rendered) -> None:
     for webhook in config["webhooks"]:
         ref = webhook["clientConfig"]["service"]
         service = rendered.find("Service", ref["name"], ref["namespace"])
-        assert service is not None, f"{webhook['name']}: no Service {ref['namespace']}/" \
-            f"{ref['name']}"
+        assert service is not None, (
+            f"{webhook['name']}: no Service {ref['namespace']}/{ref['name']}"
+        )
         (port,) = [p for p in service["spec"]["ports"] if p["port"] == ref.get("port", 443)]
-        backends = [w for w in rendered.workloads()
-                    if w["metadata"]["namespace"] == ref["namespace"]
-                    and service["spec"]["selector"].items()
-                    <= w["spec"]["template"]["metadata"]["labels"].items()]
+        backends = [
+            w
+            for w in rendered.workloads()
+            if w["metadata"]["namespace"] == ref["namespace"]
+            and service["spec"]["selector"].items()
+            <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert [object_id(w) for w in backends] == ["Deployment headroom-system/headroom-webhook"]
         named = {p["name"] for c in containers(backends[0]) for p in c.get("ports", [])}
         assert port["targetPort"] in named
     budget = rendered.find("PodDisruptionBudget", "headroom-webhook", names.SYSTEM_NAMESPACE)
     webhook_pods = rendered.find("Deployment", "headroom-webhook", names.SYSTEM_NAMESPACE)
     assert budget is not None and webhook_pods is not None
-    assert selects(budget["spec"]["selector"], webhook_pods["spec"]["template"]["metadata"]
-                   ["labels"])
+    assert selects(
+        budget["spec"]["selector"], webhook_pods["spec"]["template"]["metadata"]["labels"]
+    )
 
 
 def test_every_workload_selects_its_own_pods_and_names_ports_it_has(rendered: Rendered) -> None:
@@ -237,8 +269,9 @@ def test_the_scheduler_configuration_matches_the_extender_beside_it(rendered: Re
     workload = rendered.find("Deployment", "headroom-scheduler", names.SYSTEM_NAMESPACE)
     assert workload is not None
     config_volume = next(v for v in pod_spec(workload)["volumes"] if "configMap" in v)
-    configmap = rendered.find("ConfigMap", config_volume["configMap"]["name"],
-                              names.SYSTEM_NAMESPACE)
+    configmap = rendered.find(
+        "ConfigMap", config_volume["configMap"]["name"], names.SYSTEM_NAMESPACE
+    )
     assert configmap is not None
     (config_text,) = configmap["data"].values()
     config = yaml.safe_load(config_text)

@@ -57,18 +57,22 @@ def test_every_file_a_kustomization_names_exists() -> None:
         for entry in doc.get("resources", []):
             target = here / entry
             assert target.is_file() or (target / "kustomization.yaml").is_file(), (
-                f"{kustomization.relative_to(MANIFESTS)}: resource {entry} does not exist")
+                f"{kustomization.relative_to(MANIFESTS)}: resource {entry} does not exist"
+            )
         for path in referenced_files(kustomization):
-            assert path.is_file(), (f"{kustomization.relative_to(MANIFESTS)}: "
-                                    f"{path.relative_to(MANIFESTS)} does not exist")
+            assert path.is_file(), (
+                f"{kustomization.relative_to(MANIFESTS)}: "
+                f"{path.relative_to(MANIFESTS)} does not exist"
+            )
 
 
 def test_every_manifest_file_is_installed() -> None:
     """A YAML file under manifests/ that no kustomization reaches would silently not be
     installed (examples/ are for users to apply themselves)."""
     reached = {p.resolve() for k in kustomizations() for p in (k, *referenced_files(k))}
-    on_disk = {p.resolve() for p in MANIFESTS.rglob("*.yaml")
-               if MANIFESTS / "examples" not in p.parents}
+    on_disk = {
+        p.resolve() for p in MANIFESTS.rglob("*.yaml") if MANIFESTS / "examples" not in p.parents
+    }
     assert sorted(str(p.relative_to(MANIFESTS)) for p in on_disk - reached) == []
 
 
@@ -76,17 +80,31 @@ def test_the_rendering_installs_into_headroom_system_without_duplicates() -> Non
     rendered = render()
     ids = Counter(object_id(o) for o in rendered)
     assert [i for i, n in ids.items() if n > 1] == []
-    assert rendered[0] == {"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": names.SYSTEM_NAMESPACE,
-                                        "labels": {"app.kubernetes.io/name": "headroom"}}}
-    outside = {object_id(o) for o in rendered
-               if o["metadata"].get("namespace") not in (None, names.SYSTEM_NAMESPACE)}
+    assert rendered[0] == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": names.SYSTEM_NAMESPACE,
+            "labels": {"app.kubernetes.io/name": "headroom"},
+        },
+    }
+    outside = {
+        object_id(o)
+        for o in rendered
+        if o["metadata"].get("namespace") not in (None, names.SYSTEM_NAMESPACE)
+    }
     assert outside == OUTSIDE_NAMESPACE
     # Namespaced kinds all carry a namespace (a missing one would land in the user's current
     # namespace); the cluster-scoped ones carry none.
-    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole",
-                      "ClusterRoleBinding", "MutatingWebhookConfiguration",
-                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    cluster_scoped = {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in rendered:
         assert ("namespace" in obj["metadata"]) != (obj["kind"] in cluster_scoped), object_id(obj)
     kinds = Counter(o["kind"] for o in rendered)
@@ -110,11 +128,21 @@ def test_the_schemas_are_those_of_a_current_kubernetes() -> None:
     assert (major, minor) >= (1, 31)
 
 
-@pytest.mark.parametrize("obj", [
-    pytest.param(o, id=object_id(o), marks=(
-        [pytest.mark.xfail(strict=True, reason=KNOWN_INVALID[object_id(o)])]
-        if object_id(o) in KNOWN_INVALID else []))
-    for o in render()])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param(
+            o,
+            id=object_id(o),
+            marks=(
+                [pytest.mark.xfail(strict=True, reason=KNOWN_INVALID[object_id(o)])]
+                if object_id(o) in KNOWN_INVALID
+                else []
+            ),
+        )
+        for o in render()
+    ],
+)
 def test_each_object_is_valid_for_current_kubernetes(obj: Obj) -> None:
     try:
         kv.validate(obj, schema_version(), strict=True)
@@ -132,5 +160,8 @@ def test_the_validator_refuses_what_a_cluster_refuses() -> None:
     with pytest.raises(kv.ValidationError):
         kv.validate(typo, schema_version(), strict=True)
     with pytest.raises(kv.SchemaNotFoundError):
-        kv.validate({"apiVersion": "extensions/v1beta1", "kind": "Deployment",
-                     "metadata": {"name": "x"}}, schema_version(), strict=True)
+        kv.validate(
+            {"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "x"}},
+            schema_version(),
+            strict=True,
+        )

@@ -62,13 +62,15 @@ class MockNvml:
 def build(timeout: float = 1500) -> MockNvml:
     """The built mock, building it first if this machine has not (a cold build downloads the
     module and compiles it with cgo). Raises MockNvmlUnavailable when it cannot be had here."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                            check=False, timeout=timeout)
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, timeout=timeout
+    )
     if result.returncode == UNAVAILABLE:
         raise MockNvmlUnavailable(result.stderr.strip().splitlines()[-1])
     if result.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed (exit {result.returncode}):\n"
-                           f"{result.stdout}{result.stderr}")
+        raise RuntimeError(
+            f"{BUILD_SCRIPT} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
+        )
     mock = MockNvml(Path(result.stdout.strip().splitlines()[-1]))
     if not mock.library.is_file():
         raise RuntimeError(f"{BUILD_SCRIPT} reported {mock.root}, which holds no {LIBRARY_NAME}")
@@ -87,14 +89,19 @@ def write_profile(profile: Profile, path: Path) -> Path:
     return path
 
 
-def mock_env(mock: MockNvml, profile: Path, base: Mapping[str, str] | None = None
-             ) -> dict[str, str]:
+def mock_env(
+    mock: MockNvml, profile: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a process that loads the mock with this profile, and nothing else
     that could steer it (other MOCK_NVML_* settings, the fake library's state file)."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if not k.startswith("MOCK_NVML_") and k != "HEADROOM_FAKE_NVML"}
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith("MOCK_NVML_") and k != "HEADROOM_FAKE_NVML"
+    }
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(mock.library.parent), env.get("LD_LIBRARY_PATH", "")) if p)
+        p for p in (str(mock.library.parent), env.get("LD_LIBRARY_PATH", "")) if p
+    )
     env[CONFIG_ENV] = str(profile)
     return env
 
@@ -111,8 +118,7 @@ def device_config(profile: Profile, index: int) -> dict[str, Any]:
     return {**profile.get("device_defaults", {}), **_device_entries(profile)[index]}
 
 
-def with_processes(profile: Profile, processes: Mapping[int, Sequence[tuple[int, int]]]
-                   ) -> Profile:
+def with_processes(profile: Profile, processes: Mapping[int, Sequence[tuple[int, int]]]) -> Profile:
     """A copy of `profile` where GPU i runs `processes[i]`, a list of (pid, MiB), compute
     processes all, and the memory they use is no longer free. Drift and failure injection are
     removed, so every reading is the profile's static value and every GPU healthy."""
@@ -134,7 +140,8 @@ def with_processes(profile: Profile, processes: Mapping[int, Sequence[tuple[int,
         entries[index]["memory"] = memory
         entries[index]["processes"] = [
             {"pid": pid, "type": "C", "name": f"headroom-test-{pid}", "used_memory_mib": mib}
-            for pid, mib in running]
+            for pid, mib in running
+        ]
     return derived
 
 
@@ -166,17 +173,25 @@ def expected_gpus(profile: Profile) -> list[ExpectedGpu]:
         thermal = config.get("thermal")
         power = config.get("power")
         mig = config.get("mig")
-        gpus.append(ExpectedGpu(
-            index=index, uuid=str(config["uuid"]), model=str(config["name"]),
-            total_bytes=int(memory["total_bytes"]), free_bytes=int(memory["free_bytes"]),
-            processes=tuple((int(p["pid"]), int(p.get("used_memory_mib", 0)) * MIB)
-                            for p in config.get("processes") or []
-                            if p.get("type", "C") in ("C", "")),
-            utilization_percent=float(utilization.get("gpu", 0)) if utilization else None,
-            memory_utilization_percent=(float(utilization.get("memory", 0)) if utilization
-                                        else None),
-            temperature_celsius=float(thermal.get("temperature_gpu_c", 0)) if thermal else None,
-            power_watts=int(power.get("current_draw_mw", 0)) / 1000.0 if power else None,
-            mig_enabled=mig.get("mode_current") == "enabled" if mig else None,
-        ))
+        gpus.append(
+            ExpectedGpu(
+                index=index,
+                uuid=str(config["uuid"]),
+                model=str(config["name"]),
+                total_bytes=int(memory["total_bytes"]),
+                free_bytes=int(memory["free_bytes"]),
+                processes=tuple(
+                    (int(p["pid"]), int(p.get("used_memory_mib", 0)) * MIB)
+                    for p in config.get("processes") or []
+                    if p.get("type", "C") in ("C", "")
+                ),
+                utilization_percent=float(utilization.get("gpu", 0)) if utilization else None,
+                memory_utilization_percent=(
+                    float(utilization.get("memory", 0)) if utilization else None
+                ),
+                temperature_celsius=float(thermal.get("temperature_gpu_c", 0)) if thermal else None,
+                power_watts=int(power.get("current_draw_mw", 0)) / 1000.0 if power else None,
+                mig_enabled=mig.get("mode_current") == "enabled" if mig else None,
+            )
+        )
     return gpus

@@ -45,40 +45,58 @@ V1_SYSTEMD_CRIO_GUARANTEED = f"""\
 CASES = {
     "v2 systemd containerd burstable": (
         f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/"
-        f"cri-containerd-{CID}.scope\n", CgroupOwner(UID, CID)),
+        f"cri-containerd-{CID}.scope\n",
+        CgroupOwner(UID, CID),
+    ),
     "v2 systemd crio besteffort": (
         f"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/"
-        f"crio-{CID}.scope\n", CgroupOwner(UID, CID)),
+        f"crio-{CID}.scope\n",
+        CgroupOwner(UID, CID),
+    ),
     "v2 systemd guaranteed": (
         f"0::/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{CID}.scope\n",
-        CgroupOwner(UID, CID)),
+        CgroupOwner(UID, CID),
+    ),
     "v2 cgroupfs": (f"0::/kubepods/besteffort/pod{UID}/{CID}\n", CgroupOwner(UID, CID)),
     "v2 cgroupfs guaranteed": (f"0::/kubepods/pod{UID}/{CID}\n", CgroupOwner(UID, CID)),
     "v2 seen from a private cgroup namespace": (
         f"0::/../../kubepods-burstable-pod{UID_}.slice/cri-containerd-{CID}.scope\n",
-        CgroupOwner(UID, CID)),
+        CgroupOwner(UID, CID),
+    ),
     "v2 kind node (kubelet.slice root)": (
         f"0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
         f"kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID}.scope\n",
-        CgroupOwner(UID, CID)),
+        CgroupOwner(UID, CID),
+    ),
     "v2 nested under docker (minikube)": (
-        f"0::/docker/{'e' * 64}/kubepods/burstable/pod{UID}/{CID}\n", CgroupOwner(UID, CID)),
+        f"0::/docker/{'e' * 64}/kubepods/burstable/pod{UID}/{CID}\n",
+        CgroupOwner(UID, CID),
+    ),
     "v2 process in the pod cgroup itself": (
         f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice\n",
-        CgroupOwner(UID)),
+        CgroupOwner(UID),
+    ),
     "v2 crio conmon (not a container)": (
         f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/"
-        f"crio-conmon-{CID}.scope\n", CgroupOwner(UID)),
+        f"crio-conmon-{CID}.scope\n",
+        CgroupOwner(UID),
+    ),
     "v1 cgroupfs docker": (V1_CGROUPFS_DOCKER, CgroupOwner(UID, CID)),
     "v1 systemd containerd": (V1_SYSTEMD_CONTAINERD, CgroupOwner(UID, CID)),
     "v1 systemd crio guaranteed": (V1_SYSTEMD_CRIO_GUARANTEED, CgroupOwner(UID, CID)),
     "v1 systemd docker": (
         f"4:memory:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/"
-        f"docker-{CID}.scope\n", CgroupOwner(UID, CID)),
+        f"docker-{CID}.scope\n",
+        CgroupOwner(UID, CID),
+    ),
     "static pod (config hash as UID)": (
-        f"0::/kubepods/burstable/pod{STATIC_UID}/{CID}\n", CgroupOwner(STATIC_UID, CID)),
+        f"0::/kubepods/burstable/pod{STATIC_UID}/{CID}\n",
+        CgroupOwner(STATIC_UID, CID),
+    ),
     "upper-case hex is normalised": (
-        f"0::/kubepods/burstable/pod{UID.upper()}/{CID}\n", CgroupOwner(UID, CID)),
+        f"0::/kubepods/burstable/pod{UID.upper()}/{CID}\n",
+        CgroupOwner(UID, CID),
+    ),
     "v2 host service": ("0::/system.slice/containerd.service\n", None),
     "v2 user session": ("0::/user.slice/user-1000.slice/session-3.scope\n", None),
     "v2 init": ("0::/init.scope\n", None),
@@ -110,8 +128,11 @@ def test_any_text_parses_without_crashing(text: str) -> None:
 @given(st.uuids(), st.sampled_from(["burstable", "besteffort", ""]))
 def test_systemd_and_cgroupfs_names_of_a_pod_agree(uid: object, qos: str) -> None:
     u = str(uid)
-    systemd_pod = (f"kubepods-{qos}-pod{u.replace('-', '_')}.slice" if qos
-                   else f"kubepods-pod{u.replace('-', '_')}.slice")
+    systemd_pod = (
+        f"kubepods-{qos}-pod{u.replace('-', '_')}.slice"
+        if qos
+        else f"kubepods-pod{u.replace('-', '_')}.slice"
+    )
     systemd_qos = f"/kubepods-{qos}.slice" if qos else ""
     systemd = f"/kubepods.slice{systemd_qos}/{systemd_pod}/cri-containerd-{CID}.scope"
     cgroupfs = f"/kubepods/{qos + '/' if qos else ''}pod{u}/{CID}"
@@ -127,4 +148,3 @@ def test_the_locator_reads_the_proc_root(tmp_path: Path) -> None:
     assert locator.pod_uid(4243) is None
     assert locator.pod_uid(4244) is None  # exited, or in another PID namespace
     assert locator.pod_uid(0) is None
-

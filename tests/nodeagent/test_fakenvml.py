@@ -20,18 +20,31 @@ def test_the_build_is_cached_by_source(tmp_path: Path) -> None:
     assert [p.name for p in first.parent.iterdir()] == [LIBRARY_NAME]  # no temporary left
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"devices": [}', '{"a": 1} trailing',
-                                  '{"a": "\\q"}', '{"a": tru}', "[" * 100 + "]" * 100,
-                                  '{"a": "unterminated}', '{"a": 1e999}'])
-def test_a_state_file_that_is_not_json_is_an_error_not_a_crash(fake: FakeNvml, nvml: Nvml,
-                                                               text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        "[]",
+        '{"devices": [}',
+        '{"a": 1} trailing',
+        '{"a": "\\q"}',
+        '{"a": tru}',
+        "[" * 100 + "]" * 100,
+        '{"a": "unterminated}',
+        '{"a": 1e999}',
+    ],
+)
+def test_a_state_file_that_is_not_json_is_an_error_not_a_crash(
+    fake: FakeNvml, nvml: Nvml, text: str
+) -> None:
     fake.path.write_text(text)
     with pytest.raises(NvmlUnavailable, match="nvmlInit failed: Unknown Error"):
         nvml.open()
 
 
 def test_escapes_and_unicode_in_strings(fake: FakeNvml, nvml: Nvml) -> None:
-    fake.write({"devices": [device(0, uuid="GPU-\u0041\"\\/\t", name="NVIDIA \u00e9")]})
+    fake.write({"devices": [device(0, uuid='GPU-\u0041"\\/\t', name="NVIDIA \u00e9")]})
     nvml.open()
     (reading,) = nvml.read_devices()
     assert reading.uuid == 'GPU-A"\\/\t'

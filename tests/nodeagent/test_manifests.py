@@ -33,8 +33,9 @@ def test_kustomization_lists_every_file() -> None:
 def test_the_daemonset_runs_on_gpu_nodes_only_and_sees_host_pids() -> None:
     spec = daemonset()["spec"]["template"]["spec"]
     assert spec["nodeSelector"] == {names.GPU_PRESENT_NODE_LABEL: "true"}
-    assert {"key": names.GPU_TAINT_KEY, "operator": "Exists",
-            "effect": "NoSchedule"} in spec["tolerations"]
+    assert {"key": names.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
     assert spec["hostPID"] is True
     assert spec.get("hostNetwork", False) is False
     assert spec["serviceAccountName"] == "headroom-nodeagent"
@@ -47,8 +48,11 @@ def test_the_container_is_unprivileged_small_and_gets_nvml() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     security = container["securityContext"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]}}
+    assert security == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
@@ -70,8 +74,13 @@ def test_the_container_flags_are_valid_and_probes_match_the_endpoints() -> None:
 
 def test_rbac_grants_exactly_what_the_agent_uses() -> None:
     role, binding = load("rbac.yaml")
-    rules = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
-             for r in rule["resources"] for v in rule["verbs"]}
+    rules = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     assert rules == {
         ("", "nodes", "get"),
         *((names.API_GROUP, "gpunodes", v) for v in ("create", "get", "update", "patch")),
@@ -79,6 +88,11 @@ def test_rbac_grants_exactly_what_the_agent_uses() -> None:
     }
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     (account,) = load("serviceaccount.yaml")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": names.SYSTEM_NAMESPACE}]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": names.SYSTEM_NAMESPACE,
+        }
+    ]
     assert daemonset()["metadata"]["namespace"] == names.SYSTEM_NAMESPACE

@@ -19,9 +19,16 @@ from nodeagent.publisher import PublishStats
 pytestmark = pytest.mark.server  # starts server processes on loopback
 
 GIB = 2**30
-GPU = GpuState(index=0, uuid="GPU-0", model="NVIDIA L4", total_bytes=24 * GIB,
-               used_bytes=6 * GIB, utilization_percent=40.0, temperature_celsius=55.0,
-               power_watts=72.5)
+GPU = GpuState(
+    index=0,
+    uuid="GPU-0",
+    model="NVIDIA L4",
+    total_bytes=24 * GIB,
+    used_bytes=6 * GIB,
+    utilization_percent=40.0,
+    temperature_celsius=55.0,
+    power_watts=72.5,
+)
 
 
 class Stats:
@@ -60,19 +67,38 @@ def get(url: str) -> tuple[int, str]:
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def test_metrics_show_each_gpu_and_the_publisher(base_url: str, status: AgentStatus,
-                                                 stats: Stats) -> None:
+def test_metrics_show_each_gpu_and_the_publisher(
+    base_url: str, status: AgentStatus, stats: Stats
+) -> None:
     now = time.time()
-    report = NodeReport(node_name="n1", reported_at_unix_seconds=now - 12, gpus=(
-        GPU, replace(GPU, index=1, uuid="GPU-1", healthy=False, reason="GPU is lost",
-                     utilization_percent=None, temperature_celsius=None, power_watts=None)))
+    report = NodeReport(
+        node_name="n1",
+        reported_at_unix_seconds=now - 12,
+        gpus=(
+            GPU,
+            replace(
+                GPU,
+                index=1,
+                uuid="GPU-1",
+                healthy=False,
+                reason="GPU is lost",
+                utilization_percent=None,
+                temperature_celsius=None,
+                power_watts=None,
+            ),
+        ),
+    )
     status.sampled(report)
-    stats.value = PublishStats(publishes=4, errors=2, last_published=report,
-                               last_success_unix_seconds=now - 12)
+    stats.value = PublishStats(
+        publishes=4, errors=2, last_published=report, last_success_unix_seconds=now - 12
+    )
     code, text = get(f"{base_url}/metrics")
     assert code == 200
     got = samples(text)
@@ -97,38 +123,58 @@ def test_metrics_show_each_gpu_and_the_publisher(base_url: str, status: AgentSta
 def test_a_gpu_that_disappears_leaves_no_series(base_url: str, status: AgentStatus) -> None:
     status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=time.time(), gpus=(GPU,)))
     assert "GPU-0" in get(f"{base_url}/metrics")[1]
-    status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=time.time(),
-                              healthy=False, reason="driver"))
+    status.sampled(
+        NodeReport(
+            node_name="n1", reported_at_unix_seconds=time.time(), healthy=False, reason="driver"
+        )
+    )
     text = get(f"{base_url}/metrics")[1]
     assert "GPU-0" not in text
     assert samples(text)[("headroom_nodeagent_nvml_up", ())] == 0.0
 
 
-def test_healthz_wants_nvml_and_a_recent_publish(base_url: str, status: AgentStatus,
-                                                 stats: Stats) -> None:
+def test_healthz_wants_nvml_and_a_recent_publish(
+    base_url: str, status: AgentStatus, stats: Stats
+) -> None:
     now = time.time()
     status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=now, gpus=(GPU,)))
     code, body = get(f"{base_url}/healthz")  # just started: no publish needed yet
     assert (code, json.loads(body)["ok"]) == (200, True)
     stats.value = PublishStats(publishes=1, last_success_unix_seconds=now - 5)
     assert get(f"{base_url}/healthz")[0] == 200
-    stats.value = PublishStats(publishes=1, errors=9, last_success_unix_seconds=now - 61,
-                               last_error="HTTP 0: cannot reach the API server")
+    stats.value = PublishStats(
+        publishes=1,
+        errors=9,
+        last_success_unix_seconds=now - 61,
+        last_error="HTTP 0: cannot reach the API server",
+    )
     code, body = get(f"{base_url}/healthz")
     details = json.loads(body)
     assert code == 503
     assert (details["publishRecent"], details["lastPublishError"]) == (
-        False, "HTTP 0: cannot reach the API server")
+        False,
+        "HTTP 0: cannot reach the API server",
+    )
     stats.value = PublishStats(publishes=2, last_success_unix_seconds=now)
-    status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=now, healthy=False,
-                              reason="NVIDIA driver not loaded"))
+    status.sampled(
+        NodeReport(
+            node_name="n1",
+            reported_at_unix_seconds=now,
+            healthy=False,
+            reason="NVIDIA driver not loaded",
+        )
+    )
     code, body = get(f"{base_url}/healthz")
     assert (code, json.loads(body)["nvml"]) == (503, "NVIDIA driver not loaded")
 
 
 def test_healthz_fails_when_nothing_was_ever_published(stats: Stats) -> None:
-    status = AgentStatus(interval_seconds=5, heartbeat_seconds=30, publish_stats=stats,
-                         started_monotonic=time.monotonic() - 61)
+    status = AgentStatus(
+        interval_seconds=5,
+        heartbeat_seconds=30,
+        publish_stats=stats,
+        started_monotonic=time.monotonic() - 61,
+    )
     status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=time.time()))
     ok, details = status.health(time.time())
     assert (ok, details["publishRecent"]) == (False, False)

@@ -13,27 +13,67 @@ MIB = 2**20
 
 
 def test_every_field_is_read_through_pynvml(fake: FakeNvml, nvml: Nvml) -> None:
-    fake.write({"driver_version": "535.183.01", "devices": [
-        device(0, total=24 * GIB, used=3 * GIB, reserved=512 * MIB, gpu_util=41, mem_util=17,
-               temperature_c=63, power_mw=72_500, name="NVIDIA L4",
-               processes=[{"pid": 101, "used": 2 * GIB}, {"pid": 102, "used": None},
-                          {"pid": 103, "used": 768 * MIB}]),
-        device(1, total=80 * GIB, used=0, name="NVIDIA H100 80GB HBM3", mig_current=1,
-               mig_pending=1, gpu_util=0, mem_util=0, temperature_c=31, power_mw=61_000),
-    ]})
+    fake.write(
+        {
+            "driver_version": "535.183.01",
+            "devices": [
+                device(
+                    0,
+                    total=24 * GIB,
+                    used=3 * GIB,
+                    reserved=512 * MIB,
+                    gpu_util=41,
+                    mem_util=17,
+                    temperature_c=63,
+                    power_mw=72_500,
+                    name="NVIDIA L4",
+                    processes=[
+                        {"pid": 101, "used": 2 * GIB},
+                        {"pid": 102, "used": None},
+                        {"pid": 103, "used": 768 * MIB},
+                    ],
+                ),
+                device(
+                    1,
+                    total=80 * GIB,
+                    used=0,
+                    name="NVIDIA H100 80GB HBM3",
+                    mig_current=1,
+                    mig_pending=1,
+                    gpu_util=0,
+                    mem_util=0,
+                    temperature_c=31,
+                    power_mw=61_000,
+                ),
+            ],
+        }
+    )
     nvml.open()
     assert nvml.driver_version == "535.183.01"
     first, second = nvml.read_devices()
     assert first == DeviceReading(
-        index=0, uuid="GPU-00000000-0000-4000-8000-000000000000", model="NVIDIA L4",
-        total_bytes=24 * GIB, used_bytes=3 * GIB + 512 * MIB,  # reserved counts as used
-        utilization_percent=41.0, memory_utilization_percent=17.0, temperature_celsius=63.0,
-        power_watts=72.5, mig_enabled=False,
-        processes=(ProcessReading(101, 2 * GIB), ProcessReading(102, None),
-                   ProcessReading(103, 768 * MIB)))
+        index=0,
+        uuid="GPU-00000000-0000-4000-8000-000000000000",
+        model="NVIDIA L4",
+        total_bytes=24 * GIB,
+        used_bytes=3 * GIB + 512 * MIB,  # reserved counts as used
+        utilization_percent=41.0,
+        memory_utilization_percent=17.0,
+        temperature_celsius=63.0,
+        power_watts=72.5,
+        mig_enabled=False,
+        processes=(
+            ProcessReading(101, 2 * GIB),
+            ProcessReading(102, None),
+            ProcessReading(103, 768 * MIB),
+        ),
+    )
     assert second.uuid == "GPU-00000001-0000-4000-8000-000000000001"
     assert (second.model, second.total_bytes, second.used_bytes) == (
-        "NVIDIA H100 80GB HBM3", 80 * GIB, 0)
+        "NVIDIA H100 80GB HBM3",
+        80 * GIB,
+        0,
+    )
     assert (second.mig_enabled, second.processes, second.error) == (True, (), "")
 
 
@@ -45,12 +85,25 @@ def test_many_processes_take_the_grow_and_retry_path(fake: FakeNvml, nvml: Nvml)
     assert reading.processes == tuple(ProcessReading(1000 + i, (i + 1) * MIB) for i in range(40))
 
 
-@pytest.mark.parametrize("v2_error", ["FUNCTION_NOT_FOUND", "ARGUMENT_VERSION_MISMATCH",
-                                      "NOT_SUPPORTED"])
-def test_memory_falls_back_to_v1_where_the_driver_has_no_v2(fake: FakeNvml, nvml: Nvml,
-                                                            v2_error: str) -> None:
-    fake.write({"devices": [device(0, total=16 * GIB, used=5 * GIB, reserved=GIB,
-                                   errors={"nvmlDeviceGetMemoryInfo_v2": v2_error})]})
+@pytest.mark.parametrize(
+    "v2_error", ["FUNCTION_NOT_FOUND", "ARGUMENT_VERSION_MISMATCH", "NOT_SUPPORTED"]
+)
+def test_memory_falls_back_to_v1_where_the_driver_has_no_v2(
+    fake: FakeNvml, nvml: Nvml, v2_error: str
+) -> None:
+    fake.write(
+        {
+            "devices": [
+                device(
+                    0,
+                    total=16 * GIB,
+                    used=5 * GIB,
+                    reserved=GIB,
+                    errors={"nvmlDeviceGetMemoryInfo_v2": v2_error},
+                )
+            ]
+        }
+    )
     nvml.open()
     (reading,) = nvml.read_devices()
     assert (reading.total_bytes, reading.used_bytes, reading.error) == (16 * GIB, 6 * GIB, "")
@@ -67,17 +120,36 @@ OPTIONAL = {
 
 
 @pytest.mark.parametrize("function", sorted(OPTIONAL))
-def test_an_unsupported_optional_query_degrades_to_none(fake: FakeNvml, nvml: Nvml,
-                                                        function: str) -> None:
-    fake.write({"devices": [device(0, used=GIB, processes=[{"pid": 7, "used": GIB}],
-                                   errors={function: "NOT_SUPPORTED"})]})
+def test_an_unsupported_optional_query_degrades_to_none(
+    fake: FakeNvml, nvml: Nvml, function: str
+) -> None:
+    fake.write(
+        {
+            "devices": [
+                device(
+                    0,
+                    used=GIB,
+                    processes=[{"pid": 7, "used": GIB}],
+                    errors={function: "NOT_SUPPORTED"},
+                )
+            ]
+        }
+    )
     nvml.open()
     (reading,) = nvml.read_devices()
-    full = DeviceReading(index=0, uuid="GPU-00000000-0000-4000-8000-000000000000",
-                         model="NVIDIA L4", total_bytes=24 * GIB, used_bytes=GIB,
-                         utilization_percent=40.0, memory_utilization_percent=20.0,
-                         temperature_celsius=55.0, power_watts=72.0, mig_enabled=False,
-                         processes=(ProcessReading(7, GIB),))
+    full = DeviceReading(
+        index=0,
+        uuid="GPU-00000000-0000-4000-8000-000000000000",
+        model="NVIDIA L4",
+        total_bytes=24 * GIB,
+        used_bytes=GIB,
+        utilization_percent=40.0,
+        memory_utilization_percent=20.0,
+        temperature_celsius=55.0,
+        power_watts=72.0,
+        mig_enabled=False,
+        processes=(ProcessReading(7, GIB),),
+    )
     degraded = {field: ("" if field == "model" else None) for field in OPTIONAL[function]}
     assert reading == DeviceReading(**{**full.__dict__, **degraded})
 
@@ -89,8 +161,13 @@ def test_sensors_the_gpu_lacks_are_none(fake: FakeNvml, nvml: Nvml) -> None:
     fake.write({"devices": [bare]})
     nvml.open()
     (reading,) = nvml.read_devices()
-    assert (reading.utilization_percent, reading.temperature_celsius, reading.power_watts,
-            reading.mig_enabled, reading.error) == (None, None, None, None, "")
+    assert (
+        reading.utilization_percent,
+        reading.temperature_celsius,
+        reading.power_watts,
+        reading.mig_enabled,
+        reading.error,
+    ) == (None, None, None, None, "")
 
 
 def test_a_lost_gpu_is_an_error_on_that_device_only(fake: FakeNvml, nvml: Nvml) -> None:
@@ -102,20 +179,30 @@ def test_a_lost_gpu_is_an_error_on_that_device_only(fake: FakeNvml, nvml: Nvml) 
     assert lost == DeviceReading(index=1, error="GPU is lost (nvmlDeviceGetHandleByIndex)")
 
 
-@pytest.mark.parametrize(("function", "error", "expected"), [
-    ("nvmlDeviceGetUUID", "GPU_IS_LOST", "GPU is lost (nvmlDeviceGetUUID)"),
-    ("nvmlDeviceGetUUID", "NOT_SUPPORTED", "Not Supported (nvmlDeviceGetUUID)"),
-    ("nvmlDeviceGetMemoryInfo_v2", "UNKNOWN", "Unknown Error (nvmlDeviceGetMemoryInfo_v2)"),
-    ("nvmlDeviceGetPowerUsage", "GPU_IS_LOST", "GPU is lost (nvmlDeviceGetPowerUsage)"),
-    ("nvmlDeviceGetTemperature", "UNKNOWN", "Unknown Error (nvmlDeviceGetTemperature)"),
-    ("nvmlDeviceGetComputeRunningProcesses_v3", "NO_PERMISSION",
-     "Insufficient Permissions (nvmlDeviceGetComputeRunningProcesses)"),
-    ("nvmlDeviceGetMigMode", "RESET_REQUIRED", "GPU requires restart (nvmlDeviceGetMigMode)"),
-    ("nvmlDeviceGetUtilizationRates", "CORRUPTED_INFOROM",
-     "Corrupted infoROM (nvmlDeviceGetUtilizationRates)"),
-])
-def test_a_device_error_names_the_error_and_the_query(fake: FakeNvml, nvml: Nvml, function: str,
-                                                      error: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("function", "error", "expected"),
+    [
+        ("nvmlDeviceGetUUID", "GPU_IS_LOST", "GPU is lost (nvmlDeviceGetUUID)"),
+        ("nvmlDeviceGetUUID", "NOT_SUPPORTED", "Not Supported (nvmlDeviceGetUUID)"),
+        ("nvmlDeviceGetMemoryInfo_v2", "UNKNOWN", "Unknown Error (nvmlDeviceGetMemoryInfo_v2)"),
+        ("nvmlDeviceGetPowerUsage", "GPU_IS_LOST", "GPU is lost (nvmlDeviceGetPowerUsage)"),
+        ("nvmlDeviceGetTemperature", "UNKNOWN", "Unknown Error (nvmlDeviceGetTemperature)"),
+        (
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "NO_PERMISSION",
+            "Insufficient Permissions (nvmlDeviceGetComputeRunningProcesses)",
+        ),
+        ("nvmlDeviceGetMigMode", "RESET_REQUIRED", "GPU requires restart (nvmlDeviceGetMigMode)"),
+        (
+            "nvmlDeviceGetUtilizationRates",
+            "CORRUPTED_INFOROM",
+            "Corrupted infoROM (nvmlDeviceGetUtilizationRates)",
+        ),
+    ],
+)
+def test_a_device_error_names_the_error_and_the_query(
+    fake: FakeNvml, nvml: Nvml, function: str, error: str, expected: str
+) -> None:
     fake.write({"devices": [device(0, errors={function: error})]})
     nvml.open()
     (reading,) = nvml.read_devices()
@@ -124,21 +211,39 @@ def test_a_device_error_names_the_error_and_the_query(fake: FakeNvml, nvml: Nvml
 
 def test_after_gpu_is_lost_no_further_query_is_made(fake: FakeNvml, nvml: Nvml) -> None:
     # UUID fails as lost; the power query would fail differently if it were still asked.
-    fake.write({"devices": [device(0, errors={"nvmlDeviceGetUUID": "GPU_IS_LOST",
-                                              "nvmlDeviceGetPowerUsage": "UNKNOWN"})]})
+    fake.write(
+        {
+            "devices": [
+                device(
+                    0,
+                    errors={
+                        "nvmlDeviceGetUUID": "GPU_IS_LOST",
+                        "nvmlDeviceGetPowerUsage": "UNKNOWN",
+                    },
+                )
+            ]
+        }
+    )
     nvml.open()
     (reading,) = nvml.read_devices()
     assert reading == DeviceReading(index=0, error="GPU is lost (nvmlDeviceGetUUID)")
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    ("DRIVER_NOT_LOADED", "NVIDIA driver not loaded"),
-    ("NO_PERMISSION", "no permission to use the GPUs"),
-    ("LIB_RM_VERSION_MISMATCH", "nvmlInit failed: RM has detected an NVML/RM version mismatch."),
-    ("LIBRARY_NOT_FOUND", LIBRARY_NOT_FOUND_REASON),
-])
-def test_init_failure_is_unavailable_with_a_reason(fake: FakeNvml, nvml: Nvml, error: str,
-                                                   reason: str) -> None:
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("DRIVER_NOT_LOADED", "NVIDIA driver not loaded"),
+        ("NO_PERMISSION", "no permission to use the GPUs"),
+        (
+            "LIB_RM_VERSION_MISMATCH",
+            "nvmlInit failed: RM has detected an NVML/RM version mismatch.",
+        ),
+        ("LIBRARY_NOT_FOUND", LIBRARY_NOT_FOUND_REASON),
+    ],
+)
+def test_init_failure_is_unavailable_with_a_reason(
+    fake: FakeNvml, nvml: Nvml, error: str, reason: str
+) -> None:
     fake.write({"errors": {"nvmlInitWithFlags": error}, "devices": [device(0)]})
     with pytest.raises(NvmlUnavailable) as info:
         nvml.open()
@@ -197,8 +302,9 @@ def test_a_gpu_without_xid_events_is_still_read(fake: FakeNvml, nvml: Nvml) -> N
 
 
 @pytest.mark.parametrize("function", ["nvmlEventSetCreate", "nvmlEventSetWait_v2"])
-def test_a_broken_event_api_costs_the_events_only(fake: FakeNvml, nvml: Nvml,
-                                                  function: str) -> None:
+def test_a_broken_event_api_costs_the_events_only(
+    fake: FakeNvml, nvml: Nvml, function: str
+) -> None:
     fake.write({"errors": {function: "UNKNOWN"}, "devices": [device(0)]})
     nvml.open()
     fake.add_event(0, 79)
@@ -207,8 +313,7 @@ def test_a_broken_event_api_costs_the_events_only(fake: FakeNvml, nvml: Nvml,
 
 
 def test_registering_a_device_can_fail_alone(fake: FakeNvml, nvml: Nvml) -> None:
-    fake.write({"devices": [device(0, errors={"nvmlDeviceRegisterEvents": "UNKNOWN"}),
-                            device(1)]})
+    fake.write({"devices": [device(0, errors={"nvmlDeviceRegisterEvents": "UNKNOWN"}), device(1)]})
     nvml.open()
     fake.add_event(0, 79)
     fake.add_event(1, 95)

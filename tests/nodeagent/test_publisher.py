@@ -24,8 +24,9 @@ GPU = GpuState(index=0, uuid="GPU-0", model="L4", total_bytes=24 * GIB, used_byt
 
 
 def report(at: float, *, used: int = GIB) -> NodeReport:
-    return NodeReport(node_name="n1", reported_at_unix_seconds=at,
-                      gpus=(replace(GPU, used_bytes=used),))
+    return NodeReport(
+        node_name="n1", reported_at_unix_seconds=at, gpus=(replace(GPU, used_bytes=used),)
+    )
 
 
 class Recorder:
@@ -53,9 +54,14 @@ def clock() -> Clock:
 
 
 def make(recorder: Recorder, clock: Clock) -> Publisher:
-    return Publisher(recorder, deadband_bytes=256 * 2**20, heartbeat_seconds=30,
-                     interval_seconds=5, clock=clock,
-                     backoff=Backoff(initial_seconds=1, max_seconds=16, rng=random.Random(7)))
+    return Publisher(
+        recorder,
+        deadband_bytes=256 * 2**20,
+        heartbeat_seconds=30,
+        interval_seconds=5,
+        clock=clock,
+        backoff=Backoff(initial_seconds=1, max_seconds=16, rng=random.Random(7)),
+    )
 
 
 def test_writes_the_first_report_then_changes_and_heartbeats(clock: Clock) -> None:
@@ -116,8 +122,11 @@ def test_the_thread_writes_what_is_offered_and_stops(clock: Clock) -> None:
     try:
         publisher.offer(report(NOW))
         publisher.offer(report(NOW + 1, used=2 * GIB))
-        poll(lambda: bool(recorder.written) and recorder.written[-1].gpus[0].used_bytes == 2 * GIB,
-             timeout_seconds=10, interval_seconds=0.01)
+        poll(
+            lambda: bool(recorder.written) and recorder.written[-1].gpus[0].used_bytes == 2 * GIB,
+            timeout_seconds=10,
+            interval_seconds=0.01,
+        )
         assert recorder.written[-1].gpus[0].used_bytes == 2 * GIB
     finally:
         publisher.stop(timeout_seconds=5)
@@ -128,8 +137,13 @@ def test_the_thread_writes_what_is_offered_and_stops(clock: Clock) -> None:
 def test_the_thread_survives_any_write_failure(clock: Clock) -> None:
     recorder = Recorder()
     recorder.fail_with = RuntimeError("unexpected")
-    publisher = Publisher(recorder, deadband_bytes=0, heartbeat_seconds=30, interval_seconds=1,
-                          backoff=Backoff(initial_seconds=0.01, max_seconds=0.02))
+    publisher = Publisher(
+        recorder,
+        deadband_bytes=0,
+        heartbeat_seconds=30,
+        interval_seconds=1,
+        backoff=Backoff(initial_seconds=0.01, max_seconds=0.02),
+    )
     publisher.start()
     try:
         publisher.offer(report(NOW))
@@ -145,11 +159,23 @@ def test_the_thread_survives_any_write_failure(clock: Clock) -> None:
 def test_the_gpunode_object_is_owned_by_its_node() -> None:
     obj = gpunode_object("gpu-node-1", "1234-uid")
     assert obj == {
-        "apiVersion": names.GROUP_VERSION, "kind": "GPUNode",
-        "metadata": {"name": "gpu-node-1", "ownerReferences": [{
-            "apiVersion": "v1", "kind": "Node", "name": "gpu-node-1", "uid": "1234-uid",
-            "controller": False, "blockOwnerDeletion": False}]},
-        "spec": {"nodeName": "gpu-node-1"}}
+        "apiVersion": names.GROUP_VERSION,
+        "kind": "GPUNode",
+        "metadata": {
+            "name": "gpu-node-1",
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "name": "gpu-node-1",
+                    "uid": "1234-uid",
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": {"nodeName": "gpu-node-1"},
+    }
     assert is_owned_by(dict(obj), "1234-uid")
     assert not is_owned_by(dict(obj), "an-older-node-uid")
     assert not is_owned_by({"metadata": {"name": "gpu-node-1"}}, "1234-uid")

@@ -42,19 +42,36 @@ def sampler(fake: FakeNvml, nvml: Nvml, tmp_path: Path, clock: Clock) -> Sampler
     write_proc(proc, 11, pod_cgroup(POD_A, "cd" * 32))
     write_proc(proc, 12, pod_cgroup(POD_B))
     write_proc(proc, 13, "0::/system.slice/persistenced.service\n")
-    return Sampler("gpu-node-1", nvml=nvml, locator=PodLocator(proc),
-                   holds=XidHolds(hold_seconds=300), clock=lambda: clock.wall,
-                   monotonic=lambda: clock.mono)
+    return Sampler(
+        "gpu-node-1",
+        nvml=nvml,
+        locator=PodLocator(proc),
+        holds=XidHolds(hold_seconds=300),
+        clock=lambda: clock.wall,
+        monotonic=lambda: clock.mono,
+    )
 
 
 def two_gpus() -> list[FakeDevice]:
     return [
-        device(0, used=9 * GIB, processes=[{"pid": 10, "used": 4 * GIB},
-                                           {"pid": 11, "used": 2 * GIB},
-                                           {"pid": 13, "used": GIB}]),
-        device(1, used=3 * GIB, processes=[{"pid": 12, "used": 3 * GIB},
-                                           {"pid": 10, "used": None},
-                                           {"pid": 77, "used": 0}]),  # 77: not in the proc root
+        device(
+            0,
+            used=9 * GIB,
+            processes=[
+                {"pid": 10, "used": 4 * GIB},
+                {"pid": 11, "used": 2 * GIB},
+                {"pid": 13, "used": GIB},
+            ],
+        ),
+        device(
+            1,
+            used=3 * GIB,
+            processes=[
+                {"pid": 12, "used": 3 * GIB},
+                {"pid": 10, "used": None},
+                {"pid": 77, "used": 0},
+            ],
+        ),  # 77: not in the proc root
     ]
 
 
@@ -62,7 +79,10 @@ def test_processes_are_attributed_to_pods(fake: FakeNvml, sampler: Sampler) -> N
     fake.write({"devices": two_gpus()})
     report = sampler.sample()
     assert (report.node_name, report.healthy, report.reported_at_unix_seconds) == (
-        "gpu-node-1", True, NOW)
+        "gpu-node-1",
+        True,
+        NOW,
+    )
     gpu0, gpu1 = report.gpus
     assert gpu0.pods == (GpuPod(POD_A, 6 * GIB),)
     assert gpu0.unattributed_bytes == 3 * GIB  # the host process (1Gi) + unaccounted (2Gi)
@@ -71,8 +91,9 @@ def test_processes_are_attributed_to_pods(fake: FakeNvml, sampler: Sampler) -> N
     assert report.pod_uids == {POD_A, POD_B}
 
 
-def test_a_gpu_lost_mid_run_is_unhealthy_with_its_identity(fake: FakeNvml,
-                                                           sampler: Sampler) -> None:
+def test_a_gpu_lost_mid_run_is_unhealthy_with_its_identity(
+    fake: FakeNvml, sampler: Sampler
+) -> None:
     fake.write({"devices": two_gpus()})
     before = sampler.sample()
     fake.update_device(1, errors={"*": "GPU_IS_LOST"})
@@ -80,15 +101,15 @@ def test_a_gpu_lost_mid_run_is_unhealthy_with_its_identity(fake: FakeNvml,
     assert after.healthy
     assert [g.healthy for g in after.gpus] == [True, False]
     lost = after.gpus[1]
-    assert (lost.uuid, lost.model, lost.total_bytes) == (
-        before.gpus[1].uuid, "NVIDIA L4", 24 * GIB)
+    assert (lost.uuid, lost.model, lost.total_bytes) == (before.gpus[1].uuid, "NVIDIA L4", 24 * GIB)
     assert lost.reason == "GPU is lost (nvmlDeviceGetHandleByIndex)"
     fake.update_device(1, errors={})  # back after a reset
     assert [g.healthy for g in sampler.sample().gpus] == [True, True]
 
 
-def test_a_critical_xid_holds_the_gpu_unhealthy(fake: FakeNvml, sampler: Sampler,
-                                                clock: Clock) -> None:
+def test_a_critical_xid_holds_the_gpu_unhealthy(
+    fake: FakeNvml, sampler: Sampler, clock: Clock
+) -> None:
     fake.write({"devices": two_gpus()})
     sampler.sample()
     fake.add_event(0, 31)  # an application's MMU fault: not the GPU's
@@ -102,10 +123,10 @@ def test_a_critical_xid_holds_the_gpu_unhealthy(fake: FakeNvml, sampler: Sampler
     assert [g.healthy for g in sampler.sample().gpus] == [True, True]
 
 
-def test_no_library_or_init_failure_is_reported_and_retried(fake: FakeNvml, sampler: Sampler,
-                                                            clock: Clock) -> None:
-    fake.write({"errors": {"nvmlInitWithFlags": "DRIVER_NOT_LOADED"},
-                "devices": two_gpus()})
+def test_no_library_or_init_failure_is_reported_and_retried(
+    fake: FakeNvml, sampler: Sampler, clock: Clock
+) -> None:
+    fake.write({"errors": {"nvmlInitWithFlags": "DRIVER_NOT_LOADED"}, "devices": two_gpus()})
     report = sampler.sample()
     assert (report.healthy, report.gpus) == (False, ())
     assert report.reason == "NVIDIA driver not loaded (nvmlInit: Driver Not Loaded)"
@@ -118,18 +139,18 @@ def test_no_library_or_init_failure_is_reported_and_retried(fake: FakeNvml, samp
     assert len(recovered.gpus) == 2
 
 
-def test_nvml_failing_later_keeps_the_gpus_listed_unhealthy(fake: FakeNvml, sampler: Sampler,
-                                                            clock: Clock) -> None:
+def test_nvml_failing_later_keeps_the_gpus_listed_unhealthy(
+    fake: FakeNvml, sampler: Sampler, clock: Clock
+) -> None:
     fake.write({"devices": two_gpus()})
     good = sampler.sample()
-    fake.write({"errors": {"nvmlDeviceGetCount_v2": "UNKNOWN"},
-                "devices": two_gpus()})
+    fake.write({"errors": {"nvmlDeviceGetCount_v2": "UNKNOWN"}, "devices": two_gpus()})
     broken = sampler.sample()
     assert (broken.healthy, broken.reason) == (False, "cannot count the GPUs: Unknown Error")
     assert [(g.uuid, g.healthy, g.pods) for g in broken.gpus] == [
-        (g.uuid, False, ()) for g in good.gpus]
+        (g.uuid, False, ()) for g in good.gpus
+    ]
     assert not sampler.nvml.ready  # the session was closed, to be opened afresh
     fake.write({"devices": two_gpus()})
     clock.advance(61)
     assert sampler.sample() == replace(good, reported_at_unix_seconds=clock.wall)
-

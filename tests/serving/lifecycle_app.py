@@ -37,11 +37,13 @@ class App:
         self.config = config
         self.extensions: dict[str, Any] = {LIFECYCLE_KEY: Journal(config.journal)}
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         body = self.config.greeting.encode()
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
 

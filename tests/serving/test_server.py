@@ -45,9 +45,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Se
     workdir = tmp_path_factory.mktemp("webhook")
     profiles = workdir / "profiles.yaml"
     shutil.copyfile(PROFILES_FILE, profiles)
-    running = webhook_server(workdir, profiles, certs=certs,
-                             extra=["--timeout", "2", "--profile-poll-seconds", "0.2",
-                                    "--log-level", "debug"]).start()
+    running = webhook_server(
+        workdir,
+        profiles,
+        certs=certs,
+        extra=["--timeout", "2", "--profile-poll-seconds", "0.2", "--log-level", "debug"],
+    ).start()
     yield running
     assert running.stop() == 0
 
@@ -75,12 +78,19 @@ def test_tls_below_1_2_is_refused_by_the_server(server: Server) -> None:
     old.check_hostname, old.verify_mode = False, ssl.CERT_NONE  # only the version matters here
     old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
     old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
-            pytest.raises(ssl.SSLError):
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
         old.wrap_socket(raw).close()
-    wait_for(lambda: any("unsupported protocol" in line.get("msg", "").lower()
-                           for line in server.log_lines("stderr")),
-               timeout_seconds=10, message="the server logging the refused TLS 1.1 handshake")
+    wait_for(
+        lambda: any(
+            "unsupported protocol" in line.get("msg", "").lower()
+            for line in server.log_lines("stderr")
+        ),
+        timeout_seconds=10,
+        message="the server logging the refused TLS 1.1 handshake",
+    )
 
 
 def test_access_lines_are_json_with_the_request_uid(server: Server) -> None:
@@ -113,8 +123,10 @@ def test_a_sample_of_fuzz_bodies_over_tls_gets_no_5xx(server: Server) -> None:
 
 
 def test_a_stalled_body_times_out_and_frees_the_thread(server: Server) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
-            server.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as stalled:
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        server.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as stalled,
+    ):
         stalled.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         started = time.monotonic()
         answer = stalled.recv(4096)  # the server gives up after --timeout 2
@@ -126,37 +138,50 @@ def test_a_stalled_body_times_out_and_frees_the_thread(server: Server) -> None:
 def test_a_profiles_file_change_reaches_the_running_server(tmp_path: Path, certs: Path) -> None:
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text("profiles:\n  default: {maxGpus: 1}\n")
-    running = webhook_server(tmp_path, profiles, certs=certs,
-                             extra=["--profile-poll-seconds", "0.1"]).start()
+    running = webhook_server(
+        tmp_path, profiles, certs=certs, extra=["--profile-poll-seconds", "0.1"]
+    ).start()
     try:
         two = encode(review_body(gpu_pod(gpus="2")))
         assert running.post("/mutate", two)[1]["response"]["allowed"] is False
         profiles.write_text("profiles:\n  default: {maxGpus: 4}\n")
-        wait_for(lambda: running.post("/mutate", two)[1]["response"]["allowed"] is True,
-                   timeout_seconds=20, message="the reloaded profile")
+        wait_for(
+            lambda: running.post("/mutate", two)[1]["response"]["allowed"] is True,
+            timeout_seconds=20,
+            message="the reloaded profile",
+        )
     finally:
         assert running.stop() == 0
 
 
 def test_bad_profiles_stop_the_start_with_the_key_named(tmp_path: Path, certs: Path) -> None:
     profiles = tmp_path / "profiles.yaml"
-    profiles.write_text("profiles:\n  default: {}\n  gpu-large:\n    tolerations:\n"
-                        "      - {key: nvidia.com/gpu, effect: Sometimes}\n")
+    profiles.write_text(
+        "profiles:\n  default: {}\n  gpu-large:\n    tolerations:\n"
+        "      - {key: nvidia.com/gpu, effect: Sometimes}\n"
+    )
     server = webhook_server(tmp_path, profiles, certs=certs)
     result = subprocess.run(server.argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
-    assert ("profiles.gpu-large.tolerations[0].effect: expected one of NoSchedule, "
-            "PreferNoSchedule, NoExecute (got 'Sometimes')") in result.stderr
+    assert (
+        "profiles.gpu-large.tolerations[0].effect: expected one of NoSchedule, "
+        "PreferNoSchedule, NoExecute (got 'Sometimes')"
+    ) in result.stderr
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--bind", "nowhere"], "--bind: expected HOST:PORT"),
-    (["--certfile", "/nonexistent.crt", "--keyfile", "/nonexistent.key"], "--certfile/--keyfile"),
-    (["--certfile", "/nonexistent.crt"], "give both for TLS"),
-    (["--workers", "0"], "--workers: expected a whole number of at least 1"),
-])
-def test_bad_serving_flags_stop_the_start(tmp_path: Path, flags: list[str],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--bind", "nowhere"], "--bind: expected HOST:PORT"),
+        (
+            ["--certfile", "/nonexistent.crt", "--keyfile", "/nonexistent.key"],
+            "--certfile/--keyfile",
+        ),
+        (["--certfile", "/nonexistent.crt"], "give both for TLS"),
+        (["--workers", "0"], "--workers: expected a whole number of at least 1"),
+    ],
+)
+def test_bad_serving_flags_stop_the_start(tmp_path: Path, flags: list[str], message: str) -> None:
     server = webhook_server(tmp_path, PROFILES_FILE, certs=None, extra=flags)
     result = subprocess.run(server.argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
@@ -165,8 +190,12 @@ def test_bad_serving_flags_stop_the_start(tmp_path: Path, flags: list[str],
 
 def test_in_flight_requests_finish_on_sigterm(tmp_path: Path) -> None:
     marker = tmp_path / "started"
-    server = serving_server(tmp_path, f"tests.webhook.slow_app:create_app({str(marker)!r})",
-                            certs=None, graceful_timeout_seconds=15).start()
+    server = serving_server(
+        tmp_path,
+        f"tests.webhook.slow_app:create_app({str(marker)!r})",
+        certs=None,
+        graceful_timeout_seconds=15,
+    ).start()
     result: dict[str, object] = {}
 
     def slow_request() -> None:
@@ -182,20 +211,25 @@ def test_in_flight_requests_finish_on_sigterm(tmp_path: Path) -> None:
     assert server.process.wait(30) == 0
 
 
-def test_the_worker_builds_the_app_from_the_config_and_runs_its_lifecycle(
-        tmp_path: Path) -> None:
+def test_the_worker_builds_the_app_from_the_config_and_runs_its_lifecycle(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     config = f"Config(greeting='hello from the config', journal={str(journal)!r})"
-    code = ("import sys\nfrom serving import server\n"
-            "from tests.serving.lifecycle_app import Config\n"
-            "sys.exit(server.run(server.ServeOptions(app='tests.serving.lifecycle_app:create_app', "
-            f"config={config}, bind='127.0.0.1:{{}}')))\n")
+    code = (
+        "import sys\nfrom serving import server\n"
+        "from tests.serving.lifecycle_app import Config\n"
+        "sys.exit(server.run(server.ServeOptions(app='tests.serving.lifecycle_app:create_app', "
+        f"config={config}, bind='127.0.0.1:{{}}')))\n"
+    )
     port = free_port()
-    server = Server(argv=[sys.executable, "-c", code.format(port)], workdir=tmp_path,
-                    port=port, ca_file=None).start()
+    server = Server(
+        argv=[sys.executable, "-c", code.format(port)], workdir=tmp_path, port=port, ca_file=None
+    ).start()
     assert server.get("/") == (200, b"hello from the config")
-    wait_for(lambda: journal.exists() and journal.read_text() == "start\n",
-             timeout_seconds=10, message="the worker to start the app's lifecycle")
+    wait_for(
+        lambda: journal.exists() and journal.read_text() == "start\n",
+        timeout_seconds=10,
+        message="the worker to start the app's lifecycle",
+    )
     assert server.stop() == 0
     assert journal.read_text() == "start\nstop\n"  # stopped as the worker left, not before
 
@@ -208,8 +242,10 @@ def rotate(certs: Path) -> int:
 
 
 def served_serial(server: Server) -> int:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
-            server.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        server.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     serial: int = x509.load_der_x509_certificate(der).serial_number
@@ -218,8 +254,13 @@ def served_serial(server: Server) -> int:
 
 def test_a_rotated_certificate_is_served_with_no_failed_request(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
-    server = serving_server(tmp_path, "tests.webhook.slow_app:create_app('/dev/null')",
-                            certs=certs, cert_poll_seconds=0.2, access_log=False).start()
+    server = serving_server(
+        tmp_path,
+        "tests.webhook.slow_app:create_app('/dev/null')",
+        certs=certs,
+        cert_poll_seconds=0.2,
+        access_log=False,
+    ).start()
     failures: list[str] = []
     counts = {"new": 0, "kept": 0}
     stop = threading.Event()
@@ -249,16 +290,26 @@ def test_a_rotated_certificate_is_served_with_no_failed_request(tmp_path: Path) 
         # A half-written pair (new certificate, old key) must not be served: the old pair stays.
         new_pair = make_certs(tmp_path / "next")
         shutil.copyfile(new_pair / "tls.crt", certs / "tls.crt")
-        wait_for(lambda: any("do not load" in line.get("msg", "")
-                               for line in server.log_lines("stderr")),
-                   timeout_seconds=20, message="the mismatched pair to be refused")
+        wait_for(
+            lambda: any(
+                "do not load" in line.get("msg", "") for line in server.log_lines("stderr")
+            ),
+            timeout_seconds=20,
+            message="the mismatched pair to be refused",
+        )
         assert served_serial(server) == old_serial
         new_serial = rotate(certs)  # the complete new pair under the same CA
-        wait_for(lambda: served_serial(server) == new_serial, timeout_seconds=60,
-                   message="the new certificate to be served")
+        wait_for(
+            lambda: served_serial(server) == new_serial,
+            timeout_seconds=60,
+            message="the new certificate to be served",
+        )
         before = counts["new"]
-        wait_for(lambda: counts["new"] > before + 20, timeout_seconds=20,
-                   message="traffic after the rotation")
+        wait_for(
+            lambda: counts["new"] > before + 20,
+            timeout_seconds=20,
+            message="traffic after the rotation",
+        )
     finally:
         stop.set()
         for thread in threads:
@@ -270,8 +321,9 @@ def test_a_rotated_certificate_is_served_with_no_failed_request(tmp_path: Path) 
 
 
 def test_metrics_add_up_all_workers(tmp_path: Path, certs: Path) -> None:
-    server = webhook_server(tmp_path, PROFILES_FILE, certs=certs,
-                            extra=["--workers", "2", "--threads", "1"]).start()
+    server = webhook_server(
+        tmp_path, PROFILES_FILE, certs=certs, extra=["--workers", "2", "--threads", "1"]
+    ).start()
     try:
         for i in range(30):  # new connections, spread over both workers
             assert server.post("/mutate", encode(review_body(gpu_pod(), uid=f"m{i}")))[0] == 200
@@ -295,6 +347,7 @@ def test_several_workers_refuse_a_process_that_imported_prometheus_already() -> 
     # This test process has (prometheus_client is imported above): its multiprocess mode can no
     # longer be switched on, so /metrics would show one worker's numbers at random.
     with pytest.raises(serving.ServeError, match="--workers above 1"):
-        serving.validate(serving.ServeOptions(app="tests.webhook.slow_app:create_app('x')",
-                                              workers=2))
+        serving.validate(
+            serving.ServeOptions(app="tests.webhook.slow_app:create_app('x')", workers=2)
+        )
     serving.validate(serving.ServeOptions(app="tests.webhook.slow_app:create_app('x')"))

@@ -17,22 +17,31 @@ def test_the_versions_come_from_the_file_and_the_environment_overrides_each() ->
     shipped = versions({})
     assert shipped["KUBERNETES_VERSION"].startswith("1.37.")
     assert shipped["ETCD_VERSION"].startswith("3.6.")
-    assert versions({"KUBERNETES_VERSION": "1.34.4"}) == {**shipped,
-                                                          "KUBERNETES_VERSION": "1.34.4"}
+    assert versions({"KUBERNETES_VERSION": "1.34.4"}) == {**shipped, "KUBERNETES_VERSION": "1.34.4"}
 
 
 def build(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                          timeout=120, check=False,
-                          env={**os.environ, "HEADROOM_CACHE": str(tmp_path), **env})
+    return subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HEADROOM_CACHE": str(tmp_path), **env},
+    )
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("KUBERNETES_VERSION", "1.x"), ("KUBERNETES_VERSION", "v1.37.2"),
-    ("ETCD_VERSION", "latest"),
-])
-def test_a_malformed_version_is_refused_naming_it(tmp_path: Path, variable: str,
-                                                 value: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KUBERNETES_VERSION", "1.x"),
+        ("KUBERNETES_VERSION", "v1.37.2"),
+        ("ETCD_VERSION", "latest"),
+    ],
+)
+def test_a_malformed_version_is_refused_naming_it(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     result = build(tmp_path, **{variable: value})
     assert result.returncode == 1
     assert f"{variable}: expected a release such as" in result.stderr
@@ -43,6 +52,7 @@ def test_a_malformed_version_is_refused_naming_it(tmp_path: Path, variable: str,
 def test_a_version_the_proxy_does_not_serve_is_refused_naming_it(tmp_path: Path) -> None:
     result = build(tmp_path, KUBERNETES_VERSION="1.99.0")
     assert result.returncode == 1
-    assert ("KUBERNETES_VERSION 1.99.0: the Go module proxy does not serve "
-            "k8s.io/kubernetes@v1.99.0") in result.stderr, result.stderr
+    assert (
+        "KUBERNETES_VERSION 1.99.0: the Go module proxy does not serve k8s.io/kubernetes@v1.99.0"
+    ) in result.stderr, result.stderr
     assert not list((tmp_path / "controlplane").glob("*/bin/*"))

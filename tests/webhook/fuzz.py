@@ -21,12 +21,38 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
     if choice == 2:
         return rng.choice([0, -1, 2**70, 3.5, 1e308])
     if choice in (3, 4, 5):
-        return rng.choice(["", "true", "CREATE", "Pod", "20Gi", "lots", "héadroom", "\u0000",
-                           "a" * 300, "headroom.dev/managed"])
+        return rng.choice(
+            [
+                "",
+                "true",
+                "CREATE",
+                "Pod",
+                "20Gi",
+                "lots",
+                "héadroom",
+                "\u0000",
+                "a" * 300,
+                "headroom.dev/managed",
+            ]
+        )
     if choice in (6, 7):
         return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = ["uid", "kind", "object", "metadata", "spec", "labels", "annotations", "containers",
-            "operation", "request", "resources", "limits", "nvidia.com/gpu", "x"]
+    keys = [
+        "uid",
+        "kind",
+        "object",
+        "metadata",
+        "spec",
+        "labels",
+        "annotations",
+        "containers",
+        "operation",
+        "request",
+        "resources",
+        "limits",
+        "nvidia.com/gpu",
+        "x",
+    ]
     return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
@@ -43,7 +69,7 @@ def mutate_at_random(rng: random.Random, value: Any) -> Any:
             out[key] = mutate_at_random(rng, value[key])
         return out
     index = rng.randrange(len(value))
-    return [*value[:index], mutate_at_random(rng, value[index]), *value[index + 1:]]
+    return [*value[:index], mutate_at_random(rng, value[index]), *value[index + 1 :]]
 
 
 def bodies(count: int, *, seed: int = 20240601) -> Iterator[bytes]:

@@ -31,15 +31,29 @@ def shipped_profiles() -> ProfileSet:
 
 def corpus() -> dict[str, JsonDict]:
     """The realistic pods under corpus/, by file stem."""
-    return {path.stem: yaml.safe_load(path.read_text())
-            for path in sorted(CORPUS_DIR.glob("*.yaml"))}
+    return {
+        path.stem: yaml.safe_load(path.read_text()) for path in sorted(CORPUS_DIR.glob("*.yaml"))
+    }
 
 
-def review_body(obj: Any, *, uid: str = "uid-1", operation: str = "CREATE",
-                kind: JsonDict | None = None, dry_run: bool = False) -> JsonDict:
-    request: JsonDict = {"uid": uid, "kind": kind or POD_KIND, "resource": POD_RESOURCE,
-                         "operation": operation, "namespace": "ns", "name": "p",
-                         "object": obj, "dryRun": dry_run}
+def review_body(
+    obj: Any,
+    *,
+    uid: str = "uid-1",
+    operation: str = "CREATE",
+    kind: JsonDict | None = None,
+    dry_run: bool = False,
+) -> JsonDict:
+    request: JsonDict = {
+        "uid": uid,
+        "kind": kind or POD_KIND,
+        "resource": POD_RESOURCE,
+        "operation": operation,
+        "namespace": "ns",
+        "name": "p",
+        "object": obj,
+        "dryRun": dry_run,
+    }
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
 
 
@@ -47,16 +61,25 @@ def encode(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
-def gpu_pod(*, annotations: dict[str, str] | None = None, gpus: str | None = "1",
-            spec: JsonDict | None = None, labels: dict[str, str] | None = None) -> JsonDict:
+def gpu_pod(
+    *,
+    annotations: dict[str, str] | None = None,
+    gpus: str | None = "1",
+    spec: JsonDict | None = None,
+    labels: dict[str, str] | None = None,
+) -> JsonDict:
     """A managed pod with one container; `gpus` its nvidia.com/gpu limit (None: no limit)."""
     container: JsonDict = {"name": "server", "image": "example/server:1"}
     if gpus is not None:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "p", "labels": {**MANAGED, **(labels or {})},
-                     "annotations": dict(annotations or {})},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "labels": {**MANAGED, **(labels or {})},
+            "annotations": dict(annotations or {}),
+        },
         "spec": {"containers": [container], **(spec or {})},
     }
 
@@ -97,7 +120,7 @@ def lost(original: JsonDict, mutated: JsonDict) -> dict[tuple[Any, ...], Any]:
     for path, value in leaves(original).items():
         if path in MAY_CHANGE or (path in after and after[path] == value):
             continue
-        if value in ({}, []) and any(p[:len(path)] == path for p in after):
+        if value in ({}, []) and any(p[: len(path)] == path for p in after):
             continue
         missing[path] = value
     return missing

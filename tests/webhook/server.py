@@ -23,8 +23,14 @@ HEADROOM = Path(sys.executable).parent / "headroom"
 
 def make_certs(directory: Path, *, reuse_ca: bool = False) -> Path:
     """CA + serving certificate for 127.0.0.1 (the generated caBundle trusts it)."""
-    generate(directory, service="headroom-webhook", namespace="headroom-system",
-             ip_addresses=["127.0.0.1"], reuse_ca=reuse_ca, force=not reuse_ca)
+    generate(
+        directory,
+        service="headroom-webhook",
+        namespace="headroom-system",
+        ip_addresses=["127.0.0.1"],
+        reuse_ca=reuse_ca,
+        force=not reuse_ca,
+    )
     return directory
 
 
@@ -46,16 +52,18 @@ class Server:
 
     def start(self, *, timeout_seconds: float = 30.0) -> Server:
         with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=err,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+            )
         wait_for(self._ready, timeout_seconds=timeout_seconds, message="server ready")
         return self
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"server exited {self.process.returncode}: "
-                                 f"{self.stderr.read_text()[-3000:]}")
+            raise AssertionError(
+                f"server exited {self.process.returncode}: {self.stderr.read_text()[-3000:]}"
+            )
         try:
             return self.get("/healthz")[0] == 200
         except OSError:
@@ -67,8 +75,9 @@ class Server:
     def connection(self, *, timeout_seconds: float = 10.0) -> http.client.HTTPConnection:
         if self.ca_file is None:
             return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_seconds)
-        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout_seconds,
-                                           context=self.client_context())
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, timeout=timeout_seconds, context=self.client_context()
+        )
 
     def get(self, path: str) -> tuple[int, bytes]:
         conn = self.connection(timeout_seconds=2)
@@ -79,8 +88,9 @@ class Server:
         finally:
             conn.close()
 
-    def post(self, path: str, body: bytes,
-             conn: http.client.HTTPConnection | None = None) -> tuple[int, Any]:
+    def post(
+        self, path: str, body: bytes, conn: http.client.HTTPConnection | None = None
+    ) -> tuple[int, Any]:
         own = conn is None
         conn = conn or self.connection()
         try:
@@ -94,8 +104,11 @@ class Server:
     def reviews(self) -> float:
         """How many admission requests this server has answered (its own metrics)."""
         _, body = self.get("/metrics")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-                   if line.startswith("headroom_webhook_requests_total{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("headroom_webhook_requests_total{")
+        )
 
     def log_lines(self, which: str = "stdout") -> list[dict[str, Any]]:
         path = self.stdout if which == "stdout" else self.stderr
@@ -118,15 +131,27 @@ class Server:
         return self.process.returncode
 
 
-def webhook_server(workdir: Path, profiles: Path, *, certs: Path | None,
-                   extra: Sequence[str] = ()) -> Server:
+def webhook_server(
+    workdir: Path, profiles: Path, *, certs: Path | None, extra: Sequence[str] = ()
+) -> Server:
     port = free_port()
-    argv = [str(HEADROOM), "webhook", "--profiles", str(profiles),
-            "--bind", f"127.0.0.1:{port}", *extra]
+    argv = [
+        str(HEADROOM),
+        "webhook",
+        "--profiles",
+        str(profiles),
+        "--bind",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
     if certs is not None:
         argv += ["--certfile", str(certs / "tls.crt"), "--keyfile", str(certs / "tls.key")]
-    return Server(argv=argv, workdir=workdir, port=port,
-                  ca_file=certs / "ca.crt" if certs is not None else None)
+    return Server(
+        argv=argv,
+        workdir=workdir,
+        port=port,
+        ca_file=certs / "ca.crt" if certs is not None else None,
+    )
 
 
 def serving_server(workdir: Path, app: str, *, certs: Path | None, **options: Any) -> Server:
@@ -134,7 +159,13 @@ def serving_server(workdir: Path, app: str, *, certs: Path | None, **options: An
     port = free_port()
     tls = {"certfile": str(certs / "tls.crt"), "keyfile": str(certs / "tls.key")} if certs else {}
     settings = {"app": app, "bind": f"127.0.0.1:{port}", **tls, **options}
-    code = ("import sys\nfrom serving import server as serving\n"
-            f"sys.exit(serving.run(serving.ServeOptions(**{settings!r})))\n")
-    return Server(argv=[sys.executable, "-c", code], workdir=workdir, port=port,
-                  ca_file=certs / "ca.crt" if certs is not None else None)
+    code = (
+        "import sys\nfrom serving import server as serving\n"
+        f"sys.exit(serving.run(serving.ServeOptions(**{settings!r})))\n"
+    )
+    return Server(
+        argv=[sys.executable, "-c", code],
+        workdir=workdir,
+        port=port,
+        ca_file=certs / "ca.crt" if certs is not None else None,
+    )

@@ -21,7 +21,9 @@ def create_app(marker: str) -> Callable[[dict[str, Any], Callable[..., Any]], It
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         else:
             body = b"ok"
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
         return [body]
+
     return app

@@ -33,8 +33,9 @@ def requests_total(client: FlaskClient, result: str) -> float:
 
 
 def test_mutate_answers_a_review_with_a_patch(client: FlaskClient) -> None:
-    response = client.post("/mutate", data=encode(review_body(gpu_pod(), uid="abc")),
-                           content_type="application/json")
+    response = client.post(
+        "/mutate", data=encode(review_body(gpu_pod(), uid="abc")), content_type="application/json"
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["response"]["uid"] == "abc" and body["response"]["allowed"] is True
@@ -48,9 +49,14 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     assert ready.get_json()["profiles"] == ["default", "gpu-large", "shared-small"]
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/mutate", 405), ("POST", "/nowhere", 404), ("DELETE", "/healthz", 405),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/mutate", 405),
+        ("POST", "/nowhere", 404),
+        ("DELETE", "/healthz", 405),
+    ],
+)
 def test_http_errors_are_json(client: FlaskClient, method: str, path: str, status: int) -> None:
     response = client.open(path, method=method)
     assert response.status_code == status
@@ -64,8 +70,7 @@ def test_malformed_json_is_a_400_with_a_json_error(client: FlaskClient) -> None:
     assert requests_total(client, "invalid") == 1
 
 
-def test_the_namespace_route_refuses_what_is_not_a_review_the_same_way(
-        client: FlaskClient) -> None:
+def test_the_namespace_route_refuses_what_is_not_a_review_the_same_way(client: FlaskClient) -> None:
     response = client.post("/mutate/namespace", data=b"{oops")
     assert response.status_code == 400
     assert response.get_json()["field"] == "body"
@@ -83,8 +88,10 @@ def test_a_body_over_the_limit_is_refused_with_413(client: FlaskClient, app: Fla
 
 def test_metrics_count_results_patches_and_latency(client: FlaskClient) -> None:
     client.post("/mutate", data=encode(review_body(gpu_pod())))
-    client.post("/mutate", data=encode(review_body(gpu_pod(annotations={
-        "headroom.dev/gpu-memory": "lots"}))))
+    client.post(
+        "/mutate",
+        data=encode(review_body(gpu_pod(annotations={"headroom.dev/gpu-memory": "lots"}))),
+    )
     client.post("/mutate", data=encode(review_body(gpu_pod(), operation="DELETE")))
     found = samples(client)
     assert found[("headroom_webhook_requests_total", (("result", "patched"),))] == 1
@@ -96,7 +103,8 @@ def test_metrics_count_results_patches_and_latency(client: FlaskClient) -> None:
 
 
 def test_a_bad_new_profiles_file_keeps_the_last_good_one_and_is_counted(
-        app: Flask, client: FlaskClient, profiles_file: Path) -> None:
+    app: Flask, client: FlaskClient, profiles_file: Path
+) -> None:
     store = app.extensions[EXTENSION].store
     good = store.current
     profiles_file.write_text(profiles_file.read_text().replace("maxGpus: 8", "maxGpus: lots", 1))
@@ -125,7 +133,8 @@ def test_the_app_needs_a_profiles_file() -> None:
 
 
 def test_the_app_reads_its_settings_from_its_config_not_the_environment(
-        monkeypatch: pytest.MonkeyPatch, profiles_file: Path, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, profiles_file: Path, tmp_path: Path
+) -> None:
     # The variables the webhook once read: set, they must change nothing.
     monkeypatch.setenv("HEADROOM_WEBHOOK_PROFILES", str(tmp_path / "elsewhere.yaml"))
     monkeypatch.setenv("HEADROOM_WEBHOOK_POLL_SECONDS", "1")
@@ -160,6 +169,12 @@ def test_serving_a_review_imports_no_kubernetes_client(profiles_file: Path) -> N
         "assert r.status_code == 200 and 'patch' in r.get_json()['response']\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2], check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        timeout=60,
+    )
     assert result.stdout.strip() == "[]", result.stdout

@@ -22,32 +22,43 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return status, capsys.readouterr().err
 
 
-def test_a_bad_profiles_file_exits_2_naming_the_key(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_profiles_file_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text("profiles:\n  default: {readinessGate: maybe}\n")
     status, err = run_cli(capsys, "--profiles", str(profiles))
     assert status == 2
-    assert err.startswith(f"headroom webhook: error: {profiles}: profiles.default.readinessGate: "
-                          "expected true or false (got 'maybe')")
+    assert err.startswith(
+        f"headroom webhook: error: {profiles}: profiles.default.readinessGate: "
+        "expected true or false (got 'maybe')"
+    )
 
 
-def test_a_missing_profiles_file_exits_2(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_profiles_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, err = run_cli(capsys, "--profiles", str(tmp_path / "nope.yaml"))
     assert status == 2 and "No such file" in err
 
 
 def test_a_poll_interval_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    status, err = run_cli(capsys, "--profiles", str(PROFILES_FILE),
-                          "--profile-poll-seconds", "0")
+    status, err = run_cli(capsys, "--profiles", str(PROFILES_FILE), "--profile-poll-seconds", "0")
     assert status == 2 and "--profile-poll-seconds" in err
 
 
 def test_importing_the_command_loads_no_server_library() -> None:
-    code = ("import sys, cli.main\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('flask', 'gunicorn', 'prometheus_client', 'werkzeug', 'jsonpatch')))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, check=True, timeout=60)
+    code = (
+        "import sys, cli.main\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('flask', 'gunicorn', 'prometheus_client', 'werkzeug', 'jsonpatch')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
     assert result.stdout.strip() == "[]"

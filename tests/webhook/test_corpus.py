@@ -33,8 +33,9 @@ def gt(mib_minus_one: int) -> dict[str, Any]:
 
 
 def mutated(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = dict(review(encode(review_body(CORPUS[name])), PROFILES,
-                                       version="0.1.0").body)
+    body: dict[str, Any] = dict(
+        review(encode(review_body(CORPUS[name])), PROFILES, version="0.1.0").body
+    )
     response: dict[str, Any] = body["response"]
     assert response["allowed"] is True, response
     return applied(CORPUS[name], response)
@@ -47,7 +48,8 @@ def node_affinity(pod: dict[str, Any]) -> dict[str, Any]:
 
 def required_terms(pod: dict[str, Any]) -> list[dict[str, Any]]:
     terms: list[dict[str, Any]] = node_affinity(pod)[
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
     return terms
 
 
@@ -61,8 +63,14 @@ def profile_of(pod: dict[str, Any]) -> str:
 
 
 def test_the_corpus_has_the_pods_the_issue_lists() -> None:
-    assert set(CORPUS) == {"vllm", "tgi", "triton", "kserve-predictor", "sidecar",
-                           "existing-affinity"}
+    assert set(CORPUS) == {
+        "vllm",
+        "tgi",
+        "triton",
+        "kserve-predictor",
+        "sidecar",
+        "existing-affinity",
+    }
 
 
 def test_vllm_gets_the_default_profile() -> None:
@@ -80,8 +88,20 @@ def test_tgi_gets_the_gpu_large_profile() -> None:
     pod = mutated("tgi")
     assert required_terms(pod) == [{"matchExpressions": [PRESENT, gt(76 * 1024 - 1)]}]
     preferred = node_affinity(pod)["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert preferred == [{"weight": 50, "preference": {"matchExpressions": [
-        {"key": "nvidia.com/gpu.family", "operator": "In", "values": ["ampere", "hopper"]}]}}]
+    assert preferred == [
+        {
+            "weight": 50,
+            "preference": {
+                "matchExpressions": [
+                    {
+                        "key": "nvidia.com/gpu.family",
+                        "operator": "In",
+                        "values": ["ampere", "hopper"],
+                    }
+                ]
+            },
+        }
+    ]
     assert pod["spec"]["schedulerName"] == "headroom"  # was default-scheduler
     assert pod["spec"]["tolerations"] == [GPU_TOLERATION]
     assert profile_of(pod) == "profile=gpu-large"
@@ -107,8 +127,8 @@ def test_the_kserve_predictor_keeps_its_init_container_and_owner() -> None:
 
 def test_the_sidecar_pod_shares_the_gpu_with_each_app_container_that_does_not_opt_out() -> None:
     pod = mutated("sidecar")
-    assert env_of(pod, 0) == [VISIBLE]                     # the server
-    assert env_of(pod, 1) == [VISIBLE]                     # fluent-bit: no container asks
+    assert env_of(pod, 0) == [VISIBLE]  # the server
+    assert env_of(pod, 1) == [VISIBLE]  # fluent-bit: no container asks
     assert env_of(pod, 2) == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]  # its own
     assert required_terms(pod) == [{"matchExpressions": [PRESENT, gt(3 * 1024 - 1)]}]
 
@@ -118,19 +138,31 @@ def test_a_pod_with_its_own_placement_keeps_it_and_gains_the_gpu_requirement() -
     original = CORPUS["existing-affinity"]
     need = gt(40000 - 1)
     assert required_terms(pod) == [
-        {"matchExpressions": [
-            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-west-1a"]},
-            {"key": "node.kubernetes.io/lifecycle", "operator": "NotIn", "values": ["spot"]},
-            PRESENT, need]},
-        {"matchExpressions": [
-            {"key": "node.kubernetes.io/lifecycle", "operator": "In", "values": ["spot"]},
-            PRESENT, need]},
+        {
+            "matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-west-1a"]},
+                {"key": "node.kubernetes.io/lifecycle", "operator": "NotIn", "values": ["spot"]},
+                PRESENT,
+                need,
+            ]
+        },
+        {
+            "matchExpressions": [
+                {"key": "node.kubernetes.io/lifecycle", "operator": "In", "values": ["spot"]},
+                PRESENT,
+                need,
+            ]
+        },
     ]
     assert pod["spec"]["tolerations"] == original["spec"]["tolerations"]  # already tolerated
-    assert node_affinity(pod)["preferredDuringSchedulingIgnoredDuringExecution"] == \
-        node_affinity(original)["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert pod["spec"]["affinity"]["podAntiAffinity"] == \
-        original["spec"]["affinity"]["podAntiAffinity"]
+    assert (
+        node_affinity(pod)["preferredDuringSchedulingIgnoredDuringExecution"]
+        == node_affinity(original)["preferredDuringSchedulingIgnoredDuringExecution"]
+    )
+    assert (
+        pod["spec"]["affinity"]["podAntiAffinity"]
+        == original["spec"]["affinity"]["podAntiAffinity"]
+    )
     assert pod["spec"]["schedulerName"] == "volcano"  # a scheduler the pod chose is kept
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod["spec"]["readinessGates"] == GATE

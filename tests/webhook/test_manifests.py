@@ -64,8 +64,12 @@ def test_the_service_and_the_pdb_select_the_webhook_pods() -> None:
     service = load("service.yaml")
     assert service["metadata"]["name"] == "headroom-webhook"
     assert service["spec"]["selector"].items() <= labels.items()
-    assert service["spec"]["ports"][0] == {"name": "https", "port": 443,
-                                           "targetPort": "https", "protocol": "TCP"}
+    assert service["spec"]["ports"][0] == {
+        "name": "https",
+        "port": 443,
+        "targetPort": "https",
+        "protocol": "TCP",
+    }
     pdb = load("pdb.yaml")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -79,11 +83,20 @@ def test_the_webhook_configuration() -> None:
     assert webhook["failurePolicy"] == "Fail"
     assert 1 <= webhook["timeoutSeconds"] <= 10
     assert webhook["clientConfig"]["service"] == {
-        "name": "headroom-webhook", "namespace": names.SYSTEM_NAMESPACE, "path": "/mutate",
-        "port": 443}
-    assert webhook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"],
-                                 "operations": ["CREATE"], "resources": ["pods"],
-                                 "scope": "Namespaced"}]
+        "name": "headroom-webhook",
+        "namespace": names.SYSTEM_NAMESPACE,
+        "path": "/mutate",
+        "port": 443,
+    }
+    assert webhook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
     assert webhook["objectSelector"] == {"matchLabels": {names.MANAGED_LABEL: "true"}}
     excluded = webhook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["operator"] == "NotIn"
@@ -95,8 +108,15 @@ def test_the_namespace_opt_in_webhook_never_meets_a_labelled_pod() -> None:
     assert by_namespace["clientConfig"]["service"]["path"] == "/mutate/namespace"
     assert by_namespace["namespaceSelector"]["matchLabels"] == {names.MANAGED_LABEL: "true"}
     # Pods carrying the label at all go to the first webhook ("true") or opt out (any other).
-    assert by_namespace["objectSelector"] == {"matchExpressions": [
-        {"key": names.MANAGED_LABEL, "operator": "DoesNotExist"}]}
-    same = ("admissionReviewVersions", "sideEffects", "failurePolicy", "reinvocationPolicy",
-            "timeoutSeconds", "rules")
+    assert by_namespace["objectSelector"] == {
+        "matchExpressions": [{"key": names.MANAGED_LABEL, "operator": "DoesNotExist"}]
+    }
+    same = (
+        "admissionReviewVersions",
+        "sideEffects",
+        "failurePolicy",
+        "reinvocationPolicy",
+        "timeoutSeconds",
+        "rules",
+    )
     assert {k: by_pod[k] for k in same} == {k: by_namespace[k] for k in same}

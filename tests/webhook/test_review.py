@@ -35,25 +35,43 @@ def response_of(outcome: review_module.ReviewOutcome) -> dict[str, Any]:
     return response
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (b"{not json", "body"),
-    (b"\xff\xfe\x00garbage", "body"),
-    (b"[" * 100_000, "body"),
-    (b'{"apiVersion": NaN}', "body"),
-    (b"[]", "body"),
-    ({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
-      "request": {"uid": "u"}}, "apiVersion"),
-    ({"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {"uid": "u"}}, "kind"),
-    ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "request"),
-    ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}},
-     "request.uid"),
-    ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-      "request": {"uid": ""}}, "request.uid"),
-    ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-      "request": {"uid": 7}}, "request.uid"),
-])
-def test_what_is_not_an_admission_review_gets_400_naming_the_field(body: Any,
-                                                                    field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"\xff\xfe\x00garbage", "body"),
+        (b"[" * 100_000, "body"),
+        (b'{"apiVersion": NaN}', "body"),
+        (b"[]", "body"),
+        (
+            {
+                "apiVersion": "admission.k8s.io/v1beta1",
+                "kind": "AdmissionReview",
+                "request": {"uid": "u"},
+            },
+            "apiVersion",
+        ),
+        ({"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {"uid": "u"}}, "kind"),
+        ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "request"),
+        (
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}},
+            "request.uid",
+        ),
+        (
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {"uid": ""},
+            },
+            "request.uid",
+        ),
+        (
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 7}},
+            "request.uid",
+        ),
+    ],
+)
+def test_what_is_not_an_admission_review_gets_400_naming_the_field(body: Any, field: str) -> None:
     outcome = answer(body)
     assert outcome.status == 400
     assert outcome.result == "invalid"
@@ -61,17 +79,24 @@ def test_what_is_not_an_admission_review_gets_400_naming_the_field(body: Any,
     assert outcome.body["error"].startswith(f"{field}: ")  # type: ignore[typeddict-item]
 
 
-@pytest.mark.parametrize("body", [
-    review_body(gpu_pod(), kind={"group": "apps", "version": "v1", "kind": "Deployment"}),
-    review_body(gpu_pod(), operation="UPDATE"),
-    review_body(gpu_pod(), operation="DELETE"),
-    review_body(gpu_pod(labels={"headroom.dev/managed": "false"})),
-    review_body({"metadata": {"name": "plain"}, "spec": {"containers": [{"name": "c"}]}}),
-    {**review_body(gpu_pod()), "request": {**review_body(gpu_pod())["request"],
-                                           "subResource": "status"}},
-], ids=["deployment", "update", "delete", "managed-false", "unlabelled", "subresource"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        review_body(gpu_pod(), kind={"group": "apps", "version": "v1", "kind": "Deployment"}),
+        review_body(gpu_pod(), operation="UPDATE"),
+        review_body(gpu_pod(), operation="DELETE"),
+        review_body(gpu_pod(labels={"headroom.dev/managed": "false"})),
+        review_body({"metadata": {"name": "plain"}, "spec": {"containers": [{"name": "c"}]}}),
+        {
+            **review_body(gpu_pod()),
+            "request": {**review_body(gpu_pod())["request"], "subResource": "status"},
+        },
+    ],
+    ids=["deployment", "update", "delete", "managed-false", "unlabelled", "subresource"],
+)
 def test_other_objects_operations_and_unmanaged_pods_are_allowed_untouched(
-        body: dict[str, Any]) -> None:
+    body: dict[str, Any],
+) -> None:
     outcome = answer(body)
     response = response_of(outcome)
     assert response == {"uid": "uid-1", "allowed": True}
@@ -84,28 +109,54 @@ def test_a_managed_pod_asking_for_no_gpu_is_left_alone_with_a_warning() -> None:
     assert "asks for no GPU" in response["warnings"][0]
 
 
-@pytest.mark.parametrize(("annotations", "gpus", "message"), [
-    ({"headroom.dev/gpu-memory": "lots"}, "1",
-     "headroom.dev/gpu-memory: not a quantity (got 'lots'; expected a Kubernetes quantity of "
-     'bytes such as "20Gi", "512Mi" or "1e9")'),
-    ({"headroom.dev/gpu-memory": "0"}, "1", "headroom.dev/gpu-memory: must be more than 0"),
-    ({"headroom.dev/profile": "huge"}, "1",
-     "headroom.dev/profile: unknown profile 'huge' (expected one of: default, gpu-large, "
-     "shared-small)"),
-    ({}, "9", "nvidia.com/gpu: the pod asks for 9 GPUs but profile 'default' "
-     "(headroom.dev/profile) allows at most 8"),
-    ({"headroom.dev/profile": "shared-small", "headroom.dev/gpu-memory": "1Gi"}, "2",
-     "nvidia.com/gpu: the pod asks for 2 GPUs but profile 'shared-small'"),
-    ({"headroom.dev/gpu-sharing": "yes"}, "1",
-     "headroom.dev/gpu-sharing: must be \"true\" or \"false\" (got 'yes')"),
-    ({"headroom.dev/gpu-sharing": "true"}, None, "headroom.dev/gpu-memory: is required with"),
-    ({"headroom.dev/profile": "gpu-large", "headroom.dev/gpu-sharing": "true",
-      "headroom.dev/gpu-memory": "1Gi"}, None,
-     "headroom.dev/gpu-sharing: profile 'gpu-large' does not allow shared GPUs"),
-    ({}, "two", "spec.containers[0].resources.limits[nvidia.com/gpu]: must be a whole number"),
-])
+@pytest.mark.parametrize(
+    ("annotations", "gpus", "message"),
+    [
+        (
+            {"headroom.dev/gpu-memory": "lots"},
+            "1",
+            "headroom.dev/gpu-memory: not a quantity (got 'lots'; expected a Kubernetes quantity "
+            'of bytes such as "20Gi", "512Mi" or "1e9")',
+        ),
+        ({"headroom.dev/gpu-memory": "0"}, "1", "headroom.dev/gpu-memory: must be more than 0"),
+        (
+            {"headroom.dev/profile": "huge"},
+            "1",
+            "headroom.dev/profile: unknown profile 'huge' (expected one of: default, gpu-large, "
+            "shared-small)",
+        ),
+        (
+            {},
+            "9",
+            "nvidia.com/gpu: the pod asks for 9 GPUs but profile 'default' "
+            "(headroom.dev/profile) allows at most 8",
+        ),
+        (
+            {"headroom.dev/profile": "shared-small", "headroom.dev/gpu-memory": "1Gi"},
+            "2",
+            "nvidia.com/gpu: the pod asks for 2 GPUs but profile 'shared-small'",
+        ),
+        (
+            {"headroom.dev/gpu-sharing": "yes"},
+            "1",
+            'headroom.dev/gpu-sharing: must be "true" or "false" (got \'yes\')',
+        ),
+        ({"headroom.dev/gpu-sharing": "true"}, None, "headroom.dev/gpu-memory: is required with"),
+        (
+            {
+                "headroom.dev/profile": "gpu-large",
+                "headroom.dev/gpu-sharing": "true",
+                "headroom.dev/gpu-memory": "1Gi",
+            },
+            None,
+            "headroom.dev/gpu-sharing: profile 'gpu-large' does not allow shared GPUs",
+        ),
+        ({}, "two", "spec.containers[0].resources.limits[nvidia.com/gpu]: must be a whole number"),
+    ],
+)
 def test_bad_annotations_deny_the_pod_naming_the_annotation(
-        annotations: dict[str, str], gpus: str | None, message: str) -> None:
+    annotations: dict[str, str], gpus: str | None, message: str
+) -> None:
     outcome = answer(review_body(gpu_pod(annotations=annotations, gpus=gpus)))
     response = response_of(outcome)
     assert response["allowed"] is False and "patch" not in response
@@ -117,26 +168,43 @@ def test_bad_annotations_deny_the_pod_naming_the_annotation(
 
 def test_a_gpu_sidecar_counts_toward_max_gpus() -> None:
     # An 8-GPU server with a 1-GPU native sidecar takes 9 GPUs: over the default profile's 8.
-    sidecar = {"name": "monitor", "image": "example/monitor:1", "restartPolicy": "Always",
-               "resources": {"limits": {"nvidia.com/gpu": "1"}}}
-    response = response_of(answer(review_body(
-        gpu_pod(gpus="8", spec={"initContainers": [sidecar]}))))
+    sidecar = {
+        "name": "monitor",
+        "image": "example/monitor:1",
+        "restartPolicy": "Always",
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
+    response = response_of(
+        answer(review_body(gpu_pod(gpus="8", spec={"initContainers": [sidecar]})))
+    )
     assert response["allowed"] is False
     assert response["status"]["message"].startswith(
-        "nvidia.com/gpu: the pod asks for 9 GPUs but profile 'default'")
+        "nvidia.com/gpu: the pod asks for 9 GPUs but profile 'default'"
+    )
 
 
-@pytest.mark.parametrize(("obj", "field"), [
-    ("a pod", "request.object"),
-    ({"metadata": [], "spec": {}}, "metadata"),
-    ({"metadata": {"labels": {"headroom.dev/managed": 1}}},
-     "metadata.labels[headroom.dev/managed]"),
-    ({"metadata": {"labels": {"headroom.dev/managed": "true"}}, "spec": {"containers": {}}},
-     "spec.containers"),
-    ({"metadata": {"labels": {"headroom.dev/managed": "true"}},
-      "spec": {"containers": [{"resources": {"limits": []}}]}},
-     "spec.containers[0].resources.limits"),
-])
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ("a pod", "request.object"),
+        ({"metadata": [], "spec": {}}, "metadata"),
+        (
+            {"metadata": {"labels": {"headroom.dev/managed": 1}}},
+            "metadata.labels[headroom.dev/managed]",
+        ),
+        (
+            {"metadata": {"labels": {"headroom.dev/managed": "true"}}, "spec": {"containers": {}}},
+            "spec.containers",
+        ),
+        (
+            {
+                "metadata": {"labels": {"headroom.dev/managed": "true"}},
+                "spec": {"containers": [{"resources": {"limits": []}}]},
+            },
+            "spec.containers[0].resources.limits",
+        ),
+    ],
+)
 def test_a_malformed_pod_is_denied_naming_the_field(obj: Any, field: str) -> None:
     response = response_of(answer(review_body(obj)))
     assert response["allowed"] is False
@@ -154,13 +222,15 @@ def test_a_managed_gpu_pod_gets_a_patch_that_yields_the_mutation() -> None:
     mutated = applied(pod, response)
     assert mutated["spec"]["schedulerName"] == "headroom"
     assert mutated["metadata"]["annotations"][MUTATED_BY_ANNOTATION].startswith(
-        "webhook/0.1.0 profile=default rev=")
+        "webhook/0.1.0 profile=default rev="
+    )
     assert {op["op"] for op in operations} <= {"add"}  # nothing replaced or removed
 
 
 def test_the_mutated_pod_reviewed_again_gets_no_patch() -> None:
-    pod = gpu_pod(annotations={"headroom.dev/gpu-memory": "20Gi"}, spec={
-        "schedulerName": "default-scheduler"})
+    pod = gpu_pod(
+        annotations={"headroom.dev/gpu-memory": "20Gi"}, spec={"schedulerName": "default-scheduler"}
+    )
     mutated = applied(pod, response_of(answer(review_body(pod))))
     outcome = answer(review_body(mutated))
     assert response_of(outcome) == {"uid": "uid-1", "allowed": True}
@@ -169,12 +239,14 @@ def test_the_mutated_pod_reviewed_again_gets_no_patch() -> None:
 
 def test_dry_run_is_answered_like_any_request() -> None:
     pod = gpu_pod()
-    assert patch_of(response_of(answer(review_body(pod, dry_run=True)))) == \
-        patch_of(response_of(answer(review_body(pod))))
+    assert patch_of(response_of(answer(review_body(pod, dry_run=True)))) == patch_of(
+        response_of(answer(review_body(pod)))
+    )
 
 
 def test_a_bug_becomes_a_denial_with_the_uid_not_an_http_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("surprise")
 
@@ -207,16 +279,14 @@ def test_in_an_opted_in_namespace_gpu_pods_are_managed_without_a_label() -> None
 
 def test_in_an_opted_in_namespace_pods_without_gpus_pass_silently() -> None:
     pod = unlabelled(gpu_pod(gpus=None))
-    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0",
-                     namespace_opted_in=True)
+    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0", namespace_opted_in=True)
     assert response_of(outcome) == {"uid": "uid-1", "allowed": True}  # no warning either
     assert outcome.result == "ignored"
 
 
 def test_in_an_opted_in_namespace_bad_annotations_are_still_refused() -> None:
     pod = unlabelled(gpu_pod(annotations={"headroom.dev/gpu-memory": "lots"}))
-    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0",
-                     namespace_opted_in=True)
+    outcome = review(encode(review_body(pod)), PROFILES, version="0.1.0", namespace_opted_in=True)
     response = response_of(outcome)
     assert response["allowed"] is False
     assert response["status"]["message"].startswith("headroom.dev/gpu-memory: not a quantity")

@@ -59,7 +59,8 @@ def test_an_in_place_rewrite_is_picked_up(tmp_path: Path) -> None:
 
 
 def test_a_bad_file_keeps_the_last_good_profiles_and_is_reported_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = configmap_volume(tmp_path / "vol", V1)
     results: list[tuple[bool, str]] = []
     store = ProfileStore(path, on_reload=lambda ok, msg: results.append((ok, msg)))
@@ -69,10 +70,16 @@ def test_a_bad_file_keeps_the_last_good_profiles_and_is_reported_once(
         assert store.check() is False
         assert store.check() is None  # the same bad file is not reported again
     assert store.current is good and store.valid is False
-    assert results == [(False, "profiles.default.maxGpus: expected a whole number of GPUs, at "
-                                "least 1, or null for no limit (got 'none')")]
+    assert results == [
+        (
+            False,
+            "profiles.default.maxGpus: expected a whole number of GPUs, at "
+            "least 1, or null for no limit (got 'none')",
+        )
+    ]
     assert [r.message for r in caplog.records] == [
-        "profiles file rejected; still serving the last good profiles"]
+        "profiles file rejected; still serving the last good profiles"
+    ]
     assert "profiles.default.maxGpus" in caplog.records[0].fields["error"]  # type: ignore[attr-defined]
     swap_configmap(tmp_path / "vol", V2, "..2024_01_01_00_02_00.3")
     assert store.check() is True and max_gpus(store) == 2 and store.valid is True

@@ -24,15 +24,31 @@ DEMO_DESCRIPTION = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tooling.demo", description=DEMO_DESCRIPTION)
     add = parser.add_argument
-    add("--scenario", metavar="FILE", type=Path, default=SCENARIOS / "default.yaml",
-        help="the scenario file (default: the packaged default.yaml; see scenarios/short.yaml)")
-    add("--summary-json", metavar="FILE", type=Path,
-        help="also write the end summary as JSON to FILE")
-    add("--workdir", metavar="DIR", type=Path,
+    add(
+        "--scenario",
+        metavar="FILE",
+        type=Path,
+        default=SCENARIOS / "default.yaml",
+        help="the scenario file (default: the packaged default.yaml; see scenarios/short.yaml)",
+    )
+    add(
+        "--summary-json",
+        metavar="FILE",
+        type=Path,
+        help="also write the end summary as JSON to FILE",
+    )
+    add(
+        "--workdir",
+        metavar="DIR",
+        type=Path,
         help="where logs, certificates and state go (default: a new temporary directory, "
-             "removed when the demo passes)")
-    add("--plain", action="store_true",
-        help="print plain progress lines instead of redrawing the terminal")
+        "removed when the demo passes)",
+    )
+    add(
+        "--plain",
+        action="store_true",
+        help="print plain progress lines instead of redrawing the terminal",
+    )
     return parser
 
 
@@ -44,5 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from tooling.demo.run import Options, run_demo  # noqa: PLC0415
 
     live = sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
-    return run_demo(Options(scenario=args.scenario, summary_json=args.summary_json,
-                            workdir=args.workdir, live=live))
+    return run_demo(
+        Options(
+            scenario=args.scenario, summary_json=args.summary_json, workdir=args.workdir, live=live
+        )
+    )

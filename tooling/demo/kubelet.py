@@ -54,8 +54,9 @@ class ModelServer:
 
     def __init__(self, ip: str, board: LoadBoard) -> None:
         registry = CollectorRegistry()
-        gauge = Gauge(QUEUE_METRIC, "Requests waiting to be processed (demo stand-in).",
-                      registry=registry)
+        gauge = Gauge(
+            QUEUE_METRIC, "Requests waiting to be processed (demo stand-in).", registry=registry
+        )
         gauge.set_function(board.share)
 
         def exposition() -> bytes:
@@ -75,8 +76,12 @@ class ModelServer:
 
         self.httpd = ThreadingHTTPServer((ip, MODEL_PORT), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"model-{ip}",
-                                       kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            name=f"model-{ip}",
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -114,8 +119,14 @@ class RunningPod:
 
 
 class Kubelet:
-    def __init__(self, kube: Kube, nodes: dict[str, SimNode], board: LoadBoard, *,
-                 interval_seconds: float = 0.3) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        nodes: dict[str, SimNode],
+        board: LoadBoard,
+        *,
+        interval_seconds: float = 0.3,
+    ) -> None:
         self.kube = kube
         self.nodes = nodes
         self.board = board
@@ -160,8 +171,10 @@ class Kubelet:
         for pod in self.kube.request("GET", "/api/v1/pods")["items"]:
             meta, spec = pod["metadata"], pod.get("spec") or {}
             # Headroom's own pods there (the node agents) the demo runs as processes itself.
-            if spec.get("nodeName") not in self.nodes or \
-                    meta.get("namespace") == names.SYSTEM_NAMESPACE:
+            if (
+                spec.get("nodeName") not in self.nodes
+                or meta.get("namespace") == names.SYSTEM_NAMESPACE
+            ):
                 continue
             uid = meta["uid"]
             seen.add(uid)
@@ -194,8 +207,10 @@ class Kubelet:
             chosen = self._gpus_for(pod, node, demand)
             if isinstance(chosen, str):
                 self.admission_failures.append(f"{meta['namespace']}/{meta['name']}: {chosen}")
-                self._patch_status(pod, {"phase": "Failed", "reason": "UnexpectedAdmissionError",
-                                         "message": chosen})
+                self._patch_status(
+                    pod,
+                    {"phase": "Failed", "reason": "UnexpectedAdmissionError", "message": chosen},
+                )
                 return
             gpus = chosen
         memory = demand.memory_bytes if demand and demand.memory_bytes else 0
@@ -203,38 +218,54 @@ class Kubelet:
             memory = node.group.gpu_memory_bytes
         for gpu in gpus:
             node.add_pod_process(gpu, memory, pod_uid=meta["uid"])
-        running = RunningPod(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
-                             node=node.name, ip="", gpus=gpus, memory_bytes=memory,
-                             shared=bool(demand and demand.shared),
-                             labels=dict(meta.get("labels") or {}))
+        running = RunningPod(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            node=node.name,
+            ip="",
+            gpus=gpus,
+            memory_bytes=memory,
+            shared=bool(demand and demand.shared),
+            labels=dict(meta.get("labels") or {}),
+        )
         running.ip, running.server = self._serve(pod)
         self.pods[meta["uid"]] = running
         self._update_ready(pod, running, force=True)
 
-    def _gpus_for(self, pod: dict[str, Any], node: SimNode,
-                  demand: GpuDemand) -> tuple[int, ...] | str:
+    def _gpus_for(
+        self, pod: dict[str, Any], node: SimNode, demand: GpuDemand
+    ) -> tuple[int, ...] | str:
         """The GPU indexes the pod gets, or why it cannot start."""
         if demand.shared:
             by_uuid = {node.gpu_uuid(i): i for i in range(node.group.gpus)}
             wanted = assigned_gpus(pod)
             if len(wanted) != demand.gpu_count or any(u not in by_uuid for u in wanted):
-                return (f"{names.ASSIGNED_GPUS_ANNOTATION} {','.join(wanted) or '(none)'} does "
-                        f"not name {demand.gpu_count} GPU(s) of {node.name}")
+                return (
+                    f"{names.ASSIGNED_GPUS_ANNOTATION} {','.join(wanted) or '(none)'} does "
+                    f"not name {demand.gpu_count} GPU(s) of {node.name}"
+                )
             return tuple(by_uuid[u] for u in wanted)
         # The device plugin: healthy devices no other exclusive pod holds; the sim prefers
         # untouched ones, then the roomiest (the extender assumes the same).
-        taken = {g for p in self.pods.values() if p.node == node.name and not p.shared
-                 for g in p.gpus}
+        taken = {
+            g for p in self.pods.values() if p.node == node.name and not p.shared for g in p.gpus
+        }
         free = [i for i in range(node.group.gpus) if node.healthy(i) and i not in taken]
         free.sort(key=lambda i: (node.used_bytes(i) > 0, node.used_bytes(i), i))
         if len(free) < demand.gpu_count:
-            return (f"Allocate failed: requested {demand.gpu_count} {names.GPU_RESOURCE}, "
-                    f"{len(free)} available on {node.name}")
-        return tuple(sorted(free[:demand.gpu_count]))
+            return (
+                f"Allocate failed: requested {demand.gpu_count} {names.GPU_RESOURCE}, "
+                f"{len(free)} available on {node.name}"
+            )
+        return tuple(sorted(free[: demand.gpu_count]))
 
     def _serve(self, pod: dict[str, Any]) -> tuple[str, ModelServer | None]:
-        ports = [p.get("containerPort") for c in pod["spec"].get("containers") or []
-                 for p in c.get("ports") or []]
+        ports = [
+            p.get("containerPort")
+            for c in pod["spec"].get("containers") or []
+            for p in c.get("ports") or []
+        ]
         for _ in range(20):
             ip = self._pool.take()
             if MODEL_PORT not in ports:
@@ -246,8 +277,9 @@ class Kubelet:
                     raise
         raise OSError(f"no loopback address free for port {MODEL_PORT}")
 
-    def _update_ready(self, pod: dict[str, Any], running: RunningPod, *,
-                      force: bool = False) -> None:
+    def _update_ready(
+        self, pod: dict[str, Any], running: RunningPod, *, force: bool = False
+    ) -> None:
         status = pod.get("status") or {}
         conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
         gates = [g.get("conditionType") for g in pod["spec"].get("readinessGates") or []]
@@ -260,17 +292,21 @@ class Kubelet:
     def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
         # Strategic merge: conditions merge by type, so the gate's own condition stays.
-        self.kube.request("PATCH", f"/api/v1/namespaces/{meta['namespace']}/pods/"
-                          f"{meta['name']}/status",
-                          body={"metadata": {"uid": meta["uid"]}, "status": status},
-                          content_type="application/strategic-merge-patch+json")
+        self.kube.request(
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+            body={"metadata": {"uid": meta["uid"]}, "status": status},
+            content_type="application/strategic-merge-patch+json",
+        )
 
     def _complete_deletion(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         with contextlib.suppress(ApiError):  # already gone
-            self.kube.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/"
-                              f"{meta['name']}", body={"gracePeriodSeconds": 0,
-                                                       "preconditions": {"uid": meta["uid"]}})
+            self.kube.request(
+                "DELETE",
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+            )
 
     def _teardown(self, uid: str) -> None:
         running = self.pods.pop(uid, None)
@@ -281,28 +317,49 @@ class Kubelet:
             running.server.stop()
 
 
-def _running_status(pod: dict[str, Any], running: RunningPod, *, ready: bool,
-                    gates: list[str]) -> dict[str, Any]:
+def _running_status(
+    pod: dict[str, Any], running: RunningPod, *, ready: bool, gates: list[str]
+) -> dict[str, Any]:
     now = format_time(time.time())
     started = (pod.get("status") or {}).get("startTime") or now
     waiting = [g for g in gates if g]
     return {
-        "phase": "Running", "hostIP": "127.0.0.1", "podIP": running.ip,
-        "podIPs": [{"ip": running.ip}], "startTime": started,
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "podIP": running.ip,
+        "podIPs": [{"ip": running.ip}],
+        "startTime": started,
         "conditions": [
             {"type": "Initialized", "status": "True", "lastTransitionTime": started},
             {"type": "ContainersReady", "status": "True", "lastTransitionTime": started},
-            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now,
-             **({} if ready else {"reason": "ReadinessGatesNotReady",
-                                  "message": f"the status of pod readiness gate "
-                                             f"{', '.join(waiting)} is not \"True\""})},
+            {
+                "type": "Ready",
+                "status": "True" if ready else "False",
+                "lastTransitionTime": now,
+                **(
+                    {}
+                    if ready
+                    else {
+                        "reason": "ReadinessGatesNotReady",
+                        "message": f"the status of pod readiness gate "
+                        f'{", ".join(waiting)} is not "True"',
+                    }
+                ),
+            },
         ],
         "containerStatuses": [
-            {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
-             "started": True, "restartCount": 0,
-             "containerID": f"containerd://{running.uid.replace('-', '')}{i}",
-             "state": {"running": {"startedAt": started}}}
-            for i, c in enumerate(pod["spec"].get("containers") or [])],
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "containerID": f"containerd://{running.uid.replace('-', '')}{i}",
+                "state": {"running": {"startedAt": started}},
+            }
+            for i, c in enumerate(pod["spec"].get("containers") or [])
+        ],
     }
 
 
@@ -310,13 +367,30 @@ def _completed_status(pod: dict[str, Any]) -> dict[str, Any]:
     now = format_time(time.time())
     return {
         "phase": "Succeeded",
-        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted",
-                        "lastTransitionTime": now},
-                       {"type": "ContainersReady", "status": "False", "reason": "PodCompleted",
-                        "lastTransitionTime": now}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "PodCompleted",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "ContainersReady",
+                "status": "False",
+                "reason": "PodCompleted",
+                "lastTransitionTime": now,
+            },
+        ],
         "containerStatuses": [
-            {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-             "started": False, "restartCount": 0,
-             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now}}}
-            for c in pod["spec"].get("containers") or []],
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now}},
+            }
+            for c in pod["spec"].get("containers") or []
+        ],
     }

@@ -66,8 +66,12 @@ class SimNode:
     def __post_init__(self) -> None:
         (self.directory / "proc").mkdir(parents=True, exist_ok=True)
         for outside in self.group.outside:
-            self._add(outside.gpu, outside.memory_bytes, owner=f"outside:{outside.name}",
-                      cgroup=f"0::/system.slice/{outside.name}.service\n")
+            self._add(
+                outside.gpu,
+                outside.memory_bytes,
+                owner=f"outside:{outside.name}",
+                cgroup=f"0::/system.slice/{outside.name}.service\n",
+            )
         self.write()
 
     @property
@@ -87,8 +91,10 @@ class SimNode:
     # -- changes ---------------------------------------------------------------------------------
     def add_pod_process(self, gpu: int, used_bytes: int, *, pod_uid: str) -> int:
         systemd_uid = pod_uid.replace("-", "_")
-        cgroup = (f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
-                  f"{systemd_uid}.slice/cri-containerd-{uuid.uuid4().hex * 2}.scope\n")
+        cgroup = (
+            f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            f"{systemd_uid}.slice/cri-containerd-{uuid.uuid4().hex * 2}.scope\n"
+        )
         with self._lock:
             pid = self._add(gpu, used_bytes, owner=pod_uid, cgroup=cgroup)
         self.write()
@@ -120,8 +126,11 @@ class SimNode:
 
     def outside_bytes(self, gpu: int) -> int:
         with self._lock:
-            return sum(p.used_bytes for p in self.processes.values()
-                       if p.gpu == gpu and p.owner.startswith("outside:"))
+            return sum(
+                p.used_bytes
+                for p in self.processes.values()
+                if p.gpu == gpu and p.owner.startswith("outside:")
+            )
 
     def state(self) -> dict[str, Any]:
         with self._lock:
@@ -130,13 +139,17 @@ class SimNode:
         for index in range(self.group.gpus):
             mine = [p for p in procs if p.gpu == index]
             device: dict[str, Any] = {
-                "uuid": self.gpu_uuid(index), "name": self.group.product,
-                "memory_total": self.group.gpu_memory_bytes, "memory_reserved": 0,
-                "memory_used": min(self.group.gpu_memory_bytes,
-                                   sum(p.used_bytes for p in mine)),
-                "gpu_util": 70 if mine else 0, "mem_util": 40 if mine else 0,
-                "temperature_c": 62 if mine else 38, "power_mw": 250_000 if mine else 60_000,
-                "mig_current": 0, "mig_pending": 0,
+                "uuid": self.gpu_uuid(index),
+                "name": self.group.product,
+                "memory_total": self.group.gpu_memory_bytes,
+                "memory_reserved": 0,
+                "memory_used": min(self.group.gpu_memory_bytes, sum(p.used_bytes for p in mine)),
+                "gpu_util": 70 if mine else 0,
+                "mem_util": 40 if mine else 0,
+                "temperature_c": 62 if mine else 38,
+                "power_mw": 250_000 if mine else 60_000,
+                "mig_current": 0,
+                "mig_pending": 0,
                 "processes": [{"pid": p.pid, "used": p.used_bytes} for p in mine],
             }
             if not self.healthy(index):
@@ -163,23 +176,36 @@ def node_object(node: SimNode) -> tuple[dict[str, Any], dict[str, Any]]:
     status (as a kubelet with the NVIDIA device plugin reports it: lost GPUs not allocatable)."""
     group = node.group
     labels = {
-        "kubernetes.io/hostname": node.name, DEMO_LABEL: "true",
+        "kubernetes.io/hostname": node.name,
+        DEMO_LABEL: "true",
         names.GPU_PRESENT_NODE_LABEL: "true",
         names.GPU_MEMORY_NODE_LABEL: str(group.gpu_memory_bytes // MIB),
         PRODUCT_LABEL: product_label(group.product),
         "nvidia.com/gpu.count": str(group.gpus),
     }
-    obj = {"apiVersion": "v1", "kind": "Node",
-           "metadata": {"name": node.name, "labels": labels},
-           "spec": {"taints": [{"key": names.GPU_TAINT_KEY, "value": "present",
-                                "effect": "NoSchedule"}]}}
-    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110",
-                names.GPU_RESOURCE: str(group.gpus)}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": labels},
+        "spec": {
+            "taints": [{"key": names.GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"}]
+        },
+    }
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", names.GPU_RESOURCE: str(group.gpus)}
     allocatable = {**capacity, names.GPU_RESOURCE: str(group.gpus - len(group.lost_gpus))}
-    status = {"capacity": capacity, "allocatable": allocatable,
-              "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                              "message": "simulated by headroom demo"}],
-              "addresses": [{"type": "Hostname", "address": node.name}]}
+    status = {
+        "capacity": capacity,
+        "allocatable": allocatable,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "simulated by headroom demo",
+            }
+        ],
+        "addresses": [{"type": "Hostname", "address": node.name}],
+    }
     return obj, status
 
 
@@ -187,21 +213,38 @@ def register_node(kube: Kube, node: SimNode) -> None:
     obj, status = node_object(node)
     kube.request("POST", "/api/v1/nodes", body=obj)
     # A patch, not a PUT: kube-controller-manager annotates new Nodes meanwhile.
-    kube.request("PATCH", f"/api/v1/nodes/{node.name}/status", body={"status": status},
-                 content_type="application/merge-patch+json")
+    kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{node.name}/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    )
 
 
-def agent_argv(node: SimNode, *, kubeconfig: Path, metrics_port: int,
-               interval_seconds: float) -> list[str]:
-    return [str(Path(sys.executable).parent / "headroom"), "nodeagent", "--node-name", node.name,
-            "--kubeconfig", str(kubeconfig), "--interval-seconds", f"{interval_seconds:g}",
-            "--proc-root", str(node.proc_root), "--metrics-bind", f"127.0.0.1:{metrics_port}"]
+def agent_argv(
+    node: SimNode, *, kubeconfig: Path, metrics_port: int, interval_seconds: float
+) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "headroom"),
+        "nodeagent",
+        "--node-name",
+        node.name,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval-seconds",
+        f"{interval_seconds:g}",
+        "--proc-root",
+        str(node.proc_root),
+        "--metrics-bind",
+        f"127.0.0.1:{metrics_port}",
+    ]
 
 
 def agent_env(node: SimNode, library: Path) -> dict[str, str]:
     """As the NVIDIA container runtime would: the driver's library directory on the path."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(library.parent), env.get("LD_LIBRARY_PATH", "")) if p)
+        p for p in (str(library.parent), env.get("LD_LIBRARY_PATH", "")) if p
+    )
     env[STATE_ENV] = str(node.state_path)
     return env

@@ -30,14 +30,19 @@ class Supervisor:
         self.log_dir = log_dir
         self.children: list[Process] = []
 
-    def start(self, name: str, argv: Sequence[str], *,
-              env: Mapping[str, str] | None = None) -> Process:
+    def start(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None, start_new_session=True,
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - started from the main thread
             )
         child = Process(name, popen, log_path, own_group=True)
@@ -68,6 +73,7 @@ class Interrupted(KeyboardInterrupt):
 def interruptible() -> Iterator[None]:
     """While inside, SIGTERM raises Interrupted in the main thread (SIGINT already raises
     KeyboardInterrupt); the previous handlers come back on the way out."""
+
     def raise_interrupted(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(f"signal {signum}")
 
@@ -81,8 +87,9 @@ def interruptible() -> Iterator[None]:
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """While cleaning up, a second Ctrl-C or SIGTERM must not cut the cleanup short."""
-    handlers = {signum: signal.signal(signum, signal.SIG_IGN)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {
+        signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:

@@ -64,14 +64,16 @@ class Run:
 
     def check_children(self) -> None:
         for child in self.supervisor.dead():
-            raise PlatformError(f"{child.name} exited unexpectedly; its log {child.log_path}:\n"
-                                f"{child.log_tail()}")
+            raise PlatformError(
+                f"{child.name} exited unexpectedly; its log {child.log_path}:\n{child.log_tail()}"
+            )
 
     def processes(self) -> list[dict[str, Any]]:
         out = [{"name": c.name, "pid": c.pid} for c in self.supervisor.children]
         if self.platform is not None:
-            out += [{"name": n, "pid": p.popen.pid}
-                    for n, p in self.platform.cluster.processes.items()]
+            out += [
+                {"name": n, "pid": p.popen.pid} for n, p in self.platform.cluster.processes.items()
+            ]
         return out
 
 
@@ -90,8 +92,12 @@ def run_demo(options: Options) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     # Every process the demo starts inherits this, so whatever outlived it could be found.
     os.environ[WORKDIR_ENV] = str(workdir.resolve())
-    run = Run(scenario, workdir, Display(options.out, scenario, live=options.live),
-              Supervisor(workdir / "logs"))
+    run = Run(
+        scenario,
+        workdir,
+        Display(options.out, scenario, live=options.live),
+        Supervisor(workdir / "logs"),
+    )
     record = Record(model=scenario.model.name, max_replicas=scenario.scaler.max_replicas)
     began = time.monotonic()
     interrupted, error = False, ""
@@ -115,12 +121,18 @@ def run_demo(options: Options) -> int:
             _tear_down(run)
     if run.story is not None:
         run.display.final(run.story.last)
-    summary = build_summary(record, scenario=scenario.name,
-                            expect_cap=scenario.expect.cap_reached,
-                            expect_lift=scenario.expect.cap_lifted, events=events,
-                            pending=pending, wall_seconds=time.monotonic() - began,
-                            processes=processes, workdir=workdir,
-                            interrupted=interrupted or bool(error))
+    summary = build_summary(
+        record,
+        scenario=scenario.name,
+        expect_cap=scenario.expect.cap_reached,
+        expect_lift=scenario.expect.cap_lifted,
+        events=events,
+        pending=pending,
+        wall_seconds=time.monotonic() - began,
+        processes=processes,
+        workdir=workdir,
+        interrupted=interrupted or bool(error),
+    )
     run.display.message("")
     run.display.message(render(summary))
     if error:
@@ -140,19 +152,26 @@ def _check_paths(options: Options) -> str | None:
     """Refuse what would fail only at the end (the summary's directory) or mix two runs (a used
     working directory: its etcd data would bring the last run's objects back)."""
     if options.summary_json is not None and not options.summary_json.parent.is_dir():
-        return (f"--summary-json: the directory {options.summary_json.parent} does not exist "
-                "(expected a file path in an existing directory)")
+        return (
+            f"--summary-json: the directory {options.summary_json.parent} does not exist "
+            "(expected a file path in an existing directory)"
+        )
     workdir = options.workdir
-    if workdir is not None and workdir.exists() and (not workdir.is_dir()
-                                                     or any(workdir.iterdir())):
+    if (
+        workdir is not None
+        and workdir.exists()
+        and (not workdir.is_dir() or any(workdir.iterdir()))
+    ):
         return f"--workdir: {workdir} is not an empty directory (expected a new or empty one)"
     return None
 
 
 def _bring_up(run: Run, record: Record) -> None:
     scenario, say = run.scenario, run.display.message
-    say(f"demo: scenario {scenario.name} ({len(scenario.node_names())} simulated "
-        f"nodes), working in {run.workdir}")
+    say(
+        f"demo: scenario {scenario.name} ({len(scenario.node_names())} simulated "
+        f"nodes), working in {run.workdir}"
+    )
     ensure_binaries()
     library = fake_nvml_library()
     say("starting the control plane: etcd, kube-apiserver, kube-controller-manager ...")
@@ -174,31 +193,49 @@ def _bring_up(run: Run, record: Record) -> None:
     run.kubelet.start()
     say("deploying the workloads, the model and its AIScaler; the story begins")
     deploy(kube, scenario, workloads=True, model=True)
-    run.story = Story(kube=kube, scenario=scenario, kubelet=run.kubelet, board=board,
-                      nodes=nodes, record=record, show=run.display.show,
-                      health=run.check_children, tell=run.display.note)
+    run.story = Story(
+        kube=kube,
+        scenario=scenario,
+        kubelet=run.kubelet,
+        board=board,
+        nodes=nodes,
+        record=record,
+        show=run.display.show,
+        health=run.check_children,
+        tell=run.display.note,
+    )
 
 
 def _start_nodes(run: Run, platform: Platform, library: Path) -> dict[str, SimNode]:
     scenario = run.scenario
-    run.display.message(f"starting {len(scenario.node_names())} simulated GPU nodes, one "
-                        "headroom nodeagent each (fake NVML) ...")
+    run.display.message(
+        f"starting {len(scenario.node_names())} simulated GPU nodes, one "
+        "headroom nodeagent each (fake NVML) ..."
+    )
     nodes: dict[str, SimNode] = {}
     for group in scenario.nodes:
         for name in group.node_names():
             node = SimNode(name, group, run.workdir / "nodes" / name)
             register_node(platform.kube, node)
-            run.supervisor.start(f"nodeagent-{name}", agent_argv(
-                node, kubeconfig=platform.agent_kubeconfig(name), metrics_port=free_port(),
-                interval_seconds=AGENT_INTERVAL_SECONDS), env=agent_env(node, library))
+            run.supervisor.start(
+                f"nodeagent-{name}",
+                agent_argv(
+                    node,
+                    kubeconfig=platform.agent_kubeconfig(name),
+                    metrics_port=free_port(),
+                    interval_seconds=AGENT_INTERVAL_SECONDS,
+                ),
+                env=agent_env(node, library),
+            )
             nodes[name] = node
     path = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
 
     def reported() -> bool:
         run.check_children()
         items = platform.kube.request("GET", path)["items"]
-        return {o["metadata"]["name"] for o in items if (o.get("status") or {}).get(
-            "gpuCount")} >= set(nodes)
+        return {
+            o["metadata"]["name"] for o in items if (o.get("status") or {}).get("gpuCount")
+        } >= set(nodes)
 
     wait_until(reported, what="every node agent's first GPUNode report", timeout_seconds=90)
     return nodes
@@ -208,13 +245,17 @@ def _collect(kube: Kube, scenario: Scenario) -> tuple[list[dict[str, Any]], list
     """The namespace's events, and the pods still unplaced, while the API server is up."""
     try:
         events: list[dict[str, Any]] = kube.request(
-            "GET", f"/api/v1/namespaces/{scenario.namespace}/events")["items"]
+            "GET", f"/api/v1/namespaces/{scenario.namespace}/events"
+        )["items"]
         pods = kube.request("GET", f"/api/v1/namespaces/{scenario.namespace}/pods")["items"]
     except ApiError:
         return [], []
     events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-    pending = [p["metadata"]["name"] for p in pods if not (p.get("spec") or {}).get("nodeName")
-               and not p["metadata"].get("deletionTimestamp")]
+    pending = [
+        p["metadata"]["name"]
+        for p in pods
+        if not (p.get("spec") or {}).get("nodeName") and not p["metadata"].get("deletionTimestamp")
+    ]
     return events, pending
 
 

@@ -66,8 +66,9 @@ class NodeGroup:
     lost_gpus: tuple[int, ...] = ()
 
     def node_names(self) -> list[str]:
-        return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}"
-                                                    for i in range(self.count)]
+        return (
+            [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
+        )
 
 
 @dataclass(frozen=True)
@@ -162,19 +163,44 @@ def load(path: Path) -> Scenario:
 
 def parse(raw: object) -> Scenario:
     doc = _object(raw, "(top level)")
-    _known(doc, "", ("name", "description", "namespace", "nodes", "model", "scaler",
-                     "workloads", "timeline", "expect"))
-    nodes = tuple(_node_group(item, f"nodes[{i}]")
-                  for i, item in enumerate(_list(doc, "nodes", "", required=True)))
-    workloads = tuple(_workload(item, f"workloads[{i}]")
-                      for i, item in enumerate(_list(doc, "workloads", "", required=False)))
-    timeline = tuple(_phase(item, f"timeline[{i}]")
-                     for i, item in enumerate(_list(doc, "timeline", "", required=True)))
+    _known(
+        doc,
+        "",
+        (
+            "name",
+            "description",
+            "namespace",
+            "nodes",
+            "model",
+            "scaler",
+            "workloads",
+            "timeline",
+            "expect",
+        ),
+    )
+    nodes = tuple(
+        _node_group(item, f"nodes[{i}]")
+        for i, item in enumerate(_list(doc, "nodes", "", required=True))
+    )
+    workloads = tuple(
+        _workload(item, f"workloads[{i}]")
+        for i, item in enumerate(_list(doc, "workloads", "", required=False))
+    )
+    timeline = tuple(
+        _phase(item, f"timeline[{i}]")
+        for i, item in enumerate(_list(doc, "timeline", "", required=True))
+    )
     scenario = Scenario(
-        name=_name(doc, "name", ""), description=str(doc.get("description", "")),
-        namespace=_name(doc, "namespace", "", default="demo"), nodes=nodes,
-        model=_model(doc.get("model"), "model"), scaler=_scaler(doc.get("scaler"), "scaler"),
-        workloads=workloads, timeline=timeline, expect=_expect(doc.get("expect"), "expect"))
+        name=_name(doc, "name", ""),
+        description=str(doc.get("description", "")),
+        namespace=_name(doc, "namespace", "", default="demo"),
+        nodes=nodes,
+        model=_model(doc.get("model"), "model"),
+        scaler=_scaler(doc.get("scaler"), "scaler"),
+        workloads=workloads,
+        timeline=timeline,
+        expect=_expect(doc.get("expect"), "expect"),
+    )
     _check_references(scenario)
     return scenario
 
@@ -189,41 +215,60 @@ def _node_group(raw: object, where: str) -> NodeGroup:
         spot = f"{where}.outside[{i}]"
         o = _object(item, spot)
         _known(o, spot, ("name", "gpu", "memory"))
-        outside.append(OutsideProcess(_name(o, "name", spot), _int(o, "gpu", spot, minimum=0,
-                                                                   maximum=gpus - 1),
-                                      _bytes(o, "memory", spot)))
+        outside.append(
+            OutsideProcess(
+                _name(o, "name", spot),
+                _int(o, "gpu", spot, minimum=0, maximum=gpus - 1),
+                _bytes(o, "memory", spot),
+            )
+        )
     lost = doc.get("lostGpus", [])
-    if not isinstance(lost, list) or not all(isinstance(g, int) and not isinstance(g, bool)
-                                             and 0 <= g < gpus for g in lost):
-        raise ScenarioError(f"{where}.lostGpus", f"expected a list of GPU indexes 0..{gpus - 1} "
-                            f"(got {lost!r})")
-    group = NodeGroup(name=_name(doc, "name", where), count=_int(doc, "count", where, minimum=1,
-                                                                 maximum=20, default=1),
-                      gpus=gpus, product=_string(doc, "product", where),
-                      gpu_memory_bytes=_bytes(doc, "gpuMemory", where), outside=tuple(outside),
-                      lost_gpus=tuple(lost))
+    if not isinstance(lost, list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) and 0 <= g < gpus for g in lost
+    ):
+        raise ScenarioError(
+            f"{where}.lostGpus", f"expected a list of GPU indexes 0..{gpus - 1} (got {lost!r})"
+        )
+    group = NodeGroup(
+        name=_name(doc, "name", where),
+        count=_int(doc, "count", where, minimum=1, maximum=20, default=1),
+        gpus=gpus,
+        product=_string(doc, "product", where),
+        gpu_memory_bytes=_bytes(doc, "gpuMemory", where),
+        outside=tuple(outside),
+        lost_gpus=tuple(lost),
+    )
     for i, held in enumerate(group.outside):
         if held.memory_bytes > group.gpu_memory_bytes:
-            raise ScenarioError(f"{where}.outside[{i}].memory", "more than the GPU holds "
-                                f"({doc.get('gpuMemory')})")
+            raise ScenarioError(
+                f"{where}.outside[{i}].memory", f"more than the GPU holds ({doc.get('gpuMemory')})"
+            )
     if group.outside and group.count != 1:
-        raise ScenarioError(f"{where}.outside", "only on a group of one node (count: 1), so "
-                            "the timeline can name the process")
+        raise ScenarioError(
+            f"{where}.outside",
+            "only on a group of one node (count: 1), so the timeline can name the process",
+        )
     return group
 
 
 def _ask(doc: Mapping[str, Any], where: str) -> GpuAsk:
     memory = doc.get("gpuMemory")
-    return GpuAsk(memory=str(memory), memory_bytes=_bytes(doc, "gpuMemory", where),
-                  gpus=_int(doc, "gpus", where, minimum=1, maximum=16, default=1),
-                  sharing=_bool(doc, "sharing", where, default=False))
+    return GpuAsk(
+        memory=str(memory),
+        memory_bytes=_bytes(doc, "gpuMemory", where),
+        gpus=_int(doc, "gpus", where, minimum=1, maximum=16, default=1),
+        sharing=_bool(doc, "sharing", where, default=False),
+    )
 
 
 def _model(raw: object, where: str) -> Model:
     doc = _object(raw, where)
     _known(doc, where, ("name", "gpuMemory", "gpus", "sharing", "replicas"))
-    return Model(name=_name(doc, "name", where), ask=_ask(doc, where),
-                 replicas=_int(doc, "replicas", where, minimum=1, maximum=100, default=1))
+    return Model(
+        name=_name(doc, "name", where),
+        ask=_ask(doc, where),
+        replicas=_int(doc, "replicas", where, minimum=1, maximum=100, default=1),
+    )
 
 
 def _scaler(raw: object, where: str) -> Scaler:
@@ -231,62 +276,82 @@ def _scaler(raw: object, where: str) -> Scaler:
     _known(doc, where, ("name", "targetValue", "minReplicas", "maxReplicas", "spec"))
     target = doc.get("targetValue")
     if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
-        raise ScenarioError(f"{where}.targetValue", f"expected a number > 0: the queue one "
-                            f"replica should carry (got {target!r})")
+        raise ScenarioError(
+            f"{where}.targetValue",
+            f"expected a number > 0: the queue one replica should carry (got {target!r})",
+        )
     spec = _object(doc.get("spec", {}), f"{where}.spec")
     _known(spec, f"{where}.spec", SCALER_SPEC_KEYS)
-    scaler = Scaler(name=_name(doc, "name", where), target_value=float(target),
-                    min_replicas=_int(doc, "minReplicas", where, minimum=1, maximum=100),
-                    max_replicas=_int(doc, "maxReplicas", where, minimum=1, maximum=100),
-                    spec=dict(spec))
+    scaler = Scaler(
+        name=_name(doc, "name", where),
+        target_value=float(target),
+        min_replicas=_int(doc, "minReplicas", where, minimum=1, maximum=100),
+        max_replicas=_int(doc, "maxReplicas", where, minimum=1, maximum=100),
+        spec=dict(spec),
+    )
     if scaler.min_replicas > scaler.max_replicas:
-        raise ScenarioError(f"{where}.minReplicas", f"must not exceed maxReplicas "
-                            f"({scaler.max_replicas}) (got {scaler.min_replicas})")
+        raise ScenarioError(
+            f"{where}.minReplicas",
+            f"must not exceed maxReplicas ({scaler.max_replicas}) (got {scaler.min_replicas})",
+        )
     return scaler
 
 
 def _workload(raw: object, where: str) -> Workload:
     doc = _object(raw, where)
     _known(doc, where, ("name", "parallelism", "gpuMemory", "gpus", "sharing", "product"))
-    return Workload(name=_name(doc, "name", where),
-                    parallelism=_int(doc, "parallelism", where, minimum=1, maximum=20,
-                                     default=1), ask=_ask(doc, where),
-                    product=_string(doc, "product", where) if "product" in doc else None)
+    return Workload(
+        name=_name(doc, "name", where),
+        parallelism=_int(doc, "parallelism", where, minimum=1, maximum=20, default=1),
+        ask=_ask(doc, where),
+        product=_string(doc, "product", where) if "product" in doc else None,
+    )
 
 
 def _phase(raw: object, where: str) -> Phase:
     doc = _object(raw, where)
     _known(doc, where, ("phase", "load", "actions", "until", "seconds", "timeoutSeconds"))
     load = doc.get("load")
-    if load is not None and (isinstance(load, bool) or not isinstance(load, int | float)
-                             or not 0 <= load < 1e6):
-        raise ScenarioError(f"{where}.load", f"expected the total queue depth, a number >= 0 "
-                            f"(got {load!r})")
+    if load is not None and (
+        isinstance(load, bool) or not isinstance(load, int | float) or not 0 <= load < 1e6
+    ):
+        raise ScenarioError(
+            f"{where}.load", f"expected the total queue depth, a number >= 0 (got {load!r})"
+        )
     actions = []
     for i, item in enumerate(_list(doc, "actions", where, required=False)):
         spot = f"{where}.actions[{i}]"
         action = _object(item, spot)
         if len(action) != 1 or next(iter(action)) not in ACTIONS:
-            raise ScenarioError(spot, f"expected one of {{endOutside: NAME}} (an outside "
-                                f"process ends), {{finish: NAME}} (a workload's pods complete) "
-                                f"or {{start: NAME}} (a workload starts) (got {item!r})")
+            raise ScenarioError(
+                spot,
+                f"expected one of {{endOutside: NAME}} (an outside "
+                f"process ends), {{finish: NAME}} (a workload's pods complete) "
+                f"or {{start: NAME}} (a workload starts) (got {item!r})",
+            )
         kind = str(next(iter(action)))
         actions.append(Action(kind, _name(action, kind, spot)))
     until = doc.get("until", "seconds")
     if until not in UNTIL:
-        raise ScenarioError(f"{where}.until", f"must be one of {', '.join(UNTIL)} "
-                            f"(got {until!r})")
+        raise ScenarioError(f"{where}.until", f"must be one of {', '.join(UNTIL)} (got {until!r})")
     seconds = _number(doc, "seconds", where, default=0.0 if until != "seconds" else None)
-    return Phase(name=_name(doc, "phase", where), load=None if load is None else float(load),
-                 actions=tuple(actions), until=str(until), seconds=seconds,
-                 timeout_seconds=_number(doc, "timeoutSeconds", where, default=120.0))
+    return Phase(
+        name=_name(doc, "phase", where),
+        load=None if load is None else float(load),
+        actions=tuple(actions),
+        until=str(until),
+        seconds=seconds,
+        timeout_seconds=_number(doc, "timeoutSeconds", where, default=120.0),
+    )
 
 
 def _expect(raw: object, where: str) -> Expectations:
     doc = _object(raw if raw is not None else {}, where)
     _known(doc, where, ("capReached", "capLifted"))
-    return Expectations(cap_reached=_bool(doc, "capReached", where, default=True),
-                        cap_lifted=_bool(doc, "capLifted", where, default=True))
+    return Expectations(
+        cap_reached=_bool(doc, "capReached", where, default=True),
+        cap_lifted=_bool(doc, "capLifted", where, default=True),
+    )
 
 
 def _check_references(scenario: Scenario) -> None:
@@ -298,13 +363,16 @@ def _check_references(scenario: Scenario) -> None:
         raise ScenarioError("nodes", "outside process names must be unique")
     names = [w.name for w in scenario.workloads] + [scenario.model.name]
     if len(set(names)) != len(names):
-        raise ScenarioError("workloads", "workload names must differ from each other and from "
-                            "model.name")
+        raise ScenarioError(
+            "workloads", "workload names must differ from each other and from model.name"
+        )
     products = {g.product for g in scenario.nodes}
     for i, w in enumerate(scenario.workloads):
         if w.product is not None and w.product not in products:
-            raise ScenarioError(f"workloads[{i}].product", f"no node has GPU {w.product!r} "
-                                f"(known: {', '.join(sorted(products))})")
+            raise ScenarioError(
+                f"workloads[{i}].product",
+                f"no node has GPU {w.product!r} (known: {', '.join(sorted(products))})",
+            )
     phases = [p.name for p in scenario.timeline]
     if len(set(phases)) != len(phases):
         raise ScenarioError("timeline", "phase names must be unique")
@@ -313,9 +381,10 @@ def _check_references(scenario: Scenario) -> None:
             known = outside if action.kind == "endOutside" else names[:-1]
             if action.target not in known:
                 what = "outside process" if action.kind == "endOutside" else "workload"
-                raise ScenarioError(f"timeline[{i}].actions[{j}].{action.kind}",
-                                    f"no {what} named {action.target!r} (known: "
-                                    f"{', '.join(known) or 'none'})")
+                raise ScenarioError(
+                    f"timeline[{i}].actions[{j}].{action.kind}",
+                    f"no {what} named {action.target!r} (known: {', '.join(known) or 'none'})",
+                )
 
 
 # -- field readers -------------------------------------------------------------------------------
@@ -346,8 +415,10 @@ def _name(doc: Mapping[str, Any], key: str, where: str, default: str | None = No
     spot = f"{where}.{key}" if where else key
     value = doc.get(key, default)
     if not isinstance(value, str) or len(value) > 40 or not _NAME.fullmatch(value):
-        raise ScenarioError(spot, "expected a name of lower-case letters, digits and '-' "
-                            f"(at most 40) (got {value!r})")
+        raise ScenarioError(
+            spot,
+            f"expected a name of lower-case letters, digits and '-' (at most 40) (got {value!r})",
+        )
     return value
 
 
@@ -358,21 +429,27 @@ def _string(doc: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _int(doc: Mapping[str, Any], key: str, where: str, *, minimum: int, maximum: int,
-         default: int | None = None) -> int:
+def _int(
+    doc: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    minimum: int,
+    maximum: int,
+    default: int | None = None,
+) -> int:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ScenarioError(f"{where}.{key}", f"expected an integer {minimum}..{maximum} "
-                            f"(got {value!r})")
+        raise ScenarioError(
+            f"{where}.{key}", f"expected an integer {minimum}..{maximum} (got {value!r})"
+        )
     return value
 
 
 def _number(doc: Mapping[str, Any], key: str, where: str, *, default: float | None) -> float:
     value = doc.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not 0 <= value <= 3600):
-        raise ScenarioError(f"{where}.{key}", f"expected seconds, a number 0..3600 "
-                            f"(got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        raise ScenarioError(f"{where}.{key}", f"expected seconds, a number 0..3600 (got {value!r})")
     return float(value)
 
 

@@ -42,29 +42,42 @@ def _pod_template(app: str, ask: GpuAsk, *, image: str, serving: bool) -> dict[s
         container["resources"] = {"limits": {names.GPU_RESOURCE: str(ask.gpus)}}
     if serving:
         container["ports"] = [{"name": "http", "containerPort": 8000}]
-    return {"metadata": {"labels": {APP_LABEL: app, names.MANAGED_LABEL: names.MANAGED_VALUE},
-                         "annotations": annotations},
-            "spec": {"containers": [container], "terminationGracePeriodSeconds": 30}}
+    return {
+        "metadata": {
+            "labels": {APP_LABEL: app, names.MANAGED_LABEL: names.MANAGED_VALUE},
+            "annotations": annotations,
+        },
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 30},
+    }
 
 
 def deployment(scenario: Scenario) -> dict[str, Any]:
     model = scenario.model
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": model.name, "labels": {APP_LABEL: model.name}},
-            "spec": {"replicas": model.replicas,
-                     "selector": {"matchLabels": {APP_LABEL: model.name}},
-                     "template": _pod_template(model.name, model.ask, serving=True,
-                                               image="vllm/vllm-openai:v0.6.3")}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": model.name, "labels": {APP_LABEL: model.name}},
+        "spec": {
+            "replicas": model.replicas,
+            "selector": {"matchLabels": {APP_LABEL: model.name}},
+            "template": _pod_template(
+                model.name, model.ask, serving=True, image="vllm/vllm-openai:v0.6.3"
+            ),
+        },
+    }
 
 
 def aiscaler(scenario: Scenario) -> dict[str, Any]:
     """The seed AIScaler, as shipped, pointed at the model with the scenario's numbers."""
     seed: dict[str, Any] = yaml.safe_load(SEED.read_text())
     seed["metadata"] = {"name": scenario.scaler.name}
-    seed["spec"].update(deploymentName=scenario.model.name,
-                        targetValue=scenario.scaler.target_value,
-                        minReplicas=scenario.scaler.min_replicas,
-                        maxReplicas=scenario.scaler.max_replicas, **scenario.scaler.spec)
+    seed["spec"].update(
+        deploymentName=scenario.model.name,
+        targetValue=scenario.scaler.target_value,
+        minReplicas=scenario.scaler.min_replicas,
+        maxReplicas=scenario.scaler.max_replicas,
+        **scenario.scaler.spec,
+    )
     return seed
 
 
@@ -73,9 +86,17 @@ def job(name: str, parallelism: int, ask: GpuAsk, *, product: str | None) -> dic
     template["spec"]["restartPolicy"] = "Never"
     if product is not None:  # as GPU feature discovery labels the node
         template["spec"]["nodeSelector"] = {PRODUCT_LABEL: product_label(product)}
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"parallelism": parallelism, "completions": parallelism, "backoffLimit": 0,
-                     "template": template}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "parallelism": parallelism,
+            "completions": parallelism,
+            "backoffLimit": 0,
+            "template": template,
+        },
+    }
 
 
 def deploy(kube: Kube, scenario: Scenario, *, workloads: bool, model: bool) -> None:
@@ -86,16 +107,23 @@ def deploy(kube: Kube, scenario: Scenario, *, workloads: bool, model: bool) -> N
             if w.name not in later:
                 start_workload(kube, scenario, w.name)
     if model:
-        kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
-                     body=deployment(scenario))
-        kube.request("POST", f"/apis/{names.GROUP_VERSION}/namespaces/{ns}/"
-                     f"{names.AISCALER_PLURAL}", body=aiscaler(scenario))
+        kube.request(
+            "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=deployment(scenario)
+        )
+        kube.request(
+            "POST",
+            f"/apis/{names.GROUP_VERSION}/namespaces/{ns}/{names.AISCALER_PLURAL}",
+            body=aiscaler(scenario),
+        )
 
 
 def start_workload(kube: Kube, scenario: Scenario, name: str) -> None:
     w = next(w for w in scenario.workloads if w.name == name)
-    kube.request("POST", f"/apis/batch/v1/namespaces/{scenario.namespace}/jobs",
-                 body=job(w.name, w.parallelism, w.ask, product=w.product))
+    kube.request(
+        "POST",
+        f"/apis/batch/v1/namespaces/{scenario.namespace}/jobs",
+        body=job(w.name, w.parallelism, w.ask, product=w.product),
+    )
 
 
 # -- looking -------------------------------------------------------------------------------------
@@ -143,13 +171,13 @@ class Observation:
         return sum(1 for p in self.model_pods(app) if p.ready and not p.terminating)
 
 
-def observe(kube: Kube, scenario: Scenario, *, phase: str, load: float,
-            started: float) -> Observation:
+def observe(
+    kube: Kube, scenario: Scenario, *, phase: str, load: float, started: float
+) -> Observation:
     ns = scenario.namespace
     gpus, _ = gather(kube, now_unix_seconds=time.time())
     where: dict[str, list[tuple[str, int]]] = {}  # pod uid -> [(node, gpu)] from the reports
-    for obj in kube.request("GET", f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}")[
-            "items"]:
+    for obj in kube.request("GET", f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}")["items"]:
         try:
             report = report_from_status(obj["metadata"]["name"], obj.get("status") or {})
         except ReportError:
@@ -164,21 +192,37 @@ def observe(kube: Kube, scenario: Scenario, *, phase: str, load: float,
         seen = where.get(meta["uid"], [])
         for spot in seen:
             gpu_pods.setdefault(spot, []).append(meta["name"])
-        pods.append(PodView(
-            name=meta["name"], app=(meta.get("labels") or {}).get(APP_LABEL, ""),
-            node=(pod.get("spec") or {}).get("nodeName") or "",
-            gpus=",".join(str(g) for _, g in sorted(seen)), phase=status.get("phase", ""),
-            ready=any(c.get("type") == "Ready" and c.get("status") == "True"
-                      for c in status.get("conditions") or []),
-            terminating=bool(meta.get("deletionTimestamp"))))
+        pods.append(
+            PodView(
+                name=meta["name"],
+                app=(meta.get("labels") or {}).get(APP_LABEL, ""),
+                node=(pod.get("spec") or {}).get("nodeName") or "",
+                gpus=",".join(str(g) for _, g in sorted(seen)),
+                phase=status.get("phase", ""),
+                ready=any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions") or []
+                ),
+                terminating=bool(meta.get("deletionTimestamp")),
+            )
+        )
     try:
-        scaler = kube.request("GET", f"/apis/{names.GROUP_VERSION}/namespaces/{ns}/"
-                              f"{names.AISCALER_PLURAL}/{scenario.scaler.name}")
+        scaler = kube.request(
+            "GET",
+            f"/apis/{names.GROUP_VERSION}/namespaces/{ns}/"
+            f"{names.AISCALER_PLURAL}/{scenario.scaler.name}",
+        )
     except ApiError:
         scaler = {}
-    return Observation(seconds=time.monotonic() - started, phase=phase, load=load, gpus=gpus,
-                       pods=sorted(pods, key=lambda p: (p.app, p.name)),
-                       scaler=scaler.get("status") or {}, gpu_pods=gpu_pods)
+    return Observation(
+        seconds=time.monotonic() - started,
+        phase=phase,
+        load=load,
+        gpus=gpus,
+        pods=sorted(pods, key=lambda p: (p.app, p.name)),
+        scaler=scaler.get("status") or {},
+        gpu_pods=gpu_pods,
+    )
 
 
 # -- the timeline --------------------------------------------------------------------------------
@@ -190,14 +234,22 @@ def met(phase: Phase, obs: Observation, *, scenario: Scenario, record: Record) -
     running = obs.ready(app) == applied and len(model) == applied
     if phase.until == "capped":
         limited = obs.limited
-        return (limited is not None and limited[0] == "InsufficientGPUHeadroom" and running
-                and applied == obs.replicas("feasibleReplicas"))
+        return (
+            limited is not None
+            and limited[0] == "InsufficientGPUHeadroom"
+            and running
+            and applied == obs.replicas("feasibleReplicas")
+        )
     if phase.until == "lifted":
         return record.cap is not None and applied is not None and applied > record.cap and running
     if phase.until == "settled":
         wanted = scenario.scaler.replicas_for(obs.load)
-        return (running and obs.replicas("desiredReplicas") == wanted and applied == wanted
-                and not any(p.terminating for p in model))
+        return (
+            running
+            and obs.replicas("desiredReplicas") == wanted
+            and applied == wanted
+            and not any(p.terminating for p in model)
+        )
     return False
 
 
@@ -206,11 +258,15 @@ def started_ok(obs: Observation, scenario: Scenario) -> bool:
     AIScaler has made its first decision."""
     later = scenario.started_later()
     workloads = {w.name: w.parallelism for w in scenario.workloads if w.name not in later}
-    running = {name: sum(1 for p in obs.pods if p.app == name and p.phase == "Running")
-               for name in workloads}
-    return (all(running[n] >= count for n, count in workloads.items())
-            and obs.ready(scenario.model.name) >= scenario.model.replicas
-            and obs.replicas("appliedReplicas") is not None)
+    running = {
+        name: sum(1 for p in obs.pods if p.app == name and p.phase == "Running")
+        for name in workloads
+    }
+    return (
+        all(running[n] >= count for n, count in workloads.items())
+        and obs.ready(scenario.model.name) >= scenario.model.replicas
+        and obs.replicas("appliedReplicas") is not None
+    )
 
 
 @dataclass
@@ -236,19 +292,30 @@ class Story:
     def look(self, phase: str) -> Observation | None:
         self.health()
         try:
-            obs = observe(self.kube, self.scenario, phase=phase, load=self.board.total,
-                          started=self.started)
+            obs = observe(
+                self.kube, self.scenario, phase=phase, load=self.board.total, started=self.started
+            )
         except ApiError:
             return None  # the next tick looks again
-        self.record.update(obs, running=self.kubelet.running(), nodes=self.nodes,
-                           failures=self.kubelet.admission_failures)
+        self.record.update(
+            obs,
+            running=self.kubelet.running(),
+            nodes=self.nodes,
+            failures=self.kubelet.admission_failures,
+        )
         obs.notes = self.notes[-4:]
         self.last = obs
         self.show(obs)
         return obs
 
-    def wait(self, name: str, check: Callable[[Observation], bool], *, hold_seconds: float,
-             timeout_seconds: float) -> bool:
+    def wait(
+        self,
+        name: str,
+        check: Callable[[Observation], bool],
+        *,
+        hold_seconds: float,
+        timeout_seconds: float,
+    ) -> bool:
         """Look every tick until `check` has held for `hold_seconds`; False after the timeout."""
         begin = time.monotonic()
         since: float | None = None
@@ -266,35 +333,48 @@ class Story:
     def run(self) -> bool:
         """Start, then every phase in order; stops at the first phase that times out."""
         scenario = self.scenario
-        ok = self.wait("start", lambda o: started_ok(o, scenario), hold_seconds=0,
-                       timeout_seconds=180)
+        ok = self.wait(
+            "start", lambda o: started_ok(o, scenario), hold_seconds=0, timeout_seconds=180
+        )
         self.record.phase_done("start", ok, time.monotonic() - self.started)
         for phase in scenario.timeline if ok else ():
             began = time.monotonic()
             if phase.load is not None:
                 self.board.total = phase.load
-            self.note(f"phase {phase.name}: load {self.board.total:g} waiting requests, "
-                      f"until {phase.until}")
+            self.note(
+                f"phase {phase.name}: load {self.board.total:g} waiting requests, "
+                f"until {phase.until}"
+            )
             for action in phase.actions:
                 self.act(action.kind, action.target)
             if phase.until == "seconds":
-                ok = self.wait(phase.name, _always, hold_seconds=phase.seconds,
-                               timeout_seconds=phase.seconds + 30)
+                ok = self.wait(
+                    phase.name,
+                    _always,
+                    hold_seconds=phase.seconds,
+                    timeout_seconds=phase.seconds + 30,
+                )
             else:
                 check = partial(met, phase, scenario=scenario, record=self.record)
-                ok = self.wait(phase.name, check, hold_seconds=phase.seconds,
-                               timeout_seconds=phase.timeout_seconds)
-            self.record.phase_done(phase.name, ok, time.monotonic() - began,
-                                   until=phase.until)
+                ok = self.wait(
+                    phase.name,
+                    check,
+                    hold_seconds=phase.seconds,
+                    timeout_seconds=phase.timeout_seconds,
+                )
+            self.record.phase_done(phase.name, ok, time.monotonic() - began, until=phase.until)
             if not ok:
                 break
         return ok
 
     def act(self, kind: str, target: str) -> None:
-        self.note({"start": f"Job {target} starts",
-                   "finish": f"Job {target} finishes: its pods complete",
-                   "endOutside": f"{target}, outside Kubernetes, ends: its GPU memory frees"}[
-                       kind])
+        self.note(
+            {
+                "start": f"Job {target} starts",
+                "finish": f"Job {target} finishes: its pods complete",
+                "endOutside": f"{target}, outside Kubernetes, ends: its GPU memory frees",
+            }[kind]
+        )
         if kind == "start":
             start_workload(self.kube, self.scenario, target)
             return

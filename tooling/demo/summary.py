@@ -51,8 +51,14 @@ class Record:
     overcommits: dict[str, str] = field(default_factory=dict)
     phases: list[PhaseResult] = field(default_factory=list)
 
-    def update(self, obs: Observation, *, running: Sequence[RunningPod],
-               nodes: Mapping[str, SimNode], failures: Iterable[str]) -> None:
+    def update(
+        self,
+        obs: Observation,
+        *,
+        running: Sequence[RunningPod],
+        nodes: Mapping[str, SimNode],
+        failures: Iterable[str],
+    ) -> None:
         self.placed.update({p.name: p.app for p in obs.pods if p.node})
         applied = obs.replicas("appliedReplicas") or 0
         ready = obs.ready(self.model)
@@ -93,8 +99,10 @@ def overcommits(running: Sequence[RunningPod], nodes: Mapping[str, SimNode]) -> 
         if not node.healthy(gpu):
             wrong[key] = f"{who} on a lost GPU"
         elif committed > total:
-            wrong[key] = (f"{who} ({format_bytes(committed - outside)}) + "
-                          f"{format_bytes(outside)} outside > {format_bytes(total)}")
+            wrong[key] = (
+                f"{who} ({format_bytes(committed - outside)}) + "
+                f"{format_bytes(outside)} outside > {format_bytes(total)}"
+            )
         elif len(pods) > 1 and any(not p.shared for p in pods):
             wrong[key] = f"exclusive GPU holds {who}"
     return wrong
@@ -141,69 +149,120 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def build_summary(record: Record, *, scenario: str, expect_cap: bool, expect_lift: bool,
-                  events: Sequence[Mapping[str, Any]], pending: Sequence[str],
-                  wall_seconds: float, processes: Sequence[Mapping[str, Any]],
-                  workdir: Path, interrupted: bool = False) -> Summary:
+def build_summary(
+    record: Record,
+    *,
+    scenario: str,
+    expect_cap: bool,
+    expect_lift: bool,
+    events: Sequence[Mapping[str, Any]],
+    pending: Sequence[str],
+    wall_seconds: float,
+    processes: Sequence[Mapping[str, Any]],
+    workdir: Path,
+    interrupted: bool = False,
+) -> Summary:
     """Pure: the record and the namespace's events in, the summary and its verdict out."""
     refused = [e for e in events if e.get("reason") == "FailedScheduling"]
     reasons: Counter[str] = Counter()
     for e in refused:
         reasons[str(e.get("message", ""))] += int(e.get("count") or 1)
-    scaler_events = [f"{e.get('reason')}: {e.get('message')}" for e in events
-                     if (e.get("involvedObject") or {}).get("kind") == "AIScaler"]
+    scaler_events = [
+        f"{e.get('reason')}: {e.get('message')}"
+        for e in events
+        if (e.get("involvedObject") or {}).get("kind") == "AIScaler"
+    ]
     lifted = record.lifted_to is not None
     checks = [
-        Check("every phase reached what it waited for", all(p.ok for p in record.phases)
-              and not interrupted, ", ".join(f"{p.name} {'ok' if p.ok else 'TIMED OUT'}"
-                                             for p in record.phases) or "no phase ran"),
-        Check("every placement fits (overcommits 0)", not record.overcommits,
-              "; ".join(f"{k}: {v}" for k, v in record.overcommits.items()) or "0"),
-        Check("replicas stayed within maxReplicas", record.peak_applied <= record.max_replicas,
-              f"peak {record.peak_applied} of {record.max_replicas}"),
+        Check(
+            "every phase reached what it waited for",
+            all(p.ok for p in record.phases) and not interrupted,
+            ", ".join(f"{p.name} {'ok' if p.ok else 'TIMED OUT'}" for p in record.phases)
+            or "no phase ran",
+        ),
+        Check(
+            "every placement fits (overcommits 0)",
+            not record.overcommits,
+            "; ".join(f"{k}: {v}" for k, v in record.overcommits.items()) or "0",
+        ),
+        Check(
+            "replicas stayed within maxReplicas",
+            record.peak_applied <= record.max_replicas,
+            f"peak {record.peak_applied} of {record.max_replicas}",
+        ),
     ]
     if expect_cap:
-        checks.append(Check("the GPU cap was reached", record.cap_reached and record.cap
-                            is not None, record.cap_message or "ScalingLimited "
-                            f"{INSUFFICIENT} never seen"))
+        checks.append(
+            Check(
+                "the GPU cap was reached",
+                record.cap_reached and record.cap is not None,
+                record.cap_message or f"ScalingLimited {INSUFFICIENT} never seen",
+            )
+        )
     if expect_lift:
-        checks.append(Check("the cap lifted once capacity freed", lifted,
-                            f"{record.cap} -> {record.lifted_to} Ready" if lifted else
-                            f"Ready replicas never rose above the cap ({record.cap})"))
+        checks.append(
+            Check(
+                "the cap lifted once capacity freed",
+                lifted,
+                f"{record.cap} -> {record.lifted_to} Ready"
+                if lifted
+                else f"Ready replicas never rose above the cap ({record.cap})",
+            )
+        )
     by_app = Counter(record.placed.values())
     return Summary(
-        scenario=scenario, passed=all(c.ok for c in checks), wall_seconds=round(wall_seconds, 1),
-        pods_placed=len(record.placed), placed_by_app=dict(sorted(by_app.items())),
+        scenario=scenario,
+        passed=all(c.ok for c in checks),
+        wall_seconds=round(wall_seconds, 1),
+        pods_placed=len(record.placed),
+        placed_by_app=dict(sorted(by_app.items())),
         pods_refused=len({(e.get("involvedObject") or {}).get("name") for e in refused}),
         still_pending=list(pending),
         refused_reasons=[{"message": m, "count": n} for m, n in reasons.most_common()],
-        peak_replicas=record.peak_applied, max_replicas=record.max_replicas,
-        cap_reached=record.cap_reached, cap=record.cap, cap_message=record.cap_message,
-        cap_lifted=lifted, lifted_to=record.lifted_to, overcommits=len(record.overcommits),
+        peak_replicas=record.peak_applied,
+        max_replicas=record.max_replicas,
+        cap_reached=record.cap_reached,
+        cap=record.cap,
+        cap_message=record.cap_message,
+        cap_lifted=lifted,
+        lifted_to=record.lifted_to,
+        overcommits=len(record.overcommits),
         overcommit_details=[f"{k}: {v}" for k, v in record.overcommits.items()],
         phases=[asdict(p) for p in record.phases],
-        checks=[asdict(c) for c in checks], scaler_events=scaler_events,
-        processes=[dict(p) for p in processes], workdir=str(workdir))
+        checks=[asdict(c) for c in checks],
+        scaler_events=scaler_events,
+        processes=[dict(p) for p in processes],
+        workdir=str(workdir),
+    )
 
 
 def render(summary: Summary) -> str:
     verdict = "PASSED" if summary.passed else "FAILED"
     minutes, seconds = divmod(int(summary.wall_seconds), 60)
     apps = ", ".join(f"{app or 'other'} {n}" for app, n in summary.placed_by_app.items())
-    pending = (f"; still pending: {', '.join(summary.still_pending)}"
-               if summary.still_pending else "")
-    lines = [f"Headroom demo, scenario {summary.scenario}: {verdict} in {minutes}m{seconds:02d}s",
-             f"  pods placed      {summary.pods_placed} ({apps})",
-             f"  pods refused     {summary.pods_refused} at least once by the scheduler{pending}"]
+    pending = (
+        f"; still pending: {', '.join(summary.still_pending)}" if summary.still_pending else ""
+    )
+    lines = [
+        f"Headroom demo, scenario {summary.scenario}: {verdict} in {minutes}m{seconds:02d}s",
+        f"  pods placed      {summary.pods_placed} ({apps})",
+        f"  pods refused     {summary.pods_refused} at least once by the scheduler{pending}",
+    ]
     for reason in summary.refused_reasons[:4]:
-        lines += textwrap.wrap(" ".join(str(reason["message"]).split()), width=100,
-                               initial_indent=f"     {reason['count']:>3}x ",
-                               subsequent_indent=" " * 10)
-    cap = (f"GPU cap {summary.cap} reached" if summary.cap_reached else "GPU cap not reached")
-    lift = (f", lifted to {summary.lifted_to} Ready after capacity freed" if summary.cap_lifted
-            else "")
-    lines += [f"  replicas         peak {summary.peak_replicas} of maxReplicas "
-              f"{summary.max_replicas}; {cap}{lift}"]
+        lines += textwrap.wrap(
+            " ".join(str(reason["message"]).split()),
+            width=100,
+            initial_indent=f"     {reason['count']:>3}x ",
+            subsequent_indent=" " * 10,
+        )
+    cap = f"GPU cap {summary.cap} reached" if summary.cap_reached else "GPU cap not reached"
+    lift = (
+        f", lifted to {summary.lifted_to} Ready after capacity freed" if summary.cap_lifted else ""
+    )
+    lines += [
+        f"  replicas         peak {summary.peak_replicas} of maxReplicas "
+        f"{summary.max_replicas}; {cap}{lift}"
+    ]
     if summary.cap_message:
         lines.append(f"     at the cap: {_short(summary.cap_message, 110)}")
     if summary.scaler_events:
@@ -211,12 +270,18 @@ def render(summary: Summary) -> str:
         lines += [f"     {_short(e, 110)}" for e in summary.scaler_events[-8:]]
     lines.append(f"  overcommits      {summary.overcommits}")
     lines += [f"     {d}" for d in summary.overcommit_details[:5]]
-    lines.append("  phases           " + ", ".join(
-        f"{p['name']} {p['seconds']:.0f}s{'' if p['ok'] else ' TIMED OUT'}"
-        for p in summary.phases))
+    lines.append(
+        "  phases           "
+        + ", ".join(
+            f"{p['name']} {p['seconds']:.0f}s{'' if p['ok'] else ' TIMED OUT'}"
+            for p in summary.phases
+        )
+    )
     lines.append("  checks")
-    lines += [f"     [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {_short(c['detail'], 90)}"
-              for c in summary.checks]
+    lines += [
+        f"     [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {_short(c['detail'], 90)}"
+        for c in summary.checks
+    ]
     return "\n".join(lines)
 
 

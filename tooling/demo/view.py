@@ -17,8 +17,14 @@ from tooling.demo.scenario import Scenario
 from tooling.demo.story import Observation, PodView
 
 GIB = 2**30
-RESET, BOLD, DIM, RED, GREEN, YELLOW = "\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", \
-    "\x1b[33m"
+RESET, BOLD, DIM, RED, GREEN, YELLOW = (
+    "\x1b[0m",
+    "\x1b[1m",
+    "\x1b[2m",
+    "\x1b[31m",
+    "\x1b[32m",
+    "\x1b[33m",
+)
 MAX_POD_ROWS = 22
 
 
@@ -30,9 +36,11 @@ def scaler_line(obs: Observation, scenario: Scenario) -> str:
     ready = obs.ready(scenario.model.name)
     limited = obs.limited
     why = f"limited: {limited[0]}: {limited[1]}" if limited else "not limited"
-    return (f"AIScaler {scenario.scaler.name}: desired {_n(obs.replicas('desiredReplicas'))}  "
-            f"feasible {_n(obs.replicas('feasibleReplicas'))}  "
-            f"applied {_n(obs.replicas('appliedReplicas'))}  ready {ready}  | {why}")
+    return (
+        f"AIScaler {scenario.scaler.name}: desired {_n(obs.replicas('desiredReplicas'))}  "
+        f"feasible {_n(obs.replicas('feasibleReplicas'))}  "
+        f"applied {_n(obs.replicas('appliedReplicas'))}  ready {ready}  | {why}"
+    )
 
 
 def _gpu_cell(row: GpuRow, *, pods: int, scenario: Scenario, colour: bool) -> str:
@@ -51,9 +59,11 @@ def gpu_lines(obs: Observation, scenario: Scenario, *, colour: bool) -> list[str
     for row in obs.gpus:
         by_node.setdefault(row.node, []).append(row)
     legend = "green: room for one more replica" if colour else ""
-    lines = [f"GPU headroom, free GiB per GPU (*: pods on it; {legend or 'LOST: unhealthy'}; "
-             f"a replica needs {scenario.model.ask.memory}"
-             f"{' shared' if scenario.model.ask.sharing else ' on a GPU of its own'})"]
+    lines = [
+        f"GPU headroom, free GiB per GPU (*: pods on it; {legend or 'LOST: unhealthy'}; "
+        f"a replica needs {scenario.model.ask.memory}"
+        f"{' shared' if scenario.model.ask.sharing else ' on a GPU of its own'})"
+    ]
     for node in scenario.node_names():
         gpus = sorted(by_node.get(node, []), key=lambda r: r.gpu)
         if not gpus:
@@ -62,57 +72,83 @@ def gpu_lines(obs: Observation, scenario: Scenario, *, colour: bool) -> list[str
         age = max(r.report_age_seconds for r in gpus)
         model = gpus[0].model.removeprefix("NVIDIA ")
         total = f"{model[:16]:<16} {gpus[0].total_bytes / GIB:.0f}Gi"
-        cells = " ".join(_gpu_cell(r, pods=len(obs.gpu_pods.get((node, r.gpu), [])),
-                                   scenario=scenario, colour=colour) for r in gpus)
+        cells = " ".join(
+            _gpu_cell(
+                r, pods=len(obs.gpu_pods.get((node, r.gpu), [])), scenario=scenario, colour=colour
+            )
+            for r in gpus
+        )
         lines.append(f"  {node:<12} {total:<24} {cells}  report {age:.0f}s")
     return lines
 
 
 def pod_lines(pods: Sequence[PodView], scenario: Scenario) -> list[str]:
     model = [p for p in pods if p.app == scenario.model.name]
-    lines = [f"{scenario.model.name} pods: {len(model)}",
-             f"  {'POD':<34} {'NODE':<12} {'GPUS':<8} {'PHASE':<12} READY"]
+    lines = [
+        f"{scenario.model.name} pods: {len(model)}",
+        f"  {'POD':<34} {'NODE':<12} {'GPUS':<8} {'PHASE':<12} READY",
+    ]
     for pod in model[:MAX_POD_ROWS]:
         phase = "Terminating" if pod.terminating else pod.phase or "Pending"
-        lines.append(f"  {pod.name:<34} {pod.node or '-':<12} {pod.gpus or '-':<8} "
-                     f"{phase:<12} {'yes' if pod.ready else 'no'}")
+        lines.append(
+            f"  {pod.name:<34} {pod.node or '-':<12} {pod.gpus or '-':<8} "
+            f"{phase:<12} {'yes' if pod.ready else 'no'}"
+        )
     if len(model) > MAX_POD_ROWS:
         lines.append(f"  ... and {len(model) - MAX_POD_ROWS} more")
     others = [p for p in pods if p.app != scenario.model.name]
     if others:
-        lines.append("other GPU pods: " + "; ".join(
-            f"{p.name} on {p.node or '-'} [{p.gpus or '-'}] {p.phase or 'Pending'}"
-            for p in others))
+        lines.append(
+            "other GPU pods: "
+            + "; ".join(
+                f"{p.name} on {p.node or '-'} [{p.gpus or '-'}] {p.phase or 'Pending'}"
+                for p in others
+            )
+        )
     return lines
 
 
 def frame(obs: Observation, scenario: Scenario, *, colour: bool = False) -> list[str]:
     bold = (lambda s: f"{BOLD}{s}{RESET}") if colour else (lambda s: s)
-    head = (f"Headroom demo · scenario {scenario.name} · phase {obs.phase} · "
-            f"{obs.seconds:.0f}s · load {obs.load:g} waiting requests "
-            f"(target {scenario.scaler.target_value:g} per replica)")
-    return [bold(head), scaler_line(obs, scenario), "",
-            *gpu_lines(obs, scenario, colour=colour), "",
-            *pod_lines(obs.pods, scenario), "",
-            *(["story:", *(f"  {n}" for n in obs.notes), ""] if obs.notes else []),
-            (f"{DIM}Ctrl-C stops the demo and everything it started{RESET}" if colour
-             else "Ctrl-C stops the demo and everything it started")]
+    head = (
+        f"Headroom demo · scenario {scenario.name} · phase {obs.phase} · "
+        f"{obs.seconds:.0f}s · load {obs.load:g} waiting requests "
+        f"(target {scenario.scaler.target_value:g} per replica)"
+    )
+    return [
+        bold(head),
+        scaler_line(obs, scenario),
+        "",
+        *gpu_lines(obs, scenario, colour=colour),
+        "",
+        *pod_lines(obs.pods, scenario),
+        "",
+        *(["story:", *(f"  {n}" for n in obs.notes), ""] if obs.notes else []),
+        (
+            f"{DIM}Ctrl-C stops the demo and everything it started{RESET}"
+            if colour
+            else "Ctrl-C stops the demo and everything it started"
+        ),
+    ]
 
 
 def plain_line(obs: Observation, scenario: Scenario) -> str:
     limited = obs.limited
-    return (f"[{obs.seconds:4.0f}s] {obs.phase:<10} load {obs.load:<5g} "
-            f"desired {_n(obs.replicas('desiredReplicas'))} "
-            f"feasible {_n(obs.replicas('feasibleReplicas'))} "
-            f"applied {_n(obs.replicas('appliedReplicas'))} "
-            f"ready {obs.ready(scenario.model.name)} "
-            f"placed {sum(1 for p in obs.pods if p.node)}"
-            + (f" | limited {limited[0]}: {limited[1]}" if limited else ""))
+    return (
+        f"[{obs.seconds:4.0f}s] {obs.phase:<10} load {obs.load:<5g} "
+        f"desired {_n(obs.replicas('desiredReplicas'))} "
+        f"feasible {_n(obs.replicas('feasibleReplicas'))} "
+        f"applied {_n(obs.replicas('appliedReplicas'))} "
+        f"ready {obs.ready(scenario.model.name)} "
+        f"placed {sum(1 for p in obs.pods if p.node)}"
+        + (f" | limited {limited[0]}: {limited[1]}" if limited else "")
+    )
 
 
 class Display:
-    def __init__(self, stream: TextIO, scenario: Scenario, *, live: bool,
-                 plain_interval_seconds: float = 5.0) -> None:
+    def __init__(
+        self, stream: TextIO, scenario: Scenario, *, live: bool, plain_interval_seconds: float = 5.0
+    ) -> None:
         self.stream = stream
         self.scenario = scenario
         self.live = live
@@ -131,8 +167,9 @@ class Display:
 
     def show(self, obs: Observation) -> None:
         if self.live:
-            self.stream.write("\x1b[H\x1b[2J" + "\n".join(
-                frame(obs, self.scenario, colour=True)) + "\n")
+            self.stream.write(
+                "\x1b[H\x1b[2J" + "\n".join(frame(obs, self.scenario, colour=True)) + "\n"
+            )
             self.stream.flush()
             return
         now = time.monotonic()

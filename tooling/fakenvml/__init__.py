@@ -41,8 +41,16 @@ SOURCES = ("fake_nvml.c", "fake_events.c", "json_reader.c")  # with fake_nvml.h,
 HEADERS = ("fake_nvml.h", "json_reader.h")
 LIBRARY_NAME = "libnvidia-ml.so.1"
 STATE_ENV = "HEADROOM_FAKE_NVML"
-CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-pthread", "-Wall", "-Wextra",
-          f"-Wl,-soname,{LIBRARY_NAME}")
+CFLAGS = (
+    "-O2",
+    "-shared",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-pthread",
+    "-Wall",
+    "-Wextra",
+    f"-Wl,-soname,{LIBRARY_NAME}",
+)
 GIB = 2**30
 XID_EVENT = 0x8
 
@@ -94,17 +102,25 @@ def build(cache_dir: Path | None = None) -> Path:
         return library
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise RuntimeError("gcc not found: the fake NVML library is compiled by the tests; run "
-                           "scripts/install-system-deps.sh (installs gcc and libc6-dev)")
+        raise RuntimeError(
+            "gcc not found: the fake NVML library is compiled by the tests; run "
+            "scripts/install-system-deps.sh (installs gcc and libc6-dev)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".build-", suffix=".so")
     os.close(fd)
     try:
-        result = subprocess.run([gcc, *CFLAGS, "-o", tmp, *(str(HERE / s) for s in SOURCES)],
-                                capture_output=True, text=True, check=False, timeout=120)
+        result = subprocess.run(
+            [gcc, *CFLAGS, "-o", tmp, *(str(HERE / s) for s in SOURCES)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"compiling the fake NVML library in {HERE} failed:\n"
-                               f"{result.stderr}")
+            raise RuntimeError(
+                f"compiling the fake NVML library in {HERE} failed:\n{result.stderr}"
+            )
         os.replace(tmp, library)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -116,24 +132,41 @@ def preload(library: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(library.resolve()), mode=ctypes.RTLD_GLOBAL)
 
 
-def agent_env(library: Path, state_path: Path, base: dict[str, str] | None = None
-              ) -> dict[str, str]:
+def agent_env(
+    library: Path, state_path: Path, base: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment of an agent subprocess that should load the fake with this state."""
     env = dict(os.environ if base is None else base)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(library.parent), env.get("LD_LIBRARY_PATH", "")) if p)
+        p for p in (str(library.parent), env.get("LD_LIBRARY_PATH", "")) if p
+    )
     env[STATE_ENV] = str(state_path)
     return env
 
 
-def device(index: int, *, total: int = 24 * GIB, used: int = 0, reserved: int = 0,
-           processes: list[FakeProcess] | None = None, **extra: Any) -> FakeDevice:
+def device(
+    index: int,
+    *,
+    total: int = 24 * GIB,
+    used: int = 0,
+    reserved: int = 0,
+    processes: list[FakeProcess] | None = None,
+    **extra: Any,
+) -> FakeDevice:
     """A plausible GPU with every optional query supported; `extra` sets or overrides keys."""
     gpu: FakeDevice = {
-        "uuid": f"GPU-{index:08x}-0000-4000-8000-{index:012x}", "name": "NVIDIA L4",
-        "memory_total": total, "memory_reserved": reserved, "memory_used": used,
-        "gpu_util": 40, "mem_util": 20, "temperature_c": 55, "power_mw": 72_000,
-        "mig_current": 0, "mig_pending": 0, "processes": processes or [],
+        "uuid": f"GPU-{index:08x}-0000-4000-8000-{index:012x}",
+        "name": "NVIDIA L4",
+        "memory_total": total,
+        "memory_reserved": reserved,
+        "memory_used": used,
+        "gpu_util": 40,
+        "mem_util": 20,
+        "temperature_c": 55,
+        "power_mw": 72_000,
+        "mig_current": 0,
+        "mig_pending": 0,
+        "processes": processes or [],
     }
     gpu.update(extra)  # type: ignore[typeddict-item]
     return gpu
@@ -165,8 +198,7 @@ class FakeNvml:
 
     def add_event(self, index: int, xid: int, *, event_type: int = XID_EVENT) -> None:
         events = self.devices[index].setdefault("events", [])
-        next_id = 1 + max((e["id"] for d in self.devices for e in d.get("events", [])),
-                          default=0)
+        next_id = 1 + max((e["id"] for d in self.devices for e in d.get("events", [])), default=0)
         events.append({"id": next_id, "xid": xid, "type": event_type})
         self.write()
 
@@ -180,5 +212,7 @@ def write_proc(proc_root: Path, pid: int, cgroup: str) -> None:
 def pod_cgroup(uid: str, container_id: str = "ab" * 32) -> str:
     """The v2 `/proc/<pid>/cgroup` of a burstable pod's container under systemd + containerd."""
     systemd_uid = uid.replace("-", "_")
-    return (f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{systemd_uid}"
-            f".slice/cri-containerd-{container_id}.scope\n")
+    return (
+        f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{systemd_uid}"
+        f".slice/cri-containerd-{container_id}.scope\n"
+    )

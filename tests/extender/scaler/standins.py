@@ -22,8 +22,14 @@ QUEUE = "vllm:num_requests_waiting"
 class ModelServer:
     """A stand-in model server: `/metrics` with a queue-depth gauge, or a chosen failure."""
 
-    def __init__(self, *, waiting: float, behaviour: str = "ok", host: str = "127.0.0.1",
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        waiting: float,
+        behaviour: str = "ok",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         self.waiting = waiting
         self.behaviour = behaviour
         self.release = threading.Event()
@@ -36,9 +42,11 @@ class ModelServer:
                 if server.behaviour == "error":
                     self.send_error(500)
                     return
-                body = (f"# TYPE {QUEUE} gauge\n"
-                        f'{QUEUE}{{model_name="llama"}} {server.waiting}\n'
-                        f'{QUEUE}{{model_name="lora"}} 1\n').encode()
+                body = (
+                    f"# TYPE {QUEUE} gauge\n"
+                    f'{QUEUE}{{model_name="llama"}} {server.waiting}\n'
+                    f'{QUEUE}{{model_name="lora"}} 1\n'
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -59,21 +67,29 @@ class ModelServer:
 
 
 @contextmanager
-def running_prometheus(targets: Sequence[str], *,
-                       port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def running_prometheus(
+    targets: Sequence[str], *, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Prometheus scraping `targets` (host:port) every second; yields (its URL, the process)."""
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     assert Path(binary).exists(), "prometheus missing: scripts/install-system-deps.sh installs it"
     workdir = Path(tempfile.mkdtemp(prefix="prometheus-"))
-    config = {"global": {"scrape_interval": "1s"},
-              "scrape_configs": [{"job_name": "models",
-                                  "static_configs": [{"targets": list(targets)}]}]}
+    config = {
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "models", "static_configs": [{"targets": list(targets)}]}],
+    }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = port or free_port()
     process = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}",
-         f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield f"http://127.0.0.1:{port}", process
     finally:

@@ -35,31 +35,54 @@ NOW = 1_700_000_000.0
 SHARED_20 = GpuDemand(gpu_count=1, memory_bytes=20 * GI, shared=True)
 
 
-def node(name: str, totals_gi: list[int], *, age_seconds: float = 1,
-         claims: tuple[PodClaim, ...] = ()) -> NodeSnapshot:
-    gpus = tuple(GpuState(index=i, uuid=f"GPU-{name}-{i}", model="m", total_bytes=t * GI,
-                          used_bytes=0) for i, t in enumerate(totals_gi))
+def node(
+    name: str, totals_gi: list[int], *, age_seconds: float = 1, claims: tuple[PodClaim, ...] = ()
+) -> NodeSnapshot:
+    gpus = tuple(
+        GpuState(index=i, uuid=f"GPU-{name}-{i}", model="m", total_bytes=t * GI, used_bytes=0)
+        for i, t in enumerate(totals_gi)
+    )
     return NodeSnapshot(name, NodeReport(name, NOW - age_seconds, gpus), claims)
 
 
-def scaler(*, mode: str = "Enforce", allow_pending: int = 0, min_replicas: int = 1,
-           max_replicas: int = 10) -> ScalerSpec:
-    return parse_spec({"spec": {"deploymentName": "llm", "metricType": "queue_depth",
-                                "targetValue": 10, "minReplicas": min_replicas,
-                                "maxReplicas": max_replicas,
-                                "feasibility": {"mode": mode, "allowPending": allow_pending}}})
+def scaler(
+    *, mode: str = "Enforce", allow_pending: int = 0, min_replicas: int = 1, max_replicas: int = 10
+) -> ScalerSpec:
+    return parse_spec(
+        {
+            "spec": {
+                "deploymentName": "llm",
+                "metricType": "queue_depth",
+                "targetValue": 10,
+                "minReplicas": min_replicas,
+                "maxReplicas": max_replicas,
+                "feasibility": {"mode": mode, "allowPending": allow_pending},
+            }
+        }
+    )
 
 
-def decision(desired: int, current: int, *, active: bool = True,
-             limit: Limit | None = None) -> Decision:
-    return Decision(desired, current, "the metrics' words", History(), active=active,
-                    limit=limit)
+def decision(
+    desired: int, current: int, *, active: bool = True, limit: Limit | None = None
+) -> Decision:
+    return Decision(desired, current, "the metrics' words", History(), active=active, limit=limit)
 
 
-def more(snapshots: list[NodeSnapshot], *, placed: int = 0, max_replicas: int = 10,
-         demand: GpuDemand | None = SHARED_20) -> Headroom:
-    return feasible_replicas(demand, snapshots, now_unix_seconds=NOW, staleness_seconds=60,
-                             current_placed=placed, max_replicas=max_replicas)
+def more(
+    snapshots: list[NodeSnapshot],
+    *,
+    placed: int = 0,
+    max_replicas: int = 10,
+    demand: GpuDemand | None = SHARED_20,
+) -> Headroom:
+    return feasible_replicas(
+        demand,
+        snapshots,
+        now_unix_seconds=NOW,
+        staleness_seconds=60,
+        current_placed=placed,
+        max_replicas=max_replicas,
+    )
 
 
 def test_counts_the_replicas_place_can_put_on_current_headroom() -> None:
@@ -100,17 +123,22 @@ def blocked(count: int, best_free_gi: float = 12) -> Headroom:
 def test_enforce_caps_at_what_fits_with_the_numbers() -> None:
     limited = apply_feasibility(decision(8, 5), blocked(0), ready_or_placed=5, spec=scaler())
     assert (limited.applied_replicas, limited.feasible_replicas, limited.reason) == (
-        5, 5, LimitReason.INSUFFICIENT_GPU_HEADROOM)
+        5,
+        5,
+        LimitReason.INSUFFICIENT_GPU_HEADROOM,
+    )
     assert limited.message == "wanted 8, 5 fit: 3 more need 20Gi on 1 GPU, largest free 12Gi"
     assert limited.limited
 
 
 def test_enforce_uses_the_feasible_ones_and_allow_pending() -> None:
-    limited = apply_feasibility(decision(8, 3), blocked(2), ready_or_placed=3,
-                                spec=scaler(allow_pending=1))
+    limited = apply_feasibility(
+        decision(8, 3), blocked(2), ready_or_placed=3, spec=scaler(allow_pending=1)
+    )
     assert limited.applied_replicas == 6
-    assert limited.message == ("wanted 8, 5 fit (+1 allowed Pending): 3 more need 20Gi on "
-                               "1 GPU, largest free 12Gi")
+    assert limited.message == (
+        "wanted 8, 5 fit (+1 allowed Pending): 3 more need 20Gi on 1 GPU, largest free 12Gi"
+    )
 
 
 def test_enforce_removes_replicas_that_cannot_be_placed() -> None:
@@ -120,10 +148,10 @@ def test_enforce_removes_replicas_that_cannot_be_placed() -> None:
 
 
 def test_observe_applies_the_desired_count_and_still_reports_the_limit() -> None:
-    limited = apply_feasibility(decision(8, 5), blocked(0), ready_or_placed=5,
-                                spec=scaler(mode="Observe"))
-    assert (limited.applied_replicas, limited.reason) == (
-        8, LimitReason.INSUFFICIENT_GPU_HEADROOM)
+    limited = apply_feasibility(
+        decision(8, 5), blocked(0), ready_or_placed=5, spec=scaler(mode="Observe")
+    )
+    assert (limited.applied_replicas, limited.reason) == (8, LimitReason.INSUFFICIENT_GPU_HEADROOM)
     assert limited.message.endswith("(Observe mode: applying 8 anyway)")
 
 
@@ -134,23 +162,31 @@ def test_within_headroom_is_not_limited() -> None:
 
 
 def test_min_max_limits_come_from_the_decision() -> None:
-    for limit, reason in ((Limit.TOO_MANY, LimitReason.TOO_MANY),
-                          (Limit.TOO_FEW, LimitReason.TOO_FEW)):
-        limited = apply_feasibility(decision(3, 3, limit=limit), blocked(5), ready_or_placed=3,
-                                    spec=scaler())
+    for limit, reason in (
+        (Limit.TOO_MANY, LimitReason.TOO_MANY),
+        (Limit.TOO_FEW, LimitReason.TOO_FEW),
+    ):
+        limited = apply_feasibility(
+            decision(3, 3, limit=limit), blocked(5), ready_or_placed=3, spec=scaler()
+        )
         assert (limited.applied_replicas, limited.reason, limited.message) == (
-            3, reason, "the metrics' words")
+            3,
+            reason,
+            "the metrics' words",
+        )
 
 
 def test_a_decision_without_data_changes_nothing_even_in_enforce() -> None:
-    limited = apply_feasibility(decision(7, 7, active=False), blocked(0), ready_or_placed=2,
-                                spec=scaler())
+    limited = apply_feasibility(
+        decision(7, 7, active=False), blocked(0), ready_or_placed=2, spec=scaler()
+    )
     assert limited.applied_replicas == 7
 
 
 def test_min_replicas_wins_over_the_cap() -> None:
-    limited = apply_feasibility(decision(3, 3), blocked(0), ready_or_placed=1,
-                                spec=scaler(min_replicas=3))
+    limited = apply_feasibility(
+        decision(3, 3), blocked(0), ready_or_placed=1, spec=scaler(min_replicas=3)
+    )
     assert limited.applied_replicas == 3
     assert limited.reason is LimitReason.INSUFFICIENT_GPU_HEADROOM
 
@@ -163,16 +199,34 @@ def test_end_to_end_numbers_from_the_accounting() -> None:
     assert limited.applied_replicas == 3
 
 
-@given(desired=st.integers(0, 40), current=st.integers(0, 40), placed=st.integers(0, 40),
-       feasible=st.integers(0, 20), allow_pending=st.integers(0, 3),
-       min_replicas=st.integers(0, 5), observe=st.booleans())
-def test_enforce_never_exceeds_the_feasible_count(*, desired: int, current: int, placed: int,
-                                                  feasible: int, allow_pending: int,
-                                                  min_replicas: int, observe: bool) -> None:
-    spec = scaler(mode="Observe" if observe else "Enforce", allow_pending=allow_pending,
-                  min_replicas=min_replicas, max_replicas=max(min_replicas, 1, desired))
-    limited = apply_feasibility(decision(desired, current), blocked(feasible),
-                                ready_or_placed=placed, spec=spec)
+@given(
+    desired=st.integers(0, 40),
+    current=st.integers(0, 40),
+    placed=st.integers(0, 40),
+    feasible=st.integers(0, 20),
+    allow_pending=st.integers(0, 3),
+    min_replicas=st.integers(0, 5),
+    observe=st.booleans(),
+)
+def test_enforce_never_exceeds_the_feasible_count(
+    *,
+    desired: int,
+    current: int,
+    placed: int,
+    feasible: int,
+    allow_pending: int,
+    min_replicas: int,
+    observe: bool,
+) -> None:
+    spec = scaler(
+        mode="Observe" if observe else "Enforce",
+        allow_pending=allow_pending,
+        min_replicas=min_replicas,
+        max_replicas=max(min_replicas, 1, desired),
+    )
+    limited = apply_feasibility(
+        decision(desired, current), blocked(feasible), ready_or_placed=placed, spec=spec
+    )
     cap = placed + feasible + allow_pending
     if observe:
         assert limited.applied_replicas == desired
@@ -186,19 +240,34 @@ def test_seed_004_pure_core_scales_both_ways_and_nothing_blocks() -> None:
     """The seed 004 scenario at the pure level: maxReplicas above what the cluster holds, two
     replicas Pending without an IP, one Ready replica refusing connections (no value)."""
     whole = GpuDemand(gpu_count=1, memory_bytes=40 * GI)
-    spec = parse_spec({"spec": {
-        "deploymentName": "llm", "metricType": "queue_depth", "targetValue": 10,
-        "minReplicas": 1, "maxReplicas": 10,
-        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}})
+    spec = parse_spec(
+        {
+            "spec": {
+                "deploymentName": "llm",
+                "metricType": "queue_depth",
+                "targetValue": 10,
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+            }
+        }
+    )
 
     def claims(*uids: str) -> tuple[PodClaim, ...]:
         return tuple(PodClaim(uid, whole, (f"GPU-a-{i}",)) for i, uid in enumerate(uids))
 
-    def round_trip(obs: Observations, history: History, snapshots: list[NodeSnapshot],
-                   placed: int) -> tuple[int, Limited, History]:
+    def round_trip(
+        obs: Observations, history: History, snapshots: list[NodeSnapshot], placed: int
+    ) -> tuple[int, Limited, History]:
         decided = decide(spec, obs, history, NOW)
-        room = feasible_replicas(whole, snapshots, now_unix_seconds=NOW, staleness_seconds=60,
-                                 current_placed=placed, max_replicas=spec.max_replicas)
+        room = feasible_replicas(
+            whole,
+            snapshots,
+            now_unix_seconds=NOW,
+            staleness_seconds=60,
+            current_placed=placed,
+            max_replicas=spec.max_replicas,
+        )
         limited = apply_feasibility(decided, room, ready_or_placed=placed, spec=spec)
         return decided.desired_replicas, limited, decided.history
 
@@ -206,69 +275,135 @@ def test_seed_004_pure_core_scales_both_ways_and_nothing_blocks() -> None:
     pending = [PodState(n, ready=False, pending=True) for n in ("p0", "p1")]
     # r1 refuses connections: no value. High load, but Pending replicas: no cascade; Enforce
     # drops the two that cannot be placed.
-    obs = Observations(5, (*ready, *pending), {"queue_depth": MetricObservation(
-        per_pod={"r0": 30.0, "r2": 30.0})})
+    obs = Observations(
+        5, (*ready, *pending), {"queue_depth": MetricObservation(per_pod={"r0": 30.0, "r2": 30.0})}
+    )
     cluster = [node("a", [80, 80, 80], claims=claims("r0", "r1", "r2"))]
     desired, limited, history = round_trip(obs, History(), cluster, placed=3)
     assert (desired, limited.applied_replicas) == (5, 3)
     assert limited.message == "wanted 5, 3 fit: 2 more need 40Gi on 1 GPU, largest free 0"
 
     # Capacity frees on a new node: the scale-up proceeds to the feasible cap.
-    obs = Observations(3, tuple(ready), {"queue_depth": MetricObservation(
-        per_pod={"r0": 30.0, "r2": 30.0})})
+    obs = Observations(
+        3, tuple(ready), {"queue_depth": MetricObservation(per_pod={"r0": 30.0, "r2": 30.0})}
+    )
     cluster.append(node("b", [80, 80]))
     desired, limited, history = round_trip(obs, history, cluster, placed=3)
     assert (desired, limited.applied_replicas, limited.reason) == (
-        6, 5, LimitReason.INSUFFICIENT_GPU_HEADROOM)
+        6,
+        5,
+        LimitReason.INSUFFICIENT_GPU_HEADROOM,
+    )
 
     # Load falls: the scale-down goes through although r1 still gives no value.
     more_ready = (*ready, PodState("r3", ready=True), PodState("r4", ready=True))
-    obs = Observations(5, more_ready, {"queue_depth": MetricObservation(
-        per_pod={"r0": 1.0, "r2": 1.0, "r3": 1.0, "r4": 1.0})})
+    obs = Observations(
+        5,
+        more_ready,
+        {"queue_depth": MetricObservation(per_pod={"r0": 1.0, "r2": 1.0, "r3": 1.0, "r4": 1.0})},
+    )
     desired, limited, _ = round_trip(obs, history, cluster, placed=5)
     assert (desired, limited.applied_replicas, limited.reason) == (2, 2, None)
 
 
 # -- the fast path against place_replicas, and Enforce over real accounting ----------------------
 @settings(max_examples=300, deadline=None)
-@given(clusters(), st.lists(st.one_of(st.none(), demands), min_size=1, max_size=4),
-       st.integers(0, 12), st.integers(0, 25), st.sampled_from(list(Policy)))
+@given(
+    clusters(),
+    st.lists(st.one_of(st.none(), demands), min_size=1, max_size=4),
+    st.integers(0, 12),
+    st.integers(0, 25),
+    st.sampled_from(list(Policy)),
+)
 def test_feasible_replicas_answers_as_placing_one_by_one(
-        snapshots: list[NodeSnapshot], templates: list[GpuDemand | None], placed: int,
-        max_replicas: int, policy: Policy) -> None:
+    snapshots: list[NodeSnapshot],
+    templates: list[GpuDemand | None],
+    placed: int,
+    max_replicas: int,
+    policy: Policy,
+) -> None:
     shared_index = CapacityIndex(snapshots)  # one per round, shared by every AIScaler
     for demand in templates:
-        answers = [ask(demand, given_snapshots, now_unix_seconds=NOW, staleness_seconds=60.0,
-                       current_placed=placed, max_replicas=max_replicas, policy=policy)
-                   for ask, given_snapshots in ((feasible_replicas_by_placement, snapshots),
-                                                (feasible_replicas, snapshots),
-                                                (feasible_replicas, shared_index))]
+        answers = [
+            ask(
+                demand,
+                given_snapshots,
+                now_unix_seconds=NOW,
+                staleness_seconds=60.0,
+                current_placed=placed,
+                max_replicas=max_replicas,
+                policy=policy,
+            )
+            for ask, given_snapshots in (
+                (feasible_replicas_by_placement, snapshots),
+                (feasible_replicas, snapshots),
+                (feasible_replicas, shared_index),
+            )
+        ]
         assert answers[1] == answers[0]
         assert answers[2] == answers[0]
 
 
 @settings(max_examples=200, deadline=None)
-@given(snapshots=clusters(), demand=st.one_of(st.none(), demands),
-       current=st.integers(0, 12), placed=st.integers(0, 12),
-       per_pod=st.lists(st.floats(0, 100), max_size=12), allow_pending=st.integers(0, 3),
-       min_replicas=st.integers(0, 4), max_replicas=st.integers(4, 20), observe=st.booleans())
+@given(
+    snapshots=clusters(),
+    demand=st.one_of(st.none(), demands),
+    current=st.integers(0, 12),
+    placed=st.integers(0, 12),
+    per_pod=st.lists(st.floats(0, 100), max_size=12),
+    allow_pending=st.integers(0, 3),
+    min_replicas=st.integers(0, 4),
+    max_replicas=st.integers(4, 20),
+    observe=st.booleans(),
+)
 def test_enforce_never_exceeds_the_feasible_count_over_real_accounting(
-        *, snapshots: list[NodeSnapshot], demand: GpuDemand | None, current: int, placed: int,
-        per_pod: list[float], allow_pending: int, min_replicas: int, max_replicas: int,
-        observe: bool) -> None:
+    *,
+    snapshots: list[NodeSnapshot],
+    demand: GpuDemand | None,
+    current: int,
+    placed: int,
+    per_pod: list[float],
+    allow_pending: int,
+    min_replicas: int,
+    max_replicas: int,
+    observe: bool,
+) -> None:
     """The issue's property end to end: evaluate over random clusters never applies more than
     placed + what place_replicas can put on the GPUs + allowPending (minReplicas aside)."""
-    spec = scaler(mode="Observe" if observe else "Enforce", allow_pending=allow_pending,
-                  min_replicas=min_replicas, max_replicas=max_replicas)
+    spec = scaler(
+        mode="Observe" if observe else "Enforce",
+        allow_pending=allow_pending,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+    )
     pods = tuple(PodState(f"p{i}", ready=True) for i in range(len(per_pod)))
-    observations = Observations(current, pods, {"queue_depth": MetricObservation(
-        per_pod={p.name: v for p, v in zip(pods, per_pod, strict=True)})})
-    outcome = evaluate(spec, observations, History(), demand=demand,
-                       snapshots=CapacityIndex(snapshots), placed_replicas=placed,
-                       now_unix_seconds=NOW, staleness_seconds=60.0)
-    fits = feasible_replicas_by_placement(demand, snapshots, now_unix_seconds=NOW,
-                                          staleness_seconds=60.0, current_placed=placed,
-                                          max_replicas=max_replicas)
+    observations = Observations(
+        current,
+        pods,
+        {
+            "queue_depth": MetricObservation(
+                per_pod={p.name: v for p, v in zip(pods, per_pod, strict=True)}
+            )
+        },
+    )
+    outcome = evaluate(
+        spec,
+        observations,
+        History(),
+        demand=demand,
+        snapshots=CapacityIndex(snapshots),
+        placed_replicas=placed,
+        now_unix_seconds=NOW,
+        staleness_seconds=60.0,
+    )
+    fits = feasible_replicas_by_placement(
+        demand,
+        snapshots,
+        now_unix_seconds=NOW,
+        staleness_seconds=60.0,
+        current_placed=placed,
+        max_replicas=max_replicas,
+    )
     assert outcome.headroom == fits
     applied, desired = outcome.applied_replicas, outcome.decision.desired_replicas
     if not outcome.decision.active:

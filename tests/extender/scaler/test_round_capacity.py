@@ -21,16 +21,27 @@ def labelled(name: str, pool: str) -> dict[str, Any]:
 
 def controller() -> ScalerController:
     view = ClusterView()
-    view.load(gpunodes=[gpunode("a1", [80, 80]), gpunode("a2", [80]), gpunode("l1", [80] * 4)],
-              nodes=[labelled("a1", "a100"), labelled("a2", "a100"), labelled("l1", "l40s")],
-              pods=[])
-    return ScalerController(kube=FakeKube(), view=view, scalers=list, pods=list,
-                            is_leader=lambda: True, settings=Settings())
+    view.load(
+        gpunodes=[gpunode("a1", [80, 80]), gpunode("a2", [80]), gpunode("l1", [80] * 4)],
+        nodes=[labelled("a1", "a100"), labelled("a2", "a100"), labelled("l1", "l40s")],
+        pods=[],
+    )
+    return ScalerController(
+        kube=FakeKube(),
+        view=view,
+        scalers=list,
+        pods=list,
+        is_leader=lambda: True,
+        settings=Settings(),
+    )
 
 
 def copies(capacity: RoundCapacity, spec: dict[str, Any]) -> int:
-    return capacity.for_pods(spec).copies(GpuDemand(1, 40 * GI), 10, now_unix_seconds=NOW,
-                                          staleness_seconds=90).count
+    return (
+        capacity.for_pods(spec)
+        .copies(GpuDemand(1, 40 * GI), 10, now_unix_seconds=NOW, staleness_seconds=90)
+        .count
+    )
 
 
 def test_a_template_counts_only_the_nodes_it_may_use() -> None:

@@ -57,7 +57,8 @@ def test_the_string_form_parses_into_requirements() -> None:
         Requirement("tier", IN, frozenset({"a", "b"})),
         Requirement("gpu", EXISTS),
         Requirement("spot", DOES_NOT_EXIST),
-        Requirement("x", NOT_IN, frozenset({"y"})))
+        Requirement("x", NOT_IN, frozenset({"y"})),
+    )
 
 
 @pytest.mark.parametrize("selector", ["app=llm,", "tier in (a,b", "app=l m", "=x", "a,,b"])
@@ -67,11 +68,15 @@ def test_a_selector_it_cannot_read_is_an_error(selector: str) -> None:
 
 
 def test_match_labels_and_match_expressions_all_apply() -> None:
-    selector = {"matchLabels": {"app": "llm"}, "matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["serve", "batch"]},
-        {"key": "gpu", "operator": "Exists"},
-        {"key": "spot", "operator": "DoesNotExist"},
-        {"key": "zone", "operator": "NotIn", "values": ["eu"]}]}
+    selector = {
+        "matchLabels": {"app": "llm"},
+        "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["serve", "batch"]},
+            {"key": "gpu", "operator": "Exists"},
+            {"key": "spot", "operator": "DoesNotExist"},
+            {"key": "zone", "operator": "NotIn", "values": ["eu"]},
+        ],
+    }
     assert matches(from_label_selector(selector), POD)
     assert not matches(from_label_selector(selector), {**POD, "spot": "true"})
     assert not matches(from_label_selector(selector), {**POD, "tier": "cache"})

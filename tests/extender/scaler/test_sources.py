@@ -28,9 +28,12 @@ pytestmark = pytest.mark.server  # starts server processes on loopback
 
 @pytest.fixture
 def servers() -> Iterator[dict[str, ModelServer]]:
-    made = {"a": ModelServer(waiting=6), "b": ModelServer(waiting=2),
-            "broken": ModelServer(waiting=9, behaviour="error"),
-            "stuck": ModelServer(waiting=9, behaviour="hang")}
+    made = {
+        "a": ModelServer(waiting=6),
+        "b": ModelServer(waiting=2),
+        "broken": ModelServer(waiting=9, behaviour="error"),
+        "stuck": ModelServer(waiting=9, behaviour="hang"),
+    }
     yield made
     for server in made.values():
         server.close()
@@ -50,8 +53,10 @@ def test_scrapes_answering_pods_and_leaves_failures_out(servers: dict[str, Model
 
 
 def test_metric_value_reads_gauges_counters_and_nan() -> None:
-    text = ("# TYPE q gauge\nq{a=\"1\"} 2\nq{a=\"2\"} 3\n"
-            "# TYPE served counter\nserved_total 10\n# TYPE bad gauge\nbad NaN\n")
+    text = (
+        '# TYPE q gauge\nq{a="1"} 2\nq{a="2"} 3\n'
+        "# TYPE served counter\nserved_total 10\n# TYPE bad gauge\nbad NaN\n"
+    )
     assert metric_value(text, "q") == 5.0
     assert metric_value(text, "served") == 10.0
     assert metric_value(text, "bad") is None
@@ -59,15 +64,40 @@ def test_metric_value_reads_gauges_counters_and_nan() -> None:
 
 
 def test_gpu_utilization_from_reports() -> None:
-    gpus = (GpuState(index=0, uuid="g0", model="m", total_bytes=1, used_bytes=1,
-                     pods=(GpuPod("u1", 1),), utilization_percent=80.0),
-            GpuState(index=1, uuid="g1", model="m", total_bytes=1, used_bytes=1,
-                     pods=(GpuPod("u1", 1), GpuPod("u2", 1)), utilization_percent=40.0),
-            GpuState(index=2, uuid="g2", model="m", total_bytes=1, used_bytes=1,
-                     pods=(GpuPod("u3", 1),), utilization_percent=None))
+    gpus = (
+        GpuState(
+            index=0,
+            uuid="g0",
+            model="m",
+            total_bytes=1,
+            used_bytes=1,
+            pods=(GpuPod("u1", 1),),
+            utilization_percent=80.0,
+        ),
+        GpuState(
+            index=1,
+            uuid="g1",
+            model="m",
+            total_bytes=1,
+            used_bytes=1,
+            pods=(GpuPod("u1", 1), GpuPod("u2", 1)),
+            utilization_percent=40.0,
+        ),
+        GpuState(
+            index=2,
+            uuid="g2",
+            model="m",
+            total_bytes=1,
+            used_bytes=1,
+            pods=(GpuPod("u3", 1),),
+            utilization_percent=None,
+        ),
+    )
     report = NodeReport(node_name="n", reported_at_unix_seconds=0.0, gpus=gpus)
     assert gpu_utilization({"p1": "u1", "p2": "u2", "p3": "u3", "p4": "u4"}, [report]) == {
-        "p1": 60.0, "p2": 40.0}
+        "p1": 60.0,
+        "p2": 40.0,
+    }
 
 
 @pytest.fixture

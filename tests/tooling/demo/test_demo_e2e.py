@@ -30,8 +30,9 @@ def nothing_left(workdir: Path, pids: list[int], timeout_seconds: float = 20.0) 
     """What still runs of the demo's processes (by pid, and by the workdir every one carries)."""
     deadline = time.monotonic() + timeout_seconds
     while True:
-        left = carrying(str(workdir.resolve())) + [str(p) for p in pids if alive(p)
-                                                   and carrying_pid(p, workdir)]
+        left = carrying(str(workdir.resolve())) + [
+            str(p) for p in pids if alive(p) and carrying_pid(p, workdir)
+        ]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
@@ -47,9 +48,21 @@ def carrying_pid(pid: int, workdir: Path) -> bool:
 def test_the_short_story_holds_and_leaves_nothing_behind(tmp_path: Path) -> None:
     workdir, summary_path = tmp_path / "work", tmp_path / "summary.json"
     result = subprocess.run(
-        [*DEMO, "--scenario", str(SHORT), "--workdir", str(workdir),
-         "--summary-json", str(summary_path)],
-        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT)
+        [
+            *DEMO,
+            "--scenario",
+            str(SHORT),
+            "--workdir",
+            str(workdir),
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=ROOT,
+    )
     print(result.stdout[-6000:], result.stderr[-3000:])  # shown when the test fails
     assert result.returncode == 0
     summary = json.loads(summary_path.read_text())
@@ -63,15 +76,25 @@ def test_the_short_story_holds_and_leaves_nothing_behind(tmp_path: Path) -> None
     assert summary["placedByApp"] == {"embedder": 2, "llm-server": 4}
     # The batch job wants 20Gi of an L4: GPU 1 is lost and the embedders leave 8Gi on GPU 0.
     assert summary["podsRefused"] >= 1
-    assert any("needs 20Gi on 1 GPU; best free 8Gi on GPU 0" in r["message"]
-               for r in summary["refusedReasons"]), summary["refusedReasons"]
+    assert any(
+        "needs 20Gi on 1 GPU; best free 8Gi on GPU 0" in r["message"]
+        for r in summary["refusedReasons"]
+    ), summary["refusedReasons"]
     assert [p["name"] for p in summary["phases"]] == ["start", "rise", "frees", "fall"]
     assert all(p["ok"] for p in summary["phases"])
     assert any(e.startswith("ScalingLimited: wanted 5, 3 fit") for e in summary["scalerEvents"])
     assert "PASSED" in result.stdout and "overcommits      0" in result.stdout
     started = [p["name"] for p in summary["processes"]]
-    assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "extender",
-            "webhook", "nodeagent-a100", "nodeagent-l4-lost"} <= set(started)
+    assert {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "extender",
+        "webhook",
+        "nodeagent-a100",
+        "nodeagent-l4-lost",
+    } <= set(started)
     assert nothing_left(workdir, [p["pid"] for p in summary["processes"]]) == []
 
 
@@ -79,9 +102,14 @@ def test_ctrl_c_during_the_story_stops_everything(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     demo = subprocess.Popen(
         [*DEMO, "--scenario", str(SHORT), "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     lines: queue.Queue[str] = queue.Queue()
     assert demo.stdout is not None
+
     def read() -> None:
         for line in demo.stdout or []:
             lines.put(line)

@@ -49,8 +49,9 @@ PROGRAM = textwrap.dedent("""
 
 
 def start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], list[int]]:
-    demo = subprocess.Popen([sys.executable, "-c", PROGRAM, str(tmp_path), *extra],
-                            stdout=subprocess.PIPE, text=True)
+    demo = subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, str(tmp_path), *extra], stdout=subprocess.PIPE, text=True
+    )
     assert demo.stdout is not None
     pids = [int(p) for p in demo.stdout.readline().split()]
     pids.append(int((tmp_path / "grandchild").read_text()))

@@ -55,10 +55,16 @@ BAD: list[tuple[str, Mutation, str]] = [
     ("nodes[0].gpuMemory", lambda d: d["nodes"][0].pop("gpuMemory"), "required"),
     ("nodes[0].gpuMemroy", lambda d: d["nodes"][0].update(gpuMemroy="80Gi"), "unknown field"),
     ("nodes[0].gpus", lambda d: d["nodes"][0].update(gpus=0), "integer 1..16"),
-    ("nodes[0].outside[0].gpu", lambda d: d["nodes"][0]["outside"][0].update(gpu=4),
-     "integer 0..3"),
-    ("nodes[0].outside[0].memory", lambda d: d["nodes"][0]["outside"][0].update(
-        memory="90Gi"), "more than the GPU holds"),
+    (
+        "nodes[0].outside[0].gpu",
+        lambda d: d["nodes"][0]["outside"][0].update(gpu=4),
+        "integer 0..3",
+    ),
+    (
+        "nodes[0].outside[0].memory",
+        lambda d: d["nodes"][0]["outside"][0].update(memory="90Gi"),
+        "more than the GPU holds",
+    ),
     ("nodes[1].lostGpus", lambda d: d["nodes"][1].update(lostGpus=[2]), "GPU indexes 0..1"),
     ("nodes[1].name", lambda d: d["nodes"][1].update(name="L4 Lost"), "lower-case"),
     ("model.gpuMemory", lambda d: d["model"].update(gpuMemory="lots"), "not a quantity"),
@@ -70,12 +76,21 @@ BAD: list[tuple[str, Mutation, str]] = [
     ("timeline", lambda d: d.update(timeline=[]), "non-empty list"),
     ("timeline[0].until", lambda d: d["timeline"][0].update(until="never"), "one of seconds"),
     ("timeline[0].load", lambda d: d["timeline"][0].update(load=-1), "number >= 0"),
-    ("timeline[1].actions[0].endOutside", lambda d: d["timeline"][1]["actions"][0].update(
-        endOutside="nope"), "no outside process named 'nope'"),
-    ("timeline[1].actions[0]", lambda d: d["timeline"][1].update(actions=[{"explode": "x"}]),
-     "expected one of"),
-    ("timeline[2].timeoutSeconds", lambda d: d["timeline"][2].update(timeoutSeconds="1m"),
-     "seconds"),
+    (
+        "timeline[1].actions[0].endOutside",
+        lambda d: d["timeline"][1]["actions"][0].update(endOutside="nope"),
+        "no outside process named 'nope'",
+    ),
+    (
+        "timeline[1].actions[0]",
+        lambda d: d["timeline"][1].update(actions=[{"explode": "x"}]),
+        "expected one of",
+    ),
+    (
+        "timeline[2].timeoutSeconds",
+        lambda d: d["timeline"][2].update(timeoutSeconds="1m"),
+        "seconds",
+    ),
     ("expect.capLifted", lambda d: d.update(expect={"capLifted": "sure"}), "true or false"),
     ("workloads", lambda d: d["workloads"][0].update(name="llm-server"), "must differ"),
 ]
@@ -93,9 +108,9 @@ def test_a_bad_field_is_refused_naming_it(field: str, mutate: Mutation, words: s
     assert words in str(caught.value)
 
 
-def test_the_command_reports_a_bad_scenario_with_status_2(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
+def test_the_command_reports_a_bad_scenario_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tooling.demo.cli import main  # noqa: PLC0415
 
     doc = short()
@@ -117,7 +132,8 @@ def test_not_yaml_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_used_workdir_or_a_missing_summary_directory_is_refused_up_front(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tooling.demo.cli import main  # noqa: PLC0415
 
     used = tmp_path / "used"

@@ -21,48 +21,64 @@ def node(tmp_path: Path, *, outside_gi: int = 0, lost: tuple[int, ...] = ()) -> 
 
 
 def pod(name: str, gpus: tuple[int, ...], memory_gi: int, *, shared: bool) -> RunningPod:
-    return RunningPod(uid=name, namespace="demo", name=name, node="a100", ip="127.0.0.2",
-                      gpus=gpus, memory_bytes=memory_gi * GI, shared=shared, labels={})
+    return RunningPod(
+        uid=name,
+        namespace="demo",
+        name=name,
+        node="a100",
+        ip="127.0.0.2",
+        gpus=gpus,
+        memory_bytes=memory_gi * GI,
+        shared=shared,
+        labels={},
+    )
 
 
 def test_shared_pods_that_fit_with_the_outside_memory_are_fine(tmp_path: Path) -> None:
     nodes = {"a100": node(tmp_path, outside_gi=40)}
-    pods = [pod("a", (0,), 20, shared=True), pod("b", (0,), 20, shared=True),
-            pod("c", (1,), 80, shared=False)]
+    pods = [
+        pod("a", (0,), 20, shared=True),
+        pod("b", (0,), 20, shared=True),
+        pod("c", (1,), 80, shared=False),
+    ]
     assert overcommits(pods, nodes) == {}
 
 
 def test_too_much_memory_on_one_gpu_is_an_overcommit(tmp_path: Path) -> None:
     nodes = {"a100": node(tmp_path, outside_gi=50)}
-    wrong = overcommits([pod("a", (0,), 20, shared=True), pod("b", (0,), 20, shared=True)],
-                        nodes)
+    wrong = overcommits([pod("a", (0,), 20, shared=True), pod("b", (0,), 20, shared=True)], nodes)
     assert wrong == {"a100/0": "a, b (40Gi) + 50Gi outside > 80Gi"}
 
 
 def test_an_exclusive_gpu_with_a_second_pod_is_an_overcommit(tmp_path: Path) -> None:
     nodes = {"a100": node(tmp_path)}
-    wrong = overcommits([pod("a", (1,), 10, shared=False), pod("b", (1,), 10, shared=True)],
-                        nodes)
+    wrong = overcommits([pod("a", (1,), 10, shared=False), pod("b", (1,), 10, shared=True)], nodes)
     assert wrong == {"a100/1": "exclusive GPU holds a, b"}
 
 
 def test_a_pod_on_a_lost_gpu_is_an_overcommit(tmp_path: Path) -> None:
     nodes = {"a100": node(tmp_path, lost=(1,))}
-    assert overcommits([pod("a", (1,), 10, shared=False)], nodes) == {
-        "a100/1": "a on a lost GPU"}
+    assert overcommits([pod("a", (1,), 10, shared=False)], nodes) == {"a100/1": "a on a lost GPU"}
 
 
 def verdict(record: Record, **kw: Any) -> dict[str, bool]:
-    summary = build_summary(record, scenario="t", expect_cap=True, expect_lift=True,
-                            events=kw.get("events", []), pending=[], wall_seconds=1.0,
-                            processes=[], workdir=Path("/tmp/x"))
+    summary = build_summary(
+        record,
+        scenario="t",
+        expect_cap=True,
+        expect_lift=True,
+        events=kw.get("events", []),
+        pending=[],
+        wall_seconds=1.0,
+        processes=[],
+        workdir=Path("/tmp/x"),
+    )
     assert render(summary)  # renders whatever the verdict
     return {c["name"]: c["ok"] for c in summary.checks} | {"passed": summary.passed}
 
 
 def test_the_verdict_needs_the_cap_reached_and_lifted_and_no_overcommit() -> None:
-    record = Record(model="m", max_replicas=6, cap_reached=True, cap=3, lifted_to=4,
-                    peak_applied=4)
+    record = Record(model="m", max_replicas=6, cap_reached=True, cap=3, lifted_to=4, peak_applied=4)
     record.phase_done("rise", True, 3.0)
     assert verdict(record)["passed"]
     assert not verdict(replace(record, lifted_to=None))["passed"]
@@ -78,14 +94,28 @@ def test_refusals_are_counted_per_pod_from_the_scheduler_events() -> None:
     record = Record(model="m", max_replicas=6)
     refused = "0/2 nodes are available: 1 needs 20Gi on 1 GPU"
     events: list[dict[str, Any]] = [
-        {"reason": "FailedScheduling", "count": 3, "involvedObject": {"name": "p1"},
-         "message": refused},
+        {
+            "reason": "FailedScheduling",
+            "count": 3,
+            "involvedObject": {"name": "p1"},
+            "message": refused,
+        },
         {"reason": "FailedScheduling", "involvedObject": {"name": "p2"}, "message": refused},
-        {"reason": "Scheduled", "involvedObject": {"name": "p3"}, "message": "ok"}]
-    summary = build_summary(record, scenario="t", expect_cap=False, expect_lift=False,
-                            events=events, pending=["p2"], wall_seconds=1.0, processes=[],
-                            workdir=Path("/tmp/x"))
+        {"reason": "Scheduled", "involvedObject": {"name": "p3"}, "message": "ok"},
+    ]
+    summary = build_summary(
+        record,
+        scenario="t",
+        expect_cap=False,
+        expect_lift=False,
+        events=events,
+        pending=["p2"],
+        wall_seconds=1.0,
+        processes=[],
+        workdir=Path("/tmp/x"),
+    )
     assert summary.pods_refused == 2
     assert summary.refused_reasons == [
-        {"message": "0/2 nodes are available: 1 needs 20Gi on 1 GPU", "count": 4}]
+        {"message": "0/2 nodes are available: 1 needs 20Gi on 1 GPU", "count": 4}
+    ]
     assert "still pending: p2" in render(summary)
