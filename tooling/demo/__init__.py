@@ -6,7 +6,7 @@ kube-scheduler profile with `headroom extender`, `headroom webhook` over TLS, on
 nodeagent` per simulated node on the fake NVML, a simulated kubelet and model servers, and a load
 that follows a scenario file (`scenarios/*.yaml`). Modules:
 
-- `scenario`: the scenario file format and its validation;
+- `model`: what a scenario describes; `scenario`: the scenario file format and its validation;
 - `processes`: starting child processes so that none outlives the demo;
 - `platform`: the control plane, RBAC, certificates and Headroom's own processes;
 - `nodes`: simulated GPU nodes (Node objects, fake NVML state, fake /proc, node agents);

@@ -25,7 +25,7 @@ from typing import Any
 from headroom import names
 from kubeapi.client import Kube
 from tooling import fakenvml
-from tooling.demo.scenario import NodeGroup
+from tooling.demo.model import NodeGroup
 
 STATE_ENV = "HEADROOM_FAKE_NVML"
 DEMO_LABEL = "headroom.dev/demo-node"

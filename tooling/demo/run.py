@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
 from tooling.demo.kubelet import Kubelet, LoadBoard
+from tooling.demo.model import Scenario
 from tooling.demo.nodes import (
     NodeError,
     SimNode,
@@ -30,7 +31,7 @@ from tooling.demo.nodes import (
 )
 from tooling.demo.platform import Platform, PlatformError, start_control_plane, wait_until
 from tooling.demo.processes import Supervisor, interruptible, shielded
-from tooling.demo.scenario import Scenario, ScenarioError, load
+from tooling.demo.scenario import ScenarioError, load
 from tooling.demo.story import Story, deploy
 from tooling.demo.summary import Record, build_summary, render, write_json
 from tooling.demo.view import Display

@@ -22,16 +22,28 @@ asks for, all Ready). For the others, `seconds` is how long to hold once the con
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from headroom import fields
+from headroom.fields import FieldError
 from headroom.quantity import QuantityError, parse_bytes
+from tooling.demo.model import (
+    Action,
+    Expectations,
+    GpuAsk,
+    Model,
+    NodeGroup,
+    OutsideProcess,
+    Phase,
+    Scaler,
+    Scenario,
+    Workload,
+)
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 UNTIL = ("seconds", "capped", "lifted", "settled")
@@ -40,116 +52,8 @@ SCALER_SPEC_KEYS = ("pollingInterval", "behavior", "feasibility")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(FieldError):
     """A scenario that cannot run; `field` is the path of the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
-
-
-@dataclass(frozen=True)
-class OutsideProcess:
-    name: str
-    gpu: int
-    memory_bytes: int
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    name: str
-    count: int
-    gpus: int
-    product: str
-    gpu_memory_bytes: int
-    outside: tuple[OutsideProcess, ...] = ()
-    lost_gpus: tuple[int, ...] = ()
-
-    def node_names(self) -> list[str]:
-        return (
-            [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
-        )
-
-
-@dataclass(frozen=True)
-class GpuAsk:
-    """What one pod asks: `memory` (the annotation's text) on each of `gpus` GPUs."""
-
-    memory: str
-    memory_bytes: int
-    gpus: int
-    sharing: bool
-
-
-@dataclass(frozen=True)
-class Model:
-    name: str
-    ask: GpuAsk
-    replicas: int
-
-
-@dataclass(frozen=True)
-class Scaler:
-    name: str
-    target_value: float
-    min_replicas: int
-    max_replicas: int
-    spec: Mapping[str, Any] = field(default_factory=dict)
-
-    def replicas_for(self, load: float) -> int:
-        """What the seed form's queue_depth asks for this total queue (HPA's formula)."""
-        wanted = math.ceil(load / self.target_value - 1e-9) if load > 0 else 0
-        return max(self.min_replicas, min(self.max_replicas, wanted))
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    parallelism: int
-    ask: GpuAsk
-    product: str | None = None  # only on nodes with this GPU (a nodeSelector on the product)
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str  # one of ACTIONS
-    target: str
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    load: float | None  # None: keep the previous phase's load
-    actions: tuple[Action, ...]
-    until: str
-    seconds: float
-    timeout_seconds: float
-
-
-@dataclass(frozen=True)
-class Expectations:
-    cap_reached: bool = True
-    cap_lifted: bool = True
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    namespace: str
-    nodes: tuple[NodeGroup, ...]
-    model: Model
-    scaler: Scaler
-    workloads: tuple[Workload, ...]
-    timeline: tuple[Phase, ...]
-    expect: Expectations
-    description: str = ""
-
-    def node_names(self) -> list[str]:
-        return [n for group in self.nodes for n in group.node_names()]
-
-    def started_later(self) -> set[str]:
-        """Workloads a timeline action starts; the others run from the beginning."""
-        return {a.target for p in self.timeline for a in p.actions if a.kind == "start"}
 
 
 def load(path: Path) -> Scenario:
@@ -387,11 +291,9 @@ def _check_references(scenario: Scenario) -> None:
                 )
 
 
-# -- field readers -------------------------------------------------------------------------------
+# -- field readers: headroom.fields, raising ScenarioError ----------------------------------------
 def _object(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ScenarioError(where, f"expected a mapping (got {type(value).__name__})")
-    return value
+    return fields.read_mapping(value, where, expected="a mapping", error=ScenarioError)
 
 
 def _known(doc: Mapping[str, Any], where: str, keys: Sequence[str]) -> None:
@@ -407,7 +309,13 @@ def _list(doc: Mapping[str, Any], key: str, where: str, *, required: bool) -> li
     if value is None and not required:
         return []
     if not isinstance(value, list) or (required and not value):
-        raise ScenarioError(spot, "expected a non-empty list" if required else "expected a list")
+        fields.fail(
+            value,
+            spot,
+            expected="a non-empty list" if required else "a list",
+            show=None,
+            error=ScenarioError,
+        )
     return value
 
 
@@ -415,17 +323,19 @@ def _name(doc: Mapping[str, Any], key: str, where: str, default: str | None = No
     spot = f"{where}.{key}" if where else key
     value = doc.get(key, default)
     if not isinstance(value, str) or len(value) > 40 or not _NAME.fullmatch(value):
-        raise ScenarioError(
+        fields.fail(
+            value,
             spot,
-            f"expected a name of lower-case letters, digits and '-' (at most 40) (got {value!r})",
+            expected="a name of lower-case letters, digits and '-' (at most 40)",
+            error=ScenarioError,
         )
     return value
 
 
 def _string(doc: Mapping[str, Any], key: str, where: str) -> str:
     value = doc.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ScenarioError(f"{where}.{key}", f"expected a non-empty string (got {value!r})")
+    if not isinstance(value, str) or not value.strip():  # blank counts as empty
+        fields.fail(value, f"{where}.{key}", expected="a non-empty string", error=ScenarioError)
     return value
 
 
@@ -438,26 +348,30 @@ def _int(
     maximum: int,
     default: int | None = None,
 ) -> int:
-    value = doc.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ScenarioError(
-            f"{where}.{key}", f"expected an integer {minimum}..{maximum} (got {value!r})"
-        )
-    return value
+    return fields.read_int(
+        doc.get(key, default),
+        f"{where}.{key}",
+        minimum=minimum,
+        maximum=maximum,
+        expected=f"an integer {minimum}..{maximum}",
+        error=ScenarioError,
+    )
 
 
 def _number(doc: Mapping[str, Any], key: str, where: str, *, default: float | None) -> float:
     value = doc.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
-        raise ScenarioError(f"{where}.{key}", f"expected seconds, a number 0..3600 (got {value!r})")
-    return float(value)
+    seconds = fields.read_number(
+        value, f"{where}.{key}", expected="seconds, a number 0..3600", error=ScenarioError
+    )
+    if not 0 <= seconds <= 3600:
+        fields.fail(
+            value, f"{where}.{key}", expected="seconds, a number 0..3600", error=ScenarioError
+        )
+    return seconds
 
 
 def _bool(doc: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
-    value = doc.get(key, default)
-    if not isinstance(value, bool):
-        raise ScenarioError(f"{where}.{key}", f"expected true or false (got {value!r})")
-    return value
+    return fields.read_bool(doc.get(key, default), f"{where}.{key}", error=ScenarioError)
 
 
 def _bytes(doc: Mapping[str, Any], key: str, where: str) -> int:

@@ -24,8 +24,8 @@ from headroom import names
 from headroom.report import ReportError, report_from_status
 from kubeapi.client import ApiError, Kube
 from tooling.demo.kubelet import Kubelet, LoadBoard
+from tooling.demo.model import GpuAsk, Phase, Scenario
 from tooling.demo.nodes import PRODUCT_LABEL, SimNode, product_label
-from tooling.demo.scenario import GpuAsk, Phase, Scenario
 from tooling.demo.summary import Record
 
 SEED = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "seed-aiscaler.yaml"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from cli.status import GpuRow
-from tooling.demo.scenario import Scenario
+from tooling.demo.model import Scenario
 from tooling.demo.story import Observation, PodView
 
 GIB = 2**30

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tooling.demo.kubelet import RunningPod
+from tooling.demo.model import NodeGroup, OutsideProcess
 from tooling.demo.nodes import SimNode
-from tooling.demo.scenario import NodeGroup, OutsideProcess
 from tooling.demo.summary import Record, build_summary, overcommits, render
 
 GI = 2**30
