@@ -50,10 +50,10 @@ e2e: venv control-plane
 
 # The test harness by hand: a local etcd + kube-apiserver + kube-controller-manager on loopback.
 cluster-up: venv control-plane
-	$(BIN)/python -m tooling.localcluster up
+	$(BIN)/python -m tooling.clusterctl up
 
 cluster-down:
-	$(BIN)/python -m tooling.localcluster down
+	$(BIN)/python -m tooling.clusterctl down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -13,24 +13,17 @@ Every process started is stopped by `stop()`; children also die with the process
 
 from __future__ import annotations
 
-import argparse
-import base64
 import json
 import os
-import signal
 import ssl
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from certs import pki
+from tooling.clusterpki import kubeconfig_for, write_cluster_pki
 from tooling.process import (
     ClusterError,
     Process,
@@ -40,7 +33,6 @@ from tooling.process import (
     secure_healthz,
     wait_for,
 )
-from tooling.waiting import poll
 
 CACHE_DIR = Path(os.environ.get("HEADROOM_CACHE", Path.home() / ".cache" / "headroom"))
 TOOLING = Path(__file__).resolve().parent.parent / "tooling" / "controlplane"
@@ -118,7 +110,7 @@ class LocalCluster:
     def start(self, *, timeout_seconds: float = 120.0) -> None:
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._write_pki()
+            write_cluster_pki(self.workdir, server_url=self.server_url, kubeconfig=self.kubeconfig)
             self.start_etcd(timeout_seconds=timeout_seconds)
             self.start_apiserver(timeout_seconds=timeout_seconds)
             self.start_controller_manager(timeout_seconds=timeout_seconds)
@@ -358,83 +350,6 @@ class LocalCluster:
         context.load_cert_chain(self.workdir / "admin.crt", self.workdir / "admin.key")
         return context
 
-    # -- certificates and kubeconfig ---------------------------------------------------------------
-    def _write_pki(self) -> None:
-        d = self.workdir
-        ca = pki.new_ca("headroom-local-cluster-ca")
-        server = pki.issue_serving_cert(
-            ca,
-            common_name="kube-apiserver",
-            dns_names=[
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-            ip_addresses=["127.0.0.1", "10.96.0.1"],
-        )
-        admin = pki.issue_client_cert(ca, common_name="admin", organizations=["system:masters"])
-        sa_key = ec.generate_private_key(ec.SECP256R1())
-        files = {
-            "ca.crt": ca.cert_pem,
-            "ca.key": ca.key_pem,
-            "apiserver.crt": server.cert_pem,
-            "apiserver.key": server.key_pem,
-            "admin.crt": admin.cert_pem,
-            "admin.key": admin.key_pem,
-            "sa.key": sa_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            "sa.pub": sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        }
-        for name, data in files.items():
-            (d / name).write_bytes(data)
-            (d / name).chmod(0o600)
-        self.kubeconfig.write_text(
-            yaml.safe_dump(kubeconfig_for(self.server_url, ca.cert_pem, admin, user="admin"))
-        )
-        self.kubeconfig.chmod(0o600)
-
-
-def kubeconfig_for(
-    server_url: str, ca_pem: bytes, client_pair: pki.KeyPair | None, *, user: str
-) -> dict[str, Any]:
-    """A kubeconfig for `server_url`; the user presents `client_pair` (None: fill in later)."""
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "headroom-local",
-        "clusters": [
-            {
-                "name": "headroom-local",
-                "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {}
-                if client_pair is None
-                else {
-                    "client-certificate-data": b64(client_pair.cert_pem),
-                    "client-key-data": b64(client_pair.key_pem),
-                },
-            }
-        ],
-        "contexts": [
-            {"name": "headroom-local", "context": {"cluster": "headroom-local", "user": user}}
-        ],
-    }
-
 
 def scheduler_command(bin_dir: Path, config_path: Path, *, port: int, cert_dir: Path) -> list[str]:
     """kube-scheduler with `config_path`, serving health and metrics on 127.0.0.1:`port` over
@@ -449,70 +364,3 @@ def scheduler_command(bin_dir: Path, config_path: Path, *, port: int, cert_dir: 
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
         "--v=1",
     ]
-
-
-# -- by hand: `python -m tooling.localcluster up|down` -------------------------------------------
-DEFAULT_DIR = Path(tempfile.gettempdir()) / "headroom-cluster"
-
-
-def _up(workdir: Path) -> int:
-    if (workdir / "state.json").exists():
-        print(
-            f"a cluster is already up; its kubeconfig: {workdir / 'admin.kubeconfig'}",
-            file=sys.stderr,
-        )
-        return 1
-    ensure_binaries()
-    cluster = LocalCluster(workdir, detached=True)
-    cluster.start()
-    state = {name: p.popen.pid for name, p in cluster.processes.items()}
-    (workdir / "state.json").write_text(json.dumps(state))
-    print(cluster.kubeconfig)
-    return 0
-
-
-def _down(workdir: Path) -> int:
-    state_file = workdir / "state.json"
-    if not state_file.exists():
-        print(f"no cluster is up in {workdir}", file=sys.stderr)
-        return 0
-    for name, pid in reversed(list(json.loads(state_file.read_text()).items())):
-        _kill_if_ours(int(pid), name)
-    state_file.unlink()
-    print(f"stopped; files left in {workdir}")
-    return 0
-
-
-def _kill_if_ours(pid: int, name: str) -> None:
-    try:  # the pid may have been reused since `up`: check it is still that binary
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return
-    if not cmdline.endswith(name.encode()):
-        return
-    os.kill(pid, signal.SIGTERM)
-    if not poll(
-        lambda: not Path(f"/proc/{pid}").exists(), timeout_seconds=15, interval_seconds=0.1
-    ):
-        os.kill(pid, signal.SIGKILL)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tooling.localcluster",
-        description="Start or stop a local control plane (etcd, kube-apiserver, "
-        "kube-controller-manager) on loopback; `up` prints the kubeconfig path.",
-    )
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_DIR,
-        help=f"where the cluster keeps its files (default {DEFAULT_DIR})",
-    )
-    args = parser.parse_args(argv)
-    return _up(args.dir) if args.action == "up" else _down(args.dir)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
