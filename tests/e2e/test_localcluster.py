@@ -114,7 +114,7 @@ def test_a_killed_parent_takes_its_processes_with_it(tmp_path: Path) -> None:
 
 def test_up_and_down_by_hand(tmp_path: Path) -> None:
     workdir = tmp_path / "by-hand"
-    run = [sys.executable, "-m", "tooling.localcluster"]
+    run = [sys.executable, "-m", "tooling.clusterctl"]  # what make cluster-up runs
     up = subprocess.run(
         [*run, "up", "--dir", str(workdir)],
         capture_output=True,
