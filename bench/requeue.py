@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.extender import headroom_scheduler, table
+from bench.extender_cluster import headroom_scheduler, table
 from headroom import names
 from headroom.report import GpuState, NodeReport, report_to_status
 from kubeapi.client import ApiError, Kube, load_api_client
