@@ -125,9 +125,14 @@ def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_the
             timeout_seconds=90,
             what=f"the scale-down after the window ({prometheus_url} back)",
         )
-    assert any(
-        e.startswith("Scaled: scaled Deployment/model from 3 to 1") for e in scene.events()
-    ), scene.events()
+    # The Event follows the /scale write that was just seen: wait for it too.
+    _event_told(scene, "Scaled: scaled Deployment/model from 3 to 1")
+
+
+def _event_told(scene: Scene, prefix: str) -> None:
+    eventually(
+        lambda: any(e.startswith(prefix) for e in scene.events()), what=f"an Event {prefix!r}"
+    )
 
 
 def _kill_prometheus(scene: Scene) -> None:
@@ -323,9 +328,8 @@ def test_seed_004_the_seed_aiscaler_scales_both_ways_past_pending_and_refusing_p
             timeout_seconds=90,
             what="the scale-down past a refusing and a Pending pod",
         )
-        assert any(
-            e.startswith("Scaled: scaled Deployment/llm-server from 3 to 2") for e in scene.events()
-        ), scene.events()
+        # The Event follows the /scale write that was just seen: wait for it too.
+        _event_told(scene, "Scaled: scaled Deployment/llm-server from 3 to 2")
     finally:
         kubelet.stop()
         for server in servers.values():
