@@ -204,6 +204,9 @@ def _decide_managed(
     if problem:
         return _deny(uid, problem), DENIED, name, 0
     mutated = mutate(pod, profile, demand=demand, version=version)
+    problem = _unbound_shared(mutated, profile.scheduler_name, name) if demand.shared else ""
+    if problem:
+        return _deny(uid, problem), DENIED, name, 0
     operations = jsonpatch.make_patch(*changed_parts(pod, mutated)).patch
     if not operations:
         return _allow(uid), UNCHANGED, name, 0
@@ -269,6 +272,33 @@ def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: boo
             f"{names.GPU_RESOURCE}: the pod asks for {demand.gpu_count} GPUs but profile "
             f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
             f"limit of at most {max_gpus}, or a profile that allows more)"
+        )
+    return ""
+
+
+def _unbound_shared(mutated: Mapping[str, Any], scheduler: str | None, profile: str) -> str:
+    """A shared-GPU pod gets its GPU only at Headroom's bind: the extender records the GPU it
+    chose in the annotation the visible-devices variable reads. A pod Headroom's scheduler will not
+    bind would start with that variable empty, on no GPU, so it is refused here."""
+    spec = mutated.get("spec") or {}
+    sharing = f'{names.GPU_SHARING_ANNOTATION}: "true"'
+    if spec.get("nodeName"):
+        return (
+            f"spec.nodeName: a pod with {sharing} gets its GPU when Headroom's scheduler binds "
+            f"it; one created on a node already would start with no GPU (expected no nodeName, "
+            "or no sharing)"
+        )
+    if scheduler is None:
+        return (
+            f"{names.GPU_SHARING_ANNOTATION}: profile {profile!r} sets no schedulerName, so "
+            "Headroom would not bind the pod and choose its GPU (expected a profile with a "
+            "schedulerName, or no sharing)"
+        )
+    if spec.get("schedulerName") != scheduler:
+        return (
+            f"spec.schedulerName: a pod with {sharing} must be placed by Headroom's scheduler "
+            f"{scheduler!r}, which chooses its GPU at bind (got "
+            f"{spec.get('schedulerName')!r}; expected {scheduler!r} or none)"
         )
     return ""
 

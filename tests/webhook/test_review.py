@@ -18,6 +18,7 @@ from tests.webhook.helpers import (
 )
 from webhook import review as review_module
 from webhook.mutate import MUTATED_BY_ANNOTATION
+from webhook.profiles import parse_profiles
 from webhook.review import review
 
 PROFILES = shipped_profiles()
@@ -290,3 +291,52 @@ def test_in_an_opted_in_namespace_bad_annotations_are_still_refused() -> None:
     response = response_of(outcome)
     assert response["allowed"] is False
     assert response["status"]["message"].startswith("headroom.dev/gpu-memory: not a quantity")
+
+
+SHARED = {
+    "headroom.dev/profile": "shared-small",
+    "headroom.dev/gpu-sharing": "true",
+    "headroom.dev/gpu-memory": "4Gi",
+}
+
+
+def test_a_shared_pod_headroom_binds_is_admitted() -> None:
+    for spec in ({}, {"schedulerName": "default-scheduler"}, {"schedulerName": "headroom"}):
+        response = response_of(
+            answer(review_body(gpu_pod(annotations=SHARED, gpus=None, spec=spec)))
+        )
+        assert response["allowed"] is True, (spec, response)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"nodeName": "gpu-node-1"}, "spec.nodeName: a pod with headroom.dev/gpu-sharing"),
+        (
+            {"schedulerName": "volcano"},
+            'spec.schedulerName: a pod with headroom.dev/gpu-sharing: "true" must be placed by '
+            "Headroom's scheduler 'headroom', which chooses its GPU at bind (got 'volcano'",
+        ),
+    ],
+)
+def test_a_shared_pod_headroom_would_not_bind_is_denied_naming_the_field(
+    spec: dict[str, Any], message: str
+) -> None:
+    # It would start with an empty visible-devices variable: on no GPU at all.
+    outcome = answer(review_body(gpu_pod(annotations=SHARED, gpus=None, spec=spec)))
+    response = response_of(outcome)
+    assert response["allowed"] is False and "patch" not in response
+    assert response["status"]["message"].startswith(message), response["status"]["message"]
+
+
+def test_sharing_under_a_profile_without_a_scheduler_is_denied() -> None:
+    profiles = parse_profiles(
+        "profiles:\n  default: {}\n"
+        "  shared-small: {sharing: {allowed: true}, schedulerName: null}\n"
+    )
+    body = encode(review_body(gpu_pod(annotations=SHARED, gpus=None)))
+    response = response_of(review(body, profiles, version="0.1.0"))
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "headroom.dev/gpu-sharing: profile 'shared-small' sets no schedulerName"
+    ), response["status"]["message"]

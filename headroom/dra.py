@@ -1,0 +1,192 @@
+"""GPUs through Dynamic Resource Allocation (`resource.k8s.io/v1`), as plain JSON in and out.
+
+A DRA driver publishes its devices in ResourceSlices: per node, a pool of devices, each with
+attributes (NVIDIA's driver gives `uuid` and `productName`) and capacities (`memory`, the *total*
+bytes: DRA's capacity never changes with use). The stock allocator writes what it chose into
+`ResourceClaim.status.allocation.devices.results` as (driver, pool, device). This module joins the
+two, so that an allocated claim names the GPU UUID it holds on its node before the node agent sees
+any process, and counts the GPU devices a claim asks for.
+
+Which devices are GPUs is a setting: the drivers whose devices Headroom accounts for, by default
+NVIDIA's `gpu.nvidia.com`. Pure: JSON in, dataclasses out, FieldError naming the field on input
+that is not the API's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headroom import fields
+from headroom.quantity import parse_bytes
+
+GROUP_VERSION = "resource.k8s.io/v1"
+NVIDIA_GPU_DRIVER = "gpu.nvidia.com"  # also the DeviceClass name NVIDIA's driver installs
+DEFAULT_GPU_DRIVERS = (NVIDIA_GPU_DRIVER,)
+UUID_ATTRIBUTE = "uuid"
+MEMORY_CAPACITY = "memory"
+EXACT_COUNT, ALL = "ExactCount", "All"
+
+DeviceKey = tuple[str, str, str]  # (driver, pool, device): how an allocation result names one
+
+
+@dataclass(frozen=True)
+class SliceDevice:
+    """One device a ResourceSlice publishes."""
+
+    driver: str
+    pool: str
+    name: str
+    node_name: str  # "" for devices not local to one node
+    uuid: str | None  # the `uuid` attribute, when the driver publishes one
+    memory_bytes: int | None  # the `memory` capacity: the device's total
+
+    @property
+    def key(self) -> DeviceKey:
+        return (self.driver, self.pool, self.name)
+
+
+@dataclass(frozen=True)
+class AllocatedGpu:
+    """A GPU device the allocator gave one request of a claim."""
+
+    request: str
+    device: SliceDevice
+
+
+def slice_devices(resource_slice: Mapping[str, Any]) -> list[SliceDevice]:
+    """The devices of one ResourceSlice object."""
+    spec = fields.read_mapping(resource_slice.get("spec"), "spec")
+    driver = fields.read_str(spec.get("driver"), "spec.driver", nonempty=True)
+    pool = fields.read_mapping(spec.get("pool"), "spec.pool")
+    pool_name = fields.read_str(pool.get("name"), "spec.pool.name", nonempty=True)
+    node_name = fields.read_optional_str(spec.get("nodeName"), "spec.nodeName") or ""
+    devices = fields.read_optional_list(spec.get("devices"), "spec.devices")
+    found = []
+    for index, raw in enumerate(devices):
+        where = f"spec.devices[{index}]"
+        device = fields.read_mapping(raw, where)
+        found.append(
+            SliceDevice(
+                driver=driver,
+                pool=pool_name,
+                name=fields.read_str(device.get("name"), f"{where}.name", nonempty=True),
+                node_name=node_name,
+                uuid=_attribute(device, UUID_ATTRIBUTE, driver=driver, where=where),
+                memory_bytes=_capacity_bytes(device, MEMORY_CAPACITY, driver=driver, where=where),
+            )
+        )
+    return found
+
+
+def device_index(slices: Iterable[Mapping[str, Any]]) -> dict[DeviceKey, SliceDevice]:
+    """Every published device by (driver, pool, device). A slice that does not read is skipped:
+    one driver's bad slice must not hide every other driver's GPUs."""
+    index: dict[DeviceKey, SliceDevice] = {}
+    for resource_slice in slices:
+        try:
+            devices = slice_devices(resource_slice)
+        except fields.FieldError:
+            continue
+        for device in devices:
+            index[device.key] = device
+    return index
+
+
+def allocated_gpus(
+    claim: Mapping[str, Any],
+    index: Mapping[DeviceKey, SliceDevice],
+    *,
+    gpu_drivers: Iterable[str] = DEFAULT_GPU_DRIVERS,
+) -> list[AllocatedGpu]:
+    """The GPUs an allocated claim holds; [] while it is not allocated. A result whose device no
+    slice publishes (any more) is left out: there is no GPU to name."""
+    status = fields.read_optional_mapping(claim.get("status"), "status")
+    allocation = fields.read_optional_mapping(status.get("allocation"), "status.allocation")
+    devices = fields.read_optional_mapping(allocation.get("devices"), "status.allocation.devices")
+    results = fields.read_optional_list(devices.get("results"), "status.allocation.devices.results")
+    drivers = set(gpu_drivers)
+    gpus = []
+    for position, raw in enumerate(results):
+        where = f"status.allocation.devices.results[{position}]"
+        result = fields.read_mapping(raw, where)
+        key = (
+            fields.read_str(result.get("driver"), f"{where}.driver"),
+            fields.read_str(result.get("pool"), f"{where}.pool"),
+            fields.read_str(result.get("device"), f"{where}.device"),
+        )
+        if key[0] in drivers and key in index:
+            gpus.append(AllocatedGpu(str(result.get("request") or ""), index[key]))
+    return gpus
+
+
+@dataclass(frozen=True)
+class GpuAsk:
+    """What a claim's spec asks of GPU device classes: `count` devices, or `all_devices` (every
+    matching device of a node's pool, known only once allocated)."""
+
+    count: int
+    all_devices: bool = False
+
+
+def requested_gpus(
+    claim_spec: Mapping[str, Any], *, device_classes: Iterable[str] = DEFAULT_GPU_DRIVERS
+) -> GpuAsk:
+    """The GPU devices a ResourceClaim spec (or a template's `spec.spec`) requests from the given
+    DeviceClasses. Requests of other classes count for nothing. A prioritized list
+    (`firstAvailable`) counts its first choice: the allocator prefers it."""
+    classes = set(device_classes)
+    devices = fields.read_optional_mapping(claim_spec.get("devices"), "spec.devices")
+    requests = fields.read_optional_list(devices.get("requests"), "spec.devices.requests")
+    count, all_devices = 0, False
+    for position, raw in enumerate(requests):
+        where = f"spec.devices.requests[{position}]"
+        request = fields.read_mapping(raw, where)
+        exactly, at = _chosen_request(request, where)
+        if exactly is None:
+            continue
+        device_class = fields.read_str(exactly.get("deviceClassName"), f"{at}.deviceClassName")
+        if device_class not in classes:
+            continue
+        mode = fields.read_optional_str(exactly.get("allocationMode"), f"{at}.allocationMode")
+        if mode in (None, EXACT_COUNT):
+            count += fields.read_int(
+                exactly.get("count", 1), f"{at}.count", minimum=1, expected="an integer >= 1"
+            )
+        elif mode == ALL:
+            all_devices = True
+        else:
+            fields.fail(mode, f"{at}.allocationMode", expected=f"{EXACT_COUNT} or {ALL}")
+    return GpuAsk(count=count, all_devices=all_devices)
+
+
+def _chosen_request(request: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any] | None, str]:
+    if request.get("exactly") is not None:
+        return fields.read_mapping(request["exactly"], f"{where}.exactly"), f"{where}.exactly"
+    choices = fields.read_optional_list(request.get("firstAvailable"), f"{where}.firstAvailable")
+    if choices:
+        at = f"{where}.firstAvailable[0]"
+        return fields.read_mapping(choices[0], at), at
+    return None, where
+
+
+def _attribute(device: Mapping[str, Any], name: str, *, driver: str, where: str) -> str | None:
+    """A string attribute, by its short name or qualified with the driver's domain."""
+    attributes = fields.read_optional_mapping(device.get("attributes"), f"{where}.attributes")
+    for key in (name, f"{driver}/{name}"):
+        if key in attributes:
+            at = f"{where}.attributes.{key}"
+            value = fields.read_mapping(attributes[key], at)
+            return fields.read_optional_str(value.get("string"), f"{at}.string")
+    return None
+
+
+def _capacity_bytes(device: Mapping[str, Any], name: str, *, driver: str, where: str) -> int | None:
+    capacity = fields.read_optional_mapping(device.get("capacity"), f"{where}.capacity")
+    for key in (name, f"{driver}/{name}"):
+        if key in capacity:
+            at = f"{where}.capacity.{key}"
+            value = fields.read_mapping(capacity[key], at).get("value")
+            return parse_bytes(value, field=f"{at}.value")  # a QuantityError is a FieldError
+    return None
