@@ -201,6 +201,7 @@ def _decide_managed(
         )
         return {**_allow(uid), "warnings": [warning]}, IGNORED, name, 0
     problem = _refusal(demand, name, profile.max_gpus, sharing=profile.sharing.allowed)
+    problem = problem or (_device_plugin_gpus(pod) if demand.shared else "")
     if problem:
         return _deny(uid, problem), DENIED, name, 0
     mutated = mutate(pod, profile, demand=demand, version=version)
@@ -273,6 +274,26 @@ def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: boo
             f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
             f"limit of at most {max_gpus}, or a profile that allows more)"
         )
+    return ""
+
+
+def _device_plugin_gpus(pod: Mapping[str, Any]) -> str:
+    """A shared pod that also asks for `nvidia.com/gpu` would get a whole GPU from the device
+    plugin, chosen by the kubelet and maybe not the one Headroom recorded: refused, naming the
+    first container that asks."""
+    spec = pod.get("spec") or {}
+    for key in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(key) or []):
+            resources = container.get("resources") or {}
+            for kind in ("limits", "requests"):
+                if names.GPU_RESOURCE in (resources.get(kind) or {}):
+                    return (
+                        f"spec.{key}[{i}].resources.{kind}[{names.GPU_RESOURCE}]: a pod with "
+                        f'{names.GPU_SHARING_ANNOTATION}: "true" gets its GPU when Headroom binds '
+                        "it; the device plugin would add a whole GPU of its own choosing "
+                        f"(expected no {names.GPU_RESOURCE}: the memory goes in "
+                        f"{names.GPU_MEMORY_ANNOTATION})"
+                    )
     return ""
 
 

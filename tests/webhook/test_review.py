@@ -340,3 +340,22 @@ def test_sharing_under_a_profile_without_a_scheduler_is_denied() -> None:
     assert response["status"]["message"].startswith(
         "headroom.dev/gpu-sharing: profile 'shared-small' sets no schedulerName"
     ), response["status"]["message"]
+
+
+def test_a_shared_pod_that_also_asks_the_device_plugin_is_denied_naming_the_container() -> None:
+    # The device plugin would hand it a whole GPU of its own choosing, maybe not Headroom's.
+    outcome = answer(review_body(gpu_pod(annotations=SHARED, gpus="1")))
+    response = response_of(outcome)
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "spec.containers[0].resources.limits[nvidia.com/gpu]: a pod with "
+        'headroom.dev/gpu-sharing: "true" gets its GPU when Headroom binds it'
+    ), response["status"]["message"]
+    sidecar = gpu_pod(annotations=SHARED, gpus=None)
+    sidecar["spec"]["initContainers"] = [
+        {"name": "warm", "image": "w:1", "resources": {"requests": {"nvidia.com/gpu": "1"}}}
+    ]
+    response = response_of(answer(review_body(sidecar)))
+    assert response["status"]["message"].startswith(
+        "spec.initContainers[0].resources.requests[nvidia.com/gpu]: "
+    ), response["status"]["message"]
