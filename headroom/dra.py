@@ -171,22 +171,28 @@ def _chosen_request(request: Mapping[str, Any], where: str) -> tuple[Mapping[str
     return None, where
 
 
+def _named(values: Mapping[str, Any], name: str, *, driver: str) -> str | None:
+    """The key under which `values` holds `name`: bare, or qualified with the driver's domain."""
+    return next((key for key in (name, f"{driver}/{name}") if key in values), None)
+
+
 def _attribute(device: Mapping[str, Any], name: str, *, driver: str, where: str) -> str | None:
     """A string attribute, by its short name or qualified with the driver's domain."""
     attributes = fields.read_optional_mapping(device.get("attributes"), f"{where}.attributes")
-    for key in (name, f"{driver}/{name}"):
-        if key in attributes:
-            at = f"{where}.attributes.{key}"
-            value = fields.read_mapping(attributes[key], at)
-            return fields.read_optional_str(value.get("string"), f"{at}.string")
-    return None
+    key = _named(attributes, name, driver=driver)
+    if key is None:
+        return None
+    at = f"{where}.attributes.{key}"
+    return fields.read_optional_str(
+        fields.read_mapping(attributes[key], at).get("string"), f"{at}.string"
+    )
 
 
 def _capacity_bytes(device: Mapping[str, Any], name: str, *, driver: str, where: str) -> int | None:
     capacity = fields.read_optional_mapping(device.get("capacity"), f"{where}.capacity")
-    for key in (name, f"{driver}/{name}"):
-        if key in capacity:
-            at = f"{where}.capacity.{key}"
-            value = fields.read_mapping(capacity[key], at).get("value")
-            return parse_bytes(value, field=f"{at}.value")  # a QuantityError is a FieldError
-    return None
+    key = _named(capacity, name, driver=driver)
+    if key is None:
+        return None
+    at = f"{where}.capacity.{key}"
+    value = fields.read_mapping(capacity[key], at).get("value")
+    return parse_bytes(value, field=f"{at}.value")  # a QuantityError is a FieldError

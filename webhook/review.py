@@ -24,7 +24,7 @@ from headroom import names
 from headroom.demand import DemandError, GpuDemand, is_managed
 from headroom.fields import FieldError, read_mapping, read_optional_list, read_optional_mapping
 from serving.logs import log_fields
-from webhook.mutate import MutationError, mutate
+from webhook.mutate import MutationError, mutate, uses_gpus
 from webhook.profiles import ProfileSet
 from webhook.wire import (
     ADMISSION_API_VERSION,
@@ -284,16 +284,16 @@ def _device_plugin_gpus(pod: Mapping[str, Any]) -> str:
     spec = pod.get("spec") or {}
     for key in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(key) or []):
-            resources = container.get("resources") or {}
-            for kind in ("limits", "requests"):
-                if names.GPU_RESOURCE in (resources.get(kind) or {}):
-                    return (
-                        f"spec.{key}[{i}].resources.{kind}[{names.GPU_RESOURCE}]: a pod with "
-                        f'{names.GPU_SHARING_ANNOTATION}: "true" gets its GPU when Headroom binds '
-                        "it; the device plugin would add a whole GPU of its own choosing "
-                        f"(expected no {names.GPU_RESOURCE}: the memory goes in "
-                        f"{names.GPU_MEMORY_ANNOTATION})"
-                    )
+            if not uses_gpus(container):
+                continue
+            limits = container["resources"].get("limits") or {}
+            kind = "limits" if names.GPU_RESOURCE in limits else "requests"
+            return (
+                f"spec.{key}[{i}].resources.{kind}[{names.GPU_RESOURCE}]: a pod with "
+                f'{names.GPU_SHARING_ANNOTATION}: "true" gets its GPU when Headroom binds it; the '
+                "device plugin would add a whole GPU of its own choosing (expected no "
+                f"{names.GPU_RESOURCE}: the memory goes in {names.GPU_MEMORY_ANNOTATION})"
+            )
     return ""
 
 

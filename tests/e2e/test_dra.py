@@ -78,8 +78,8 @@ def _pod(name: str, *, template: str, node: str) -> dict[str, Any]:
     }
 
 
-def _claim_of(kube: Kube, namespace: str, pod_name: str) -> dict[str, Any] | None:
-    pod = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
+def _claim_of(kube: Kube, pod: dict[str, Any]) -> dict[str, Any] | None:
+    namespace = pod["metadata"]["namespace"]
     for entry in (pod.get("status") or {}).get("resourceClaimStatuses") or []:
         if entry.get("resourceClaimName"):
             path = f"{RESOURCE}/namespaces/{namespace}/resourceclaims/{entry['resourceClaimName']}"
@@ -89,7 +89,7 @@ def _claim_of(kube: Kube, namespace: str, pod_name: str) -> dict[str, Any] | Non
 
 def _bound_and_allocated(kube: Kube, namespace: str, pod_name: str) -> dict[str, Any] | None:
     pod = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
-    claim = _claim_of(kube, namespace, pod_name)
+    claim = _claim_of(kube, pod)
     allocated = claim is not None and (claim.get("status") or {}).get("allocation")
     return claim if pod["spec"].get("nodeName") and allocated else None
 
