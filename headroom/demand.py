@@ -12,6 +12,7 @@ from typing import Any
 
 from headroom import names
 from headroom.fields import FieldError, read_optional_mapping
+from headroom.podclaims import NO_GPUS, PodGpus
 from headroom.quantity import QuantityError, format_bytes, parse_bytes
 
 JsonObject = Mapping[str, Any]
@@ -23,11 +24,16 @@ class DemandError(FieldError):
 
 @dataclass(frozen=True)
 class GpuDemand:
-    """A pod's GPU demand. `memory_bytes` is per GPU; 0 means the pod declared no need."""
+    """A pod's GPU demand. `memory_bytes` is per GPU; 0 means the pod declared no need.
+
+    `dra`: some of its GPUs come from ResourceClaims, so the DRA allocator, not Headroom, picks
+    the device; `all_gpus`: a claim asks for every GPU of the node (`allocationMode: All`)."""
 
     gpu_count: int
     memory_bytes: int = 0
     shared: bool = False
+    dra: bool = False
+    all_gpus: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -36,13 +42,17 @@ class GpuDemand:
     def describe(self) -> str:
         """Words for reasons and events: "20Gi on 1 GPU", "a whole GPU x2"."""
         plural = "GPU" if self.gpu_count == 1 else "GPUs"
+        if self.all_gpus:
+            each = f"{format_bytes(self.memory_bytes)} on " if self.memory_bytes else ""
+            return f"{each}every GPU of the node"
         if self.memory_bytes == 0:
             return f"{self.gpu_count} free {plural}"
         return f"{format_bytes(self.memory_bytes)} on {self.gpu_count} {plural}"
 
     @classmethod
-    def from_pod(cls, pod: JsonObject) -> GpuDemand | None:
-        """The pod's demand, or None for a pod that asks for no GPU at all.
+    def from_pod(cls, pod: JsonObject, *, claims: PodGpus = NO_GPUS) -> GpuDemand | None:
+        """The pod's demand, or None for a pod that asks for no GPU at all. `claims` is what its
+        ResourceClaims ask of GPU device classes (`headroom.podclaims.pod_gpus`).
 
         Raises DemandError naming the annotation or resource field that is malformed.
         """
@@ -50,6 +60,8 @@ class GpuDemand:
         memory_text = annotations.get(names.GPU_MEMORY_ANNOTATION)
         shared = _parse_bool(annotations, names.GPU_SHARING_ANNOTATION)
         gpu_limit = _gpu_limit(_object(pod.get("spec"), "spec"))
+        if claims.ask.any:
+            return _with_claims(claims, gpu_limit=gpu_limit, memory_text=memory_text, shared=shared)
         if memory_text is None:
             if shared:
                 raise DemandError(
@@ -60,6 +72,30 @@ class GpuDemand:
             return None if gpu_limit == 0 else cls(gpu_count=gpu_limit)
         memory_bytes = _parse_memory(memory_text)
         return cls(gpu_count=gpu_limit or 1, memory_bytes=memory_bytes, shared=shared)
+
+
+def _with_claims(
+    claims: PodGpus, *, gpu_limit: int, memory_text: str | None, shared: bool
+) -> GpuDemand:
+    """A pod with GPUs from ResourceClaims. Sharing then comes from the claim (a `memory`
+    capacity request on a device that allows several allocations), never from the annotation,
+    whose `NVIDIA_VISIBLE_DEVICES` would fight the DRA driver's own device injection."""
+    if shared:
+        raise DemandError(
+            names.GPU_SHARING_ANNOTATION,
+            "is for device-plugin pods; a pod whose GPUs come from ResourceClaims shares a GPU "
+            "by requesting memory capacity in its claim (capacity.requests.memory)",
+        )
+    # The larger of the two: a share the claim was given, or the need the pod declares.
+    declared = _parse_memory(memory_text) if memory_text is not None else 0
+    memory_bytes = max(declared, claims.ask.memory_bytes)
+    return GpuDemand(
+        gpu_count=gpu_limit + claims.ask.count,
+        memory_bytes=memory_bytes,
+        shared=claims.ask.shared,
+        dra=True,
+        all_gpus=claims.ask.all_devices,
+    )
 
 
 def is_managed(pod: JsonObject) -> bool:

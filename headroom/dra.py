@@ -41,6 +41,7 @@ class SliceDevice:
     node_name: str  # "" for devices not local to one node
     uuid: str | None  # the `uuid` attribute, when the driver publishes one
     memory_bytes: int | None  # the `memory` capacity: the device's total
+    taints: tuple[str, ...] = ()  # "key=value:Effect" of its NoSchedule / NoExecute taints
 
     @property
     def key(self) -> DeviceKey:
@@ -75,6 +76,7 @@ def slice_devices(resource_slice: Mapping[str, Any]) -> list[SliceDevice]:
                 node_name=node_name,
                 uuid=_attribute(device, UUID_ATTRIBUTE, driver=driver, where=where),
                 memory_bytes=_capacity_bytes(device, MEMORY_CAPACITY, driver=driver, where=where),
+                taints=_blocking_taints(device.get("taints"), f"{where}.taints"),
             )
         )
     return found
@@ -124,10 +126,28 @@ def allocated_gpus(
 @dataclass(frozen=True)
 class GpuAsk:
     """What a claim's spec asks of GPU device classes: `count` devices, or `all_devices` (every
-    matching device of a node's pool, known only once allocated)."""
+    matching device of a node's pool, known only once allocated). `memory_bytes` is the largest
+    `memory` capacity a request asks of each device (consumable capacity): such a claim takes a
+    share of a GPU, not the whole of it."""
 
-    count: int
+    count: int = 0
     all_devices: bool = False
+    memory_bytes: int = 0
+
+    @property
+    def any(self) -> bool:
+        return self.count > 0 or self.all_devices
+
+    @property
+    def shared(self) -> bool:
+        return self.memory_bytes > 0
+
+    def plus(self, other: GpuAsk) -> GpuAsk:
+        return GpuAsk(
+            self.count + other.count,
+            self.all_devices or other.all_devices,
+            max(self.memory_bytes, other.memory_bytes),
+        )
 
 
 def requested_gpus(
@@ -139,7 +159,7 @@ def requested_gpus(
     classes = set(device_classes)
     devices = fields.read_optional_mapping(claim_spec.get("devices"), "spec.devices")
     requests = fields.read_optional_list(devices.get("requests"), "spec.devices.requests")
-    count, all_devices = 0, False
+    count, all_devices, memory_bytes = 0, False, 0
     for position, raw in enumerate(requests):
         where = f"spec.devices.requests[{position}]"
         request = fields.read_mapping(raw, where)
@@ -158,7 +178,18 @@ def requested_gpus(
             all_devices = True
         else:
             fields.fail(mode, f"{at}.allocationMode", expected=f"{EXACT_COUNT} or {ALL}")
-    return GpuAsk(count=count, all_devices=all_devices)
+        memory_bytes = max(memory_bytes, _requested_memory(exactly, at))
+    return GpuAsk(count=count, all_devices=all_devices, memory_bytes=memory_bytes)
+
+
+def _requested_memory(exactly: Mapping[str, Any], at: str) -> int:
+    """`capacity.requests.memory` (bare or qualified with a domain), in bytes; 0 when absent."""
+    capacity = fields.read_optional_mapping(exactly.get("capacity"), f"{at}.capacity")
+    asked = fields.read_optional_mapping(capacity.get("requests"), f"{at}.capacity.requests")
+    for key, value in asked.items():
+        if key == MEMORY_CAPACITY or str(key).endswith("/" + MEMORY_CAPACITY):
+            return parse_bytes(value, field=f"{at}.capacity.requests.{key}")
+    return 0
 
 
 def _chosen_request(request: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any] | None, str]:
@@ -169,6 +200,60 @@ def _chosen_request(request: Mapping[str, Any], where: str) -> tuple[Mapping[str
         at = f"{where}.firstAvailable[0]"
         return fields.read_mapping(choices[0], at), at
     return None, where
+
+
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")  # "None" and effects unknown to us only inform
+
+
+def _blocking_taints(value: object, where: str) -> tuple[str, ...]:
+    taints = fields.read_optional_list(value, where)
+    found = []
+    for position, raw in enumerate(taints):
+        taint = fields.read_mapping(raw, f"{where}[{position}]")
+        if taint.get("effect") in BLOCKING_EFFECTS:
+            found.append(f"{taint.get('key', '')}={taint.get('value', '')}:{taint['effect']}")
+    return tuple(found)
+
+
+def rule_taint(rule: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
+    """A DeviceTaintRule's selector and its taint as "key=value:Effect", or None when the rule
+    does not keep devices from being allocated (effect None or unknown, or no selector)."""
+    spec = fields.read_optional_mapping(rule.get("spec"), "spec")
+    selector = spec.get("deviceSelector")
+    taint = fields.read_optional_mapping(spec.get("taint"), "spec.taint")
+    if not isinstance(selector, Mapping) or taint.get("effect") not in BLOCKING_EFFECTS:
+        return None
+    return selector, f"{taint.get('key', '')}={taint.get('value', '')}:{taint['effect']}"
+
+
+def rule_selects(selector: Mapping[str, Any], device: SliceDevice) -> bool:
+    """Whether a DeviceTaintRule's `deviceSelector` picks the device: every field it sets must
+    match (`driver`, `pool`, `device`); the empty selector picks every device."""
+    wanted = {"driver": device.driver, "pool": device.pool, "device": device.name}
+    return all(selector.get(key) in (None, value) for key, value in wanted.items())
+
+
+def tainted_gpus(
+    devices: Iterable[SliceDevice], rules: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, str]:
+    """GPU UUID -> the taint that keeps new claims off it, from the slices' own taints and the
+    DeviceTaintRules. A rule that does not read is ignored, as the allocator would not apply it."""
+    selectors = []
+    for rule in rules:
+        try:
+            found = rule_taint(rule)
+        except fields.FieldError:
+            continue
+        if found is not None:
+            selectors.append(found)
+    tainted: dict[str, str] = {}
+    for device in devices:
+        if device.uuid is None:
+            continue
+        reasons = [*device.taints, *(t for sel, t in selectors if rule_selects(sel, device))]
+        if reasons:
+            tainted[device.uuid] = reasons[0]
+    return tainted
 
 
 def _named(values: Mapping[str, Any], name: str, *, driver: str) -> str | None:
@@ -196,3 +281,16 @@ def _capacity_bytes(device: Mapping[str, Any], name: str, *, driver: str, where:
     at = f"{where}.capacity.{key}"
     value = fields.read_mapping(capacity[key], at).get("value")
     return parse_bytes(value, field=f"{at}.value")  # a QuantityError is a FieldError
+
+
+def reserved_pods(claim: Mapping[str, Any]) -> tuple[str, ...]:
+    """The UIDs of the pods a claim is reserved for (`status.reservedFor`, resource "pods")."""
+    status = claim.get("status")
+    entries = status.get("reservedFor") if isinstance(status, Mapping) else None
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        str(e["uid"])
+        for e in entries
+        if isinstance(e, Mapping) and e.get("resource") == "pods" and e.get("uid")
+    )

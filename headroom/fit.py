@@ -37,7 +37,9 @@ class PodClaim:
 
     uid: str
     demand: GpuDemand
-    gpu_uuids: tuple[str, ...] = ()  # assigned at bind; empty when the device plugin chooses
+    # Known GPUs: assigned at bind (shared mode) or allocated to its ResourceClaims (DRA); empty
+    # when the device plugin chooses.
+    gpu_uuids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,9 @@ def ledger(snapshot: NodeSnapshot) -> tuple[list[GpuLedger], int]:
     whole_gpus_held = 0
     for claim in snapshot.claims:
         seen_on = {g.uuid for g in report.gpus if any(p.uid == claim.uid for p in g.pods)}
-        if not claim.gpu_uuids:
-            whole_gpus_held += max(0, claim.demand.gpu_count - len(seen_on))
-            continue
+        known = set(claim.gpu_uuids)
+        # GPUs the pod holds that no one named (the device plugin's, beside a claim's)
+        whole_gpus_held += max(0, claim.demand.gpu_count - len(known) - len(seen_on - known))
         for uuid in claim.gpu_uuids:
             book = books.get(uuid)
             if book is None or uuid in seen_on:
@@ -264,13 +266,21 @@ def fit_summary(
     else:
         pool, frees = summary.exclusive_candidates, summary.exclusive_free
     fitting = pool[bisect_left(frees, demand.memory_bytes) :]
-    if len(fitting) >= demand.gpu_count:
+    wanted = needed_gpus(demand, summary)
+    if len(fitting) >= wanted:
         # binpack: the tightest GPUs that still fit; spread: the roomiest.
         chosen = (
             fitting if policy is Policy.BINPACK else sorted(fitting, key=lambda c: (-c[0], c[1]))
         )
-        return Fit(tuple(c[2] for c in chosen[: demand.gpu_count]))
+        return Fit(tuple(c[2] for c in chosen[:wanted]))
     return _reason(demand, summary, room=len(fitting))
+
+
+def needed_gpus(demand: GpuDemand, summary: NodeSummary) -> int:
+    """How many GPUs the pod takes on this node: its count, or every GPU (DRA `All`)."""
+    if demand.all_gpus:
+        return max(demand.gpu_count, len(summary.totals_sorted), 1)
+    return demand.gpu_count
 
 
 def best_offer(demand: GpuDemand, summary: NodeSummary) -> Candidate | None:
@@ -285,7 +295,7 @@ def best_offer(demand: GpuDemand, summary: NodeSummary) -> Candidate | None:
 def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     need = f"needs {demand.describe()}"
     totals = summary.totals_sorted
-    if len(totals) - bisect_left(totals, demand.memory_bytes) < demand.gpu_count:
+    if len(totals) - bisect_left(totals, demand.memory_bytes) < needed_gpus(demand, summary):
         return Reason(
             f"{need}; the node has {len(totals)} GPUs, the largest "
             f"{format_bytes(totals[-1] if totals else 0)}",
@@ -294,7 +304,7 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
         )
     best = best_offer(demand, summary)
     parts = [need]
-    if demand.gpu_count > 1 and room:
+    if needed_gpus(demand, summary) > 1 and room:
         parts.append(f"only {room} GPUs have room")
     if best is None and summary.best_usable is not None:  # whole GPUs wanted, none empty
         parts.append(f"all {summary.usable} usable GPUs hold shared pods")
@@ -308,6 +318,41 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     else:
         parts.append(f"best free {format_bytes(best[0])} on GPU {best[1]} ({best[2]})")
     return Reason("; ".join(parts), best_free_bytes=best[0] if best else 0)
+
+
+def check_gpus(
+    demand: GpuDemand,
+    snapshot: NodeSnapshot,
+    gpu_uuids: Sequence[str],
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+) -> Reason | None:
+    """Whether the GPUs already chosen for a pod (by the DRA allocator) can hold it now, by the
+    same accounts as `fit`; `snapshot` must not include the pod itself. None when they can."""
+    report = snapshot.report
+    stale = _freshness(
+        report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
+    )
+    if stale is not None:
+        return stale
+    books = {b.gpu.uuid: b for b in ledger(snapshot)[0]}
+    need = f"needs {format_bytes(demand.memory_bytes)}" if demand.memory_bytes else "needs it"
+    for uuid in gpu_uuids:
+        book = books.get(uuid)
+        if book is None:
+            return Reason(f"GPU {uuid} is not in the node's GPU report")
+        where = f"GPU {book.gpu.index} ({uuid})"
+        if not book.gpu.healthy:
+            return Reason(f"{where} is unhealthy: {book.gpu.reason or 'no reason given'}")
+        if book.held_whole or (not demand.shared and book.shared_pods):
+            return Reason(f"{where} is held by another pod")
+        if book.free_bytes < demand.memory_bytes:
+            return Reason(
+                f"{need}; {where} has {format_bytes(book.free_bytes)} free",
+                best_free_bytes=book.free_bytes,
+            )
+    return None
 
 
 def fullness(snapshot: NodeSnapshot) -> float:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot, PodClaim, ledger
+from headroom.podclaims import NO_GPUS, NO_LOOKUPS, DraLookups, has_claims, pod_gpus
 from headroom.report import GpuState
 
 TERMINAL_PHASES = ("Succeeded", "Failed")  # a pod in these holds no GPU any more
@@ -32,33 +34,44 @@ def bound_node(pod: Mapping[str, Any]) -> str:
 
 
 def claim_of(
-    pod: Mapping[str, Any], *, on_unreadable: UnreadableDemand | None = None
+    pod: Mapping[str, Any],
+    *,
+    dra: DraLookups = NO_LOOKUPS,
+    on_unreadable: UnreadableDemand | None = None,
 ) -> PodClaim | None:
-    """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished."""
+    """The GPUs a pod holds (or will), or None for a pod without GPUs or one that has finished.
+    Its ResourceClaims are found through `dra`; the GPUs allocated to them are its GPUs."""
     if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return None
     uid = pod_uid(pod)
+    claims = NO_GPUS
     try:
-        demand = GpuDemand.from_pod(pod)
-    except DemandError as exc:
+        claims = pod_gpus(pod, dra) if has_claims(pod) else NO_GPUS
+        demand = GpuDemand.from_pod(pod, claims=claims)
+    except FieldError as exc:
         # The webhook refuses such pods; one that got in anyway (unmanaged, or created before the
         # webhook) is counted as holding one whole GPU rather than nothing.
         if on_unreadable is not None:
-            on_unreadable(uid, exc)
+            on_unreadable(
+                uid, exc if isinstance(exc, DemandError) else DemandError(exc.field, exc.message)
+            )
         demand = GpuDemand(gpu_count=1)
     if demand is None:
         return None
-    return PodClaim(uid, demand, assigned_gpus(pod))
+    return PodClaim(uid, demand, assigned_gpus(pod) or claims.gpu_uuids)
 
 
 def claims_by_node(
-    pods: Iterable[Mapping[str, Any]], *, on_unreadable: UnreadableDemand | None = None
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    dra: DraLookups = NO_LOOKUPS,
+    on_unreadable: UnreadableDemand | None = None,
 ) -> dict[str, list[PodClaim]]:
     """The claims of the pods bound to a node, per node name."""
     claims: dict[str, list[PodClaim]] = {}
     for pod in pods:
         node = bound_node(pod)
-        claim = claim_of(pod, on_unreadable=on_unreadable) if node else None
+        claim = claim_of(pod, dra=dra, on_unreadable=on_unreadable) if node else None
         if claim is not None:
             claims.setdefault(node, []).append(claim)
     return claims

@@ -8,7 +8,7 @@ and reading validates every field, naming it in the error. Pure: no client impor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from headroom.clock import format_time, parse_time
@@ -75,6 +75,20 @@ class NodeReport:
 
     def age_seconds(self, now_unix_seconds: float) -> float:
         return max(0.0, now_unix_seconds - self.reported_at_unix_seconds)
+
+
+def with_taints(report: NodeReport, tainted: Mapping[str, str]) -> NodeReport:
+    """The report with each GPU named in `tainted` (UUID -> taint) counted unhealthy: a device
+    taint keeps new claims off a GPU just as a fault does."""
+    if not any(g.uuid in tainted for g in report.gpus):
+        return report
+    gpus = tuple(
+        replace(g, healthy=False, reason=f"device taint {tainted[g.uuid]}")
+        if g.uuid in tainted and g.healthy
+        else g
+        for g in report.gpus
+    )
+    return replace(report, gpus=gpus)
 
 
 def is_fresh(report: NodeReport, *, now_unix_seconds: float, staleness_seconds: float) -> bool:
