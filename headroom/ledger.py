@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
-from headroom.fields import FieldError
+from headroom.dra import allocated_gpus, requested_gpus, reserved_pods
+from headroom.fields import FieldError, read_optional_mapping
 from headroom.fit import NodeSnapshot, PodClaim, ledger
 from headroom.podclaims import NO_GPUS, NO_LOOKUPS, DraLookups, has_claims, pod_gpus
 from headroom.report import GpuState
@@ -75,6 +76,42 @@ def claims_by_node(
         if claim is not None:
             claims.setdefault(node, []).append(claim)
     return claims
+
+
+def allocation_claims(
+    claims: Iterable[Mapping[str, Any]],
+    *,
+    bound_pods: Callable[[str], bool],
+    dra: DraLookups,
+) -> dict[str, list[PodClaim]]:
+    """GPUs that allocated ResourceClaims hold for pods not bound yet, per node.
+
+    The scheduler writes a claim's allocation (PreBind) before it binds the pod, and another
+    scheduler may allocate claims Headroom never binds: from that moment the GPU is taken, even
+    though no bound pod says so. A claim whose reserved pod is bound is left out (the pod's own
+    claim counts it); the entry is keyed by the reserved pod's UID, so it gives way to that pod's
+    claim the moment the pod is bound. `bound_pods(uid)` says whether a pod is bound."""
+    held: dict[str, list[PodClaim]] = {}
+    for claim in claims:
+        try:
+            gpus = allocated_gpus(claim, dra.devices, gpu_drivers=dra.drivers)
+            ask = requested_gpus(
+                read_optional_mapping(claim.get("spec"), "spec"),
+                device_classes=dra.device_classes,
+            )
+        except FieldError:
+            continue
+        reserved = reserved_pods(claim)
+        if not gpus or any(bound_pods(uid) for uid in reserved):
+            continue
+        key = reserved[0] if reserved else f"claim:{pod_uid(claim)}"
+        demand = GpuDemand(
+            gpu_count=len(gpus), memory_bytes=ask.memory_bytes, shared=ask.shared, dra=True
+        )
+        uuids = tuple(g.device.uuid for g in gpus if g.device.uuid)
+        for node in dict.fromkeys(g.device.node_name for g in gpus):
+            held.setdefault(node, []).append(PodClaim(key, demand, uuids))
+    return held
 
 
 @dataclass(frozen=True)
