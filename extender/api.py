@@ -24,6 +24,28 @@ AISCALERS = resource_path(
 )
 NODES = resource_path(group="", version="v1", plural="nodes")
 PODS = resource_path(group="", version="v1", plural="pods")
+# DRA (resource.k8s.io/v1): where claims' GPUs come from. Optional: an older cluster has none.
+DRA_GROUP, DRA_VERSION = "resource.k8s.io", "v1"
+RESOURCESLICES = resource_path(group=DRA_GROUP, version=DRA_VERSION, plural="resourceslices")
+RESOURCECLAIMS = resource_path(group=DRA_GROUP, version=DRA_VERSION, plural="resourceclaims")
+RESOURCECLAIMTEMPLATES = resource_path(
+    group=DRA_GROUP, version=DRA_VERSION, plural="resourceclaimtemplates"
+)
+DEVICETAINTRULES = resource_path(group=DRA_GROUP, version=DRA_VERSION, plural="devicetaintrules")
+
+
+def get_claim(kube: KubeApi, *, namespace: str, name: str) -> JsonDict:
+    """A ResourceClaim as the API server has it now (bind reads the allocation PreBind wrote)."""
+    return kube.request(
+        "GET",
+        resource_path(
+            group=DRA_GROUP,
+            version=DRA_VERSION,
+            plural="resourceclaims",
+            namespace=namespace,
+            name=name,
+        ),
+    )
 
 
 def _pod_path(namespace: str, name: str, subresource: str | None = None) -> str:

@@ -23,11 +23,14 @@ from werkzeug.exceptions import HTTPException
 from extender import api
 from extender.binder import Binder
 from extender.config import ExtenderConfig
+from extender.dracache import DraCache
+from extender.dracheck import DraGate
 from extender.gate import GateController
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics
 from extender.requeue import Requeuer, parked_pods
 from extender.scaler.controller import ScalerController
+from extender.slimpod import slim_pod
 from extender.verbs import PolicyError, Settings, filter_nodes, prioritize
 from extender.view import ClusterView
 from extender.wire import WireError, parse_args, parse_binding
@@ -36,7 +39,7 @@ from headroom.demand import DemandError
 from headroom.fit import Policy
 from headroom.worker import Worker
 from kubeapi.cache import DELETED, WatchCache, WatchEvent
-from kubeapi.client import JsonDict, Kube, KubeApi, load_api_client
+from kubeapi.client import Kube, KubeApi, load_api_client
 from serving.server import LIFECYCLE_KEY
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Runtime:
     view: ClusterView
     settings: Settings
     leadership: Leadership
+    dra_gate: DraGate | None = None
     binder: Binder | None = None
     requeuer: Requeuer | None = None
     caches: list[WatchCache] = field(default_factory=list)
@@ -75,73 +79,11 @@ class Runtime:
             part.stop()
 
 
-def slim_pod(pod: JsonDict) -> JsonDict:
-    """What the view needs of a pod; the rest is not kept (a large cluster has many pods)."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-
-    def resources(containers: Any) -> list[JsonDict]:
-        # restartPolicy marks a native sidecar, which counts toward the pod's GPUs.
-        return [
-            {k: c[k] for k in ("resources", "restartPolicy") if k in c}
-            for c in containers or []
-            if isinstance(c, dict)
-        ]
-
-    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    return {
-        # Labels: the AIScaler finds its target's pods here by their selector.
-        "metadata": {
-            k: meta[k]
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "labels",
-                "annotations",
-                "creationTimestamp",
-                "deletionTimestamp",
-            )
-            if k in meta
-        },
-        "spec": {
-            "nodeName": spec.get("nodeName"),
-            "schedulerName": spec.get("schedulerName"),
-            "containers": resources(spec.get("containers")),
-            "initContainers": resources(spec.get("initContainers")),
-            "readinessGates": spec.get("readinessGates") or [],
-            # Where a parked pod may go, and its place in the queue (the requeuer).
-            "nodeSelector": spec.get("nodeSelector") or {},
-            "affinity": {
-                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}
-            }
-            if required
-            else {},
-            "priority": spec.get("priority") or 0,
-        },
-        "status": {
-            "phase": status.get("phase"),
-            "podIP": status.get("podIP"),
-            "conditions": [
-                c
-                for c in status.get("conditions") or []
-                if isinstance(c, dict) and c.get("type") in KEPT_CONDITIONS
-            ],
-        },
-    }
-
-
-# Ready and podIP: the AIScaler scrapes the Ready pods and counts them.
-KEPT_CONDITIONS = (names.GPU_READY_CONDITION, "PodScheduled", "Ready")
-
-
 def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
     """Every running part, wired and not yet started."""
     settings = Settings(staleness_seconds=config.staleness_seconds, policy=Policy(config.policy))
-    view = ClusterView()
+    dra = DraCache(device_classes=config.device_classes, drivers=config.drivers)
+    view = ClusterView(dra=dra)
     leadership = Leadership(kube, lease=config.lease, identity=config.identity_or_hostname)
     parked: list[Callable[[], None]] = []
 
@@ -157,6 +99,11 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
         WatchCache(kube, api.GPUNODES, on_event=view.apply_gpunode),
         WatchCache(kube, api.NODES, on_event=view.apply_node),
         WatchCache(kube, api.PODS, on_event=on_pod, transform=slim_pod),
+        # DRA: optional, so a cluster that does not serve resource.k8s.io still gets ready.
+        WatchCache(kube, api.RESOURCESLICES, on_event=dra.apply_slice, optional=True),
+        WatchCache(kube, api.RESOURCECLAIMS, on_event=dra.apply_claim, optional=True),
+        WatchCache(kube, api.RESOURCECLAIMTEMPLATES, on_event=dra.apply_template, optional=True),
+        WatchCache(kube, api.DEVICETAINTRULES, on_event=dra.apply_rule, optional=True),
     ]
     pods = caches[2]
     requeuer = Requeuer(
@@ -207,6 +154,7 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
         view=view,
         settings=settings,
         leadership=leadership,
+        dra_gate=DraGate(view, settings=settings, clock=time.time),
         binder=binder,
         requeuer=requeuer,
         caches=caches,
@@ -314,6 +262,7 @@ def filter_verb() -> Any:
         if refusal:
             return jsonify(Error=refusal)
         try:
+            gate, uid = rt.dra_gate, str((pod.get("metadata") or {}).get("uid") or "")
             outcome = filter_nodes(
                 pod,
                 node_names,
@@ -321,6 +270,10 @@ def filter_verb() -> Any:
                 summaries=rt.view.summaries,
                 now_unix_seconds=rt.clock(),
                 settings=rt.settings,
+                dra=rt.view.dra.lookups(),
+                dra_check=None
+                if gate is None
+                else lambda node, demand, claims: gate.check(node, demand, claims, pod_uid=uid),
             )
         except (DemandError, PolicyError) as exc:
             return jsonify(Error=str(exc))
@@ -341,7 +294,13 @@ def prioritize_verb() -> Any:
         if refusal:  # the scheduler ignores a failed prioritize and goes on without it
             return jsonify(error=refusal), 503
         try:
-            scores = prioritize(pod, node_names, summaries=rt.view.summaries, settings=rt.settings)
+            scores = prioritize(
+                pod,
+                node_names,
+                summaries=rt.view.summaries,
+                settings=rt.settings,
+                dra=rt.view.dra.lookups(),
+            )
         except (DemandError, PolicyError) as exc:
             return bad_request("prioritize", str(exc))
         return jsonify(scores)

@@ -6,6 +6,12 @@ in-flight bind: a pod that no longer fits gets an `Error` and the scheduler trie
 reservation is recorded before the API write and before answering; for shared mode the chosen
 GPUs go in `headroom.dev/assigned-gpus` on the Binding itself, which the API server copies onto the
 pod as it binds it, so the kubelet starts the containers with them. A retry is harmless.
+
+A pod whose GPUs come from ResourceClaims arrives with its devices chosen: the scheduler's PreBind
+wrote the allocation. Bind reads the claims as they are now (the watch may lag that write) and
+checks that the chosen GPUs still hold the pod by live memory, under the same lock; if not, it
+refuses, the scheduler deallocates and tries again, and the filter keeps that node out until the
+GPU changes (`extender.dracheck`).
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ from collections.abc import Callable
 from typing import Any
 
 from extender import api
-from extender.verbs import PolicyError, Settings, pod_policy
+from extender.dracheck import DraGate, holders, without
+from extender.verbs import PolicyError, Settings, pod_demand, pod_policy
 from extender.view import ClusterView
 from extender.wire import ExtenderBindingArgs, ExtenderBindingResult
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.fields import FieldError
 from headroom.fit import Fit, PodClaim, fit
-from kubeapi.client import ApiError, Conflict, KubeApi
+from headroom.podclaims import DraLookups, PodGpus, claim_refs, has_claims
+from kubeapi.client import ApiError, Conflict, KubeApi, NotFound
 
 log = logging.getLogger(__name__)
 PodLookup = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> pod or None
@@ -74,13 +83,22 @@ class Binder:
         if bound_to:
             raise BindRefused(f"pod is already bound to {bound_to}")
         try:
-            demand = GpuDemand.from_pod(pod)
+            demand, claims = pod_demand(pod, self._fresh_lookups(pod))
             policy = pod_policy(pod, self.settings.policy)
         except (DemandError, PolicyError) as exc:
             raise BindRefused(str(exc)) from exc
-        claim = self._reserve(args, demand, policy=policy) if demand is not None else None
+        if demand is not None and demand.dra:
+            claim: PodClaim | None = self._reserve_allocated(args, demand, claims)
+        else:
+            claim = self._reserve(args, demand, policy=policy) if demand is not None else None
         annotations = {}
-        if claim is not None and claim.gpu_uuids and claim.gpu_uuids != assigned_gpus(pod):
+        # A DRA pod's claims name its GPUs; the DRA driver, not an annotation, hands them out.
+        if (
+            claim is not None
+            and claim.gpu_uuids
+            and not claim.demand.dra
+            and claim.gpu_uuids != assigned_gpus(pod)
+        ):
             annotations[names.ASSIGNED_GPUS_ANNOTATION] = ",".join(claim.gpu_uuids)
         try:
             self._post_binding(args, annotations)
@@ -106,6 +124,68 @@ class Binder:
                 raise BindRefused(f"{node} no longer fits: {verdict.message}")
             # Exclusive pods get their GPUs from the device plugin; Headroom only counts them.
             claim = PodClaim(uid, demand, verdict.gpu_uuids if demand.shared else ())
+            self.view.reserve(node, claim)
+            return claim
+
+    def _fresh_lookups(self, pod: dict[str, Any]) -> DraLookups:
+        """The DRA lookups with the pod's claims read from the API server now."""
+        cached = self.view.dra.lookups()
+        if not has_claims(pod):
+            return cached
+        namespace = str((pod.get("metadata") or {}).get("namespace") or "")
+        fresh: dict[str, dict[str, Any]] = {}
+        try:
+            refs = claim_refs(pod)
+        except FieldError as exc:
+            raise BindRefused(str(exc)) from exc
+        for ref in refs:
+            if ref.claim_name is None:
+                raise BindRefused(f"{ref.field}: its ResourceClaim has not been made yet")
+            try:
+                fresh[ref.claim_name] = api.get_claim(
+                    self.kube, namespace=namespace, name=ref.claim_name
+                )
+            except NotFound as exc:
+                raise BindRefused(f"{ref.field}: ResourceClaim {ref.claim_name} not found") from exc
+            except ApiError as exc:
+                raise BindRefused(f"cannot read ResourceClaim {ref.claim_name}: {exc}") from exc
+        return DraLookups(
+            claim=lambda _namespace, name: fresh.get(name),
+            template=cached.template,
+            devices=cached.devices,
+            device_classes=cached.device_classes,
+            drivers=cached.drivers,
+        )
+
+    def _reserve_allocated(
+        self, args: ExtenderBindingArgs, demand: GpuDemand, claims: PodGpus
+    ) -> PodClaim:
+        """Check the GPUs the DRA allocator chose, by live memory, and hold them."""
+        uid, node = args["PodUID"], args["Node"]
+        if not claims.allocated:
+            raise BindRefused(
+                "its ResourceClaims are not allocated: the scheduler profile must run the "
+                "DynamicResources plugin"
+            )
+        if node not in claims.nodes:
+            raise BindRefused(f"its ResourceClaims hold GPUs on {', '.join(claims.nodes)}")
+        gate = DraGate(self.view, settings=self.settings, clock=self.clock)
+        with self._lock:
+            earlier = self.view.inflight(uid)
+            if earlier is not None and earlier[0] == node:
+                return earlier[1]
+            snapshot = without(self.view.snapshot(node), uid)
+            for gpu_uuid in claims.gpu_uuids:
+                reason = gate.pinned(demand, snapshot, (gpu_uuid,))
+                if reason is None:
+                    continue
+                state = holders(snapshot, gpu_uuid)
+                if state is not None:
+                    self.view.record_miss(node, gpu_uuid, state)
+                raise BindRefused(
+                    f"{node}: the allocated GPU cannot hold the pod: {reason.message}"
+                )
+            claim = PodClaim(uid, demand, claims.gpu_uuids)
             self.view.reserve(node, claim)
             return claim
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from headroom import names
+from headroom.dra import NVIDIA_GPU_DRIVER
 from serving.server import add_arguments
 
 EXTENDER_HELP = "Run the scheduler extender (filter, prioritize, bind by live GPU memory)."
@@ -69,6 +70,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         default="",
         help="this pod's name, as the scheduler writes it in the Lease (default: hostname)",
+    )
+    add(
+        "--gpu-device-classes",
+        metavar="NAMES",
+        default=NVIDIA_GPU_DRIVER,
+        help="DeviceClasses whose ResourceClaim requests are GPU requests, comma-separated "
+        f"(default: {NVIDIA_GPU_DRIVER}, NVIDIA's DRA driver)",
+    )
+    add(
+        "--gpu-drivers",
+        metavar="NAMES",
+        default=NVIDIA_GPU_DRIVER,
+        help=f"DRA drivers whose devices are GPUs, comma-separated (default: {NVIDIA_GPU_DRIVER})",
     )
     add_arguments(parser, default_bind="127.0.0.1:8888")  # a sidecar: localhost only
     parser.set_defaults(run=run)

@@ -16,6 +16,8 @@ import urllib.parse
 from dataclasses import dataclass
 
 from headroom import names
+from headroom.dra import NVIDIA_GPU_DRIVER, parse_names
+from headroom.fields import FieldError
 from headroom.fit import Policy
 
 MAX_WINDOW_SECONDS = 3600  # HPA's own upper bound for a stabilisation window
@@ -30,6 +32,8 @@ class ExtenderConfig:
     identity: str = ""  # as the scheduler writes it in the Lease; "" is the hostname
     prometheus_url: str = ""
     scale_down_stabilization_seconds: int | None = None  # None: HPA's 300 s
+    gpu_device_classes: str = NVIDIA_GPU_DRIVER  # comma-separated: whose claim requests count
+    gpu_drivers: str = NVIDIA_GPU_DRIVER  # comma-separated: whose allocated devices are GPUs
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExtenderConfig:
@@ -53,7 +57,26 @@ class ExtenderConfig:
         window = self.scale_down_stabilization_seconds
         if window is not None and not 0 <= window <= MAX_WINDOW_SECONDS:
             return f"--scale-down-stabilization-seconds: expected 0..3600 (got {window})"
+        return self._dra_problem()
+
+    def _dra_problem(self) -> str | None:
+        for flag, value in (
+            ("--gpu-device-classes", self.gpu_device_classes),
+            ("--gpu-drivers", self.gpu_drivers),
+        ):
+            try:
+                parse_names(value, flag)
+            except FieldError as exc:
+                return str(exc)
         return None
+
+    @property
+    def device_classes(self) -> tuple[str, ...]:
+        return parse_names(self.gpu_device_classes, "--gpu-device-classes")
+
+    @property
+    def drivers(self) -> tuple[str, ...]:
+        return parse_names(self.gpu_drivers, "--gpu-drivers")
 
     @property
     def lease(self) -> tuple[str, str] | None:

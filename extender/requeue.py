@@ -29,10 +29,12 @@ from typing import Any
 
 from extender import api
 from extender.scaler.eligibility import node_matches
+from extender.verbs import pod_demand
 from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
 from headroom.demand import DemandError, GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
+from headroom.podclaims import NO_LOOKUPS, DraLookups
 from headroom.worker import Worker
 from kubeapi.client import ApiError, KubeApi
 
@@ -56,7 +58,9 @@ class Parked:
         return (-self.priority, self.created, self.pod.uid)
 
 
-def parked_pods(pods: Iterable[Mapping[str, Any]], *, scheduler_name: str) -> list[Parked]:
+def parked_pods(
+    pods: Iterable[Mapping[str, Any]], *, scheduler_name: str, dra: DraLookups = NO_LOOKUPS
+) -> list[Parked]:
     """The pods of `scheduler_name` that are unbound, alive, ask for GPUs, and whose PodScheduled
     condition is False for Unschedulable, in the scheduler's queue order."""
     found = []
@@ -72,7 +76,7 @@ def parked_pods(pods: Iterable[Mapping[str, Any]], *, scheduler_name: str) -> li
         if status.get("phase") not in (None, "Pending") or not _unschedulable(status):
             continue
         try:
-            demand = GpuDemand.from_pod(pod)
+            demand = pod_demand(pod, dra)[0]
         except DemandError:
             continue  # the filter refuses it with that message; retrying cannot help
         if demand is None:
@@ -244,7 +248,9 @@ class Requeuer:
         """Touch the parked pods the headroom can place now; returns how many were touched."""
         now = self.clock()
         self.passes += 1
-        parked = parked_pods(self.pods(), scheduler_name=names.SCHEDULER_NAME)
+        parked = parked_pods(
+            self.pods(), scheduler_name=names.SCHEDULER_NAME, dra=self.view.dra.lookups()
+        )
         self.book.forget_all_but({p.pod.uid for p in parked})
         if not parked:
             return 0

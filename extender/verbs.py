@@ -7,12 +7,13 @@ cannot disagree with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
 from headroom import names
-from headroom.demand import GpuDemand
+from headroom.demand import DemandError, GpuDemand
 from headroom.fields import FieldError
 from headroom.fit import (
     Fit,
@@ -23,6 +24,7 @@ from headroom.fit import (
     fit_summary,
     score_summary,
 )
+from headroom.podclaims import NO_GPUS, NO_LOOKUPS, DraLookups, PodGpus, has_claims, pod_gpus
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,22 @@ class FilterOutcome:
 
 
 Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
+# What a DRA pod gets beyond fit, per node (extender.dracheck.DraGate.check).
+DraCheck = Callable[[str, GpuDemand, PodGpus], Reason | None]
+
+
+def pod_demand(pod: Mapping[str, Any], dra: DraLookups) -> tuple[GpuDemand | None, PodGpus]:
+    """The pod's demand with its ResourceClaims. Raises DemandError naming the field of a claim
+    that cannot be read, or one the extender has not seen yet (the scheduler tries again)."""
+    try:
+        claims = pod_gpus(pod, dra) if has_claims(pod) else NO_GPUS
+    except FieldError as exc:
+        raise DemandError(exc.field, exc.message) from exc
+    if claims.unknown:
+        raise DemandError(
+            claims.unknown[0], "its ResourceClaim is not known to the extender yet (retrying)"
+        )
+    return GpuDemand.from_pod(pod, claims=claims), claims
 
 
 def filter_nodes(
@@ -66,10 +84,13 @@ def filter_nodes(
     summaries: Summaries,
     now_unix_seconds: float,
     settings: Settings,
+    dra: DraLookups = NO_LOOKUPS,
+    dra_check: DraCheck | None = None,
 ) -> FilterOutcome:
     """The scheduler's filter verb. DemandError or PolicyError propagate (the caller answers
-    them in `Error`)."""
-    demand = GpuDemand.from_pod(pod)
+    them in `Error`). A pod with GPUs from ResourceClaims also passes `dra_check` on each node;
+    once its claims are allocated, that check alone decides (its GPUs are chosen)."""
+    demand, claims = pod_demand(pod, dra)
     policy = pod_policy(pod, settings.policy)
     if demand is None:  # a pod without GPUs: Headroom has no say
         everyone = ExtenderFilterResult(FailedNodes={}, FailedAndUnresolvableNodes={}, Error="")
@@ -87,6 +108,8 @@ def filter_nodes(
         verdict: Fit | Reason = (
             Reason(error, kind=ReasonKind.NO_REPORT)
             if error
+            else Fit(claims.gpu_uuids)
+            if claims.allocated
             else fit_summary(
                 demand,
                 summary,
@@ -95,6 +118,8 @@ def filter_nodes(
                 policy=policy,
             )
         )
+        if isinstance(verdict, Fit) and demand.dra and dra_check is not None:
+            verdict = dra_check(name, demand, claims) or verdict
         if isinstance(verdict, Fit):
             passed.append(i)
             continue
@@ -124,11 +149,16 @@ def _answer(
 
 
 def prioritize(
-    pod: JsonObject, node_names: Sequence[str], *, summaries: Summaries, settings: Settings
+    pod: JsonObject,
+    node_names: Sequence[str],
+    *,
+    summaries: Summaries,
+    settings: Settings,
+    dra: DraLookups = NO_LOOKUPS,
 ) -> list[HostPriority]:
     """0..10 per node by the pod's policy. The scheduler asks only about nodes the filter
     passed, so fit is not checked again here; a pod without GPUs scores 0 everywhere."""
-    if GpuDemand.from_pod(pod) is None:
+    if pod_demand(pod, dra)[0] is None:
         return [HostPriority(Host=name, Score=0) for name in node_names]
     policy = pod_policy(pod, settings.policy)
     return [

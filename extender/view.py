@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from extender.dracache import DraCache
 from headroom.demand import DemandError
 from headroom.fit import NodeSnapshot, NodeSummary, PodClaim, summarize
 from headroom.ledger import bound_node
 from headroom.ledger import claim_of as ledger_claim_of
-from headroom.report import NodeReport, ReportError, report_from_status
+from headroom.podclaims import NO_LOOKUPS, DraLookups, has_claims
+from headroom.report import NodeReport, ReportError, report_from_status, with_taints
 from kubeapi.cache import DELETED, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,9 @@ def pod_ref(pod: dict[str, Any]) -> PodRef:
     )
 
 
-def claim_of(pod: dict[str, Any]) -> PodClaim | None:
+def claim_of(pod: dict[str, Any], dra: DraLookups = NO_LOOKUPS) -> PodClaim | None:
     """The GPUs a pod holds (or will), by the shared ledger; unreadable requests are logged."""
-    return ledger_claim_of(pod, on_unreadable=_log_unreadable)
+    return ledger_claim_of(pod, dra=dra, on_unreadable=_log_unreadable)
 
 
 def _log_unreadable(uid: str, exc: DemandError) -> None:
@@ -62,8 +64,16 @@ class ClusterView:
         *,
         inflight_ttl_seconds: float = 120.0,
         monotonic: Callable[[], float] = time.monotonic,
+        dra: DraCache | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        # DRA: pods with ResourceClaims are kept as objects and read when their node's snapshot
+        # is built, since their GPUs change with their claims' allocation, not with the pod.
+        self.dra = dra or DraCache()
+        self.dra.on_change = self.touch_nodes
+        self._dra_pods: dict[str, dict[str, dict[str, Any]]] = {}
+        # GPUs the DRA allocator chose and bind refused: node -> uuid -> the GPU's holders then.
+        self._misses: dict[str, dict[str, tuple[bool, int]]] = {}
         self._reports: dict[str, NodeReport] = {}
         self._report_errors: dict[str, str] = {}
         self._unschedulable: set[str] = set()
@@ -86,15 +96,29 @@ class ClusterView:
                 self._expire_inflight()
             cached = self._snapshots.get(node_name)
             if cached is None:
-                claims = dict(self._claims.get(node_name, {}))
-                for uid, (node, claim, _) in self._inflight.items():
-                    if node == node_name and uid not in claims:
-                        claims[uid] = claim
-                cached = NodeSnapshot(
-                    node_name, self._reports.get(node_name), tuple(claims.values())
-                )
-                self._snapshots[node_name] = cached
+                cached = self._snapshots[node_name] = self._build_snapshot(node_name)
             return cached
+
+    def _build_snapshot(self, node_name: str) -> NodeSnapshot:
+        claims = {
+            c.uid: c for c in self.dra.allocations(node_name, bound=self._pod_node.__contains__)
+        }
+        claims.update(self._claims.get(node_name, {}))
+        lookups = self.dra.lookups()
+        for uid, pod in self._dra_pods.get(node_name, {}).items():
+            claim = claim_of(pod, lookups)
+            if claim is None:
+                claims.pop(uid, None)
+            else:
+                claims[uid] = claim
+        for uid, (node, claim, _) in self._inflight.items():
+            if node == node_name and uid not in claims:
+                claims[uid] = claim
+        report = self._reports.get(node_name)
+        tainted = self.dra.tainted()
+        if report is not None and tainted:
+            report = with_taints(report, tainted)
+        return NodeSnapshot(node_name, report, tuple(claims.values()))
 
     def summary(self, node_name: str) -> NodeSummary:
         """The node's accounting, computed once per change (what the verbs ask per request)."""
@@ -135,7 +159,9 @@ class ClusterView:
         """Claims no report shows yet, in-flight binds included (for /metrics)."""
         with self._lock:
             count = 0
-            for node in set(self._claims) | {n for n, _, _ in self._inflight.values()}:
+            for node in (
+                set(self._claims) | set(self._dra_pods) | {n for n, _, _ in self._inflight.values()}
+            ):
                 snapshot = self.snapshot(node)
                 seen = snapshot.report.pod_uids if snapshot.report else frozenset()
                 count += sum(c.uid not in seen for c in snapshot.claims)
@@ -145,6 +171,31 @@ class ClusterView:
         with self._lock:
             entry = self._inflight.get(pod_uid)
             return None if entry is None else (entry[0], entry[1])
+
+    # -- DRA: the allocator's refused choices ---------------------------------------------------
+    def record_miss(self, node_name: str, gpu_uuid: str, holders: tuple[bool, int]) -> None:
+        """Bind refused the GPU the DRA allocator chose: `holders` is (held whole, shared pods)
+        on it then. While those stay the same the allocator would choose it again."""
+        with self._lock:
+            self._misses.setdefault(node_name, {})[gpu_uuid] = holders
+            self._touch(node_name)
+
+    def misses(self, node_name: str) -> dict[str, tuple[bool, int]]:
+        with self._lock:
+            return dict(self._misses.get(node_name, {}))
+
+    def forget_miss(self, node_name: str, gpu_uuid: str) -> None:
+        with self._lock:
+            self._misses.get(node_name, {}).pop(gpu_uuid, None)
+
+    def touch_nodes(self, node_names: Iterable[str]) -> None:
+        """Claims or devices on these nodes changed (the DRA cache's events)."""
+        names = list(node_names)
+        with self._lock:
+            for name in names:
+                self._touch(name)
+        for name in names:
+            self._notify(name, "DRA claims or devices changed")
 
     # -- in-flight binds ---------------------------------------------------------------------------
     def reserve(self, node_name: str, claim: PodClaim) -> None:
@@ -216,19 +267,26 @@ class ClusterView:
         pod = event.object
         uid = pod_ref(pod).uid
         node = bound_node(pod)
-        claim = None if event.type == DELETED or not node else claim_of(pod)
+        alive = event.type != DELETED and bool(node)
+        with_claims = alive and has_claims(pod)
+        claim = claim_of(pod) if alive and not with_claims else None
         with self._lock:
             old_node = self._pod_node.pop(uid, None)
             if old_node is not None:
                 self._claims.get(old_node, {}).pop(uid, None)
+                self._dra_pods.get(old_node, {}).pop(uid, None)
                 self._touch(old_node)
-            if claim is not None:
+            if with_claims:
+                self._pod_node[uid] = node
+                self._dra_pods.setdefault(node, {})[uid] = pod
+                self._touch(node)
+            elif claim is not None:
                 self._pod_node[uid] = node
                 self._claims.setdefault(node, {})[uid] = claim
                 self._touch(node)
             if event.type == DELETED or node:
                 self._inflight.pop(uid, None)  # the pod is gone, or its Binding landed
-        if old_node is not None and claim is None:
+        if old_node is not None and claim is None and not with_claims:
             self._notify(old_node, "a pod holding GPUs went away")
 
     def _touch(self, node_name: str) -> None:

@@ -14,6 +14,7 @@ that is not the API's shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,22 @@ UUID_ATTRIBUTE = "uuid"
 MEMORY_CAPACITY = "memory"
 EXACT_COUNT, ALL = "ExactCount", "All"
 
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+
 DeviceKey = tuple[str, str, str]  # (driver, pool, device): how an allocation result names one
+
+
+def parse_names(text: str, field: str) -> tuple[str, ...]:
+    """A comma-separated list of DeviceClass or driver names (DNS subdomains, as the API
+    requires), e.g. a flag's value; FieldError naming `field` otherwise."""
+    found = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not found:
+        fields.fail(text, field, expected="one or more names, comma-separated")
+    for name in found:
+        if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+            fields.fail(name, field, expected="DNS subdomains such as gpu.nvidia.com")
+    return found
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headroom.backoff import Backoff
-from kubeapi.client import EventStream, Gone, JsonDict, KubeApi, api_error
+from kubeapi.client import EventStream, Gone, JsonDict, KubeApi, NotFound, api_error
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,14 @@ class WatchCache:
         page_size: int = 500,
         backoff: Backoff | None = None,
         transform: Callable[[JsonDict], JsonDict] | None = None,
+        optional: bool = False,
     ) -> None:
         self.kube = kube
         self.path = path
+        # An API the cluster may not serve (resource.k8s.io on an older cluster): while it
+        # answers 404 the cache counts as synced and empty, and keeps asking with backoff.
+        self.optional = optional
+        self.absent = False
         self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
         self.on_event = on_event
         self.watch_timeout_seconds = watch_timeout_seconds
@@ -132,7 +137,14 @@ class WatchCache:
         while not self._stop.is_set():
             try:
                 if need_list:
-                    self._relist()
+                    try:
+                        self._relist()
+                    except NotFound:
+                        if not self.optional:
+                            raise
+                        self._absent()
+                        raise
+                    self.absent = False
                     need_list = False
                 self._watch()
                 self.backoff.reset()
@@ -150,6 +162,12 @@ class WatchCache:
                 log.warning("watch %s failed (%s); retrying in %.1fs", self.path, exc, delay)
                 self._wake.wait(delay)  # a nudge from before the failure costs one quick retry
                 self._wake.clear()
+
+    def _absent(self) -> None:
+        if not self.absent:
+            log.info("watch %s: not served by this cluster; treated as empty", self.path)
+        self.absent = True
+        self._replace({}, "")
 
     # -- list ------------------------------------------------------------------------------------
     def _relist(self) -> None:

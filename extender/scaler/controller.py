@@ -92,7 +92,7 @@ class ScalerController:
     worker: Worker = field(init=False)
 
     def __post_init__(self) -> None:
-        self.targets = Targets(self.kube, pods=self.pods)
+        self.targets = Targets(self.kube, pods=self.pods, dra=self.view.dra.lookups)
         self.worker = Worker(self._run, name="aiscaler")
 
     def start(self) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 from extender import api
 from extender.scaler.selector import SelectorError, matches, parse_selector
 from extender.scaler.spec import TargetRef
+from extender.verbs import pod_demand
 from headroom.demand import DemandError, GpuDemand
 from headroom.ledger import TERMINAL_PHASES
+from headroom.podclaims import NO_LOOKUPS, DraLookups
 from kubeapi.client import ApiError, JsonDict, KubeApi, NotFound
 
 
@@ -43,9 +45,16 @@ class Target:
 
 
 class Targets:
-    def __init__(self, kube: KubeApi, *, pods: Callable[[], Iterable[JsonDict]]) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        *,
+        pods: Callable[[], Iterable[JsonDict]],
+        dra: Callable[[], DraLookups] = lambda: NO_LOOKUPS,
+    ) -> None:
         self.kube = kube
         self._pods = pods  # the extender's pod cache (slim_pod's fields)
+        self._dra = dra  # claim templates: what a replica's ResourceClaims will ask
         self._plurals: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -91,9 +100,11 @@ class Targets:
                 "(status.selector), so its pods cannot be found",
             )
         template = (obj.get("spec") or {}).get("template") or {}
-        pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
+        # The template has no namespace of its own; its claim templates are the target's.
+        metadata = {**(template.get("metadata") or {}), "namespace": namespace}
+        pod = {"metadata": metadata, "spec": template.get("spec") or {}}
         try:
-            demand = GpuDemand.from_pod(pod)
+            demand = pod_demand(pod, self._dra())[0]
         except DemandError as exc:
             raise TargetError("InvalidPodTemplate", f"{description} pod template: {exc}") from exc
         replicas = int((scale.get("spec") or {}).get("replicas") or 0)

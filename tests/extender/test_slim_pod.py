@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from extender.app import slim_pod
 from extender.scaler.controller import pod_state
 from extender.scaler.target import Targets
+from extender.slimpod import slim_pod
 from tests.kubeapi.fake import FakeKube
 
 
