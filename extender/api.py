@@ -34,18 +34,28 @@ RESOURCECLAIMTEMPLATES = resource_path(
 DEVICETAINTRULES = resource_path(group=DRA_GROUP, version=DRA_VERSION, plural="devicetaintrules")
 
 
+def _claim_path(namespace: str, name: str, subresource: str | None = None) -> str:
+    return resource_path(
+        group=DRA_GROUP,
+        version=DRA_VERSION,
+        plural="resourceclaims",
+        namespace=namespace,
+        name=name,
+        subresource=subresource,
+    )
+
+
 def get_claim(kube: KubeApi, *, namespace: str, name: str) -> JsonDict:
     """A ResourceClaim as the API server has it now (bind reads the allocation PreBind wrote)."""
-    return kube.request(
-        "GET",
-        resource_path(
-            group=DRA_GROUP,
-            version=DRA_VERSION,
-            plural="resourceclaims",
-            namespace=namespace,
-            name=name,
-        ),
-    )
+    return kube.request("GET", _claim_path(namespace, name))
+
+
+def put_claim_status(kube: KubeApi, claim: JsonDict) -> JsonDict:
+    """Replace a claim's status; the claim's resourceVersion makes it fail (409) if the claim
+    changed since it was read."""
+    meta = claim.get("metadata") or {}
+    path = _claim_path(str(meta.get("namespace", "")), str(meta.get("name", "")), "status")
+    return kube.request("PUT", path, body=claim)
 
 
 def _pod_path(namespace: str, name: str, subresource: str | None = None) -> str:

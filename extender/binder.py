@@ -29,6 +29,7 @@ from extender.view import ClusterView
 from extender.wire import ExtenderBindingArgs, ExtenderBindingResult
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.dra import reserved_pods
 from headroom.fields import FieldError
 from headroom.fit import Fit, PodClaim, fit
 from headroom.podclaims import DraLookups, PodGpus, claim_refs, has_claims
@@ -82,13 +83,18 @@ class Binder:
             return  # a retry of a bind that already happened
         if bound_to:
             raise BindRefused(f"pod is already bound to {bound_to}")
+        fresh = self._fresh_claims(pod)
         try:
-            demand, claims = pod_demand(pod, self._fresh_lookups(pod))
+            demand, claims = pod_demand(pod, self._lookups(fresh))
             policy = pod_policy(pod, self.settings.policy)
         except (DemandError, PolicyError) as exc:
             raise BindRefused(str(exc)) from exc
         if demand is not None and demand.dra:
-            claim: PodClaim | None = self._reserve_allocated(args, demand, claims)
+            try:
+                claim: PodClaim | None = self._reserve_allocated(args, demand, claims)
+            except BindRefused:
+                self._deallocate(args["PodUID"], fresh)
+                raise
         else:
             claim = self._reserve(args, demand, policy=policy) if demand is not None else None
         annotations = {}
@@ -127,11 +133,10 @@ class Binder:
             self.view.reserve(node, claim)
             return claim
 
-    def _fresh_lookups(self, pod: dict[str, Any]) -> DraLookups:
-        """The DRA lookups with the pod's claims read from the API server now."""
-        cached = self.view.dra.lookups()
+    def _fresh_claims(self, pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The pod's ResourceClaims as the API server has them now, by name."""
         if not has_claims(pod):
-            return cached
+            return {}
         namespace = str((pod.get("metadata") or {}).get("namespace") or "")
         fresh: dict[str, dict[str, Any]] = {}
         try:
@@ -149,6 +154,12 @@ class Binder:
                 raise BindRefused(f"{ref.field}: ResourceClaim {ref.claim_name} not found") from exc
             except ApiError as exc:
                 raise BindRefused(f"cannot read ResourceClaim {ref.claim_name}: {exc}") from exc
+        return fresh
+
+    def _lookups(self, fresh: dict[str, dict[str, Any]]) -> DraLookups:
+        cached = self.view.dra.lookups()
+        if not fresh:
+            return cached
         return DraLookups(
             claim=lambda _namespace, name: fresh.get(name),
             template=cached.template,
@@ -156,6 +167,25 @@ class Binder:
             device_classes=cached.device_classes,
             drivers=cached.drivers,
         )
+
+    def _deallocate(self, pod_uid: str, claims: dict[str, dict[str, Any]]) -> None:
+        """Undo the allocation of the pod's claims that no other pod uses, as the scheduler's
+        own PostFilter does for a claim that cannot be used where it is allocated. Without this
+        the claim would stay on the refused GPU: the scheduler's Unreserve only takes the pod out
+        of `reservedFor`, and the next cycle could only try the same node and GPU again."""
+        for name, claim in claims.items():
+            status = claim.get("status") or {}
+            others = [u for u in reserved_pods(claim) if u != pod_uid]
+            if not status.get("allocation") or others:
+                continue
+            cleared = {**claim, "status": {**status, "allocation": None, "reservedFor": None}}
+            cleared["status"].pop("devices", None)
+            try:
+                api.put_claim_status(self.kube, cleared)
+            except ApiError as exc:  # changed meanwhile: the scheduler sees to it
+                log.info("ResourceClaim %s: allocation left as is (%s)", name, exc)
+            else:
+                log.info("ResourceClaim %s: allocation undone after the refused bind", name)
 
     def _reserve_allocated(
         self, args: ExtenderBindingArgs, demand: GpuDemand, claims: PodGpus

@@ -55,6 +55,11 @@ def release_lease(kube: Kube) -> None:
             raise
 
 
+def gpu_uuid(node_name: str, index: int) -> str:
+    """The UUID a test node's GPU has in its reports (and in its ResourceSlice, for DRA)."""
+    return f"GPU-{node_name}-{index}"
+
+
 @dataclass
 class Stack:
     cluster: LocalCluster
@@ -153,6 +158,7 @@ class Stack:
         group: str,
         used_gi: float = 0,
         age_seconds: float = 0,
+        used_per_gpu_gi: Sequence[float] | None = None,
     ) -> None:
         capacity = {
             "cpu": "64",
@@ -183,7 +189,14 @@ class Stack:
                 }
             },
         )
-        self.report(name, gpu_totals_gi, used_gi=used_gi, age_seconds=age_seconds, create=True)
+        self.report(
+            name,
+            gpu_totals_gi,
+            used_gi=used_gi,
+            age_seconds=age_seconds,
+            create=True,
+            used_per_gpu_gi=used_per_gpu_gi,
+        )
 
     def report(
         self,
@@ -193,16 +206,22 @@ class Stack:
         used_gi: float = 0,
         age_seconds: float = 0,
         create: bool = False,
+        used_per_gpu_gi: Sequence[float] | None = None,
+        unhealthy: Sequence[int] = (),
     ) -> None:
+        """Write the node's GPUNode report as its agent would: GPU i is `GPU-<node>-<i>`, with
+        `used_gi` (or `used_per_gpu_gi[i]`) in use by processes of no pod."""
+        used = used_per_gpu_gi or [used_gi] * len(gpu_totals_gi)
         gpus = tuple(
             GpuState(
                 index=i,
-                uuid=f"GPU-{name}-{i}",
+                uuid=gpu_uuid(name, i),
                 model="test",
-                healthy=True,
+                healthy=i not in unhealthy,
+                reason="lost" if i in unhealthy else "",
                 total_bytes=int(t * GI),
-                used_bytes=int(used_gi * GI),
-                unattributed_bytes=int(used_gi * GI),
+                used_bytes=int(used[i] * GI),
+                unattributed_bytes=int(used[i] * GI),
             )
             for i, t in enumerate(gpu_totals_gi)
         )
