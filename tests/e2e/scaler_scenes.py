@@ -11,6 +11,7 @@ from typing import Any
 
 from headroom import names
 from kubeapi.client import ApiError, Kube
+from tests.e2e.dra_nodes import claim_spec
 from tests.e2e.stack import Stack
 from tests.extender.scaler.standins import ModelServer
 
@@ -120,10 +121,17 @@ class Environment:
     prometheus_port: int
 
 
-def deployment(label: str, *, group: str = "scaler") -> dict[str, Any]:
+def deployment(label: str, *, group: str = "scaler", dra: bool = False) -> dict[str, Any]:
     """The model: one whole GPU with 20Gi per replica, only on this module's nodes of `group`
-    (pods an earlier test left bound elsewhere must not change this test's capacity)."""
+    (pods an earlier test left bound elsewhere must not change this test's capacity). With `dra`
+    the GPU comes from a claim made from `tests.e2e.dra_nodes.TEMPLATE`, not the device plugin."""
     labels = {"app": f"model-{label}"}
+    container = {"name": "model", "image": "example.invalid/model"}
+    gpu: dict[str, Any] = (
+        claim_spec([container])
+        if dra
+        else {"containers": [{**container, "resources": {"limits": {names.GPU_RESOURCE: "1"}}}]}
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -139,13 +147,7 @@ def deployment(label: str, *, group: str = "scaler") -> dict[str, Any]:
                 "spec": {
                     "schedulerName": names.SCHEDULER_NAME,
                     "nodeSelector": {"headroom-e2e": label, "headroom-e2e-group": group},
-                    "containers": [
-                        {
-                            "name": "model",
-                            "image": "example.invalid/model",
-                            "resources": {"limits": {names.GPU_RESOURCE: "1"}},
-                        }
-                    ],
+                    **gpu,
                 },
             },
         },

@@ -6,44 +6,39 @@ made from templates by kube-controller-manager. No kubelet: pods are bound, neve
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from headroom import names
-from headroom.dra import GROUP_VERSION, allocated_gpus, device_index
-from kubeapi.client import Conflict
+from headroom.dra import allocated_gpus, device_index
+from tests.e2e.dra_nodes import (
+    RESOURCE,
+    add_template,
+    claim_spec,
+    ensure_device_class,
+    publish_gpus,
+    remove_slices,
+)
 from tests.e2e.scheduler_pods import get_pod, node_of, scheduling_of
 from tests.e2e.stack import Stack, eventually, gpu_uuid, running_stack
-from tooling.dra import GIB, claim_template, device_class, resource_slice
 from tooling.localcluster import LocalCluster
-
-RESOURCE = f"/apis/{GROUP_VERSION}"
-TEMPLATE = "one-gpu"
 
 
 @pytest.fixture(scope="module")
 def stack(cluster: LocalCluster) -> Iterator[Stack]:
     with running_stack(cluster) as s:
-        try:  # the class the extender counts by default; other modules may have made it
-            s.kube.request("POST", f"{RESOURCE}/deviceclasses", body=device_class())
-        except Conflict:
-            pass
+        ensure_device_class(s)
         yield s
-        s.cluster.kubectl(
-            "delete", "resourceslices", "-l", f"headroom-e2e={s.label}", "--wait=false", check=False
-        )
+        remove_slices(s)
 
 
 def dra_node(stack: Stack, name: str, totals_gi: list[float], **report: Any) -> str:
     """A node of this module with its GPU report and the ResourceSlice publishing its GPUs."""
     node = f"dra-{stack.label}-{name}"
     stack.add_node(node, totals_gi, group=name, **report)
-    slice_ = resource_slice(
-        node, [(gpu_uuid(node, i), int(t * GIB)) for i, t in enumerate(totals_gi)]
-    )
-    slice_["metadata"]["labels"] = {"headroom-e2e": stack.label}
-    stack.kube.request("POST", f"{RESOURCE}/resourceslices", body=slice_)
+    publish_gpus(stack, node, totals_gi)
     return node
 
 
@@ -58,14 +53,7 @@ def claim_pod(stack: Stack, namespace: str, name: str, *, memory: str, groups: l
             "spec": {
                 "schedulerName": names.SCHEDULER_NAME,
                 "affinity": _only(stack, groups),
-                "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": TEMPLATE}],
-                "containers": [
-                    {
-                        "name": "model",
-                        "image": "example.invalid/model",
-                        "resources": {"claims": [{"name": "gpu"}]},
-                    }
-                ],
+                **claim_spec([{"name": "model", "image": "example.invalid/model"}]),
             },
         },
     )
@@ -87,11 +75,7 @@ def _only(stack: Stack, groups: list[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def dra_namespace(stack: Stack, namespace: str) -> str:
-    stack.kube.request(
-        "POST",
-        f"{RESOURCE}/namespaces/{namespace}/resourceclaimtemplates",
-        body=claim_template(TEMPLATE),
-    )
+    add_template(stack, namespace)
     return namespace
 
 
@@ -137,7 +121,7 @@ def test_a_claim_only_pod_goes_where_the_memory_is_really_free(
     )
     assert node_of(stack, dra_namespace, "llm") == idle
     assert held_gpus(stack, dra_namespace, "llm") == [gpu_uuid(idle, 0)]
-    assert busy != idle
+    assert node_of(stack, dra_namespace, "llm") != busy
 
 
 def test_the_allocators_choice_without_the_memory_is_refused_once_then_avoided(
@@ -161,7 +145,9 @@ def test_the_allocators_choice_without_the_memory_is_refused_once_then_avoided(
     try:
         eventually(parked_by_the_miss, what="the node kept out after a refused bind")
     except AssertionError:
-        print(scheduling_of(stack, dra_namespace, "waits"), held_gpus(stack, dra_namespace, "waits"))
+        print(
+            scheduling_of(stack, dra_namespace, "waits"), held_gpus(stack, dra_namespace, "waits")
+        )
         print(stack.log_path and stack.log_path.read_text()[-3000:])
         raise
     refused = bind_errors(stack) - before
@@ -177,7 +163,7 @@ def test_the_allocators_choice_without_the_memory_is_refused_once_then_avoided(
             content_type="application/merge-patch+json",
             body={"metadata": {"labels": {"headroom-e2e-poke": str(poke)}}},
         )
-        eventually(lambda: filter_refusals(stack) > turned_away, what="another filter round")
+        eventually(partial(more_refusals, stack, turned_away), what="another filter round")
     assert bind_errors(stack) - before == refused
     assert node_of(stack, dra_namespace, "waits") is None
     stack.report(node, [80, 80], used_per_gpu_gi=[0, 0])
@@ -186,6 +172,10 @@ def test_the_allocators_choice_without_the_memory_is_refused_once_then_avoided(
         what="the pod bound once GPU 0's memory is free",
     )
     assert held_gpus(stack, dra_namespace, "waits") == [gpu_uuid(node, 0)]
+
+
+def more_refusals(stack: Stack, seen: float) -> bool:
+    return filter_refusals(stack) > seen
 
 
 def filter_refusals(stack: Stack) -> float:

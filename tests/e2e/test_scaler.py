@@ -18,6 +18,7 @@ import yaml
 
 from extender.scaler.controller import pod_state
 from kubeapi.client import ApiError
+from tests.e2e.dra_nodes import add_template, ensure_device_class, publish_gpus, remove_slices
 from tests.e2e.scaler_scenes import AISCALERS, Environment, Kubelet, Scene, aiscaler, deployment
 from tests.e2e.stack import ROOT, eventually, running_stack
 from tests.extender.scaler.standins import QUEUE, ModelServer, running_prometheus
@@ -175,6 +176,43 @@ def _reconciles(scene: Scene) -> float:
             if line.startswith("headroom_scaler_reconciles "):
                 return float(line.split()[1])
     raise AssertionError("headroom_scaler_reconciles missing from the extender's /metrics")
+
+
+def test_an_aiscaler_over_claim_pods_caps_at_what_the_gpus_hold(scene: Scene) -> None:
+    """The same cap with GPUs from DRA claims: the replicas' demand comes from the pod
+    template's claim template, and the stock allocator places them where Headroom lets it."""
+    stack, ns = scene.stack, scene.namespace
+    ensure_device_class(stack)
+    add_template(stack, ns)
+    free_node, busy_node = f"aisd-{stack.label}-a", f"aisd-{stack.label}-b"
+    try:
+        stack.add_node(free_node, [80, 80], group="dra")
+        stack.add_node(busy_node, [80], used_gi=70, group="dra")
+        publish_gpus(stack, free_node, [80, 80])
+        publish_gpus(stack, busy_node, [80])
+        stack.kube.request(
+            "POST",
+            f"/apis/apps/v1/namespaces/{ns}/deployments",
+            body=deployment(stack.label, group="dra", dra=True),
+        )
+        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=aiscaler(f"sum({QUEUE})"))
+        scene.load(60)  # 6 replicas' worth; the GPUs hold 2
+        eventually(
+            lambda: (
+                scene.condition("ScalingLimited").get("message", "").startswith("wanted 6, 2 fit")
+            ),
+            what="the GPU cap for claim pods",
+        )
+        eventually(lambda: scene.replicas() == 2, what="replicas at the cap")
+
+        def bound() -> list[str]:
+            pods = stack.kube.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+            return sorted(p["spec"].get("nodeName") or "" for p in pods)
+
+        eventually(lambda: bound() == [free_node, free_node], what="both replicas on the free node")
+    finally:
+        scene.load(5)
+        remove_slices(stack)
 
 
 def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:

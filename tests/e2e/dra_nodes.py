@@ -1,0 +1,57 @@
+"""DRA for the e2e tests that run the headroom scheduler: the test driver's ResourceSlice for a
+node (its GPUs under the UUIDs the node's GPUNode report gives them), the DeviceClass the extender
+counts by default, a claim template, and a pod spec whose GPU comes from a claim."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from headroom.dra import GROUP_VERSION
+from kubeapi.client import Conflict
+from tests.e2e.stack import Stack, gpu_uuid
+from tooling.dra import GIB, claim_template, device_class, resource_slice
+
+RESOURCE = f"/apis/{GROUP_VERSION}"
+TEMPLATE = "one-gpu"  # the claim template every DRA test pod here names
+
+
+def ensure_device_class(stack: Stack) -> None:
+    """The NVIDIA driver's DeviceClass, which the extender counts by default (shared by modules:
+    made once, never deleted)."""
+    with contextlib.suppress(Conflict):
+        stack.kube.request("POST", f"{RESOURCE}/deviceclasses", body=device_class())
+
+
+def publish_gpus(stack: Stack, node: str, totals_gi: list[float], **options: Any) -> None:
+    """The node's ResourceSlice, labelled with the module's label for clean-up."""
+    slice_ = resource_slice(
+        node, [(gpu_uuid(node, i), int(t * GIB)) for i, t in enumerate(totals_gi)], **options
+    )
+    slice_["metadata"]["labels"] = {"headroom-e2e": stack.label}
+    stack.kube.request("POST", f"{RESOURCE}/resourceslices", body=slice_)
+
+
+def remove_slices(stack: Stack) -> None:
+    stack.cluster.kubectl(
+        "delete", "resourceslices", "-l", f"headroom-e2e={stack.label}", "--wait=false", check=False
+    )
+
+
+def add_template(stack: Stack, namespace: str, **options: Any) -> None:
+    stack.kube.request(
+        "POST",
+        f"{RESOURCE}/namespaces/{namespace}/resourceclaimtemplates",
+        body=claim_template(TEMPLATE, **options),
+    )
+
+
+def claim_spec(containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pod spec parts for a GPU from a claim made from TEMPLATE, used by every container."""
+    return {
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": TEMPLATE}],
+        "containers": [
+            {**c, "resources": {**c.get("resources", {}), "claims": [{"name": "gpu"}]}}
+            for c in containers
+        ],
+    }
