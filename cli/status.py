@@ -2,8 +2,10 @@
 
 Reads GPUNodes, the pods bound to nodes and AIScalers with the kubeconfig kubectl would use, and
 accounts each GPU with the same `headroom.ledger` as the extender: used (the agent's report),
-reserved (pods bound to the node that the report does not show yet) and free. Errors say what is
-wrong: no cluster, no Headroom CRDs, no permission.
+reserved (pods bound to the node that the report does not show yet, and GPUs DRA allocated to
+claims of pods not bound yet) and free. A GPU a device taint keeps new claims off shows unhealthy.
+Errors say what is wrong: no cluster, no Headroom CRDs, no permission; a cluster that does not
+serve DRA (or does not let the user read it) simply has no DRA GPUs.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from cli import api
+from headroom.dra import DEFAULT_GPU_DRIVERS as DEFAULT_GPU_CLASSES  # NVIDIA's class is its driver
 from headroom.quantity import format_bytes
 
 if TYPE_CHECKING:
+    from headroom.fit import PodClaim
     from kubeapi.client import KubeApi
 
 
@@ -50,18 +54,23 @@ class StatusError(Exception):
     """A problem a person can fix; the message says which."""
 
 
-def gather(kube: KubeApi, *, now_unix_seconds: float) -> tuple[list[GpuRow], list[ScalerRow]]:
+def gather(
+    kube: KubeApi,
+    *,
+    now_unix_seconds: float,
+    gpu_device_classes: Sequence[str] = DEFAULT_GPU_CLASSES,
+) -> tuple[list[GpuRow], list[ScalerRow]]:
     from headroom.fit import NodeSnapshot  # noqa: PLC0415
-    from headroom.ledger import claims_by_node, gpu_accounts  # noqa: PLC0415
-    from headroom.report import ReportError, report_from_status  # noqa: PLC0415
+    from headroom.ledger import gpu_accounts  # noqa: PLC0415
+    from headroom.report import ReportError, report_from_status, with_taints  # noqa: PLC0415
 
     gpunodes = _list(kube, api.GPUNODES)
-    claims = claims_by_node(_list(kube, api.PODS))
+    claims, tainted = _claims_and_taints(kube, _list(kube, api.PODS), gpu_device_classes)
     rows: list[GpuRow] = []
     for obj in sorted(gpunodes, key=lambda o: o["metadata"]["name"]):
         name = obj["metadata"]["name"]
         try:
-            report = report_from_status(name, obj.get("status") or {})
+            report = with_taints(report_from_status(name, obj.get("status") or {}), tainted)
         except ReportError:
             continue
         for account in gpu_accounts(NodeSnapshot(name, report, tuple(claims.get(name, ())))):
@@ -80,6 +89,41 @@ def gather(kube: KubeApi, *, now_unix_seconds: float) -> tuple[list[GpuRow], lis
                 )
             )
     return rows, [_scaler_row(o) for o in _list(kube, api.AISCALERS)]
+
+
+def _claims_and_taints(
+    kube: KubeApi, pods: list[dict[str, Any]], device_classes: Sequence[str]
+) -> tuple[dict[str, list[PodClaim]], dict[str, str]]:
+    """Per node, the claims of bound pods and of DRA allocations for pods not bound yet, as the
+    extender counts them; and the GPUs (by UUID) a device taint keeps new claims off."""
+    from headroom import dra  # noqa: PLC0415
+    from headroom.ledger import (  # noqa: PLC0415
+        allocation_claims,
+        bound_node,
+        claims_by_node,
+        pod_uid,
+        with_allocations,
+    )
+    from headroom.podclaims import DraLookups  # noqa: PLC0415
+
+    resource_claims = _list(kube, api.RESOURCE_CLAIMS, dra=True)
+    by_name = {
+        (str(c["metadata"].get("namespace", "")), str(c["metadata"]["name"])): c
+        for c in resource_claims
+    }
+    devices = dra.device_index(_list(kube, api.RESOURCE_SLICES, dra=True))
+    lookups = DraLookups(
+        claim=lambda namespace, name: by_name.get((namespace, name)),
+        devices=devices,
+        device_classes=tuple(device_classes),
+    )
+    bound = {pod_uid(p) for p in pods if bound_node(p)}
+    claims = with_allocations(
+        claims_by_node(pods, dra=lookups),
+        allocation_claims(resource_claims, bound_pods=bound.__contains__, dra=lookups),
+    )
+    tainted = dra.tainted_gpus(devices.values(), _list(kube, api.DEVICE_TAINT_RULES, dra=True))
+    return claims, tainted
 
 
 def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
@@ -102,7 +146,9 @@ def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
     )
 
 
-def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
+def _list(kube: KubeApi, path: str, *, dra: bool = False) -> list[dict[str, Any]]:
+    """One collection's items. With `dra`, a collection the cluster does not serve (404) or the
+    user may not read (403) is empty: `status` then shows what the device plugin's pods hold."""
     from kubeapi.client import ApiError, NotFound, Unreachable  # noqa: PLC0415
 
     try:
@@ -110,10 +156,14 @@ def _list(kube: KubeApi, path: str) -> list[dict[str, Any]]:
     except Unreachable as exc:
         raise StatusError(f"cannot reach the cluster: {exc}") from exc
     except NotFound as exc:
+        if dra:
+            return []
         raise StatusError(
             "Headroom's CRDs are not installed in this cluster (kubectl apply -f manifests/crds/)"
         ) from exc
     except ApiError as exc:
+        if dra and exc.status == 403:
+            return []
         if exc.status in (401, 403):
             raise StatusError(f"no permission to read {path}: {exc}") from exc
         raise StatusError(str(exc)) from exc
@@ -187,6 +237,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="table",
         help="table (default) or json for scripts",
     )
+    parser.add_argument(
+        "--gpu-device-classes",
+        metavar="NAMES",
+        default=",".join(DEFAULT_GPU_CLASSES),
+        help="comma-separated DRA DeviceClasses whose claims ask for GPUs "
+        f"(default {','.join(DEFAULT_GPU_CLASSES)})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -197,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         kube = Kube(load_api_client(args.kubeconfig), timeout_seconds=10)
-        gpus, scalers = gather(kube, now_unix_seconds=time.time())
+        classes = [c.strip() for c in args.gpu_device_classes.split(",") if c.strip()]
+        gpus, scalers = gather(kube, now_unix_seconds=time.time(), gpu_device_classes=classes)
     except (StatusError, ConfigException) as exc:
         print(f"headroom status: error: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
-from headroom.dra import allocated_gpus, requested_gpus, reserved_pods
+from headroom.dra import AllocatedGpu, allocated_gpus, requested_gpus, reserved_pods
 from headroom.fields import FieldError, read_optional_mapping
 from headroom.fit import NodeSnapshot, PodClaim, ledger
 from headroom.podclaims import NO_GPUS, NO_LOOKUPS, DraLookups, has_claims, pod_gpus
@@ -105,19 +105,38 @@ def allocation_claims(
         if not gpus or any(bound_pods(uid) for uid in reserved):
             continue
         key = reserved[0] if reserved else f"claim:{pod_uid(claim)}"
-        demand = GpuDemand(
-            gpu_count=len(gpus), memory_bytes=ask.memory_bytes, shared=ask.shared, dra=True
-        )
-        uuids = tuple(g.device.uuid for g in gpus if g.device.uuid)
-        for node in dict.fromkeys(g.device.node_name for g in gpus):
+        on_node: dict[str, list[AllocatedGpu]] = {}
+        for gpu in gpus:
+            on_node.setdefault(gpu.device.node_name, []).append(gpu)
+        for node, here in on_node.items():  # each node counts the claim's GPUs on it, no others
+            demand = GpuDemand(
+                gpu_count=len(here), memory_bytes=ask.memory_bytes, shared=ask.shared, dra=True
+            )
+            uuids = tuple(g.device.uuid for g in here if g.device.uuid)
             held.setdefault(node, []).append(PodClaim(key, demand, uuids))
     return held
+
+
+def with_allocations(
+    own: Mapping[str, list[PodClaim]], allocations: Mapping[str, list[PodClaim]]
+) -> dict[str, list[PodClaim]]:
+    """Per node, the bound pods' claims (`claims_by_node`) and the GPUs allocations hold for pods
+    not bound yet (`allocation_claims`). A pod's own claim wins over an allocation entry with its
+    UID, so no pod is counted twice."""
+    uids = {c.uid for claims in own.values() for c in claims}
+    merged = {node: list(claims) for node, claims in own.items()}
+    for node, claims in allocations.items():
+        for claim in claims:
+            if claim.uid not in uids:
+                merged.setdefault(node, []).append(claim)
+    return merged
 
 
 @dataclass(frozen=True)
 class GpuAccount:
     """One GPU as a person reads it: what the agent saw used, what bound pods the report does
-    not show yet reserve on top, and what is left."""
+    not show yet reserve on top, and what is left. A GPU an exclusive pod holds (a device-plugin
+    pod, or a claim on the whole device) has nothing left: the rest of it is reserved."""
 
     gpu: GpuState
     used_bytes: int
@@ -128,12 +147,11 @@ class GpuAccount:
 def gpu_accounts(snapshot: NodeSnapshot) -> list[GpuAccount]:
     """Per GPU of the node's report, used / reserved / free by the extender's accounting."""
     books, _ = ledger(snapshot)
-    return [
-        GpuAccount(
-            book.gpu,
-            book.gpu.used_bytes,
-            max(0, book.committed_bytes - book.gpu.used_bytes),
-            max(0, book.gpu.total_bytes - book.committed_bytes),
+    accounts = []
+    for book in books:
+        used, total = book.gpu.used_bytes, book.gpu.total_bytes
+        committed = total if book.held_whole else book.committed_bytes
+        accounts.append(
+            GpuAccount(book.gpu, used, max(0, committed - used), max(0, total - committed))
         )
-        for book in books
-    ]
+    return accounts

@@ -110,30 +110,45 @@ def pod_gpus(pod: Mapping[str, Any], lookups: DraLookups) -> PodGpus:
     for ref in claim_refs(pod):
         claim = lookups.claim(namespace, ref.claim_name) if ref.claim_name else None
         if claim is not None:
-            claim_ask = _ask(claim.get("spec"), lookups, where=f"ResourceClaim {ref.claim_name}")
-            held = dra.allocated_gpus(claim, lookups.devices, gpu_drivers=lookups.drivers)
+            claim_ask, held = _claim(claim, lookups, where=f"ResourceClaim {ref.claim_name}")
             uuids += [g.device.uuid for g in held if g.device.uuid]
-            nodes += [g.device.node_name for g in held if g.device.node_name not in nodes]
+            nodes += [g.device.node_name for g in held if g.device.node_name]
             pending += claim_ask.any and not held
         elif ref.template_name is not None and (
             template := lookups.template(namespace, ref.template_name)
         ):
-            spec = fields.read_optional_mapping(template.get("spec"), "spec")
-            claim_ask = _ask(
-                spec.get("spec"), lookups, where=f"ResourceClaimTemplate {ref.template_name}"
+            claim_ask = _template(
+                template, lookups, where=f"ResourceClaimTemplate {ref.template_name}"
             )
             pending += claim_ask.any
         else:
             unknown.append(ref.field)
             continue
         ask = ask.plus(claim_ask)
-    return PodGpus(ask, tuple(uuids), tuple(nodes), pending, tuple(unknown))
+    return PodGpus(ask, tuple(uuids), tuple(dict.fromkeys(nodes)), pending, tuple(unknown))
 
 
-def _ask(spec: object, lookups: DraLookups, *, where: str) -> dra.GpuAsk:
+def _claim(
+    claim: Mapping[str, Any], lookups: DraLookups, *, where: str
+) -> tuple[dra.GpuAsk, list[dra.AllocatedGpu]]:
+    """What a ResourceClaim asks and holds; a FieldError names the claim and its field."""
     try:
-        return dra.requested_gpus(
-            fields.read_optional_mapping(spec, "spec"), device_classes=lookups.device_classes
-        )
+        spec = fields.read_optional_mapping(claim.get("spec"), "spec")
+        held = dra.allocated_gpus(claim, lookups.devices, gpu_drivers=lookups.drivers)
+        return dra.requested_gpus(spec, device_classes=lookups.device_classes), held
     except fields.FieldError as exc:
         raise fields.FieldError(f"{where}: {exc.field}", exc.message) from exc
+
+
+def _template(template: Mapping[str, Any], lookups: DraLookups, *, where: str) -> dra.GpuAsk:
+    """What a claim made from the template will ask. Its claim spec is at `spec.spec`, so the
+    field a FieldError names (`spec.devices...` of the claim spec) is given that prefix."""
+    try:
+        outer = fields.read_optional_mapping(template.get("spec"), "spec")
+        inner = fields.read_optional_mapping(outer.get("spec"), "spec.spec")
+    except fields.FieldError as exc:
+        raise fields.FieldError(f"{where}: {exc.field}", exc.message) from exc
+    try:
+        return dra.requested_gpus(inner, device_classes=lookups.device_classes)
+    except fields.FieldError as exc:
+        raise fields.FieldError(f"{where}: spec.{exc.field}", exc.message) from exc

@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-from headroom import names
+from headroom import dra, names
 from headroom.report import GpuState, NodeReport, report_to_status
 from kubeapi.client import Kube
+from tooling.dra import claim_template, resource_slice
 from tooling.localcluster import LocalCluster
 from tooling.process import free_port
 
@@ -110,6 +111,59 @@ def test_the_table_shows_used_reserved_and_free_and_json_agrees(
     } in data["aiscalers"]
     kube.request("DELETE", f"/api/v1/nodes/{node}")
     kube.request("DELETE", f"{base}/{node}")
+
+
+def test_a_gpu_dra_allocated_shows_reserved(
+    cluster: LocalCluster, kube: Kube, namespace: str
+) -> None:
+    """A ResourceSlice publishing the node's GPU and a claim allocated to it, for a pod not
+    bound yet: `status` counts the GPU held, as the extender does."""
+    node = f"status-dra-{uuid.uuid4().hex[:6]}"
+    kube.request("POST", "/api/v1/nodes", body={"metadata": {"name": node}})
+    base = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
+    obj = kube.request(
+        "POST",
+        base,
+        body={
+            "apiVersion": names.GROUP_VERSION,
+            "kind": names.GPUNODE_KIND,
+            "metadata": {"name": node},
+        },
+    )
+    gpus = tuple(
+        GpuState(index=i, uuid=f"GPU-{node}-{i}", model="A100", total_bytes=80 * GI, used_bytes=0)
+        for i in range(2)
+    )
+    obj["status"] = report_to_status(
+        NodeReport(node_name=node, reported_at_unix_seconds=time.time(), gpus=gpus)
+    )
+    kube.request("PUT", f"{base}/{node}/status", body=obj)
+    resource = f"/apis/{dra.GROUP_VERSION}"
+    slice_obj = resource_slice(node, [(g.uuid, g.total_bytes) for g in gpus])
+    kube.request("POST", f"{resource}/resourceslices", body=slice_obj)
+    claims = f"{resource}/namespaces/{namespace}/resourceclaims"
+    claim = kube.request(
+        "POST",
+        claims,
+        body={
+            "apiVersion": dra.GROUP_VERSION,
+            "kind": "ResourceClaim",
+            "metadata": {"name": "model-gpu"},
+            "spec": claim_template("t")["spec"]["spec"],
+        },
+    )
+    result = {"request": "gpu", "driver": dra.NVIDIA_GPU_DRIVER, "pool": node, "device": "gpu-1"}
+    claim["status"] = {"allocation": {"devices": {"results": [result]}}}
+    kube.request("PUT", f"{claims}/model-gpu/status", body=claim)
+    try:
+        data = json.loads(status(f"--kubeconfig={cluster.kubeconfig}", "-o", "json").stdout)
+        rows = {g["gpu"]: g for g in data["gpus"] if g["node"] == node}
+        assert (rows[0]["reserved_bytes"], rows[0]["free_bytes"]) == (0, 80 * GI)
+        assert (rows[1]["reserved_bytes"], rows[1]["free_bytes"]) == (80 * GI, 0)
+    finally:
+        kube.request("DELETE", f"{resource}/resourceslices/{slice_obj['metadata']['name']}")
+        kube.request("DELETE", f"/api/v1/nodes/{node}")
+        kube.request("DELETE", f"{base}/{node}")
 
 
 def kubeconfig_with(

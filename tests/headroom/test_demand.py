@@ -6,6 +6,8 @@ import pytest
 
 from headroom import names
 from headroom.demand import DemandError, GpuDemand, assigned_gpus, is_managed
+from headroom.dra import GpuAsk
+from headroom.podclaims import PodGpus
 
 GI = 2**30
 
@@ -155,3 +157,69 @@ def test_a_malformed_pod_is_an_error_naming_the_field(
     assert info.value.field == field
     assert not is_managed(malformed)
     assert assigned_gpus(malformed) == ()
+
+
+# -- GPUs from ResourceClaims --------------------------------------------------------------------
+def claims(count: int = 0, *, all_devices: bool = False, memory_gi: int = 0) -> PodGpus:
+    return PodGpus(GpuAsk(count, all_devices, memory_gi * GI))
+
+
+def test_claims_give_the_count_and_mark_the_demand_dra() -> None:
+    demand = GpuDemand.from_pod(pod(), claims=claims(2))
+    assert demand == GpuDemand(gpu_count=2, dra=True)
+    assert demand.describe() == "2 free GPUs"
+
+
+def test_a_memory_capacity_request_is_a_shared_demand() -> None:
+    demand = GpuDemand.from_pod(pod(), claims=claims(1, memory_gi=20))
+    assert demand == GpuDemand(gpu_count=1, memory_bytes=20 * GI, shared=True, dra=True)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "claimed_gi", "memory_gi"),
+    [("30Gi", 20, 30), ("10Gi", 20, 20), ("10Gi", 0, 10)],
+)
+def test_the_need_is_the_larger_of_the_annotation_and_the_claims_request(
+    annotation: str, claimed_gi: int, memory_gi: int
+) -> None:
+    demand = GpuDemand.from_pod(
+        pod({names.GPU_MEMORY_ANNOTATION: annotation}), claims=claims(1, memory_gi=claimed_gi)
+    )
+    assert demand is not None
+    assert demand.memory_bytes == memory_gi * GI
+    assert demand.shared == (claimed_gi > 0)  # sharing comes from the claim alone
+
+
+def test_device_plugin_gpus_and_claimed_gpus_add_up() -> None:
+    demand = GpuDemand.from_pod(pod(gpus=[1, 2]), claims=claims(2))
+    assert demand == GpuDemand(gpu_count=5, dra=True)
+
+
+def test_all_devices_asks_every_gpu_of_the_node() -> None:
+    demand = GpuDemand.from_pod(
+        pod({names.GPU_MEMORY_ANNOTATION: "40Gi"}), claims=claims(all_devices=True)
+    )
+    assert demand == GpuDemand(gpu_count=0, memory_bytes=40 * GI, dra=True, all_gpus=True)
+    assert demand.describe() == "40Gi on every GPU of the node"
+    assert GpuDemand(0, all_gpus=True).describe() == "every GPU of the node"
+
+
+def test_claims_of_no_gpu_leave_the_device_plugin_reading() -> None:
+    assert GpuDemand.from_pod(pod(), claims=PodGpus()) is None
+    assert GpuDemand.from_pod(pod(gpus=[1]), claims=PodGpus()) == GpuDemand(1)
+
+
+def test_the_sharing_annotation_on_a_dra_pod_is_refused() -> None:
+    shared = pod({names.GPU_SHARING_ANNOTATION: "true", names.GPU_MEMORY_ANNOTATION: "10Gi"})
+    with pytest.raises(DemandError) as info:
+        GpuDemand.from_pod(shared, claims=claims(1))
+    assert info.value.field == names.GPU_SHARING_ANNOTATION
+    assert "capacity.requests.memory" in info.value.message
+    not_shared = pod({names.GPU_SHARING_ANNOTATION: "false"})
+    assert GpuDemand.from_pod(not_shared, claims=claims(1)) == GpuDemand(1, dra=True)
+
+
+def test_a_bad_memory_annotation_on_a_dra_pod_is_named() -> None:
+    with pytest.raises(DemandError) as info:
+        GpuDemand.from_pod(pod({names.GPU_MEMORY_ANNOTATION: "lots"}), claims=claims(1))
+    assert info.value.field == names.GPU_MEMORY_ANNOTATION

@@ -17,12 +17,22 @@ from headroom.dra import (
     allocated_gpus,
     device_index,
     requested_gpus,
+    reserved_pods,
+    rule_selects,
+    rule_taint,
     slice_devices,
+    tainted_gpus,
 )
 from headroom.fields import FieldError
-from tooling.dra import GIB, claim_template, resource_slice
+from tooling.dra import GIB, claim_template, device_taint_rule, resource_slice
 
 SLICE = resource_slice("node-a", [("GPU-a0", 80 * GIB), ("GPU-a1", 40 * GIB)])
+SLICE_B = resource_slice("node-b", [("GPU-b0", 80 * GIB), ("GPU-b1", 80 * GIB)])
+TAINTED = resource_slice(
+    "node-a",
+    [("GPU-a0", 80 * GIB), ("GPU-a1", 80 * GIB), ("GPU-a2", 80 * GIB)],
+    taints={0: [("fault", "ecc", "NoExecute"), ("note", "", "None")], 1: [("note", "x", "None")]},
+)
 
 
 def allocated(*results: tuple[str, str, str]) -> dict[str, Any]:
@@ -175,9 +185,129 @@ def test_any_wrong_value_at_any_depth_reads_or_is_a_field_error(
         (SLICE, slice_devices),
         (allocated(("gpu.nvidia.com", "node-a", "gpu-0")), lambda d: allocated_gpus(d, index)),
         (claim_template("t")["spec"]["spec"], requested_gpus),
+        (claim_template("t", memory=GIB)["spec"]["spec"], requested_gpus),
+        (TAINTED, slice_devices),
+        (device_taint_rule("r", pool="node-a"), lambda d: tainted_gpus(index.values(), [d])),
     ):
         broken = _replace_somewhere(doc, value, path)
         if not isinstance(broken, dict):
             continue
         with contextlib.suppress(FieldError):  # a FieldError is the one allowed failure
             read(broken)
+
+
+# -- consumable memory, GpuAsk -------------------------------------------------------------------
+def test_a_memory_capacity_request_makes_the_ask_a_share_of_a_gpu() -> None:
+    spec = claim_template("share", count=2, memory=20 * GIB)["spec"]["spec"]
+    assert requested_gpus(spec) == GpuAsk(2, memory_bytes=20 * GIB)
+    qualified = copy.deepcopy(spec)
+    qualified["devices"]["requests"][0]["exactly"]["capacity"]["requests"] = {
+        "gpu.nvidia.com/memory": "10Gi"
+    }
+    assert requested_gpus(qualified).memory_bytes == 10 * GIB
+    assert requested_gpus(qualified).shared
+
+
+def test_a_bad_memory_request_is_named() -> None:
+    spec = claim_template("share", memory=GIB)["spec"]["spec"]
+    spec["devices"]["requests"][0]["exactly"]["capacity"]["requests"]["memory"] = "much"
+    with pytest.raises(FieldError) as info:
+        requested_gpus(spec)
+    assert info.value.field == "spec.devices.requests[0].exactly.capacity.requests.memory"
+
+
+def test_asks_add_up_counts_keep_all_and_take_the_larger_memory() -> None:
+    one, every = GpuAsk(1, memory_bytes=8 * GIB), GpuAsk(0, all_devices=True)
+    assert one.plus(GpuAsk(2, memory_bytes=4 * GIB)) == GpuAsk(3, memory_bytes=8 * GIB)
+    assert one.plus(every) == GpuAsk(1, all_devices=True, memory_bytes=8 * GIB)
+    assert (GpuAsk().any, GpuAsk(1).any, every.any) == (False, True, True)
+    assert (GpuAsk(1).shared, one.shared) == (False, True)
+
+
+@given(
+    st.lists(
+        st.builds(
+            GpuAsk,
+            st.integers(0, 8),
+            st.booleans(),
+            st.integers(0, 100 * GIB),
+        ),
+        max_size=5,
+    )
+)
+def test_adding_asks_is_order_free(asks: list[GpuAsk]) -> None:
+    forward, backward = GpuAsk(), GpuAsk()
+    for ask in asks:
+        forward = forward.plus(ask)
+    for ask in reversed(asks):
+        backward = backward.plus(ask)
+    assert forward == backward
+    assert forward.count == sum(a.count for a in asks)
+
+
+# -- device taints -------------------------------------------------------------------------------
+def test_a_slice_keeps_its_devices_blocking_taints_only() -> None:
+    taints = [d.taints for d in slice_devices(TAINTED)]
+    assert taints == [("fault=ecc:NoExecute",), (), ()]
+
+
+def test_gpus_tainted_by_their_slice_or_a_rule() -> None:
+    devices = list(device_index([TAINTED, SLICE_B]).values())
+    rule = device_taint_rule("drain", pool="node-b", device="gpu-0", key="drain")
+    assert tainted_gpus(devices) == {"GPU-a0": "fault=ecc:NoExecute"}
+    assert tainted_gpus(devices, [rule]) == {
+        "GPU-a0": "fault=ecc:NoExecute",
+        "GPU-b0": "drain=:NoSchedule",
+    }
+
+
+def test_a_rules_selector_matches_every_field_it_sets() -> None:
+    devices = list(device_index([SLICE_B]).values())
+
+    def picked(rule: dict[str, Any]) -> set[str]:
+        return set(tainted_gpus(devices, [rule]))
+
+    assert picked(device_taint_rule("all", driver=None)) == {"GPU-b0", "GPU-b1"}  # empty: all
+    assert picked(device_taint_rule("pool", pool="node-b")) == {"GPU-b0", "GPU-b1"}
+    assert picked(device_taint_rule("one", device="gpu-1")) == {"GPU-b1"}
+    assert picked(device_taint_rule("other", driver="tpu.example.com")) == set()
+    assert picked(device_taint_rule("elsewhere", pool="node-a", device="gpu-1")) == set()
+
+
+def test_a_rule_without_selector_or_blocking_effect_taints_nothing() -> None:
+    devices = list(device_index([SLICE_B]).values())
+    no_selector = device_taint_rule("none")
+    del no_selector["spec"]["deviceSelector"]
+    informational = device_taint_rule("info", effect="None")
+    unknown = device_taint_rule("future", effect="NoExecuteWithPodDisruptionBudget")
+    assert rule_taint(no_selector) is None and rule_taint(informational) is None
+    assert tainted_gpus(devices, [no_selector, informational, unknown]) == {}
+    assert rule_taint(device_taint_rule("r", device="gpu-0", key="k", value="v")) == (
+        {"driver": "gpu.nvidia.com", "device": "gpu-0"},
+        "k=v:NoSchedule",
+    )
+
+
+def test_a_rule_that_does_not_read_is_ignored_and_devices_without_uuid_are_not_named() -> None:
+    devices = [SliceDevice("gpu.nvidia.com", "node-b", "gpu-9", "node-b", None, None)]
+    rules = [{"spec": "broken"}, device_taint_rule("all", driver=None)]
+    assert tainted_gpus(devices, rules) == {}
+    named = [*devices, *device_index([SLICE_B]).values()]
+    assert set(tainted_gpus(named, rules)) == {"GPU-b0", "GPU-b1"}
+    assert rule_selects({}, devices[0])
+    assert not rule_selects({"pool": "node-a"}, devices[0])
+
+
+def test_reserved_pods_are_the_pod_entries_of_reserved_for() -> None:
+    claim = {
+        "status": {
+            "reservedFor": [
+                {"resource": "pods", "name": "a", "uid": "uid-a"},
+                {"resource": "jobs", "apiGroup": "batch", "name": "j", "uid": "uid-j"},
+                {"resource": "pods", "name": "b", "uid": "uid-b"},
+                {"resource": "pods", "name": "c"},
+            ]
+        }
+    }
+    assert reserved_pods(claim) == ("uid-a", "uid-b")
+    assert reserved_pods({}) == () == reserved_pods({"status": {"reservedFor": "x"}})

@@ -15,6 +15,7 @@ from headroom.report import (
     ReportError,
     report_from_status,
     report_to_status,
+    with_taints,
 )
 
 GI = 2**30
@@ -121,3 +122,26 @@ def test_round_trip_property(gpus: list[tuple[int, int, bool]]) -> None:
         ),
     )
     assert report_from_status("n", report_to_status(report)) == report
+
+
+def test_a_device_taint_counts_its_gpu_unhealthy_and_says_which_taint() -> None:
+    report = NodeReport(
+        node_name="n",
+        reported_at_unix_seconds=0,
+        gpus=(
+            GpuState(0, "GPU-0", "A100", 80 * GI, 0),
+            GpuState(1, "GPU-1", "A100", 80 * GI, 0),
+            GpuState(2, "GPU-2", "A100", 80 * GI, 0, healthy=False, reason="XID 79"),
+        ),
+    )
+    tainted = with_taints(
+        report, {"GPU-1": "drain=now:NoSchedule", "GPU-2": "x=:NoExecute", "GPU-9": "y=:NoSchedule"}
+    )
+    assert [(g.healthy, g.reason) for g in tainted.gpus] == [
+        (True, ""),
+        (False, "device taint drain=now:NoSchedule"),
+        (False, "XID 79"),  # a fault already named keeps its reason
+    ]
+    assert tainted.node_name == "n" and report.gpus[1].healthy  # the original is unchanged
+    assert with_taints(report, {"GPU-9": "y=:NoSchedule"}) is report
+    assert with_taints(report, {}) is report
