@@ -192,3 +192,47 @@ def test_a_lost_gpu_is_not_given_to_a_claim(stack: Stack, dra_namespace: str) ->
         what="the claim pod bound",
     )
     assert held_gpus(stack, dra_namespace, "safe") == [gpu_uuid(fine, 0)]
+
+
+def test_a_burst_of_30_claim_pods_with_the_extender_restarted_takes_no_gpu_without_room(
+    stack: Stack, dra_namespace: str
+) -> None:
+    """Room for 7: three nodes whose second GPU is held outside Kubernetes, two all free. The
+    stock allocator alone would hand out all ten GPUs; with Headroom in the path, exactly the
+    seven with room are taken, even with the extender killed and restarted mid-burst (its
+    in-flight state gone: it rebuilds its view from the claims and pods)."""
+    nodes = [
+        dra_node(stack, f"burst{n}", [80, 80], used_per_gpu_gi=[0, 70] if n < 3 else [0, 0])
+        for n in range(5)
+    ]
+    groups = [f"burst{n}" for n in range(5)]
+    for i in range(30):
+        claim_pod(stack, dra_namespace, f"b-{i:02d}", memory="20Gi", groups=groups)
+        if i == 12:
+            eventually(lambda: len(bound(stack, dra_namespace)) >= 3, what="some pods bound")
+            stack.kill_extender()
+            stack.start_extender()
+    eventually(lambda: len(bound(stack, dra_namespace)) == 7, what="7 pods bound")
+    held = [
+        g for name in bound(stack, dra_namespace) for g in held_gpus(stack, dra_namespace, name)
+    ]
+    busy = {gpu_uuid(node, 1) for node in nodes[:3]}
+    assert len(held) == len(set(held)) == 7, held
+    assert not busy & set(held), held
+    # The rest wait, each turned away for memory (by fit or by a miss), none bound later.
+    for pod in stack.pods(dra_namespace):
+        if not pod["spec"].get("nodeName"):
+            name = pod["metadata"]["name"]
+            eventually(
+                partial(turned_away_for_memory, stack, dra_namespace, name),
+                what=f"{name} turned away for memory",
+            )
+    assert len(bound(stack, dra_namespace)) == 7
+
+
+def turned_away_for_memory(stack: Stack, namespace: str, name: str) -> bool:
+    return "needs 20Gi" in scheduling_of(stack, namespace, name)
+
+
+def bound(stack: Stack, namespace: str) -> list[str]:
+    return [p["metadata"]["name"] for p in stack.pods(namespace) if p["spec"].get("nodeName")]
