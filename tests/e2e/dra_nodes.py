@@ -38,18 +38,18 @@ def remove_slices(stack: Stack) -> None:
     )
 
 
-def add_template(stack: Stack, namespace: str, **options: Any) -> None:
+def add_template(stack: Stack, namespace: str, name: str = TEMPLATE, **options: Any) -> None:
     stack.kube.request(
         "POST",
         f"{RESOURCE}/namespaces/{namespace}/resourceclaimtemplates",
-        body=claim_template(TEMPLATE, **options),
+        body=claim_template(name, **options),
     )
 
 
-def claim_spec(containers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pod spec parts for a GPU from a claim made from TEMPLATE, used by every container."""
+def claim_spec(containers: list[dict[str, Any]], *, template: str = TEMPLATE) -> dict[str, Any]:
+    """Pod spec parts for a GPU from a claim made from `template`, used by every container."""
     return {
-        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": TEMPLATE}],
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": template}],
         "containers": [
             {**c, "resources": {**c.get("resources", {}), "claims": [{"name": "gpu"}]}}
             for c in containers

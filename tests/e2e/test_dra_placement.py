@@ -15,6 +15,7 @@ from headroom import names
 from headroom.dra import allocated_gpus, device_index
 from tests.e2e.dra_nodes import (
     RESOURCE,
+    TEMPLATE,
     add_template,
     claim_spec,
     ensure_device_class,
@@ -23,7 +24,10 @@ from tests.e2e.dra_nodes import (
 )
 from tests.e2e.scheduler_pods import get_pod, node_of, scheduling_of
 from tests.e2e.stack import Stack, eventually, gpu_uuid, running_stack
+from tooling.dra import GIB, device_taint_rule
 from tooling.localcluster import LocalCluster
+
+SHARE = "share-20gi"  # a claim template for 20Gi of a shared GPU (consumable capacity)
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +46,31 @@ def dra_node(stack: Stack, name: str, totals_gi: list[float], **report: Any) -> 
     return node
 
 
-def claim_pod(stack: Stack, namespace: str, name: str, *, memory: str, groups: list[str]) -> None:
+def claim_pod(
+    stack: Stack,
+    namespace: str,
+    name: str,
+    *,
+    memory: str | None,
+    groups: list[str],
+    template: str = TEMPLATE,
+) -> None:
     """A pod of the headroom scheduler whose GPU comes from a claim made from TEMPLATE: no
     `nvidia.com/gpu` anywhere. It may go to the nodes of `groups`."""
     stack.kube.request(
         "POST",
         f"/api/v1/namespaces/{namespace}/pods",
         body={
-            "metadata": {"name": name, "annotations": {names.GPU_MEMORY_ANNOTATION: memory}},
+            "metadata": {
+                "name": name,
+                "annotations": {} if memory is None else {names.GPU_MEMORY_ANNOTATION: memory},
+            },
             "spec": {
                 "schedulerName": names.SCHEDULER_NAME,
                 "affinity": _only(stack, groups),
-                **claim_spec([{"name": "model", "image": "example.invalid/model"}]),
+                **claim_spec(
+                    [{"name": "model", "image": "example.invalid/model"}], template=template
+                ),
             },
         },
     )
@@ -76,6 +93,7 @@ def _only(stack: Stack, groups: list[str]) -> dict[str, Any]:
 @pytest.fixture
 def dra_namespace(stack: Stack, namespace: str) -> str:
     add_template(stack, namespace)
+    add_template(stack, namespace, SHARE, memory=20 * GIB)
     return namespace
 
 
@@ -236,3 +254,42 @@ def turned_away_for_memory(stack: Stack, namespace: str, name: str) -> bool:
 
 def bound(stack: Stack, namespace: str) -> list[str]:
     return [p["metadata"]["name"] for p in stack.pods(namespace) if p["spec"].get("nodeName")]
+
+
+def test_claims_share_a_gpu_by_its_live_memory_not_its_declared_capacity(
+    stack: Stack, dra_namespace: str
+) -> None:
+    """One GPU published for sharing (consumable `memory`), 20Gi of it held outside Kubernetes.
+    DRA alone would give four 20Gi claims its 80Gi; Headroom lets three in: what really fits."""
+    node = f"dra-{stack.label}-share"
+    stack.add_node(node, [80], group="share", used_gi=20)
+    publish_gpus(stack, node, [80], shared=True)
+    for i in range(4):
+        claim_pod(stack, dra_namespace, f"s-{i}", memory=None, groups=["share"], template=SHARE)
+    eventually(lambda: len(bound(stack, dra_namespace)) == 3, what="three claims on the GPU")
+    held = [
+        g for name in bound(stack, dra_namespace) for g in held_gpus(stack, dra_namespace, name)
+    ]
+    assert held == [gpu_uuid(node, 0)] * 3
+    waiting = next(
+        p["metadata"]["name"] for p in stack.pods(dra_namespace) if not p["spec"].get("nodeName")
+    )
+    eventually(
+        partial(turned_away_for_memory, stack, dra_namespace, waiting),
+        what="the fourth turned away for memory",
+    )
+    assert len(bound(stack, dra_namespace)) == 3
+
+
+def test_a_device_taint_rule_keeps_claims_off_the_gpu(stack: Stack, dra_namespace: str) -> None:
+    node = dra_node(stack, "taint", [80, 80])
+    rule = device_taint_rule(
+        f"e2e-{stack.label}", pool=node, device="gpu-0", key="e2e.headroom.dev/broken"
+    )
+    stack.kube.request("POST", f"{RESOURCE}/devicetaintrules", body=rule)
+    try:
+        claim_pod(stack, dra_namespace, "t", memory="20Gi", groups=["taint"])
+        eventually(lambda: node_of(stack, dra_namespace, "t") is not None, what="the pod bound")
+        assert held_gpus(stack, dra_namespace, "t") == [gpu_uuid(node, 1)]
+    finally:
+        stack.kube.request("DELETE", f"{RESOURCE}/devicetaintrules/e2e-{stack.label}")
