@@ -1,15 +1,16 @@
 """One AdmissionReview in, one answer out: the decision and the JSONPatch, with no I/O.
 
 `review(body, profiles, version=...)` takes the raw request body and returns a `ReviewOutcome`:
-the HTTP status and JSON body to send, plus what the logs and metrics record. A pod with DRA
-claims needs them read first: the app reads the body (`read`), asks `claims_to_read` whose claims
-those are, reads them (`webhook.claims`) and passes them in as `lookups`; the review itself does
-no I/O. A body that is not an
+the HTTP status and JSON body to send, plus what the logs and metrics record. A body that is not an
 `admission.k8s.io/v1` AdmissionReview with a `request.uid` gets HTTP 400; everything else gets
 an AdmissionReview carrying the request's uid: non-Pod objects, operations other than CREATE and
 unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
 naming the annotation, and a managed GPU pod is answered with the base64 JSONPatch that
 `jsonpatch.make_patch` computes between the pod and `mutate`'s result.
+
+A pod with DRA claims needs them read first, which is I/O: the app reads the body (`read`), asks
+`claims_to_read` whose claims those are, reads them (`webhook.claims`) and passes them to `review`
+as `lookups` (`webhook.dra` turns them into the pod's demand).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def claims_to_read(request: Request, *, namespace_opted_in: bool) -> tuple[str, 
     in (by label, or by namespace) with `spec.resourceClaims`; None for every other request."""
     fields = request.fields
     pod = fields.get("object")
-    if _pod_create(fields) is not True or not isinstance(pod, dict):
+    if not _pod_create(fields) or not isinstance(pod, dict):
         return None
     if not has_claims(pod) or not (namespace_opted_in or is_managed(pod)):
         return None
@@ -241,7 +242,7 @@ def _decide_managed(
     uid: str,
     pod: dict[str, Any],
     profiles: ProfileSet,
-    pod_demand: Callable[[], GpuDemand | None],
+    demand_of: Callable[[], GpuDemand | None],
     *,
     version: str,
 ) -> tuple[AdmissionResponse, str, str, int]:
@@ -259,7 +260,7 @@ def _decide_managed(
             "",
             0,
         )
-    demand = pod_demand()
+    demand = demand_of()
     if demand is None:
         warning = (
             f"{names.MANAGED_LABEL} is set but the pod asks for no GPU (no "
