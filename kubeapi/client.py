@@ -192,6 +192,8 @@ class Kube:
         )
         try:
             data = response.data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the body stalled or broke off
+            raise Unreachable(f"{method} {path}: the API server's answer broke off: {exc}") from exc
         finally:
             response.release_conn()
         if not 200 <= response.status < 300:
