@@ -103,11 +103,12 @@ class KubeApi(Protocol):
 
 
 def load_api_client(
-    kubeconfig: str | None = None, *, context: str | None = None
+    kubeconfig: str | None = None, *, context: str | None = None, in_cluster: bool = False
 ) -> client.ApiClient:
     """An ApiClient configured as kubectl would be: the given file, $KUBECONFIG, ~/.kube/config,
-    else the in-cluster service account."""
-    candidates = [kubeconfig] if kubeconfig else _kubeconfig_candidates()
+    else the in-cluster service account. `in_cluster` goes straight to the service account,
+    whatever files the environment names."""
+    candidates = [] if in_cluster else [kubeconfig] if kubeconfig else _kubeconfig_candidates()
     for path in candidates:
         if path and Path(path).exists():
             api_client: client.ApiClient = config.new_client_from_config(
@@ -158,10 +159,15 @@ class Kube:
     """JSON requests against one cluster."""
 
     def __init__(
-        self, api_client: client.ApiClient, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.api_client = api_client
         self.timeout_seconds = timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
 
     def request(
         self,
@@ -182,10 +188,12 @@ class Kube:
             query=query,
             body=body,
             content_type=content_type,
-            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            timeout=(self.connect_timeout_seconds, timeout),
         )
         try:
             data = response.data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the body stalled or broke off
+            raise Unreachable(f"{method} {path}: the API server's answer broke off: {exc}") from exc
         finally:
             response.release_conn()
         if not 200 <= response.status < 300:
@@ -203,7 +211,7 @@ class Kube:
             query=query,
             body=None,
             content_type="application/json",
-            timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout_seconds),
+            timeout=(self.connect_timeout_seconds, read_timeout_seconds),
         )
         if not 200 <= response.status < 300:
             try:

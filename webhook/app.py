@@ -3,24 +3,31 @@
 `POST /mutate` answers AdmissionReviews (see `webhook.review`), `GET /healthz` says the process
 is up, `GET /readyz` that profiles are loaded, `GET /metrics` is Prometheus text. Under gunicorn
 each worker builds the app from the `WebhookConfig` that `headroom webhook` made of its flags, and
-the serving edge starts the profiles watcher once the worker is up (`LIFECYCLE_KEY`).
+the serving edge starts the profiles watcher once the worker is up (`LIFECYCLE_KEY`). A pod with
+DRA claims has them read (`webhook.claims`) before its review, which stays free of I/O.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from headroom import __version__
+from headroom.podclaims import NO_LOOKUPS
 from serving.logs import LOG_FIELDS_KEY
 from serving.server import LIFECYCLE_KEY
 from webhook.config import WebhookConfig
+from webhook.dra import without_api_access
 from webhook.metrics import WebhookMetrics
-from webhook.review import review
+from webhook.review import ReviewOutcome, claims_to_read, read, review
 from webhook.store import ProfileStore
+
+if TYPE_CHECKING:
+    from webhook.claims import ClaimReader
 
 # An AdmissionReview for a CREATE carries one object, which etcd caps at about 1.5 MiB; JSON with
 # the review's envelope stays well within this.
@@ -31,10 +38,20 @@ bp = Blueprint("webhook", __name__)
 
 
 class State:
-    """What the routes share: the profiles, the metrics, the version stamped into pods."""
+    """What the routes share: the profiles, the metrics, the version stamped into pods, and the
+    reader of DRA claims (None without API access)."""
 
-    def __init__(self, store: ProfileStore, metrics: WebhookMetrics, version: str) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        metrics: WebhookMetrics,
+        version: str,
+        *,
+        config: WebhookConfig,
+        claims: ClaimReader | None,
+    ) -> None:
         self.store, self.metrics, self.version = store, metrics, version
+        self.config, self.claims = config, claims
 
 
 def create_app(config: WebhookConfig, *, version: str = __version__) -> Flask:
@@ -45,7 +62,12 @@ def create_app(config: WebhookConfig, *, version: str = __version__) -> Flask:
     store = ProfileStore(
         config.profiles, poll_seconds=config.profile_poll_seconds, on_reload=metrics.reloaded
     )
-    app.extensions[EXTENSION] = State(store, metrics, version)
+    claims = None
+    if config.api_access:  # the client loads only then: without access, none of it is needed
+        from webhook.claims import claim_reader  # noqa: PLC0415
+
+        claims = claim_reader(config)
+    app.extensions[EXTENSION] = State(store, metrics, version, config=config, claims=claims)
     app.extensions[LIFECYCLE_KEY] = Watcher(store, config.profile_poll_seconds)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
@@ -92,9 +114,25 @@ def _answer(*, namespace_opted_in: bool) -> tuple[Response, int]:
     except OSError as exc:  # the client stalled past the request timeout, or went away
         metrics.requests.labels(result="invalid").inc()
         return jsonify({"error": f"body: not received completely ({exc})", "field": "body"}), 400
-    outcome = review(
-        body, shared.store.current, version=shared.version, namespace_opted_in=namespace_opted_in
-    )
+    parsed = read(body)
+    if isinstance(parsed, ReviewOutcome):
+        outcome = parsed
+    else:
+        lookups = NO_LOOKUPS
+        target = claims_to_read(parsed, namespace_opted_in=namespace_opted_in)
+        if target is not None:
+            lookups = (
+                shared.claims.lookups(*target)
+                if shared.claims is not None
+                else without_api_access(device_classes=shared.config.gpu_device_classes)
+            )
+        outcome = review(
+            parsed,
+            shared.store.current,
+            version=shared.version,
+            namespace_opted_in=namespace_opted_in,
+            lookups=lookups,
+        )
     metrics.requests.labels(result=outcome.result).inc()
     if outcome.operations:
         metrics.patches.labels(profile=outcome.profile).inc()

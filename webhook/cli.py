@@ -10,15 +10,22 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from headroom.dra import DEFAULT_GPU_DRIVERS
 from serving.server import add_arguments  # light: gunicorn itself is imported when serving
 
 WEBHOOK_HELP = "Run the mutating admission webhook (HTTPS, under gunicorn)."
 WEBHOOK_DESCRIPTION = (
     "Serve the mutating admission webhook: managed GPU pods get the tolerations, node affinity, "
     "readiness gate and scheduler of their profile. The profiles file is validated at start "
-    "(a bad key exits with status 2, naming it) and reloaded when it changes."
+    "(a bad key exits with status 2, naming it) and reloaded when it changes. Pods whose GPUs "
+    "come from DRA ResourceClaims have their claims read through the API (--in-cluster or "
+    "--kubeconfig); without API access such pods are denied."
 )
+if TYPE_CHECKING:
+    from webhook.config import WebhookConfig
+
 APP = "webhook.app:create_app"  # called with the WebhookConfig
 
 
@@ -38,6 +45,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="how often the profiles file is checked for changes (default: 5)",
     )
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="read DRA pods' ResourceClaims and ResourceClaimTemplates as the pod's own "
+        "ServiceAccount (in the cluster)",
+    )
+    access.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="read DRA pods' claims through this kubeconfig instead (default: no API access, "
+        "and pods with claims are denied)",
+    )
+    parser.add_argument(
+        "--gpu-device-classes",
+        metavar="NAMES",
+        default=",".join(DEFAULT_GPU_DRIVERS),
+        help="the DeviceClasses whose requests are GPUs, separated by commas "
+        f"(default: {','.join(DEFAULT_GPU_DRIVERS)})",
+    )
     add_arguments(parser, default_bind="0.0.0.0:8443")  # the Service sends to the pod IP
     parser.set_defaults(run=run)
 
@@ -45,14 +72,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from serving import logs  # noqa: PLC0415
     from serving import server as serving  # noqa: PLC0415
-    from webhook.config import WebhookConfig  # noqa: PLC0415
+    from webhook.config import WebhookConfig, parse_device_classes  # noqa: PLC0415
     from webhook.profiles import ProfileError  # noqa: PLC0415
     from webhook.store import load_profiles  # noqa: PLC0415
 
     path = Path(args.profiles)
     # The workers build the app from this (gunicorn imports it by name). absolute(), not
     # resolve(): the mounted ConfigMap's symlinks are what change on an update.
-    config = WebhookConfig(profiles=path.absolute(), profile_poll_seconds=args.profile_poll_seconds)
+    config = WebhookConfig(
+        profiles=path.absolute(),
+        profile_poll_seconds=args.profile_poll_seconds,
+        kubeconfig=args.kubeconfig,
+        in_cluster=args.in_cluster,
+        gpu_device_classes=parse_device_classes(args.gpu_device_classes),
+    )
+    problem = config.problem() or _access_problem(config)
+    if problem:
+        print(f"headroom webhook: error: {problem}", file=sys.stderr)
+        return 2
     try:
         profiles = load_profiles(path)
         options = serving.options_from_args(args, app=APP, name="headroom-webhook", config=config)
@@ -78,3 +115,11 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     return serving.run(options)
+
+
+def _access_problem(config: WebhookConfig) -> str | None:
+    if not config.api_access:
+        return None
+    from webhook.claims import access_problem  # noqa: PLC0415 - loads the Kubernetes client
+
+    return access_problem(config)

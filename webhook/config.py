@@ -1,13 +1,25 @@
 """The webhook's settings as one frozen object: `headroom webhook` builds it from its flags and
 the serving edge hands it to `create_app(config)` in each gunicorn worker.
 
-Only the standard library loads here, so the command can build it without importing the app.
+Only the standard library and the contract load here, so the command can build it without
+importing the app.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from headroom.dra import DEFAULT_GPU_DRIVERS
+
+# A DeviceClass name: a DNS subdomain (RFC 1123), as the API server validates it.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+MAX_SUBDOMAIN = 253
+
+KUBECONFIG_FLAG, IN_CLUSTER_FLAG = "--kubeconfig", "--in-cluster"
+DEVICE_CLASSES_FLAG = "--gpu-device-classes"
 
 
 @dataclass(frozen=True)
@@ -15,3 +27,38 @@ class WebhookConfig:
     profiles: Path  # the profiles YAML, mounted from a ConfigMap; reloaded when it changes
     # How often the file is checked for changes; 0 runs no watcher (the caller checks itself).
     profile_poll_seconds: float = 5.0
+    # API access, to read the ResourceClaims (and templates) of DRA pods: a kubeconfig file, or
+    # the pod's own ServiceAccount. Neither: no access, and managed pods with claims are denied.
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+    # The DeviceClasses whose requests are GPU requests.
+    gpu_device_classes: tuple[str, ...] = DEFAULT_GPU_DRIVERS
+
+    @property
+    def api_access(self) -> bool:
+        return self.in_cluster or bool(self.kubeconfig)
+
+    def problem(self) -> str | None:
+        """The first setting that cannot work, as a message naming its flag; None when all do."""
+        if self.in_cluster and self.kubeconfig:
+            return f"{KUBECONFIG_FLAG} and {IN_CLUSTER_FLAG}: expected one of the two, not both"
+        return device_classes_problem(self.gpu_device_classes)
+
+
+def parse_device_classes(text: str) -> tuple[str, ...]:
+    """`--gpu-device-classes`' value: names separated by commas (spaces around them ignored)."""
+    return tuple(part.strip() for part in text.split(","))
+
+
+def device_classes_problem(classes: tuple[str, ...]) -> str | None:
+    expected = "expected DeviceClass names separated by commas, such as gpu.nvidia.com"
+    if not any(classes):
+        return f"{DEVICE_CLASSES_FLAG}: {expected} (got none)"
+    for name in classes:
+        if len(name) > MAX_SUBDOMAIN or not DNS_SUBDOMAIN.fullmatch(name):
+            return (
+                f"{DEVICE_CLASSES_FLAG}: {name!r} is not a DeviceClass name (a DNS subdomain: "
+                f"lowercase letters, digits, '-' and '.', at most {MAX_SUBDOMAIN} characters); "
+                f"{expected}"
+            )
+    return None

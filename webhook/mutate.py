@@ -7,6 +7,13 @@ declares a need; its preferred terms appended; the readiness gate; `schedulerNam
 has the default one; in shared mode the visible-devices env from the downward API into the
 containers that use GPUs; and the `MUTATED_BY_ANNOTATION` stamp.
 
+A pod whose GPUs come from DRA ResourceClaims (`demand.dra`) gets neither the required node
+affinity nor the visible-devices env: the profile's terms and the memory term are labels of GPU
+feature discovery, which clusters that hand out GPUs through DRA need not have (the allocator
+already keeps the pod to nodes whose ResourceSlices can satisfy its claims), and the DRA driver
+injects the devices itself. It keeps the tolerations, the preferred terms, the gate and the
+scheduler.
+
 Rules that make it safe to run twice and on anything: the input is never modified (changed paths
 are copied, the rest is shared); nothing the pod had is removed or changed, except a default
 `schedulerName` and our own stamp; each addition is skipped when already present, so a second
@@ -63,8 +70,8 @@ def mutate(
     out["metadata"] = _with_stamp(pod, stamp(profile, version=version))
     spec = dict(_dict(pod.get("spec"), "spec"))
     _add_tolerations(spec, profile)
-    required = list(profile.required_node_affinity)
-    if demand.memory_bytes and profile.gpu_memory_affinity:
+    required = [] if demand.dra else list(profile.required_node_affinity)
+    if demand.memory_bytes and profile.gpu_memory_affinity and not demand.dra:
         required.append(memory_requirement(demand.memory_bytes))
     _merge_node_affinity(spec, required, profile.preferred_node_affinity)
     if profile.readiness_gate:
@@ -72,7 +79,7 @@ def mutate(
     current = spec.get("schedulerName")
     if profile.scheduler_name and current in (None, "", names.DEFAULT_SCHEDULER_NAME):
         spec["schedulerName"] = profile.scheduler_name
-    if demand.shared:
+    if demand.shared and not demand.dra:
         _add_visible_devices(spec, profile.sharing.env)
     out["spec"] = spec
     return out

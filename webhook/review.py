@@ -7,24 +7,32 @@ an AdmissionReview carrying the request's uid: non-Pod objects, operations other
 unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
 naming the annotation, and a managed GPU pod is answered with the base64 JSONPatch that
 `jsonpatch.make_patch` computes between the pod and `mutate`'s result.
+
+A pod with DRA claims needs them read first, which is I/O: the app reads the body (`read`), asks
+`claims_to_read` whose claims those are, reads them (`webhook.claims`) and passes them to `review`
+as `lookups` (`webhook.dra` turns them into the pod's demand).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
 
 from headroom import names
-from headroom.demand import DemandError, GpuDemand, is_managed
+from headroom.demand import GpuDemand, is_managed
 from headroom.fields import FieldError, read_mapping, read_optional_list, read_optional_mapping
+from headroom.podclaims import NO_LOOKUPS, DraLookups, has_claims
 from serving.logs import log_fields
-from webhook.mutate import MutationError, mutate, uses_gpus
+from webhook import refusals
+from webhook.dra import pod_demand
+from webhook.mutate import MutationError, mutate
 from webhook.profiles import ProfileSet
 from webhook.wire import (
     ADMISSION_API_VERSION,
@@ -36,6 +44,7 @@ from webhook.wire import (
 )
 
 log = logging.getLogger("webhook.review")
+JsonPod = dict[str, Any]
 
 # Results, as counted in /metrics and logged.
 PATCHED, UNCHANGED, IGNORED, DENIED, INVALID, ERROR = (
@@ -67,25 +76,62 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def review(
-    body: bytes, profiles: ProfileSet, *, version: str, namespace_opted_in: bool = False
-) -> ReviewOutcome:
-    """Answer one request body; never raises. `namespace_opted_in`: the request came through
-    the webhook for namespaces labelled `headroom.dev/managed: "true"`, so its GPU pods are
-    managed without a label of their own."""
+@dataclass(frozen=True)
+class Request:
+    """The AdmissionRequest of a body that is a usable AdmissionReview."""
+
+    fields: Mapping[str, Any]
+
+
+def read(body: bytes) -> Request | ReviewOutcome:
+    """The request a body carries, or the HTTP 400 outcome of a body that is not one."""
     try:
         document = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         return _bad(BadReview("body", f"not JSON: {exc}"))
     try:
-        request = _request(document)
+        return Request(_request(document))
     except BadReview as exc:
         return _bad(exc)
+
+
+def claims_to_read(request: Request, *, namespace_opted_in: bool) -> tuple[str, JsonPod] | None:
+    """(namespace, pod) when `review` will look the pod's DRA claims up: a Pod CREATE that opted
+    in (by label, or by namespace) with `spec.resourceClaims`; None for every other request."""
+    fields = request.fields
+    pod = fields.get("object")
+    if not _pod_create(fields) or not isinstance(pod, dict):
+        return None
+    if not has_claims(pod) or not (namespace_opted_in or is_managed(pod)):
+        return None
+    return _namespace(fields, pod), pod
+
+
+def review(
+    body: bytes | Request,
+    profiles: ProfileSet,
+    *,
+    version: str,
+    namespace_opted_in: bool = False,
+    lookups: DraLookups = NO_LOOKUPS,
+) -> ReviewOutcome:
+    """Answer one request body (or the request `read` made of it); never raises.
+    `namespace_opted_in`: the request came through the webhook for namespaces labelled
+    `headroom.dev/managed: "true"`, so its GPU pods are managed without a label of their own.
+    `lookups`: the pod's ResourceClaims and templates, read by the caller (`claims_to_read`)."""
+    parsed = read(body) if isinstance(body, bytes) else body
+    if isinstance(parsed, ReviewOutcome):
+        return parsed
+    request = parsed.fields
     uid: str = request["uid"]
     fields = _log_fields(request)
     try:
         response, result, profile, operations = _decide(
-            request, profiles, version=version, namespace_opted_in=namespace_opted_in
+            request,
+            profiles,
+            version=version,
+            namespace_opted_in=namespace_opted_in,
+            lookups=lookups,
         )
     except Exception:  # a bug must not become a 500 the API server cannot explain to the user
         log.exception("review failed", extra=log_fields(**fields))
@@ -152,31 +198,53 @@ def _log_fields(request: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _decide(
-    request: Mapping[str, Any], profiles: ProfileSet, *, version: str, namespace_opted_in: bool
-) -> tuple[AdmissionResponse, str, str, int]:
-    uid: str = request["uid"]
+def _pod_create(request: Mapping[str, Any]) -> bool:
     kind = request.get("kind")
     is_pod = isinstance(kind, dict) and kind.get("kind") == "Pod" and not kind.get("group")
-    if not is_pod or request.get("subResource") or request.get("operation") != "CREATE":
+    return is_pod and not request.get("subResource") and request.get("operation") == "CREATE"
+
+
+def _namespace(request: Mapping[str, Any], pod: JsonPod) -> str:
+    metadata = pod.get("metadata")
+    own = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    return str(request.get("namespace") or own or "")
+
+
+def _decide(
+    request: Mapping[str, Any],
+    profiles: ProfileSet,
+    *,
+    version: str,
+    namespace_opted_in: bool,
+    lookups: DraLookups,
+) -> tuple[AdmissionResponse, str, str, int]:
+    uid: str = request["uid"]
+    if not _pod_create(request):
         return _allow(uid), IGNORED, "", 0
     pod = request.get("object")
     if not isinstance(pod, dict):
         return _deny(uid, "request.object: expected the Pod being created"), DENIED, "", 0
+    # Computed once, when first needed: a labelled pod's profile is checked first.
+    demand = functools.cache(lambda: pod_demand(pod, lookups, namespace=_namespace(request, pod)))
     try:
         _check_shape(pod)
         labelled = is_managed(pod)
         if not labelled and not namespace_opted_in:
             return _allow(uid), IGNORED, "", 0
-        if not labelled and GpuDemand.from_pod(pod) is None:
+        if not labelled and demand() is None:
             return _allow(uid), IGNORED, "", 0  # a namespace's pods without GPUs: not ours
-        return _decide_managed(uid, pod, profiles, version=version)
-    except (DemandError, MutationError) as exc:
+        return _decide_managed(uid, pod, profiles, demand, version=version)
+    except FieldError as exc:  # DemandError, MutationError, a malformed claim or template
         return _deny(uid, str(exc)), DENIED, "", 0
 
 
 def _decide_managed(
-    uid: str, pod: dict[str, Any], profiles: ProfileSet, *, version: str
+    uid: str,
+    pod: dict[str, Any],
+    profiles: ProfileSet,
+    demand_of: Callable[[], GpuDemand | None],
+    *,
+    version: str,
 ) -> tuple[AdmissionResponse, str, str, int]:
     annotations = pod.get("metadata", {}).get("annotations") or {}
     name = annotations.get(names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)
@@ -192,20 +260,19 @@ def _decide_managed(
             "",
             0,
         )
-    demand = GpuDemand.from_pod(pod)
+    demand = demand_of()
     if demand is None:
         warning = (
             f"{names.MANAGED_LABEL} is set but the pod asks for no GPU (no "
-            f"{names.GPU_MEMORY_ANNOTATION} annotation, no {names.GPU_RESOURCE} limit); "
-            "Headroom left it unchanged"
+            f"{names.GPU_MEMORY_ANNOTATION} annotation, no {names.GPU_RESOURCE} limit, no "
+            "ResourceClaim of a GPU DeviceClass); Headroom left it unchanged"
         )
         return {**_allow(uid), "warnings": [warning]}, IGNORED, name, 0
-    problem = _refusal(demand, name, profile.max_gpus, sharing=profile.sharing.allowed)
-    problem = problem or (_device_plugin_gpus(pod) if demand.shared else "")
+    problem = refusals.before_mutation(pod, demand, profile)
     if problem:
         return _deny(uid, problem), DENIED, name, 0
     mutated = mutate(pod, profile, demand=demand, version=version)
-    problem = _unbound_shared(mutated, profile.scheduler_name, name) if demand.shared else ""
+    problem = refusals.after_mutation(mutated, demand, profile)
     if problem:
         return _deny(uid, problem), DENIED, name, 0
     operations = jsonpatch.make_patch(*changed_parts(pod, mutated)).patch
@@ -259,69 +326,6 @@ def _changed_items(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]
     for i in same:
         src[i] = dst[i] = f"\0unchanged item {i}"
     return src, dst
-
-
-def _refusal(demand: GpuDemand, name: str, max_gpus: int | None, *, sharing: bool) -> str:
-    if demand.shared and not sharing:
-        return (
-            f"{names.GPU_SHARING_ANNOTATION}: profile {name!r} does not allow shared GPUs "
-            f'(expected "false", or a {names.PROFILE_ANNOTATION} whose profile allows '
-            "sharing)"
-        )
-    if max_gpus is not None and demand.gpu_count > max_gpus:
-        return (
-            f"{names.GPU_RESOURCE}: the pod asks for {demand.gpu_count} GPUs but profile "
-            f"{name!r} ({names.PROFILE_ANNOTATION}) allows at most {max_gpus} (expected a "
-            f"limit of at most {max_gpus}, or a profile that allows more)"
-        )
-    return ""
-
-
-def _device_plugin_gpus(pod: Mapping[str, Any]) -> str:
-    """A shared pod that also asks for `nvidia.com/gpu` would get a whole GPU from the device
-    plugin, chosen by the kubelet and maybe not the one Headroom recorded: refused, naming the
-    first container that asks."""
-    spec = pod.get("spec") or {}
-    for key in ("initContainers", "containers"):
-        for i, container in enumerate(spec.get(key) or []):
-            if not uses_gpus(container):
-                continue
-            limits = container["resources"].get("limits") or {}
-            kind = "limits" if names.GPU_RESOURCE in limits else "requests"
-            return (
-                f"spec.{key}[{i}].resources.{kind}[{names.GPU_RESOURCE}]: a pod with "
-                f'{names.GPU_SHARING_ANNOTATION}: "true" gets its GPU when Headroom binds it; the '
-                "device plugin would add a whole GPU of its own choosing (expected no "
-                f"{names.GPU_RESOURCE}: the memory goes in {names.GPU_MEMORY_ANNOTATION})"
-            )
-    return ""
-
-
-def _unbound_shared(mutated: Mapping[str, Any], scheduler: str | None, profile: str) -> str:
-    """A shared-GPU pod gets its GPU only at Headroom's bind: the extender records the GPU it
-    chose in the annotation the visible-devices variable reads. A pod Headroom's scheduler will not
-    bind would start with that variable empty, on no GPU, so it is refused here."""
-    spec = mutated.get("spec") or {}
-    sharing = f'{names.GPU_SHARING_ANNOTATION}: "true"'
-    if spec.get("nodeName"):
-        return (
-            f"spec.nodeName: a pod with {sharing} gets its GPU when Headroom's scheduler binds "
-            f"it; one created on a node already would start with no GPU (expected no nodeName, "
-            "or no sharing)"
-        )
-    if scheduler is None:
-        return (
-            f"{names.GPU_SHARING_ANNOTATION}: profile {profile!r} sets no schedulerName, so "
-            "Headroom would not bind the pod and choose its GPU (expected a profile with a "
-            "schedulerName, or no sharing)"
-        )
-    if spec.get("schedulerName") != scheduler:
-        return (
-            f"spec.schedulerName: a pod with {sharing} must be placed by Headroom's scheduler "
-            f"{scheduler!r}, which chooses its GPU at bind (got "
-            f"{spec.get('schedulerName')!r}; expected {scheduler!r} or none)"
-        )
-    return ""
 
 
 def _check_shape(pod: Mapping[str, Any]) -> None:

@@ -7,7 +7,9 @@ The shipped MutatingWebhookConfiguration is registered as it is, with only what 
 must fill in (`tooling.shipped`): there are no Services or kube-proxy here (no kubelet, nothing
 routes a ClusterIP), so each webhook is called by URL, https://127.0.0.1:PORT/mutate, with the
 caBundle, and its certificate carries the IP. It is registered for this module only; pods of other
-modules carry no `headroom.dev/managed` label, so they never meet it.
+modules carry no `headroom.dev/managed` label, so they never meet it. It reads DRA claims as its
+own ServiceAccount with the shipped RBAC (a token from the TokenRequest API in a kubeconfig), so
+the ClusterRole is shown to be enough.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from tests.waiting import wait_for
 from tests.webhook.helpers import PROFILES_FILE, ROOT, corpus, gpu_pod
 from tests.webhook.server import Server, webhook_server
 from tooling import shipped
+from tooling.dra import claim_template
 from tooling.localcluster import LocalCluster
 from webhook.mutate import MUTATED_BY_ANNOTATION
 
 PODS = "/api/v1/namespaces/{ns}/pods"
+TEMPLATES = "/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaimtemplates"
+WEBHOOK_ACCOUNT = "system:serviceaccount:headroom-system:headroom-webhook"
 
 
 @dataclass
@@ -38,9 +43,10 @@ class Registered:
     server: Server
     config_name: str
     certs: Path
+    kubeconfig: Path  # the webhook's ServiceAccount's
 
 
-def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
+def register(cluster: LocalCluster, server: Server, certs: Path, kubeconfig: Path) -> Registered:
     """The shipped configuration, calling `server` by URL with the caBundle; nothing else
     differs from the file (asserted)."""
     manifest = shipped.webhook_configuration(
@@ -54,7 +60,9 @@ def register(cluster: LocalCluster, server: Server, certs: Path) -> Registered:
         == []
     )
     cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
-    return Registered(server=server, config_name=manifest["metadata"]["name"], certs=certs)
+    return Registered(
+        server=server, config_name=manifest["metadata"]["name"], certs=certs, kubeconfig=kubeconfig
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +90,35 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def start_webhook(workdir: Path, certs: Path) -> Server:
+@pytest.fixture(scope="module")
+def webhook_kubeconfig(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig of the webhook's ServiceAccount, with the shipped RBAC applied."""
+    webhook = ROOT / "manifests" / "webhook"
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "namespace.yaml"))
+    cluster.kubectl(
+        "apply", "-f", str(webhook / "serviceaccount.yaml"), "-f", str(webhook / "rbac.yaml")
+    )
+    token = cluster.service_account_token("headroom-system", "headroom-webhook")
+    path = tmp_path_factory.mktemp("webhook-account") / "kubeconfig"
+    return cluster.token_kubeconfig(path, token, user="headroom-webhook")
+
+
+def start_webhook(workdir: Path, certs: Path, kubeconfig: Path) -> Server:
     profiles = workdir / "profiles.yaml"
     shutil.copyfile(PROFILES_FILE, profiles)
-    return webhook_server(workdir, profiles, certs=certs).start()
+    extra = [f"--kubeconfig={kubeconfig}"]
+    return webhook_server(workdir, profiles, certs=certs, extra=extra).start()
 
 
 @pytest.fixture(scope="module")
 def registered(
-    cluster: LocalCluster, certs: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: LocalCluster,
+    certs: Path,
+    webhook_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Registered]:
-    server = start_webhook(tmp_path_factory.mktemp("webhook"), certs)
-    reg = register(cluster, server, certs)
+    server = start_webhook(tmp_path_factory.mktemp("webhook"), certs, webhook_kubeconfig)
+    reg = register(cluster, server, certs, webhook_kubeconfig)
     try:
         yield reg
     finally:
@@ -265,6 +290,54 @@ def test_a_bad_annotation_is_refused_and_the_user_sees_why(
     assert cluster.kubectl("get", "pod", "bad", "-n", managed_ns, check=False).returncode != 0
 
 
+def dra_pod(name: str, template: str) -> dict[str, Any]:
+    pod = gpu_pod(gpus=None)
+    pod["metadata"]["name"] = name
+    pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template}]
+    pod["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
+    return pod
+
+
+def test_a_pod_with_a_gpu_claim_template_is_mutated_without_gfd_affinity(
+    kube: Kube, managed_ns: str
+) -> None:
+    # The webhook reads the template (as its own ServiceAccount) to learn that the pod asks for
+    # a GPU of gpu.nvidia.com; the DRA allocator, not GPU-feature-discovery labels, finds nodes.
+    template = claim_template("one-gpu")
+    template["metadata"]["namespace"] = managed_ns
+    kube.request("POST", TEMPLATES.format(ns=managed_ns), body=template)
+    created = create(kube, managed_ns, dra_pod("dra", "one-gpu"))
+    assert is_mutated(created)
+    assert "affinity" not in created["spec"]
+    assert "env" not in created["spec"]["containers"][0]
+    with pytest.raises(ApiError) as info:
+        create(kube, managed_ns, dra_pod("dra-early", "not-yet"))
+    assert (
+        'admission webhook "pods.webhook.headroom.dev" denied the request: '
+        'spec.resourceClaims[0].resourceClaimTemplateName: ResourceClaimTemplate "not-yet" not '
+        f'found in namespace "{managed_ns}"'
+    ) in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed"),
+    [
+        (("get", "resourceclaims.resource.k8s.io", "-n", "ml"), True),
+        (("get", "resourceclaimtemplates.resource.k8s.io", "-n", "ml"), True),
+        (("list", "resourceclaims.resource.k8s.io", "-n", "ml"), False),
+        (("watch", "resourceclaimtemplates.resource.k8s.io", "-A"), False),
+        (("create", "resourceclaims.resource.k8s.io", "-n", "ml"), False),
+        (("get", "pods", "-n", "ml"), False),
+        (("get", "secrets", "-n", "ml"), False),
+    ],
+)
+def test_the_webhook_may_only_get_claims_and_templates(
+    cluster: LocalCluster, webhook_kubeconfig: Path, args: tuple[str, ...], allowed: bool
+) -> None:
+    result = cluster.kubectl("auth", "can-i", *args, f"--as={WEBHOOK_ACCOUNT}", check=False)
+    assert (result.stdout.strip() == "yes") is allowed, result.stdout
+
+
 @pytest.mark.parametrize("name", sorted(corpus()))
 def test_each_mutated_corpus_pod_is_a_valid_pod(kube: Kube, managed_ns: str, name: str) -> None:
     # A server-side dry run runs the webhook and then the API server's own validation of the
@@ -285,6 +358,8 @@ def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> 
     assert kinds == sorted(
         [
             "serviceaccount",
+            "clusterrole.rbac.authorization.k8s.io",
+            "clusterrolebinding.rbac.authorization.k8s.io",
             "configmap",
             "service",
             "deployment.apps",
@@ -298,8 +373,8 @@ def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
     cluster: LocalCluster, kube: Kube, namespace: str, registered: Registered, tmp_path: Path
 ) -> None:
     certs = registered.certs
-    server = start_webhook(tmp_path, certs)
-    register(cluster, server, certs)  # this test's own server, to stop
+    server = start_webhook(tmp_path, certs, registered.kubeconfig)
+    register(cluster, server, certs, registered.kubeconfig)  # this test's own server, to stop
     try:
         wait_for_mutation(kube, namespace, server)
         assert server.stop() == 0
@@ -313,5 +388,5 @@ def test_with_the_webhook_down_managed_pods_are_refused_and_others_created(
         assert plain["spec"]["schedulerName"] == "default-scheduler"
     finally:
         server.stop()
-        register(cluster, registered.server, certs)  # the module's server again
+        register(cluster, registered.server, certs, registered.kubeconfig)  # the module's again
         wait_for_mutation(kube, namespace, registered.server)

@@ -20,6 +20,7 @@ class Call:
     query: Mapping[str, Any] | None = None
     body: Any = None
     content_type: str = "application/json"
+    timeout_seconds: float | None = None
 
 
 Handler = Callable[[Call], JsonDict]
@@ -65,7 +66,7 @@ class FakeKube:
         content_type: str = "application/json",
         timeout_seconds: float | None = None,
     ) -> JsonDict:
-        call = Call(method, path, query, copy.deepcopy(body), content_type)
+        call = Call(method, path, query, copy.deepcopy(body), content_type, timeout_seconds)
         self.calls.append(call)
         reply = self.routes.get((method, path))
         if reply is None:

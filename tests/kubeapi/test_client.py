@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 from kubernetes import client
 
@@ -53,6 +56,27 @@ def test_a_server_that_cannot_be_reached_is_unreachable() -> None:
     with pytest.raises(Unreachable, match="cannot reach the API server") as info:
         kube.request("GET", "/api")
     assert info.value.status == 0
+
+
+def test_an_answer_whose_body_stalls_is_unreachable_not_a_hang() -> None:
+    # The headers come, the body never does: the read timeout ends the wait as Unreachable.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def stall() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+                connection.recv(1)  # until the client gives up and closes
+
+        thread = threading.Thread(target=stall, daemon=True)
+        thread.start()
+        configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+        kube = Kube(client.ApiClient(configuration), timeout_seconds=0.3)
+        with pytest.raises(Unreachable, match="answer broke off"):
+            kube.request("GET", "/api")
+        thread.join(10)
 
 
 def test_a_list_whose_continue_token_expired_starts_over() -> None:

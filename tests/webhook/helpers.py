@@ -124,3 +124,46 @@ def lost(original: JsonDict, mutated: JsonDict) -> dict[tuple[Any, ...], Any]:
             continue
         missing[path] = value
     return missing
+
+
+def dra_pod(
+    *claims: JsonDict,
+    annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    spec: JsonDict | None = None,
+) -> JsonDict:
+    """A managed pod in namespace "ns" whose GPUs come from `claims` (its `spec.resourceClaims`
+    entries, e.g. {"name": "gpu", "resourceClaimTemplateName": "one-gpu"}), no nvidia.com/gpu."""
+    pod = gpu_pod(annotations=annotations, gpus=None, labels=labels, spec=spec)
+    pod["metadata"]["namespace"] = "ns"
+    pod["spec"]["resourceClaims"] = list(claims)
+    pod["spec"]["containers"][0]["resources"] = {"claims": [{"name": c["name"]} for c in claims]}
+    return pod
+
+
+def claim_spec(*requests: JsonDict) -> JsonDict:
+    """A ResourceClaim spec (a template's `spec.spec`) with these requests' `exactly` parts."""
+    return {
+        "devices": {"requests": [{"name": f"r{i}", "exactly": r} for i, r in enumerate(requests)]}
+    }
+
+
+def template(name: str, *requests: JsonDict) -> JsonDict:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"spec": claim_spec(*requests)},
+    }
+
+
+def claim(name: str, *requests: JsonDict) -> JsonDict:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": claim_spec(*requests),
+    }
+
+
+GPU_REQUEST: JsonDict = {"deviceClassName": "gpu.nvidia.com"}

@@ -12,8 +12,18 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.server import LIFECYCLE_KEY
-from tests.webhook.helpers import encode, gpu_pod, patch_of, review_body
+from tests.kubeapi.fake import FakeKube
+from tests.webhook.helpers import (
+    GPU_REQUEST,
+    dra_pod,
+    encode,
+    gpu_pod,
+    patch_of,
+    review_body,
+    template,
+)
 from webhook.app import EXTENSION, MAX_CONTENT_LENGTH, create_app
+from webhook.claims import ClaimReader
 from webhook.config import WebhookConfig
 
 
@@ -156,7 +166,8 @@ def test_the_watcher_runs_between_start_and_stop_only(profiles_file: Path) -> No
 
 
 def test_serving_a_review_imports_no_kubernetes_client(profiles_file: Path) -> None:
-    # The webhook needs no API access: the request path must not even load the client.
+    # Without API access (no --kubeconfig, no --in-cluster) the request path must not even load
+    # the client.
     code = (
         "import sys, json\n"
         "from pathlib import Path\n"
@@ -178,3 +189,45 @@ def test_serving_a_review_imports_no_kubernetes_client(profiles_file: Path) -> N
         timeout=60,
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+# -- DRA pods: their claims are read before the review ---------------------------------------------
+
+TEMPLATE_PATH = "/apis/resource.k8s.io/v1/namespaces/ns/resourceclaimtemplates/one-gpu"
+FROM_TEMPLATE = {"name": "gpu", "resourceClaimTemplateName": "one-gpu"}
+
+
+def with_reader(app: Flask, kube: FakeKube) -> FlaskClient:
+    app.extensions[EXTENSION].claims = ClaimReader(kube, device_classes=("gpu.nvidia.com",))
+    return app.test_client()
+
+
+def test_a_dra_pods_template_is_read_and_counts(app: Flask) -> None:
+    kube = FakeKube().on("GET", TEMPLATE_PATH, template("one-gpu", GPU_REQUEST))
+    client = with_reader(app, kube)
+    response = client.post("/mutate", data=encode(review_body(dra_pod(FROM_TEMPLATE))))
+    assert kube.requests() == [f"GET {TEMPLATE_PATH}"]
+    operations = patch_of(response.get_json()["response"])
+    assert {"op": "add", "path": "/spec/schedulerName", "value": "headroom"} in operations
+    assert not any(o["path"].startswith("/spec/affinity") for o in operations)
+
+
+def test_pods_without_claims_or_not_opted_in_cost_no_read(app: Flask) -> None:
+    kube = FakeKube()
+    client = with_reader(app, kube)
+    client.post("/mutate", data=encode(review_body(gpu_pod())))
+    unlabelled = dra_pod(FROM_TEMPLATE)
+    unlabelled["metadata"]["labels"] = {}
+    client.post("/mutate", data=encode(review_body(unlabelled)))  # not opted in: ignored
+    client.post("/mutate", data=b"{not json")
+    assert kube.calls == []
+    client.post("/mutate/namespace", data=encode(review_body(unlabelled)))
+    assert kube.requests() == [f"GET {TEMPLATE_PATH}"]
+
+
+def test_a_dra_pod_is_denied_by_a_webhook_without_api_access(client: FlaskClient) -> None:
+    response = client.post("/mutate", data=encode(review_body(dra_pod(FROM_TEMPLATE))))
+    answer = response.get_json()["response"]
+    assert answer["allowed"] is False
+    assert "started without API access" in answer["status"]["message"]
+    assert requests_total(client, "denied") == 1

@@ -11,6 +11,7 @@ import pytest
 
 from cli.main import build_parser, main
 from tests.webhook.helpers import PROFILES_FILE, ROOT
+from webhook.config import WebhookConfig, parse_device_classes
 
 
 def test_the_webhook_subcommand_is_listed() -> None:
@@ -62,3 +63,47 @@ def test_importing_the_command_loads_no_server_library() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("GPU.nvidia.com", "'GPU.nvidia.com' is not a DeviceClass name"),
+        ("gpu_nvidia", "'gpu_nvidia' is not a DeviceClass name"),
+        ("gpu.nvidia.com,", "'' is not a DeviceClass name"),
+        ("-gpu", "'-gpu' is not a DeviceClass name"),
+        ("a" * 254, "is not a DeviceClass name"),
+        ("", "(got none)"),
+    ],
+)
+def test_a_bad_device_class_is_refused_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], value: str, named: str
+) -> None:
+    status, err = run_cli(capsys, "--profiles", str(PROFILES_FILE), f"--gpu-device-classes={value}")
+    assert status == 2
+    assert err.startswith("headroom webhook: error: --gpu-device-classes: "), err
+    assert named in err
+
+
+def test_device_classes_are_parsed_into_the_config() -> None:
+    args = build_parser().parse_args(
+        ["webhook", "--profiles", "p", "--gpu-device-classes", "gpu.nvidia.com, gpu.example.com"]
+    )
+    classes = parse_device_classes(args.gpu_device_classes)
+    assert classes == ("gpu.nvidia.com", "gpu.example.com")
+    assert WebhookConfig(profiles=Path("p"), gpu_device_classes=classes).problem() is None
+    default = build_parser().parse_args(["webhook", "--profiles", "p"])
+    assert parse_device_classes(default.gpu_device_classes) == ("gpu.nvidia.com",)
+    assert default.in_cluster is False and default.kubeconfig is None
+
+
+def test_api_access_is_one_flag_or_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["webhook", "--profiles", str(PROFILES_FILE), "--in-cluster", "--kubeconfig", "k"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    status, err = run_cli(
+        capsys, "--profiles", str(PROFILES_FILE), "--kubeconfig", str(tmp_path / "nope")
+    )
+    assert status == 2
+    assert err.startswith("headroom webhook: error: --kubeconfig: cannot configure API access")

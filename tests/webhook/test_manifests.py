@@ -38,7 +38,7 @@ def test_the_deployment_is_ha_unprivileged_and_runs_a_valid_command() -> None:
     assert spec["replicas"] == 2
     anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True  # to read DRA claims, rbac.yaml
     assert pod["serviceAccountName"] == "headroom-webhook"
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]
@@ -46,6 +46,7 @@ def test_the_deployment_is_ha_unprivileged_and_runs_a_valid_command() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     args = build_parser().parse_args(container["args"])  # the flags exist and parse
+    assert args.in_cluster is True and args.kubeconfig is None
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert Path(args.profiles).parent == Path(mounts["profiles"])
     assert Path(args.certfile).parent == Path(mounts["tls"])
@@ -55,8 +56,25 @@ def test_the_deployment_is_ha_unprivileged_and_runs_a_valid_command() -> None:
     assert volumes["tls"]["secret"]["secretName"] == "headroom-webhook-tls"
 
 
-def test_the_service_account_mounts_no_token() -> None:
+def test_the_service_account_mounts_no_token_in_other_pods() -> None:
     assert load("serviceaccount.yaml")["automountServiceAccountToken"] is False
+
+
+def test_the_webhook_may_only_get_claims_and_claim_templates() -> None:
+    role, binding = yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text())
+    assert role["kind"] == "ClusterRole"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["resource.k8s.io"],
+            "resources": ["resourceclaims", "resourceclaimtemplates"],
+            "verbs": ["get"],
+        }
+    ]
+    assert binding["kind"] == "ClusterRoleBinding"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "headroom-webhook", "namespace": names.SYSTEM_NAMESPACE}
+    ]
 
 
 def test_the_service_and_the_pdb_select_the_webhook_pods() -> None:

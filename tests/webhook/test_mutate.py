@@ -315,6 +315,48 @@ def test_the_profile_names_the_variable() -> None:
     assert env_names(run(gpu_pod(gpus=None), profile, SHARED)) == [["CUDA_VISIBLE_UUIDS"]]
 
 
+# -- DRA pods --------------------------------------------------------------------------------------
+
+DRA_NEEDS_20GI = GpuDemand(gpu_count=1, memory_bytes=20 * GI, dra=True)
+DRA_SHARED = GpuDemand(gpu_count=1, memory_bytes=4 * GI, shared=True, dra=True)
+
+
+@pytest.mark.parametrize("demand", [DRA_NEEDS_20GI, DRA_SHARED])
+def test_a_dra_pod_gets_no_gfd_affinity_and_no_env_but_the_gate_and_scheduler(
+    demand: GpuDemand,
+) -> None:
+    pod = gpu_pod(gpus=None, annotations={"headroom.dev/gpu-memory": "20Gi"})
+    before = copy.deepcopy(pod)
+    out = run(pod, demand=demand)
+    assert pod == before
+    spec = out["spec"]
+    assert "affinity" not in spec  # neither nvidia.com/gpu.present nor nvidia.com/gpu.memory
+    assert "env" not in spec["containers"][0]
+    assert spec["tolerations"] == [GPU_TOLERATION]
+    assert spec["readinessGates"] == [{"conditionType": names.GPU_READY_CONDITION}]
+    assert spec["schedulerName"] == names.SCHEDULER_NAME
+    assert MUTATED_BY_ANNOTATION in out["metadata"]["annotations"]
+    assert run(out, demand=demand) == out  # idempotent
+
+
+def test_a_dra_pod_keeps_its_own_affinity_and_gets_the_preferred_terms() -> None:
+    theirs = {
+        "weight": 50,
+        "preference": {"matchExpressions": [{"key": "fast", "operator": "Exists"}]},
+    }
+    profile = parse_profile("p", {"preferredNodeAffinity": [theirs]})
+    own = {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]}
+    pod = gpu_pod(
+        gpus=None,
+        spec={
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": own}}
+        },
+    )
+    node = run(pod, profile, DRA_NEEDS_20GI)["spec"]["affinity"]["nodeAffinity"]
+    assert node["requiredDuringSchedulingIgnoredDuringExecution"] == own
+    assert node["preferredDuringSchedulingIgnoredDuringExecution"] == [theirs]
+
+
 # -- safety ----------------------------------------------------------------------------------------
 
 

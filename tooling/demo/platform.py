@@ -2,12 +2,12 @@
 processes on loopback instead of pods.
 
 What is applied as shipped: the CRDs, the `headroom-system` namespace, the ServiceAccounts and
-RBAC of the node agent, the scheduler and the extender. What is filled in, in memory (the files
-stay as they are; `tooling.shipped`): the extender's address and the kubeconfig path in the
-KubeSchedulerConfiguration, the webhook's URL on 127.0.0.1 in place of its Service and the caBundle
-`headroom certs generate` wrote in the MutatingWebhookConfiguration, and the flags of each process
-(loopback ports, a kubeconfig holding its own ServiceAccount's token, from the TokenRequest API as
-a kubelet would mount it). The webhook reads `manifests/webhook/profiles.yaml` in place.
+RBAC of the node agent, the scheduler, the extender and the webhook. What is filled in, in memory
+(the files stay as they are; `tooling.shipped`): the extender's address and the kubeconfig path in
+the KubeSchedulerConfiguration, the webhook's URL on 127.0.0.1 in place of its Service and the
+caBundle `headroom certs generate` wrote in the MutatingWebhookConfiguration, and the flags of each
+process (loopback ports, a kubeconfig holding its own ServiceAccount's token, from the TokenRequest
+API as a kubelet would mount it). The webhook reads `manifests/webhook/profiles.yaml` in place.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class Platform:
             MANIFESTS / "nodeagent" / "rbac.yaml",
             MANIFESTS / "nodeagent" / "admission-policy.yaml",
             MANIFESTS / "extender" / "rbac.yaml",
+            MANIFESTS / "webhook" / "serviceaccount.yaml",
+            MANIFESTS / "webhook" / "rbac.yaml",
         )
 
     # -- identities ----------------------------------------------------------------------------
@@ -159,6 +161,7 @@ class Platform:
                 f"--bind=127.0.0.1:{self.webhook_port}",
                 f"--certfile={certs / 'tls.crt'}",
                 f"--keyfile={certs / 'tls.key'}",
+                f"--kubeconfig={self.token_kubeconfig('headroom-webhook')}",
                 "--workers=1",
                 "--threads=4",
                 "--no-access-log",
