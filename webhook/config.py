@@ -7,16 +7,11 @@ importing the app.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from headroom.dra import DEFAULT_GPU_DRIVERS
-
-# A DeviceClass name: a DNS subdomain (RFC 1123), as the API server validates it.
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-MAX_SUBDOMAIN = 253
+from headroom.dra import DEFAULT_GPU_DRIVERS, parse_names
+from headroom.fields import FieldError
 
 KUBECONFIG_FLAG, IN_CLUSTER_FLAG = "--kubeconfig", "--in-cluster"
 DEVICE_CLASSES_FLAG = "--gpu-device-classes"
@@ -51,14 +46,8 @@ def parse_device_classes(text: str) -> tuple[str, ...]:
 
 
 def device_classes_problem(classes: tuple[str, ...]) -> str | None:
-    expected = "expected DeviceClass names separated by commas, such as gpu.nvidia.com"
-    if not any(classes):
-        return f"{DEVICE_CLASSES_FLAG}: {expected} (got none)"
-    for name in classes:
-        if len(name) > MAX_SUBDOMAIN or not DNS_SUBDOMAIN.fullmatch(name):
-            return (
-                f"{DEVICE_CLASSES_FLAG}: {name!r} is not a DeviceClass name (a DNS subdomain: "
-                f"lowercase letters, digits, '-' and '.', at most {MAX_SUBDOMAIN} characters); "
-                f"{expected}"
-            )
+    try:
+        parse_names(",".join(classes), DEVICE_CLASSES_FLAG)
+    except FieldError as exc:
+        return str(exc)
     return None

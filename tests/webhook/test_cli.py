@@ -68,12 +68,12 @@ def test_importing_the_command_loads_no_server_library() -> None:
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        ("GPU.nvidia.com", "'GPU.nvidia.com' is not a DeviceClass name"),
-        ("gpu_nvidia", "'gpu_nvidia' is not a DeviceClass name"),
-        ("gpu.nvidia.com,", "'' is not a DeviceClass name"),
-        ("-gpu", "'-gpu' is not a DeviceClass name"),
-        ("a" * 254, "is not a DeviceClass name"),
-        ("", "(got none)"),
+        ("GPU.nvidia.com", "expected DNS subdomains such as gpu.nvidia.com (got 'GPU.nvidia.com')"),
+        ("gpu_nvidia", "(got 'gpu_nvidia')"),
+        ("-gpu", "(got '-gpu')"),
+        ("a" * 254, "expected DNS subdomains"),
+        ("", "expected one or more names, comma-separated"),
+        (" , ", "expected one or more names, comma-separated"),
     ],
 )
 def test_a_bad_device_class_is_refused_naming_the_flag(
