@@ -53,15 +53,19 @@ class DraGate:
         self, node_name: str, demand: GpuDemand, claims: PodGpus, *, pod_uid: str
     ) -> Reason | None:
         """Why a DRA pod cannot go to this node, beyond what `fit` says; None when it can."""
-        snapshot = without(self.view.snapshot(node_name), pod_uid)
         if claims.allocated:
             if node_name not in claims.nodes:
                 return Reason(
                     f"its ResourceClaims hold GPUs on {', '.join(claims.nodes) or 'no node'}",
                     resolvable=False,
                 )
+            snapshot = without(self.view.snapshot(node_name), pod_uid)
             return self.pinned(demand, snapshot, claims.gpu_uuids)
-        for gpu_uuid, then in self.view.misses(node_name).items():
+        misses = self.view.misses(node_name)
+        if not misses:  # the common case, asked for every node the filter passes
+            return None
+        snapshot = without(self.view.snapshot(node_name), pod_uid)
+        for gpu_uuid, then in misses.items():
             if holders(snapshot, gpu_uuid) != then:
                 self.view.forget_miss(node_name, gpu_uuid)
                 continue
