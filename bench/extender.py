@@ -32,6 +32,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from bench.extender_cluster import (
+    GI,
     GPUS_PER_NODE,
     add_nodes,
     bound_pod,
@@ -47,7 +48,10 @@ from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
 from headroom import names
+from headroom.dra import NVIDIA_GPU_DRIVER
+from kubeapi.cache import ADDED, WatchEvent
 from kubeapi.client import Kube, load_api_client
+from tooling.dra import claim_template, resource_slice
 from tooling.localcluster import KUBERNETES_VERSION, LocalCluster, ensure_binaries
 
 
@@ -59,6 +63,7 @@ def build_view(node_count: int, now: float) -> ClusterView:
     rng = random.Random(node_count)
     view = ClusterView()
     names_ = [f"node-{i}" for i in range(node_count)]
+    publish_dra(view, names_, rng)
     view.load(
         gpunodes=(gpunode(n, rng, now) for n in names_),
         nodes=({"metadata": {"name": n}} for n in names_),
@@ -70,6 +75,53 @@ def build_view(node_count: int, now: float) -> ClusterView:
         ),
     )
     return view
+
+
+def publish_dra(view: ClusterView, node_names: list[str], rng: random.Random) -> None:
+    """Every node's GPUs also published as a ResourceSlice, a tenth of them allocated to claims
+    of pods not bound yet, and the claim (unallocated) of the claim pod the requests ask about:
+    what the DRA cache holds on such a cluster."""
+    for name in node_names:
+        gpus = [(f"GPU-{name}-{g}", 80 * GI) for g in range(GPUS_PER_NODE)]
+        view.dra.apply_slice(WatchEvent(ADDED, resource_slice(name, gpus)))
+        for g in range(GPUS_PER_NODE):
+            if rng.random() < 0.1:
+                view.dra.apply_claim(WatchEvent(ADDED, dra_claim(f"{name}-c{g}", name, g)))
+    template = claim_template("one-gpu")
+    template["metadata"]["namespace"] = "ml"
+    view.dra.apply_template(WatchEvent(ADDED, template))
+    view.dra.apply_claim(WatchEvent(ADDED, dra_claim("new-gpu", "", None)))
+
+
+def dra_claim(name: str, node: str, gpu: int | None) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if gpu is not None:
+        result = {
+            "request": "gpu",
+            "driver": NVIDIA_GPU_DRIVER,
+            "pool": node,
+            "device": f"gpu-{gpu}",
+        }
+        status = {
+            "allocation": {"devices": {"results": [result]}},
+            "reservedFor": [{"resource": "pods", "name": name, "uid": f"uid-{name}"}],
+        }
+    return {
+        "metadata": {"name": name, "namespace": "ml", "uid": f"claim-{name}"},
+        "spec": claim_template("one-gpu")["spec"]["spec"],
+        "status": status,
+    }
+
+
+def claim_request_body(node_names: list[str]) -> dict[str, Any]:
+    """The same pod with its GPU from a claim (made from a template) instead of the annotation
+    alone: `headroom.dev/gpu-memory` still says 30Gi."""
+    body = request_body(node_names)
+    pod = body["Pod"]
+    pod["metadata"]["annotations"].pop(names.GPU_SHARING_ANNOTATION, None)
+    pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
+    pod["status"]["resourceClaimStatuses"] = [{"name": "gpu", "resourceClaimName": "new-gpu"}]
+    return body
 
 
 def request_body(node_names: list[str]) -> dict[str, Any]:
@@ -140,11 +192,12 @@ def part_a(rounds: int) -> list[list[str]]:
         # kube-scheduler stops filtering after max(5, 50 - nodes/125) % of the nodes fit
         # (percentageOfNodesToScore left adaptive, as the shipped profile leaves it).
         share = max(5.0, 50 - node_count / 125) / 100
-        for label, node_names in (
-            (f"{share:.0%} (as sent)", all_names[: int(node_count * share)]),
-            ("all", all_names),
+        sent = all_names[: int(node_count * share)]
+        for label, body in (
+            (f"{share:.0%} (as sent)", request_body(sent)),
+            ("all", request_body(all_names)),
+            (f"{share:.0%} (as sent), claim pod", claim_request_body(sent)),
         ):
-            body = request_body(node_names)
             ours = time_requests(app, body, rounds)
             base = time_requests(passthrough_app(), body, rounds)
             rows.append(

@@ -4,8 +4,13 @@ device taints, kept from the watch caches' events.
 The cluster view asks it three things when it builds a node's snapshot: the lookups that turn a
 pod's claims into GPUs (`lookups`), the GPUs allocated claims hold for pods not bound yet
 (`allocations`), and the GPUs a taint keeps new claims off (`tainted`). Each event says which
-nodes it changed, through `on_change`, so the view recomputes only those. Thread-safe; its lock is
-never held while `on_change` runs, so the view may call in while holding its own.
+nodes it changed, through `on_change`, so the view recomputes only those. Every event costs what
+it touches (a slice its devices and the claims allocated on them), not the cluster's size: a large
+cluster lists thousands of slices and claims at start.
+
+Thread-safe: events update under the lock; the lookups read the dicts without it, which is safe
+because they are only changed key by key and read with `get`. The lock is never held while
+`on_change` runs, so the view may call in while holding its own.
 """
 
 from __future__ import annotations
@@ -38,14 +43,14 @@ class DraCache:
         self._devices: dict[dra.DeviceKey, dra.SliceDevice] = {}
         self._slice_keys: dict[str, list[dra.DeviceKey]] = {}  # slice name -> its devices
         self._claims: dict[str, Mapping[str, Any]] = {}  # namespace/name
+        self._claim_keys: dict[str, list[dra.DeviceKey]] = {}  # claim -> its allocated devices
+        self._by_device: dict[dra.DeviceKey, set[str]] = {}  # device -> claims allocated it
         self._claim_nodes: dict[str, frozenset[str]] = {}
         self._node_claims: dict[str, set[str]] = {}
         self._templates: dict[str, Mapping[str, Any]] = {}
-        self._rules: dict[str, Mapping[str, Any]] = {}
+        self._rules: dict[str, tuple[Mapping[str, Any], str]] = {}  # selector, taint
         self._tainted: dict[str, str] = {}
         self.on_change = on_change
-        # The lookups read these dicts without the lock: they are only updated key by key (a
-        # dict's get is atomic), and the device index is replaced, never changed in place.
         self._lookups = DraLookups(
             claim=lambda namespace, name: self._claims.get(f"{namespace}/{name}"),
             template=lambda namespace, name: self._templates.get(f"{namespace}/{name}"),
@@ -61,7 +66,10 @@ class DraCache:
     def allocations(self, node_name: str, *, bound: Callable[[str], bool]) -> list[PodClaim]:
         """GPUs on the node held by allocated claims whose pod is not bound (yet)."""
         with self._lock:
-            claims = [self._claims[k] for k in self._node_claims.get(node_name, ())]
+            keys = self._node_claims.get(node_name)
+            if not keys:
+                return []
+            claims = [self._claims[k] for k in keys]
         held = allocation_claims(claims, bound_pods=bound, dra=self._lookups)
         return held.get(node_name, [])
 
@@ -78,39 +86,42 @@ class DraCache:
             log.warning("ResourceSlice %s unreadable (%s); its devices are ignored", key, exc)
             devices = []
         with self._lock:
-            index = dict(self._devices)
-            for old in self._slice_keys.pop(key, []):
-                index.pop(old, None)
+            # Replaced, not removed and added: a reader never sees a device missing meanwhile.
+            new_keys = {d.key for d in devices}
+            old = [self._devices[k] for k in self._slice_keys.pop(key, []) if k in self._devices]
             for device in devices:
-                index[device.key] = device
+                self._devices[device.key] = device
+            for device in old:
+                if device.key not in new_keys:
+                    self._devices.pop(device.key, None)
             if devices:
                 self._slice_keys[key] = [d.key for d in devices]
-            nodes = self._set_devices(index)
-        nodes |= {d.node_name for d in devices}
-        nodes |= {str((event.old or {}).get("spec", {}).get("nodeName") or "")}
+            for device in old:
+                if device.uuid is not None:
+                    self._tainted.pop(device.uuid, None)
+            for device in devices:
+                self._taint(device)
+            touched = {d.key for d in old} | {d.key for d in devices}
+            claims = set().union(*(self._by_device.get(k, set()) for k in touched))
+            nodes = {d.node_name for d in old} | {d.node_name for d in devices}
+            for claim_key in claims:  # seen before the slice that publishes their device
+                nodes |= self._place(claim_key)
         self.on_change(n for n in nodes if n)
 
     def apply_claim(self, event: WatchEvent) -> None:
         key = object_key(event.object)
-        try:
-            held = [] if event.type == DELETED else self._held(event.object)
-        except FieldError as exc:
-            log.warning("ResourceClaim %s unreadable (%s); it holds no GPU here", key, exc)
-            held = []
-        nodes = frozenset(g.device.node_name for g in held if g.device.node_name)
         with self._lock:
-            before = self._claim_nodes.pop(key, frozenset())
-            for node in before:
-                self._node_claims.get(node, set()).discard(key)
+            for device_key in self._claim_keys.pop(key, []):
+                self._by_device.get(device_key, set()).discard(key)
             if event.type == DELETED:
                 self._claims.pop(key, None)
             else:
                 self._claims[key] = event.object
-            if nodes:
-                self._claim_nodes[key] = nodes
-                for node in nodes:
-                    self._node_claims.setdefault(node, set()).add(key)
-        self.on_change(before | nodes)
+                self._claim_keys[key] = dra.allocation_keys(event.object)
+                for device_key in self._claim_keys[key]:
+                    self._by_device.setdefault(device_key, set()).add(key)
+            nodes = self._place(key)
+        self.on_change(nodes)
 
     def apply_template(self, event: WatchEvent) -> None:
         key = object_key(event.object)
@@ -121,53 +132,59 @@ class DraCache:
 
     def apply_rule(self, event: WatchEvent) -> None:
         key = object_key(event.object)
+        try:
+            found = None if event.type == DELETED else dra.rule_taint(event.object)
+        except FieldError as exc:
+            log.warning("DeviceTaintRule %s unreadable (%s); ignored", key, exc)
+            found = None
         with self._lock:
-            if event.type == DELETED:
+            if found is None:
                 self._rules.pop(key, None)
             else:
-                self._rules[key] = event.object
-            before = set(self._tainted)
-            self._retaint()
-            changed = before ^ set(self._tainted)
+                self._rules[key] = found
+            before = self._tainted
+            after = {}  # built aside and swapped in: readers never see it half done
+            for device in self._devices.values():  # rules are few and rarely change
+                reason = self._taint_of(device)
+                if reason is not None and device.uuid is not None:
+                    after[device.uuid] = reason
+            self._tainted = after
+            changed = {u for u in before.keys() | after.keys() if before.get(u) != after.get(u)}
             nodes = {d.node_name for d in self._devices.values() if d.uuid in changed}
         self.on_change(nodes)
 
-    def _held(self, claim: Mapping[str, Any]) -> list[dra.AllocatedGpu]:
-        return dra.allocated_gpus(claim, self._devices, gpu_drivers=self._lookups.drivers)
-
-    def _set_devices(self, index: dict[dra.DeviceKey, dra.SliceDevice]) -> set[str]:
-        """Swap in a new device index (callers hold the lock), and place every claim again: a
-        claim seen before the slice that publishes its device now has a node. Returns the nodes
-        whose claims changed."""
-        self._devices = index
-        self._lookups = DraLookups(
-            claim=self._lookups.claim,
-            template=self._lookups.template,
-            devices=index,
-            device_classes=self._lookups.device_classes,
-            drivers=self._lookups.drivers,
-        )
-        self._retaint()
-        changed: set[str] = set()
-        node_claims: dict[str, set[str]] = {}
-        for key, claim in self._claims.items():
+    # -- under the lock --------------------------------------------------------------------------
+    def _place(self, claim_key: str) -> set[str]:
+        """Work out again which nodes the claim's GPUs are on; the nodes it left or joined."""
+        claim = self._claims.get(claim_key)
+        held: list[dra.AllocatedGpu] = []
+        if claim is not None:
             try:
-                held = self._held(claim)
-            except FieldError:
-                held = []
-            nodes = frozenset(g.device.node_name for g in held if g.device.node_name)
-            if nodes != self._claim_nodes.get(key, frozenset()):
-                changed |= nodes ^ self._claim_nodes.get(key, frozenset())
-            if nodes:
-                self._claim_nodes[key] = nodes
-            else:
-                self._claim_nodes.pop(key, None)
-            for node in nodes:
-                node_claims.setdefault(node, set()).add(key)
-        self._node_claims = node_claims
-        return changed
+                held = dra.allocated_gpus(claim, self._devices, gpu_drivers=self._lookups.drivers)
+            except FieldError as exc:
+                log.warning(
+                    "ResourceClaim %s unreadable (%s); it holds no GPU here", claim_key, exc
+                )
+        nodes = frozenset(g.device.node_name for g in held if g.device.node_name)
+        before = self._claim_nodes.pop(claim_key, frozenset())
+        for node in before - nodes:
+            self._node_claims.get(node, set()).discard(claim_key)
+        for node in nodes:
+            self._node_claims.setdefault(node, set()).add(claim_key)
+        if nodes:
+            self._claim_nodes[claim_key] = nodes
+        return set(before | nodes)
 
-    def _retaint(self) -> None:
-        drivers = set(self._lookups.drivers)
-        gpus = (d for d in self._devices.values() if d.driver in drivers)
-        self._tainted = dra.tainted_gpus(gpus, self._rules.values())
+    def _taint(self, device: dra.SliceDevice) -> None:
+        reason = self._taint_of(device)
+        if reason is not None and device.uuid is not None:
+            self._tainted[device.uuid] = reason
+
+    def _taint_of(self, device: dra.SliceDevice) -> str | None:
+        """The first NoSchedule / NoExecute taint on a GPU: its slice's own, then the rules'."""
+        if device.uuid is None or device.driver not in self._lookups.drivers:
+            return None
+        rules = (
+            taint for selector, taint in self._rules.values() if dra.rule_selects(selector, device)
+        )
+        return next(iter((*device.taints, *rules)), None)

@@ -134,8 +134,9 @@ def allocated_gpus(
             fields.read_str(result.get("pool"), f"{where}.pool"),
             fields.read_str(result.get("device"), f"{where}.device"),
         )
-        if key[0] in drivers and key in index:
-            gpus.append(AllocatedGpu(str(result.get("request") or ""), index[key]))
+        device = index.get(key) if key[0] in drivers else None
+        if device is not None:
+            gpus.append(AllocatedGpu(str(result.get("request") or ""), device))
     return gpus
 
 
@@ -297,6 +298,20 @@ def _capacity_bytes(device: Mapping[str, Any], name: str, *, driver: str, where:
     at = f"{where}.capacity.{key}"
     value = fields.read_mapping(capacity[key], at).get("value")
     return parse_bytes(value, field=f"{at}.value")  # a QuantityError is a FieldError
+
+
+def allocation_keys(claim: Mapping[str, Any]) -> list[DeviceKey]:
+    """The (driver, pool, device) of every result in a claim's allocation, published or not;
+    [] for a claim not allocated or one whose status does not read."""
+    status = claim.get("status")
+    allocation = status.get("allocation") if isinstance(status, Mapping) else None
+    devices = allocation.get("devices") if isinstance(allocation, Mapping) else None
+    results = devices.get("results") if isinstance(devices, Mapping) else None
+    return [
+        (str(r.get("driver")), str(r.get("pool")), str(r.get("device")))
+        for r in results or []
+        if isinstance(r, Mapping)
+    ]
 
 
 def reserved_pods(claim: Mapping[str, Any]) -> tuple[str, ...]:
