@@ -36,10 +36,12 @@ from extender.view import ClusterView
 from extender.wire import WireError, parse_args, parse_binding
 from headroom import names
 from headroom.demand import DemandError
+from headroom.fields import FieldError
 from headroom.fit import Policy
+from headroom.podclaims import DraLookups, has_claims, pod_gpus
 from headroom.worker import Worker
 from kubeapi.cache import DELETED, WatchCache, WatchEvent
-from kubeapi.client import Kube, KubeApi, load_api_client
+from kubeapi.client import JsonDict, Kube, KubeApi, load_api_client
 from serving.server import LIFECYCLE_KEY
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,8 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
     gate = GateController(
         kube,
         pods=lambda: pods.snapshot().values(),
-        report=lambda node: view.snapshot(node).report,
+        report=view.report,
+        claimed=lambda pod: claimed_gpus(pod, view.dra.lookups()),
         is_leader=leadership.is_leader,
         staleness_seconds=settings.staleness_seconds,
     )
@@ -193,6 +196,16 @@ class GcFreeze:
                     return
         gc.collect()
         gc.freeze()
+
+
+def claimed_gpus(pod: JsonDict, dra: DraLookups) -> tuple[str, ...]:
+    """The GPUs a pod's DRA claims hold (for the gpu-ready gate); () when they cannot be read."""
+    if not has_claims(pod):
+        return ()
+    try:
+        return pod_gpus(pod, dra).gpu_uuids
+    except FieldError:
+        return ()
 
 
 def _last_sync(cache: WatchCache) -> Callable[[], float]:

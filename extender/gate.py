@@ -42,9 +42,16 @@ def has_gate(pod: JsonDict) -> bool:
 
 
 def gate_condition(
-    pod: JsonDict, report: NodeReport | None, *, now_unix_seconds: float, staleness_seconds: float
+    pod: JsonDict,
+    report: NodeReport | None,
+    *,
+    now_unix_seconds: float,
+    staleness_seconds: float,
+    claimed: Iterable[str] = (),
 ) -> GateCondition:
-    """The gate's condition for a bound pod, given its node's latest report."""
+    """The gate's condition for a bound pod, given its node's latest report. `claimed`: the GPUs
+    its DRA claims hold, which, like the GPUs assigned at bind, are its GPUs before any process
+    of it runs there."""
     if report is None:
         return GateCondition("False", "ReportStale", "no GPU report for the pod's node")
     stale = stale_reason(
@@ -55,7 +62,7 @@ def gate_condition(
     if not report.healthy:
         return GateCondition("False", "GPUUnhealthy", f"GPUs unreadable: {report.reason}")
     uid = str((pod.get("metadata") or {}).get("uid", ""))
-    assigned = set(assigned_gpus(pod))
+    assigned = set(assigned_gpus(pod)) | set(claimed)
     seen_on = [g for g in report.gpus if any(p.uid == uid for p in g.pods)]
     mine = [g for g in report.gpus if g.uuid in assigned] or seen_on
     sick = [g for g in mine if not g.healthy]
@@ -92,7 +99,9 @@ class GateController:
         staleness_seconds: float,
         interval_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
+        claimed: Callable[[JsonDict], Iterable[str]] = lambda pod: (),
     ) -> None:
+        self.claimed = claimed  # the GPUs a pod's DRA claims hold
         self.kube = kube
         self.pods = pods
         self.report = report
@@ -130,6 +139,7 @@ class GateController:
                 self.report(str(node)),
                 now_unix_seconds=self.clock(),
                 staleness_seconds=self.staleness_seconds,
+                claimed=self.claimed(pod),
             )
             if current_condition(pod) != (wanted.status, wanted.reason):
                 changed += self._patch(pod, wanted)

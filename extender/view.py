@@ -138,6 +138,12 @@ class ClusterView:
             cached, errors = self._summaries, self._report_errors
             return [(cached.get(n) or self.summary(n), errors.get(n)) for n in node_names]
 
+    def report(self, node_name: str) -> NodeReport | None:
+        """The node's report as its agent wrote it (device taints not applied: a NoSchedule
+        taint keeps new claims off a GPU, it does not make the pods on it unready)."""
+        with self._lock:
+            return self._reports.get(node_name)
+
     def report_error(self, node_name: str) -> str | None:
         """Why the node's GPUNode could not be read, if it could not."""
         with self._lock:

@@ -119,3 +119,14 @@ def test_the_controller_patches_only_gated_bound_pods_whose_condition_changes() 
     assert body["status"]["conditions"][0]["status"] == "True"
     assert body["metadata"]["uid"] == "uid-1"
     assert has_gate(pods[0]) and not has_gate(pods[1])
+
+
+def test_the_gpus_a_pods_claims_hold_are_its_gpus_before_it_runs_there() -> None:
+    """A DRA pod's claim names its GPU: a lost one is reported as such, not as NotResident."""
+    lost = report(resident=False, healthy_gpu=False)
+    kwargs: dict[str, Any] = {"now_unix_seconds": NOW, "staleness_seconds": 90}
+    assert gate_condition(gated_pod(), lost, **kwargs).reason == "NotResident"
+    condition = gate_condition(gated_pod(), lost, claimed=["GPU-0"], **kwargs)
+    assert (condition.status, condition.reason) == ("False", "GPUUnhealthy")
+    healthy_claim = gate_condition(gated_pod(), lost, claimed=["GPU-1"], **kwargs)
+    assert healthy_claim.reason == "NotResident"
