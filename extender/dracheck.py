@@ -22,8 +22,9 @@ from dataclasses import replace
 
 from extender.verbs import Settings
 from extender.view import ClusterView
+from headroom.chosen import check_gpus
 from headroom.demand import GpuDemand
-from headroom.fit import NodeSnapshot, Reason, ReasonKind, check_gpus, ledger
+from headroom.fit import NodeSnapshot, Reason, ReasonKind, ledger
 from headroom.podclaims import PodGpus
 
 Holders = tuple[bool, int]  # (held whole, shared pods) on a GPU

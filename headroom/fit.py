@@ -203,7 +203,7 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
     )
 
 
-def _freshness(
+def freshness_reason(
     report: NodeReport | None, *, now_unix_seconds: float, staleness_seconds: float
 ) -> Reason | None:
     if report is None:
@@ -256,7 +256,7 @@ def fit_summary(
             report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
         )
     ):
-        stale = _freshness(
+        stale = freshness_reason(
             report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
         )
         if stale is not None:
@@ -318,41 +318,6 @@ def _reason(demand: GpuDemand, summary: NodeSummary, *, room: int) -> Reason:
     else:
         parts.append(f"best free {format_bytes(best[0])} on GPU {best[1]} ({best[2]})")
     return Reason("; ".join(parts), best_free_bytes=best[0] if best else 0)
-
-
-def check_gpus(
-    demand: GpuDemand,
-    snapshot: NodeSnapshot,
-    gpu_uuids: Sequence[str],
-    *,
-    now_unix_seconds: float,
-    staleness_seconds: float,
-) -> Reason | None:
-    """Whether the GPUs already chosen for a pod (by the DRA allocator) can hold it now, by the
-    same accounts as `fit`; `snapshot` must not include the pod itself. None when they can."""
-    report = snapshot.report
-    stale = _freshness(
-        report, now_unix_seconds=now_unix_seconds, staleness_seconds=staleness_seconds
-    )
-    if stale is not None:
-        return stale
-    books = {b.gpu.uuid: b for b in ledger(snapshot)[0]}
-    need = f"needs {format_bytes(demand.memory_bytes)}" if demand.memory_bytes else "needs it"
-    for uuid in gpu_uuids:
-        book = books.get(uuid)
-        if book is None:
-            return Reason(f"GPU {uuid} is not in the node's GPU report")
-        where = f"GPU {book.gpu.index} ({uuid})"
-        if not book.gpu.healthy:
-            return Reason(f"{where} is unhealthy: {book.gpu.reason or 'no reason given'}")
-        if book.held_whole or (not demand.shared and book.shared_pods):
-            return Reason(f"{where} is held by another pod")
-        if book.free_bytes < demand.memory_bytes:
-            return Reason(
-                f"{need}; {where} has {format_bytes(book.free_bytes)} free",
-                best_free_bytes=book.free_bytes,
-            )
-    return None
 
 
 def fullness(snapshot: NodeSnapshot) -> float:

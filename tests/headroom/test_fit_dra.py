@@ -6,8 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from headroom.chosen import check_gpus
 from headroom.demand import GpuDemand
-from headroom.fit import Fit, NodeSnapshot, PodClaim, Reason, ReasonKind, check_gpus, fit, ledger
+from headroom.fit import Fit, NodeSnapshot, PodClaim, Reason, ReasonKind, fit, ledger
 from headroom.report import GpuPod, GpuState, NodeReport, with_taints
 from tests.headroom.builders import GI, NOW, gpu, node
 
