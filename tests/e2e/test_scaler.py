@@ -185,6 +185,18 @@ def test_an_aiscaler_over_claim_pods_caps_at_what_the_gpus_hold(scene: Scene) ->
     ensure_device_class(stack)
     add_template(stack, ns)
     free_node, busy_node = f"aisd-{stack.label}-a", f"aisd-{stack.label}-b"
+    with ExitStack() as running:
+        if not _answers(scene.prometheus_port):  # another test stopped it
+            running.enter_context(
+                running_prometheus(
+                    [f"127.0.0.1:{s.port}" for s in scene.servers], port=scene.prometheus_port
+                )
+            )
+        _claim_pods_capped(scene, free_node, busy_node)
+
+
+def _claim_pods_capped(scene: Scene, free_node: str, busy_node: str) -> None:
+    stack, ns = scene.stack, scene.namespace
     try:
         stack.add_node(free_node, [80, 80], group="dra")
         stack.add_node(busy_node, [80], used_gi=70, group="dra")
