@@ -2,8 +2,8 @@
 
 `Sampler.sample()` never raises: NVML unusable is a report with the node unhealthy, and
 initialisation is retried with backoff from the next samples on. `run_agent` is the long-running
-process (sampler on the main thread, publisher and HTTP server on their own); `sample_once` is
-`--once`. NVML is initialised here, at run time, never at import.
+process (sampler on the main thread; publisher, device tainter and HTTP server on their own);
+`sample_once` is `--once`. NVML is initialised here, at run time, never at import.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headroom.backoff import Backoff
+from headroom.dra import DEFAULT_GPU_DRIVERS
 from headroom.report import GpuState, NodeReport
 from kubeapi.client import Kube, load_api_client
 from nodeagent.cgroups import PodLocator
@@ -24,6 +25,8 @@ from nodeagent.nvml import Nvml, NvmlUnavailable
 from nodeagent.publisher import GpuNodeWriter, Publisher
 from nodeagent.readings import DeviceReading, XidEvent
 from nodeagent.report import build_report, unavailable_report
+from nodeagent.tainter import DeviceTainter
+from nodeagent.taints import OFF
 from nodeagent.xid import XidHolds
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class AgentConfig:
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a DaemonSet pod's port, scraped from outside
     metrics_port: int = 9410
     kubeconfig: str | None = None
+    device_taints: str = OFF  # or the effect of the DeviceTaintRules: NoSchedule, NoExecute
+    gpu_drivers: tuple[str, ...] = DEFAULT_GPU_DRIVERS
 
 
 class Sampler:
@@ -181,11 +186,23 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
         heartbeat_seconds=config.heartbeat_seconds,
         interval_seconds=config.interval_seconds,
     )
+    tainter = None
+    if config.device_taints != OFF:
+        tainter = DeviceTainter(
+            kube,
+            config.node_name,
+            effect=config.device_taints,
+            drivers=config.gpu_drivers,
+            resync_seconds=config.heartbeat_seconds,
+        )
     status = AgentStatus(
         interval_seconds=config.interval_seconds,
         heartbeat_seconds=config.heartbeat_seconds,
         publish_stats=lambda: publisher.stats,
     )
+    if tainter is not None:
+        running = tainter
+        status.taint_stats = lambda: running.stats
     try:
         server = MetricsServer(
             create_app(status), host=config.metrics_host, port=config.metrics_port
@@ -195,15 +212,18 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
             f"--metrics-bind: cannot listen on {config.metrics_host}:{config.metrics_port}: {exc}"
         ) from exc
     log.info(
-        "node agent for %s: sampling every %gs, heartbeat %gs, metrics on %s:%d",
+        "node agent for %s: sampling every %gs, heartbeat %gs, metrics on %s:%d, device taints %s",
         config.node_name,
         config.interval_seconds,
         config.heartbeat_seconds,
         config.metrics_host,
         server.port,
+        config.device_taints,
     )
     sampler = make_sampler(config)
     publisher.start()
+    if tainter is not None:
+        tainter.start()
     try:
         next_tick = time.monotonic()
         while not stop.is_set():
@@ -214,10 +234,14 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
             else:
                 status.sampled(report)
                 publisher.offer(report)
+                if tainter is not None:
+                    tainter.offer(report)
             # A fixed rate; after a stall (a suspended VM) it resumes instead of catching up.
             next_tick = max(next_tick + config.interval_seconds, time.monotonic())
             stop.wait(next_tick - time.monotonic())
     finally:
+        if tainter is not None:
+            tainter.stop()
         publisher.stop()
         server.stop()
         sampler.close()

@@ -27,9 +27,12 @@ NODEAGENT_DESCRIPTION = (
     "Read the node's GPUs through NVML every --interval-seconds, attribute GPU processes to pods "
     "from /proc/<pid>/cgroup, and write the node's GPUNode status when something material "
     "changed (health, the set of pods, memory beyond --deadband) or at the --heartbeat-seconds. "
-    "Serves /metrics, /healthz and /livez on --metrics-bind. With --once, print one report as "
-    "JSON and write nothing (exit 1 when NVML is not usable)."
+    "Serves /metrics, /healthz and /livez on --metrics-bind. With --device-taints, keeps a DRA "
+    "DeviceTaintRule on each unhealthy GPU's device so the stock DRA allocator skips it. With "
+    "--once, print one report as JSON and write nothing (exit 1 when NVML is not usable)."
 )
+DEVICE_TAINTS = ("off", "NoSchedule", "NoExecute")
+DEFAULT_GPU_DRIVER = "gpu.nvidia.com"  # headroom.dra's default, spelt here to keep --help fast
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DEFAULT_METRICS_BIND = "0.0.0.0:9410"
 
@@ -71,6 +74,25 @@ def host_port(text: str) -> tuple[str, int]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(expected) from exc
     return host, port
+
+
+def device_taints(text: str) -> str:
+    if text not in DEVICE_TAINTS:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(DEVICE_TAINTS)}: the effect of the taints, or off "
+            f"(got {text!r})"
+        )
+    return text
+
+
+def driver_names(text: str) -> tuple[str, ...]:
+    from headroom.dra import parse_names  # noqa: PLC0415 - keep --help fast
+    from headroom.fields import FieldError  # noqa: PLC0415
+
+    try:
+        return parse_names(text, "--gpu-drivers")
+    except FieldError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--gpu-drivers: ")) from exc
 
 
 def directory(text: str) -> Path:
@@ -136,6 +158,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help=f"where to serve /metrics, /healthz, /livez (default: {DEFAULT_METRICS_BIND})",
     )
+    add(
+        "--device-taints",
+        type=device_taints,
+        default="off",
+        metavar="|".join(DEVICE_TAINTS),
+        help="keep a DRA DeviceTaintRule with this effect on the device of each GPU this agent "
+        "finds unhealthy (lost, critical XID, NVML errors), so the stock DRA allocator skips it; "
+        "removed when the GPU is healthy again (default: off)",
+    )
+    add(
+        "--gpu-drivers",
+        type=driver_names,
+        default=(DEFAULT_GPU_DRIVER,),
+        metavar="NAMES",
+        help="DRA drivers whose devices are GPUs, comma-separated; only their devices are "
+        f"tainted (default: {DEFAULT_GPU_DRIVER})",
+    )
     add("--once", action="store_true", help="print one report as JSON and exit; writes nothing")
     parser.set_defaults(run=run)
 
@@ -179,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_bind[0],
         metrics_port=args.metrics_bind[1],
         kubeconfig=args.kubeconfig,
+        device_taints=args.device_taints,
+        gpu_drivers=args.gpu_drivers,
     )
     if args.once:
         from headroom.report import report_to_status  # noqa: PLC0415

@@ -2,8 +2,8 @@
 
 - `/metrics`: per GPU total/used/free bytes, utilisation, temperature, power and health; whether
   NVML is usable; the age of the last report written; publishes and publish errors; the process's
-  own CPU and memory. Collected from the agent's latest state at scrape time, so a GPU that
-  disappears leaves no stale series behind.
+  own CPU and memory; the DeviceTaintRules the agent holds for its unhealthy GPUs. Collected from
+  the agent's latest state at scrape time, so a GPU that disappears leaves no stale series.
 - `/healthz` (readiness): NVML readable and the last write recent (within two heartbeats).
 - `/livez` (liveness): the sampling loop is still turning.
 
@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from headroom.report import NodeReport
 from nodeagent.publisher import PublishStats
+from nodeagent.tainter import TaintStats
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 GPU_LABELS = ["gpu", "uuid", "model"]
@@ -44,6 +45,7 @@ class AgentStatus:
     report: NodeReport | None = None
     last_sample_monotonic: float | None = None
     publish_stats: Callable[[], PublishStats] = PublishStats
+    taint_stats: Callable[[], TaintStats] = TaintStats  # the zero stats while taints are off
 
     def sampled(self, report: NodeReport) -> None:
         self.report = report
@@ -100,6 +102,18 @@ class AgentCollector(Collector):
             "headroom_nodeagent_publish_errors",
             "GPUNode writes that failed (each is retried)",
             value=stats.errors,
+        )
+        taint_stats = self.status.taint_stats()
+        taints = GaugeMetricFamily(
+            "headroom_nodeagent_device_taints",
+            "DeviceTaintRules this agent holds on its node's unhealthy GPUs (--device-taints)",
+        )
+        taints.add_metric([], taint_stats.held)
+        yield taints
+        yield CounterMetricFamily(
+            "headroom_nodeagent_device_taint_errors",
+            "rounds of reconciling device taints that failed (each is retried)",
+            value=taint_stats.errors,
         )
 
 

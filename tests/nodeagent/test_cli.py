@@ -5,6 +5,7 @@ left alone at import."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,18 @@ POD = "0a1b2c3d-0000-4000-8000-00000000000a"
         (["--metrics-bind", "9410"], "argument --metrics-bind: expected HOST:PORT"),
         (["--metrics-bind", "0.0.0.0:99999"], "argument --metrics-bind: expected HOST:PORT"),
         (["--metrics-bind", "example.com:80"], "argument --metrics-bind: expected HOST:PORT"),
+        (
+            ["--device-taints", "noschedule"],
+            "argument --device-taints: expected one of off, NoSchedule, NoExecute: the effect "
+            "of the taints, or off (got 'noschedule')",
+        ),
+        (["--device-taints", "None"], "argument --device-taints: expected one of off"),
+        (
+            ["--gpu-drivers", "GPU.nvidia.com"],
+            "argument --gpu-drivers: expected DNS subdomains such as gpu.nvidia.com "
+            "(got 'GPU.nvidia.com')",
+        ),
+        (["--gpu-drivers", " , "], "argument --gpu-drivers: expected one or more names"),
     ],
 )
 def test_a_bad_flag_is_refused_naming_it(
@@ -117,6 +130,27 @@ def test_good_flags_parse() -> None:
         defaults.deadband,
         defaults.metrics_bind,
     ) == (5.0, 30.0, 256 * 2**20, ("0.0.0.0", 9410))  # noqa: S104
+    assert (defaults.device_taints, defaults.gpu_drivers) == ("off", ("gpu.nvidia.com",))
+
+
+def test_device_taint_settings_reach_the_agent_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nodeagent.agent  # noqa: PLC0415
+
+    seen: list[nodeagent.agent.AgentConfig] = []
+
+    def fake_run_agent(config: nodeagent.agent.AgentConfig, stop: object) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(nodeagent.agent, "run_agent", fake_run_agent)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # keep pytest's own handlers
+    args = ["--device-taints=NoExecute", "--gpu-drivers", "gpu.nvidia.com, gpu.example.com"]
+    assert main(["nodeagent", "--node-name", "n1", *args]) == 0
+    assert main(["nodeagent", "--node-name", "n2"]) == 0
+    assert [(c.node_name, c.device_taints, c.gpu_drivers) for c in seen] == [
+        ("n1", "NoExecute", ("gpu.nvidia.com", "gpu.example.com")),
+        ("n2", "off", ("gpu.nvidia.com",)),
+    ]
 
 
 def run_script(

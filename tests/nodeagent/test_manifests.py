@@ -69,6 +69,7 @@ def test_the_container_flags_are_valid_and_probes_match_the_endpoints() -> None:
     args = build_parser().parse_args([*container["command"][1:], *container["args"]])
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
     assert args.metrics_bind == ("0.0.0.0", port)  # noqa: S104 - a pod's own address
+    assert (args.device_taints, args.gpu_drivers) == ("NoSchedule", ("gpu.nvidia.com",))
     assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
 
 
@@ -85,6 +86,11 @@ def test_rbac_grants_exactly_what_the_agent_uses() -> None:
         ("", "nodes", "get"),
         *((names.API_GROUP, "gpunodes", v) for v in ("create", "get", "update", "patch")),
         *((names.API_GROUP, "gpunodes/status", v) for v in ("get", "update", "patch")),
+        ("resource.k8s.io", "resourceslices", "list"),
+        *(
+            ("resource.k8s.io", "devicetaintrules", v)
+            for v in ("get", "list", "create", "update", "delete")
+        ),
     }
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     (account,) = load("serviceaccount.yaml")
@@ -96,3 +102,55 @@ def test_rbac_grants_exactly_what_the_agent_uses() -> None:
         }
     ]
     assert daemonset()["metadata"]["namespace"] == names.SYSTEM_NAMESPACE
+
+
+def policies() -> dict[str, dict[str, Any]]:
+    return {
+        d["metadata"]["name"]: d
+        for d in load("admission-policy.yaml")
+        if d["kind"] == "ValidatingAdmissionPolicy"
+    }
+
+
+def test_every_admission_policy_is_bound_to_deny_and_names_the_agent() -> None:
+    docs = load("admission-policy.yaml")
+    kinds = {d["kind"] for d in docs}
+    assert kinds == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    bound = {
+        d["spec"]["policyName"]: d["spec"]["validationActions"]
+        for d in docs
+        if d["kind"] == "ValidatingAdmissionPolicyBinding"
+    }
+    defined = {d["metadata"]["name"] for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    assert defined == {"headroom-nodeagent-own-gpunode", "headroom-nodeagent-own-devicetaintrules"}
+    assert bound == {name: ["Deny"] for name in defined}
+    (account,) = load("serviceaccount.yaml")
+    username = f"system:serviceaccount:{names.SYSTEM_NAMESPACE}:{account['metadata']['name']}"
+    for name in defined:
+        policy = policies()[name]["spec"]
+        assert policy["failurePolicy"] == "Fail"
+        (condition,) = policy["matchConditions"]
+        assert f"'{username}'" in condition["expression"]
+
+
+def test_the_device_taint_policy_covers_every_write_the_role_grants() -> None:
+    spec = policies()["headroom-nodeagent-own-devicetaintrules"]["spec"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == ["resource.k8s.io"]
+    assert rule["resources"] == ["devicetaintrules"]
+    role, _ = load("rbac.yaml")
+    granted = {
+        v
+        for r in role["rules"]
+        if "devicetaintrules" in r["resources"]
+        for v in r["verbs"]
+        if v not in ("get", "list", "watch")
+    }
+    assert {op.lower() for op in rule["operations"]} == granted == {"create", "update", "delete"}
+    variables = {v["name"]: v["expression"] for v in spec["variables"]}
+    # A DELETE is judged by the rule deleted; the name prefix and label are what the agent
+    # writes (nodeagent.taints).
+    assert "request.operation == 'DELETE' ? oldObject : object" in variables["rule"]
+    assert variables["prefix"] == "'headroom-' + variables.node + '-'"
+    assert "'headroom.dev/node'" in variables["label"]
+    assert "oldObject" in variables["oldLabel"]

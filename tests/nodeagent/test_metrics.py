@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from headroom.report import GpuState, NodeReport
 from nodeagent.metrics import AgentStatus, MetricsServer, create_app
 from nodeagent.publisher import PublishStats
+from nodeagent.tainter import TaintStats
 
 pytestmark = pytest.mark.server  # starts server processes on loopback
 
@@ -192,3 +193,13 @@ def test_unknown_paths_are_404(base_url: str) -> None:
     code, body = get(f"{base_url}/")
     assert code == 404
     assert "/metrics" in json.loads(body)["error"]
+
+
+def test_metrics_count_the_device_taints_held(base_url: str, status: AgentStatus) -> None:
+    got = samples(get(f"{base_url}/metrics")[1])
+    assert got[("headroom_nodeagent_device_taints", ())] == 0  # off: none held
+    assert got[("headroom_nodeagent_device_taint_errors_total", ())] == 0
+    status.taint_stats = lambda: TaintStats(held=2, rounds=5, errors=3)
+    got = samples(get(f"{base_url}/metrics")[1])
+    assert got[("headroom_nodeagent_device_taints", ())] == 2
+    assert got[("headroom_nodeagent_device_taint_errors_total", ())] == 3
