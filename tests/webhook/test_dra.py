@@ -206,7 +206,9 @@ def test_the_sharing_annotation_on_a_dra_pod_is_denied() -> None:
 
 def test_a_malformed_template_is_denied_naming_its_field() -> None:
     message = denial(dra_pod({"name": "gpu", "resourceClaimTemplateName": "zero"}))
-    assert message.startswith("ResourceClaimTemplate zero: spec.spec.devices.requests[0].exactly.count")
+    assert message.startswith(
+        "ResourceClaimTemplate zero: spec.spec.devices.requests[0].exactly.count"
+    )
 
 
 def test_a_malformed_claim_reference_is_denied_naming_it() -> None:
