@@ -2,7 +2,8 @@
 
 For every pod bound to a simulated node it does what a kubelet with the NVIDIA device plugin
 would, as far as Headroom can see: gives the pod GPUs (shared mode: the ones the extender wrote
-in `headroom.dev/assigned-gpus`; exclusive: free devices, as the device plugin allocates them),
+in `headroom.dev/assigned-gpus`; exclusive: free devices, as the device plugin allocates them; a
+pod with DRA claims: the GPUs its allocated claims hold, as the DRA driver would prepare them),
 starts its "processes" there (in the node's fake NVML state, with a `<proc-root>/<pid>/cgroup`
 naming the pod, so the node agent attributes them), reports the pod Running with a loopback IP,
 and computes `Ready` honestly: the containers started AND every readiness gate condition True
@@ -19,7 +20,6 @@ import errno
 import logging
 import random
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,11 +27,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from headroom import names
-from headroom.clock import format_time
 from headroom.demand import DemandError, GpuDemand, assigned_gpus
+from headroom.podclaims import has_claims
 from headroom.worker import Worker
 from kubeapi.client import ApiError, Kube
+from tooling.demo import dra
 from tooling.demo.nodes import SimNode
+from tooling.demo.podstatus import completed_status, running_status
 
 log = logging.getLogger(__name__)
 MODEL_PORT = 8000  # where the seed AIScaler's queue_depth scrapes
@@ -188,7 +190,7 @@ class Kubelet:
                 self._admit(pod)
             elif (meta.get("labels") or {}).get("job-name") in self._finish:
                 self._teardown(uid)
-                self._patch_status(pod, _completed_status(pod))
+                self._patch_status(pod, completed_status(pod))
             else:
                 self._update_ready(pod, self.pods[uid])
         for uid in set(self.pods) - seen:
@@ -198,13 +200,22 @@ class Kubelet:
     def _admit(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         node = self.nodes[spec["nodeName"]]
-        try:
-            demand = GpuDemand.from_pod(pod)
-        except DemandError:
-            demand = None
+        chosen: tuple[int, ...] | str = ()
+        demand: GpuDemand | None = None
+        if has_claims(pod):  # the DRA driver's part: the devices its allocated claims hold
+            prepared = dra.prepare(self.kube, pod, node, dra.devices(self.kube))
+            if prepared is None:
+                return  # a claim not allocated yet: the next pass looks again
+            demand, chosen = prepared if isinstance(prepared, tuple) else (None, prepared)
+        else:
+            try:
+                demand = GpuDemand.from_pod(pod)
+            except DemandError:
+                demand = None
+            if demand is not None:
+                chosen = self._gpus_for(pod, node, demand)
         gpus: tuple[int, ...] = ()
-        if demand is not None:
-            chosen = self._gpus_for(pod, node, demand)
+        if chosen:
             if isinstance(chosen, str):
                 self.admission_failures.append(f"{meta['namespace']}/{meta['name']}: {chosen}")
                 self._patch_status(
@@ -286,7 +297,9 @@ class Kubelet:
         ready = all(conditions.get(g) == "True" for g in gates)
         current = conditions.get("Ready") == "True"
         if force or ready != current or status.get("phase") != "Running":
-            self._patch_status(pod, _running_status(pod, running, ready=ready, gates=gates))
+            self._patch_status(
+                pod, running_status(pod, uid=running.uid, ip=running.ip, ready=ready, gates=gates)
+            )
         running.ready = ready
 
     def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
@@ -315,82 +328,3 @@ class Kubelet:
         self.nodes[running.node].remove_owner(uid)
         if running.server is not None:
             running.server.stop()
-
-
-def _running_status(
-    pod: dict[str, Any], running: RunningPod, *, ready: bool, gates: list[str]
-) -> dict[str, Any]:
-    now = format_time(time.time())
-    started = (pod.get("status") or {}).get("startTime") or now
-    waiting = [g for g in gates if g]
-    return {
-        "phase": "Running",
-        "hostIP": "127.0.0.1",
-        "podIP": running.ip,
-        "podIPs": [{"ip": running.ip}],
-        "startTime": started,
-        "conditions": [
-            {"type": "Initialized", "status": "True", "lastTransitionTime": started},
-            {"type": "ContainersReady", "status": "True", "lastTransitionTime": started},
-            {
-                "type": "Ready",
-                "status": "True" if ready else "False",
-                "lastTransitionTime": now,
-                **(
-                    {}
-                    if ready
-                    else {
-                        "reason": "ReadinessGatesNotReady",
-                        "message": f"the status of pod readiness gate "
-                        f'{", ".join(waiting)} is not "True"',
-                    }
-                ),
-            },
-        ],
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "containerID": f"containerd://{running.uid.replace('-', '')}{i}",
-                "state": {"running": {"startedAt": started}},
-            }
-            for i, c in enumerate(pod["spec"].get("containers") or [])
-        ],
-    }
-
-
-def _completed_status(pod: dict[str, Any]) -> dict[str, Any]:
-    now = format_time(time.time())
-    return {
-        "phase": "Succeeded",
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "False",
-                "reason": "PodCompleted",
-                "lastTransitionTime": now,
-            },
-            {
-                "type": "ContainersReady",
-                "status": "False",
-                "reason": "PodCompleted",
-                "lastTransitionTime": now,
-            },
-        ],
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": False,
-                "started": False,
-                "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now}},
-            }
-            for c in pod["spec"].get("containers") or []
-        ],
-    }

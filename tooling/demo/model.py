@@ -26,6 +26,8 @@ class NodeGroup:
     gpu_memory_bytes: int
     outside: tuple[OutsideProcess, ...] = ()
     lost_gpus: tuple[int, ...] = ()
+    dra: bool = False  # GPUs published as a ResourceSlice, not through the device plugin
+    dra_shared: bool = False  # published with consumable memory (allowMultipleAllocations)
 
     def node_names(self) -> list[str]:
         return (
@@ -35,7 +37,7 @@ class NodeGroup:
 
 @dataclass(frozen=True)
 class GpuAsk:
-    """What one pod asks: `memory` (the annotation's text) on each of `gpus` GPUs."""
+    """What one pod asks: `memory` (the annotation's text; "" for none) on each of `gpus` GPUs."""
 
     memory: str
     memory_bytes: int
@@ -65,11 +67,22 @@ class Scaler:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A workload's GPUs through DRA: a ResourceClaimTemplate for `count` GPUs, with `memory`
+    (bytes, 0 for none) of each as consumable capacity on a shared GPU."""
+
+    count: int = 1
+    memory: str = ""
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     parallelism: int
     ask: GpuAsk
     product: str | None = None  # only on nodes with this GPU (a nodeSelector on the product)
+    claim: Claim | None = None  # its GPUs from a ResourceClaim each pod gets (no nvidia.com/gpu)
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,10 @@ class Scenario:
 
     def node_names(self) -> list[str]:
         return [n for group in self.nodes for n in group.node_names()]
+
+    @property
+    def uses_dra(self) -> bool:
+        return any(g.dra for g in self.nodes) or any(w.claim for w in self.workloads)
 
     def started_later(self) -> set[str]:
         """Workloads a timeline action starts; the others run from the beginning."""

@@ -43,6 +43,11 @@ def fake_nvml_library() -> Path:
     return fakenvml.build()
 
 
+def gpu_uuid(node_name: str, index: int) -> str:
+    """The UUID the fake NVML gives GPU `index` of a node (and the DRA slice publishes)."""
+    return f"GPU-{uuid.uuid5(UUID_NAMESPACE, f'{node_name}/{index}')}"
+
+
 @dataclass
 class GpuProcess:
     pid: int
@@ -83,7 +88,7 @@ class SimNode:
         return self.directory / "proc"
 
     def gpu_uuid(self, index: int) -> str:
-        return f"GPU-{uuid.uuid5(UUID_NAMESPACE, f'{self.name}/{index}')}"
+        return gpu_uuid(self.name, index)
 
     def healthy(self, index: int) -> bool:
         return index not in self.group.lost_gpus
@@ -173,16 +178,20 @@ def product_label(product: str) -> str:
 
 def node_object(node: SimNode) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Node (as GPU feature discovery labels it and the GPU operator taints it) and its
-    status (as a kubelet with the NVIDIA device plugin reports it: lost GPUs not allocatable)."""
+    status (as a kubelet with the NVIDIA device plugin reports it: lost GPUs not allocatable).
+
+    A DRA node (as on a GPUCluster stack) has neither: its GPUs are in a ResourceSlice, so
+    device-plugin pods (`nvidia.com/gpu`, the webhook's `nvidia.com/gpu.present` affinity) never
+    land there, and claim pods land only where the allocator finds their devices."""
     group = node.group
-    labels = {
-        "kubernetes.io/hostname": node.name,
-        DEMO_LABEL: "true",
-        names.GPU_PRESENT_NODE_LABEL: "true",
-        names.GPU_MEMORY_NODE_LABEL: str(group.gpu_memory_bytes // MIB),
-        PRODUCT_LABEL: product_label(group.product),
-        "nvidia.com/gpu.count": str(group.gpus),
-    }
+    labels = {"kubernetes.io/hostname": node.name, DEMO_LABEL: "true"}
+    if not group.dra:
+        labels |= {
+            names.GPU_PRESENT_NODE_LABEL: "true",
+            names.GPU_MEMORY_NODE_LABEL: str(group.gpu_memory_bytes // MIB),
+            PRODUCT_LABEL: product_label(group.product),
+            "nvidia.com/gpu.count": str(group.gpus),
+        }
     obj = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -191,8 +200,11 @@ def node_object(node: SimNode) -> tuple[dict[str, Any], dict[str, Any]]:
             "taints": [{"key": names.GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"}]
         },
     }
-    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", names.GPU_RESOURCE: str(group.gpus)}
-    allocatable = {**capacity, names.GPU_RESOURCE: str(group.gpus - len(group.lost_gpus))}
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    allocatable = dict(capacity)
+    if not group.dra:
+        capacity[names.GPU_RESOURCE] = str(group.gpus)
+        allocatable[names.GPU_RESOURCE] = str(group.gpus - len(group.lost_gpus))
     status = {
         "capacity": capacity,
         "allocatable": allocatable,

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
+from tooling.demo import dra
 from tooling.demo.kubelet import Kubelet, LoadBoard
 from tooling.demo.model import Scenario
 from tooling.demo.nodes import (
@@ -29,10 +30,11 @@ from tooling.demo.nodes import (
     fake_nvml_library,
     register_node,
 )
+from tooling.demo.objects import deploy
 from tooling.demo.platform import Platform, PlatformError, start_control_plane, wait_until
 from tooling.demo.processes import Supervisor, interruptible, shielded
 from tooling.demo.scenario import ScenarioError, load
-from tooling.demo.story import Story, deploy
+from tooling.demo.story import Story
 from tooling.demo.summary import Record, build_summary, render, write_json
 from tooling.demo.view import Display
 from tooling.localcluster import ensure_binaries
@@ -187,6 +189,11 @@ def _bring_up(run: Run, record: Record) -> None:
     platform.start_scheduler()
     platform.start_extender()
     nodes = _start_nodes(run, platform, library)
+    if scenario.uses_dra:
+        say(
+            "publishing the DRA nodes' GPUs as ResourceSlices (the demo as NVIDIA's DRA driver) ..."
+        )
+        dra.install(platform.kube, nodes.values())
     run.check_children()
     board = LoadBoard()
     kube = Kube(load_api_client(str(platform.kubeconfig)))

@@ -4,13 +4,15 @@ expected form (`ScenarioError`). Pure: YAML in, frozen dataclasses out.
 
 Format (camelCase keys, unknown keys refused; `scenarios/default.yaml` is a commented example):
 `name`, `namespace`; `nodes` (groups of identical nodes `{name, count, gpus, product,
-gpuMemory, outside: [{name, gpu, memory}], lostGpus}`, named NAME-1.. or NAME when count is 1;
-`outside` is memory held by a process outside Kubernetes, a lost GPU answers GPU_IS_LOST);
-`model` `{name, gpuMemory, gpus, sharing, replicas}`; `scaler` `{name, targetValue, minReplicas,
-maxReplicas, spec}` (merged onto the seed AIScaler; `spec` may add pollingInterval, behavior,
-feasibility); `workloads` (unrelated GPU Jobs `{name, parallelism, gpuMemory, gpus, sharing,
-product}`); `timeline` (phases `{phase, load, actions, until, seconds, timeoutSeconds}`);
-`expect` `{capReached, capLifted}`.
+gpuMemory, outside: [{name, gpu, memory}], lostGpus, dra, draShared}`, named NAME-1.. or NAME
+when count is 1; `outside` is memory held by a process outside Kubernetes, a lost GPU answers
+GPU_IS_LOST; `dra: true` publishes the GPUs as a ResourceSlice instead of the device plugin's
+`nvidia.com/gpu`, `draShared: true` with consumable memory); `model` `{name, gpuMemory, gpus,
+sharing, replicas}`; `scaler` `{name, targetValue, minReplicas, maxReplicas, spec}` (merged onto
+the seed AIScaler; `spec` may add pollingInterval, behavior, feasibility); `workloads` (unrelated
+GPU Jobs `{name, parallelism, gpuMemory, gpus, sharing, product, claim}`; `claim: {count, memory}`
+gives each pod a ResourceClaim from a template instead of `nvidia.com/gpu`); `timeline` (phases
+`{phase, load, actions, until, seconds, timeoutSeconds}`); `expect` `{capReached, capLifted}`.
 
 Actions: `endOutside` (an outside process ends), `finish` (a workload's pods complete), `start`
 (a workload starts then rather than at the beginning).
@@ -22,18 +24,15 @@ asks for, all Ready). For the others, `seconds` is how long to hold once the con
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from headroom import fields
-from headroom.fields import FieldError
-from headroom.quantity import QuantityError, parse_bytes
 from tooling.demo.model import (
     Action,
+    Claim,
     Expectations,
     GpuAsk,
     Model,
@@ -44,16 +43,36 @@ from tooling.demo.model import (
     Scenario,
     Workload,
 )
+from tooling.demo.scenariofields import (
+    ScenarioError,
+    read_bool,
+    read_bytes,
+    read_int,
+    read_known,
+    read_list,
+    read_name,
+    read_number,
+    read_object,
+    read_string,
+)
+
+__all__ = ["SCENARIOS_DIR", "ScenarioError", "load", "parse"]
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 UNTIL = ("seconds", "capped", "lifted", "settled")
 ACTIONS = ("endOutside", "finish", "start")
 SCALER_SPEC_KEYS = ("pollingInterval", "behavior", "feasibility")
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
-class ScenarioError(FieldError):
-    """A scenario that cannot run; `field` is the path of the offending field."""
+NODE_KEYS = (
+    "name",
+    "count",
+    "gpus",
+    "product",
+    "gpuMemory",
+    "outside",
+    "lostGpus",
+    "dra",
+    "draShared",
+)
 
 
 def load(path: Path) -> Scenario:
@@ -66,8 +85,8 @@ def load(path: Path) -> Scenario:
 
 
 def parse(raw: object) -> Scenario:
-    doc = _object(raw, "(top level)")
-    _known(
+    doc = read_object(raw, "(top level)")
+    read_known(
         doc,
         "",
         (
@@ -84,20 +103,20 @@ def parse(raw: object) -> Scenario:
     )
     nodes = tuple(
         _node_group(item, f"nodes[{i}]")
-        for i, item in enumerate(_list(doc, "nodes", "", required=True))
+        for i, item in enumerate(read_list(doc, "nodes", "", required=True))
     )
     workloads = tuple(
         _workload(item, f"workloads[{i}]")
-        for i, item in enumerate(_list(doc, "workloads", "", required=False))
+        for i, item in enumerate(read_list(doc, "workloads", "", required=False))
     )
     timeline = tuple(
         _phase(item, f"timeline[{i}]")
-        for i, item in enumerate(_list(doc, "timeline", "", required=True))
+        for i, item in enumerate(read_list(doc, "timeline", "", required=True))
     )
     scenario = Scenario(
-        name=_name(doc, "name", ""),
+        name=read_name(doc, "name", ""),
         description=str(doc.get("description", "")),
-        namespace=_name(doc, "namespace", "", default="demo"),
+        namespace=read_name(doc, "namespace", "", default="demo"),
         nodes=nodes,
         model=_model(doc.get("model"), "model"),
         scaler=_scaler(doc.get("scaler"), "scaler"),
@@ -111,19 +130,19 @@ def parse(raw: object) -> Scenario:
 
 # -- sections ------------------------------------------------------------------------------------
 def _node_group(raw: object, where: str) -> NodeGroup:
-    doc = _object(raw, where)
-    _known(doc, where, ("name", "count", "gpus", "product", "gpuMemory", "outside", "lostGpus"))
-    gpus = _int(doc, "gpus", where, minimum=1, maximum=16)
+    doc = read_object(raw, where)
+    read_known(doc, where, NODE_KEYS)
+    gpus = read_int(doc, "gpus", where, minimum=1, maximum=16)
     outside = []
-    for i, item in enumerate(_list(doc, "outside", where, required=False)):
+    for i, item in enumerate(read_list(doc, "outside", where, required=False)):
         spot = f"{where}.outside[{i}]"
-        o = _object(item, spot)
-        _known(o, spot, ("name", "gpu", "memory"))
+        o = read_object(item, spot)
+        read_known(o, spot, ("name", "gpu", "memory"))
         outside.append(
             OutsideProcess(
-                _name(o, "name", spot),
-                _int(o, "gpu", spot, minimum=0, maximum=gpus - 1),
-                _bytes(o, "memory", spot),
+                read_name(o, "name", spot),
+                read_int(o, "gpu", spot, minimum=0, maximum=gpus - 1),
+                read_bytes(o, "memory", spot),
             )
         )
     lost = doc.get("lostGpus", [])
@@ -134,14 +153,21 @@ def _node_group(raw: object, where: str) -> NodeGroup:
             f"{where}.lostGpus", f"expected a list of GPU indexes 0..{gpus - 1} (got {lost!r})"
         )
     group = NodeGroup(
-        name=_name(doc, "name", where),
-        count=_int(doc, "count", where, minimum=1, maximum=20, default=1),
+        name=read_name(doc, "name", where),
+        count=read_int(doc, "count", where, minimum=1, maximum=20, default=1),
         gpus=gpus,
-        product=_string(doc, "product", where),
-        gpu_memory_bytes=_bytes(doc, "gpuMemory", where),
+        product=read_string(doc, "product", where),
+        gpu_memory_bytes=read_bytes(doc, "gpuMemory", where),
         outside=tuple(outside),
         lost_gpus=tuple(lost),
+        dra=read_bool(doc, "dra", where, default=False),
+        dra_shared=read_bool(doc, "draShared", where, default=False),
     )
+    if group.dra_shared and not group.dra:
+        raise ScenarioError(
+            f"{where}.draShared",
+            "only with dra: true (how a DRA pool publishes its GPUs: shared by consumable memory)",
+        )
     for i, held in enumerate(group.outside):
         if held.memory_bytes > group.gpu_memory_bytes:
             raise ScenarioError(
@@ -159,38 +185,67 @@ def _ask(doc: Mapping[str, Any], where: str) -> GpuAsk:
     memory = doc.get("gpuMemory")
     return GpuAsk(
         memory=str(memory),
-        memory_bytes=_bytes(doc, "gpuMemory", where),
-        gpus=_int(doc, "gpus", where, minimum=1, maximum=16, default=1),
-        sharing=_bool(doc, "sharing", where, default=False),
+        memory_bytes=read_bytes(doc, "gpuMemory", where),
+        gpus=read_int(doc, "gpus", where, minimum=1, maximum=16, default=1),
+        sharing=read_bool(doc, "sharing", where, default=False),
     )
 
 
+def _claim_ask(doc: Mapping[str, Any], where: str) -> tuple[GpuAsk, Claim]:
+    """A workload whose GPUs come from a claim: `gpus` and `sharing` belong to the claim, and
+    `gpuMemory` (the annotation) is optional."""
+    for key, instead in (("gpus", "claim.count"), ("sharing", "claim.memory")):
+        if key in doc:
+            raise ScenarioError(
+                f"{where}.{key}",
+                f"not with claim: a claim pod's GPUs come from its ResourceClaim (use {instead})",
+            )
+    spot = f"{where}.claim"
+    raw = read_object(doc.get("claim"), spot)
+    read_known(raw, spot, ("count", "memory"))
+    if not raw:
+        raise ScenarioError(spot, "expected {count: N} (whole GPUs) or {memory: 20Gi} (a share)")
+    claim = Claim(
+        count=read_int(raw, "count", spot, minimum=1, maximum=16, default=1),
+        memory=str(raw["memory"]) if "memory" in raw else "",
+        memory_bytes=read_bytes(raw, "memory", spot) if "memory" in raw else 0,
+    )
+    memory = doc.get("gpuMemory")
+    ask = GpuAsk(
+        memory="" if memory is None else str(memory),
+        memory_bytes=0 if memory is None else read_bytes(doc, "gpuMemory", where),
+        gpus=claim.count,
+        sharing=False,
+    )
+    return ask, claim
+
+
 def _model(raw: object, where: str) -> Model:
-    doc = _object(raw, where)
-    _known(doc, where, ("name", "gpuMemory", "gpus", "sharing", "replicas"))
+    doc = read_object(raw, where)
+    read_known(doc, where, ("name", "gpuMemory", "gpus", "sharing", "replicas"))
     return Model(
-        name=_name(doc, "name", where),
+        name=read_name(doc, "name", where),
         ask=_ask(doc, where),
-        replicas=_int(doc, "replicas", where, minimum=1, maximum=100, default=1),
+        replicas=read_int(doc, "replicas", where, minimum=1, maximum=100, default=1),
     )
 
 
 def _scaler(raw: object, where: str) -> Scaler:
-    doc = _object(raw, where)
-    _known(doc, where, ("name", "targetValue", "minReplicas", "maxReplicas", "spec"))
+    doc = read_object(raw, where)
+    read_known(doc, where, ("name", "targetValue", "minReplicas", "maxReplicas", "spec"))
     target = doc.get("targetValue")
     if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
         raise ScenarioError(
             f"{where}.targetValue",
             f"expected a number > 0: the queue one replica should carry (got {target!r})",
         )
-    spec = _object(doc.get("spec", {}), f"{where}.spec")
-    _known(spec, f"{where}.spec", SCALER_SPEC_KEYS)
+    spec = read_object(doc.get("spec", {}), f"{where}.spec")
+    read_known(spec, f"{where}.spec", SCALER_SPEC_KEYS)
     scaler = Scaler(
-        name=_name(doc, "name", where),
+        name=read_name(doc, "name", where),
         target_value=float(target),
-        min_replicas=_int(doc, "minReplicas", where, minimum=1, maximum=100),
-        max_replicas=_int(doc, "maxReplicas", where, minimum=1, maximum=100),
+        min_replicas=read_int(doc, "minReplicas", where, minimum=1, maximum=100),
+        max_replicas=read_int(doc, "maxReplicas", where, minimum=1, maximum=100),
         spec=dict(spec),
     )
     if scaler.min_replicas > scaler.max_replicas:
@@ -202,19 +257,33 @@ def _scaler(raw: object, where: str) -> Scaler:
 
 
 def _workload(raw: object, where: str) -> Workload:
-    doc = _object(raw, where)
-    _known(doc, where, ("name", "parallelism", "gpuMemory", "gpus", "sharing", "product"))
+    doc = read_object(raw, where)
+    read_known(
+        doc, where, ("name", "parallelism", "gpuMemory", "gpus", "sharing", "product", "claim")
+    )
+    claim = None
+    if "claim" in doc:
+        if "product" in doc:
+            raise ScenarioError(
+                f"{where}.product",
+                "not with claim: the DRA allocator places claim pods on the nodes whose "
+                "ResourceSlices have the GPUs, and DRA nodes carry no GPU feature discovery labels",
+            )
+        ask, claim = _claim_ask(doc, where)
+    else:
+        ask = _ask(doc, where)
     return Workload(
-        name=_name(doc, "name", where),
-        parallelism=_int(doc, "parallelism", where, minimum=1, maximum=20, default=1),
-        ask=_ask(doc, where),
-        product=_string(doc, "product", where) if "product" in doc else None,
+        name=read_name(doc, "name", where),
+        parallelism=read_int(doc, "parallelism", where, minimum=1, maximum=20, default=1),
+        ask=ask,
+        product=read_string(doc, "product", where) if "product" in doc else None,
+        claim=claim,
     )
 
 
 def _phase(raw: object, where: str) -> Phase:
-    doc = _object(raw, where)
-    _known(doc, where, ("phase", "load", "actions", "until", "seconds", "timeoutSeconds"))
+    doc = read_object(raw, where)
+    read_known(doc, where, ("phase", "load", "actions", "until", "seconds", "timeoutSeconds"))
     load = doc.get("load")
     if load is not None and (
         isinstance(load, bool) or not isinstance(load, int | float) or not 0 <= load < 1e6
@@ -223,9 +292,9 @@ def _phase(raw: object, where: str) -> Phase:
             f"{where}.load", f"expected the total queue depth, a number >= 0 (got {load!r})"
         )
     actions = []
-    for i, item in enumerate(_list(doc, "actions", where, required=False)):
+    for i, item in enumerate(read_list(doc, "actions", where, required=False)):
         spot = f"{where}.actions[{i}]"
-        action = _object(item, spot)
+        action = read_object(item, spot)
         if len(action) != 1 or next(iter(action)) not in ACTIONS:
             raise ScenarioError(
                 spot,
@@ -234,27 +303,27 @@ def _phase(raw: object, where: str) -> Phase:
                 f"or {{start: NAME}} (a workload starts) (got {item!r})",
             )
         kind = str(next(iter(action)))
-        actions.append(Action(kind, _name(action, kind, spot)))
+        actions.append(Action(kind, read_name(action, kind, spot)))
     until = doc.get("until", "seconds")
     if until not in UNTIL:
         raise ScenarioError(f"{where}.until", f"must be one of {', '.join(UNTIL)} (got {until!r})")
-    seconds = _number(doc, "seconds", where, default=0.0 if until != "seconds" else None)
+    seconds = read_number(doc, "seconds", where, default=0.0 if until != "seconds" else None)
     return Phase(
-        name=_name(doc, "phase", where),
+        name=read_name(doc, "phase", where),
         load=None if load is None else float(load),
         actions=tuple(actions),
         until=str(until),
         seconds=seconds,
-        timeout_seconds=_number(doc, "timeoutSeconds", where, default=120.0),
+        timeout_seconds=read_number(doc, "timeoutSeconds", where, default=120.0),
     )
 
 
 def _expect(raw: object, where: str) -> Expectations:
-    doc = _object(raw if raw is not None else {}, where)
-    _known(doc, where, ("capReached", "capLifted"))
+    doc = read_object(raw if raw is not None else {}, where)
+    read_known(doc, where, ("capReached", "capLifted"))
     return Expectations(
-        cap_reached=_bool(doc, "capReached", where, default=True),
-        cap_lifted=_bool(doc, "capLifted", where, default=True),
+        cap_reached=read_bool(doc, "capReached", where, default=True),
+        cap_lifted=read_bool(doc, "capLifted", where, default=True),
     )
 
 
@@ -270,12 +339,14 @@ def _check_references(scenario: Scenario) -> None:
         raise ScenarioError(
             "workloads", "workload names must differ from each other and from model.name"
         )
-    products = {g.product for g in scenario.nodes}
+    _check_claims(scenario)
+    products = {g.product for g in scenario.nodes if not g.dra}
     for i, w in enumerate(scenario.workloads):
         if w.product is not None and w.product not in products:
             raise ScenarioError(
                 f"workloads[{i}].product",
-                f"no node has GPU {w.product!r} (known: {', '.join(sorted(products))})",
+                f"no node has GPU {w.product!r} labelled (known: {', '.join(sorted(products))}; "
+                "DRA nodes carry no product label)",
             )
     phases = [p.name for p in scenario.timeline]
     if len(set(phases)) != len(phases):
@@ -291,97 +362,25 @@ def _check_references(scenario: Scenario) -> None:
                 )
 
 
-# -- field readers: headroom.fields, raising ScenarioError ----------------------------------------
-def _object(value: object, where: str) -> Mapping[str, Any]:
-    return fields.read_mapping(value, where, expected="a mapping", error=ScenarioError)
-
-
-def _known(doc: Mapping[str, Any], where: str, keys: Sequence[str]) -> None:
-    for key in doc:
-        if key not in keys:
-            spot = f"{where}.{key}" if where else str(key)
-            raise ScenarioError(spot, f"unknown field; expected one of {', '.join(keys)}")
-
-
-def _list(doc: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
-    spot = f"{where}.{key}" if where else key
-    value = doc.get(key)
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or (required and not value):
-        fields.fail(
-            value,
-            spot,
-            expected="a non-empty list" if required else "a list",
-            show=None,
-            error=ScenarioError,
-        )
-    return value
-
-
-def _name(doc: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-    spot = f"{where}.{key}" if where else key
-    value = doc.get(key, default)
-    if not isinstance(value, str) or len(value) > 40 or not _NAME.fullmatch(value):
-        fields.fail(
-            value,
-            spot,
-            expected="a name of lower-case letters, digits and '-' (at most 40)",
-            error=ScenarioError,
-        )
-    return value
-
-
-def _string(doc: Mapping[str, Any], key: str, where: str) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str) or not value.strip():  # blank counts as empty
-        fields.fail(value, f"{where}.{key}", expected="a non-empty string", error=ScenarioError)
-    return value
-
-
-def _int(
-    doc: Mapping[str, Any],
-    key: str,
-    where: str,
-    *,
-    minimum: int,
-    maximum: int,
-    default: int | None = None,
-) -> int:
-    return fields.read_int(
-        doc.get(key, default),
-        f"{where}.{key}",
-        minimum=minimum,
-        maximum=maximum,
-        expected=f"an integer {minimum}..{maximum}",
-        error=ScenarioError,
-    )
-
-
-def _number(doc: Mapping[str, Any], key: str, where: str, *, default: float | None) -> float:
-    value = doc.get(key, default)
-    seconds = fields.read_number(
-        value, f"{where}.{key}", expected="seconds, a number 0..3600", error=ScenarioError
-    )
-    if not 0 <= seconds <= 3600:
-        fields.fail(
-            value, f"{where}.{key}", expected="seconds, a number 0..3600", error=ScenarioError
-        )
-    return seconds
-
-
-def _bool(doc: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
-    return fields.read_bool(doc.get(key, default), f"{where}.{key}", error=ScenarioError)
-
-
-def _bytes(doc: Mapping[str, Any], key: str, where: str) -> int:
-    spot = f"{where}.{key}"
-    if key not in doc:
-        raise ScenarioError(spot, 'required: a Kubernetes quantity of bytes such as "40Gi"')
-    try:
-        value = parse_bytes(doc.get(key), field=spot)
-    except QuantityError as exc:
-        raise ScenarioError(spot, str(exc).removeprefix(f"{spot}: ")) from exc
-    if value <= 0:
-        raise ScenarioError(spot, f"expected a quantity above 0 (got {doc.get(key)!r})")
-    return value
+def _check_claims(scenario: Scenario) -> None:
+    """Each claim can be met by some DRA pool: enough GPUs, and shared ones for a memory share."""
+    pools = [g for g in scenario.nodes if g.dra]
+    for i, w in enumerate(scenario.workloads):
+        if w.claim is None:
+            continue
+        where = f"workloads[{i}].claim"
+        fitting = [g for g in pools if g.gpus >= w.claim.count]
+        if not fitting:
+            raise ScenarioError(
+                f"{where}.count" if pools else where,
+                f"no node group with dra: true has {w.claim.count} GPU(s)"
+                + ("" if pools else " (none has dra: true)"),
+            )
+        if w.claim.memory_bytes and not any(
+            g.dra_shared and g.gpu_memory_bytes >= w.claim.memory_bytes for g in fitting
+        ):
+            raise ScenarioError(
+                f"{where}.memory",
+                f"a share of {w.claim.memory} needs a node group with draShared: true whose "
+                "GPUs hold it",
+            )

@@ -1,129 +1,27 @@
-"""The demo's story: the workloads it deploys, one look at the cluster (`observe`), and the load
-timeline that moves from phase to phase when the cluster shows what the phase waits for.
-
-Objects: unrelated GPU Jobs (`workloads`), the model Deployment (labelled
-`headroom.dev/managed: "true"`, so the webhook mutates its pods; its GPU memory in
-`headroom.dev/gpu-memory`), and the seed AIScaler of manifests/examples/seed-aiscaler.yaml with the
-scenario's target, bounds and extra spec fields. Phases wait on the cluster, not on the clock
-(a loaded machine only makes them slower), each within its timeout.
+"""The demo's story: one look at the cluster (`observe`), and the load timeline that moves from
+phase to phase when the cluster shows what the phase waits for. The objects it deploys are in
+`tooling.demo.objects`. Phases wait on the cluster, not on the clock (a loaded machine only makes
+them slower), each within its timeout.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cli.status import GpuRow, gather
 from headroom import names
 from headroom.report import ReportError, report_from_status
 from kubeapi.client import ApiError, Kube
+from tooling.demo import dra
 from tooling.demo.kubelet import Kubelet, LoadBoard
-from tooling.demo.model import GpuAsk, Phase, Scenario
-from tooling.demo.nodes import PRODUCT_LABEL, SimNode, product_label
+from tooling.demo.model import Phase, Scenario
+from tooling.demo.nodes import SimNode
+from tooling.demo.objects import APP_LABEL, start_workload
 from tooling.demo.summary import Record
-
-SEED = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "seed-aiscaler.yaml"
-APP_LABEL = "app.kubernetes.io/name"
-
-
-# -- the objects ---------------------------------------------------------------------------------
-def _pod_template(app: str, ask: GpuAsk, *, image: str, serving: bool) -> dict[str, Any]:
-    annotations = {names.GPU_MEMORY_ANNOTATION: ask.memory}
-    container: dict[str, Any] = {"name": "main", "image": image}
-    if ask.sharing:  # shared GPUs are not device-plugin resources: no nvidia.com/gpu limit
-        annotations[names.GPU_SHARING_ANNOTATION] = "true"
-    else:
-        container["resources"] = {"limits": {names.GPU_RESOURCE: str(ask.gpus)}}
-    if serving:
-        container["ports"] = [{"name": "http", "containerPort": 8000}]
-    return {
-        "metadata": {
-            "labels": {APP_LABEL: app, names.MANAGED_LABEL: names.MANAGED_VALUE},
-            "annotations": annotations,
-        },
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 30},
-    }
-
-
-def deployment(scenario: Scenario) -> dict[str, Any]:
-    model = scenario.model
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": model.name, "labels": {APP_LABEL: model.name}},
-        "spec": {
-            "replicas": model.replicas,
-            "selector": {"matchLabels": {APP_LABEL: model.name}},
-            "template": _pod_template(
-                model.name, model.ask, serving=True, image="vllm/vllm-openai:v0.6.3"
-            ),
-        },
-    }
-
-
-def aiscaler(scenario: Scenario) -> dict[str, Any]:
-    """The seed AIScaler, as shipped, pointed at the model with the scenario's numbers."""
-    seed: dict[str, Any] = yaml.safe_load(SEED.read_text())
-    seed["metadata"] = {"name": scenario.scaler.name}
-    seed["spec"].update(
-        deploymentName=scenario.model.name,
-        targetValue=scenario.scaler.target_value,
-        minReplicas=scenario.scaler.min_replicas,
-        maxReplicas=scenario.scaler.max_replicas,
-        **scenario.scaler.spec,
-    )
-    return seed
-
-
-def job(name: str, parallelism: int, ask: GpuAsk, *, product: str | None) -> dict[str, Any]:
-    template = _pod_template(name, ask, serving=False, image="example.invalid/batch:1")
-    template["spec"]["restartPolicy"] = "Never"
-    if product is not None:  # as GPU feature discovery labels the node
-        template["spec"]["nodeSelector"] = {PRODUCT_LABEL: product_label(product)}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "parallelism": parallelism,
-            "completions": parallelism,
-            "backoffLimit": 0,
-            "template": template,
-        },
-    }
-
-
-def deploy(kube: Kube, scenario: Scenario, *, workloads: bool, model: bool) -> None:
-    ns = scenario.namespace
-    later = scenario.started_later()
-    if workloads:
-        for w in scenario.workloads:
-            if w.name not in later:
-                start_workload(kube, scenario, w.name)
-    if model:
-        kube.request(
-            "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=deployment(scenario)
-        )
-        kube.request(
-            "POST",
-            f"/apis/{names.GROUP_VERSION}/namespaces/{ns}/{names.AISCALER_PLURAL}",
-            body=aiscaler(scenario),
-        )
-
-
-def start_workload(kube: Kube, scenario: Scenario, name: str) -> None:
-    w = next(w for w in scenario.workloads if w.name == name)
-    kube.request(
-        "POST",
-        f"/apis/batch/v1/namespaces/{scenario.namespace}/jobs",
-        body=job(w.name, w.parallelism, w.ask, product=w.product),
-    )
 
 
 # -- looking -------------------------------------------------------------------------------------
@@ -147,6 +45,7 @@ class Observation:
     pods: list[PodView]
     scaler: dict[str, Any]  # the AIScaler's status
     gpu_pods: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    held: list[dra.Held] = field(default_factory=list)  # GPUs the pods' DRA claims hold
     notes: list[str] = field(default_factory=list)  # what the story did, newest last
 
     def condition(self, kind: str) -> dict[str, Any]:
@@ -172,7 +71,13 @@ class Observation:
 
 
 def observe(
-    kube: Kube, scenario: Scenario, *, phase: str, load: float, started: float
+    kube: Kube,
+    scenario: Scenario,
+    *,
+    phase: str,
+    load: float,
+    started: float,
+    nodes: Mapping[str, SimNode] | None = None,
 ) -> Observation:
     ns = scenario.namespace
     gpus, _ = gather(kube, now_unix_seconds=time.time())
@@ -187,7 +92,12 @@ def observe(
                 where.setdefault(p.uid, []).append((report.node_name, gpu.index))
     pods: list[PodView] = []
     gpu_pods: dict[tuple[str, int], list[str]] = {}
-    for pod in kube.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]:
+    items = kube.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+    held: list[dra.Held] = []
+    if scenario.uses_dra:
+        claims = kube.request("GET", f"{dra.RESOURCE}/namespaces/{ns}/resourceclaims")["items"]
+        held = dra.held(items, claims, dra.devices(kube), nodes or {})
+    for pod in items:
         meta, status = pod["metadata"], pod.get("status") or {}
         seen = where.get(meta["uid"], [])
         for spot in seen:
@@ -222,6 +132,7 @@ def observe(
         pods=sorted(pods, key=lambda p: (p.app, p.name)),
         scaler=scaler.get("status") or {},
         gpu_pods=gpu_pods,
+        held=held,
     )
 
 
@@ -293,7 +204,12 @@ class Story:
         self.health()
         try:
             obs = observe(
-                self.kube, self.scenario, phase=phase, load=self.board.total, started=self.started
+                self.kube,
+                self.scenario,
+                phase=phase,
+                load=self.board.total,
+                started=self.started,
+                nodes=self.nodes,
             )
         except ApiError:
             return None  # the next tick looks again

@@ -2,10 +2,15 @@
 
 Overcommits are computed here independently of Headroom's own accounting: from where the
 simulated kubelet really put each pod (the GPUs in `headroom.dev/assigned-gpus` for shared pods,
-the devices the simulated device plugin gave exclusive ones), the pods' declared memory, the
-memory held outside Kubernetes and each GPU's total. A GPU whose pods and outside processes need
-more than it has, an exclusive GPU with a second pod on it, a pod on a lost GPU, or a pod the
+the devices the simulated device plugin gave exclusive ones, the GPUs a DRA pod's allocated
+claims hold), the pods' declared memory (for a claim pod, the larger of its annotation and its
+claim's memory share), the memory held outside Kubernetes and each GPU's total. A GPU whose pods
+and outside processes need more than it has (a GPU given to a claim whose live memory could not
+hold it among them), an exclusive GPU with a second pod on it, a pod on a lost GPU, or a pod the
 node could not admit, each counts as one.
+
+The GPUs DRA claims held (pod, claim, GPU UUID and index), as the claims' allocations and the
+ResourceSlices named them at each look, are listed too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from headroom.quantity import format_bytes
 
 if TYPE_CHECKING:  # only for annotations: story imports this module
+    from tooling.demo.dra import Held
     from tooling.demo.kubelet import RunningPod
     from tooling.demo.nodes import SimNode
     from tooling.demo.story import Observation
@@ -50,6 +56,7 @@ class Record:
     lifted_to: int | None = None  # the most Ready replicas above that cap after capacity freed
     overcommits: dict[str, str] = field(default_factory=dict)
     phases: list[PhaseResult] = field(default_factory=list)
+    held: dict[tuple[str, str, str], Held] = field(default_factory=dict)  # (pod, claim, uuid)
 
     def update(
         self,
@@ -60,6 +67,7 @@ class Record:
         failures: Iterable[str],
     ) -> None:
         self.placed.update({p.name: p.app for p in obs.pods if p.node})
+        self.held.update({(h.pod, h.claim, h.uuid): h for h in obs.held})
         applied = obs.replicas("appliedReplicas") or 0
         ready = obs.ready(self.model)
         self.peak_applied = max(self.peak_applied, applied)
@@ -134,6 +142,7 @@ class Summary:
     lifted_to: int | None
     overcommits: int
     overcommit_details: list[str]
+    dra_claims: list[dict[str, Any]]
     phases: list[dict[str, Any]]
     checks: list[dict[str, Any]]
     scaler_events: list[str]
@@ -228,6 +237,10 @@ def build_summary(
         lifted_to=record.lifted_to,
         overcommits=len(record.overcommits),
         overcommit_details=[f"{k}: {v}" for k, v in record.overcommits.items()],
+        dra_claims=[
+            asdict(h)
+            for h in sorted(record.held.values(), key=lambda h: (h.node, h.gpu or 0, h.pod))
+        ],
         phases=[asdict(p) for p in record.phases],
         checks=[asdict(c) for c in checks],
         scaler_events=scaler_events,
@@ -268,6 +281,18 @@ def render(summary: Summary) -> str:
     if summary.scaler_events:
         lines.append("  scaler events    (oldest first)")
         lines += [f"     {_short(e, 110)}" for e in summary.scaler_events[-8:]]
+    if summary.dra_claims:
+        pods = len({h["pod"] for h in summary.dra_claims})
+        lines.append(
+            f"  DRA claims       {pods} pod(s) held GPUs through ResourceClaims (allocated by "
+            "kube-scheduler, checked by live memory)"
+        )
+        lines += [
+            f"     {h['pod']:<18} {h['node']}/{_n(h['gpu'])} {h['uuid']} (claim {h['claim']})"
+            for h in summary.dra_claims[:8]
+        ]
+        if len(summary.dra_claims) > 8:
+            lines.append(f"     ... and {len(summary.dra_claims) - 8} more")
     lines.append(f"  overcommits      {summary.overcommits}")
     lines += [f"     {d}" for d in summary.overcommit_details[:5]]
     lines.append(
@@ -283,6 +308,10 @@ def render(summary: Summary) -> str:
         for c in summary.checks
     ]
     return "\n".join(lines)
+
+
+def _n(value: object) -> str:
+    return "?" if value is None else str(value)
 
 
 def _short(text: str, width: int) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from cli.status import GpuRow
+from tooling.demo.dra import Held
 from tooling.demo.model import Scenario
 from tooling.demo.story import Observation, PodView
 
@@ -64,6 +65,7 @@ def gpu_lines(obs: Observation, scenario: Scenario, *, colour: bool) -> list[str
         f"a replica needs {scenario.model.ask.memory}"
         f"{' shared' if scenario.model.ask.sharing else ' on a GPU of its own'})"
     ]
+    dra = {n for g in scenario.nodes if g.dra for n in g.node_names()}
     for node in scenario.node_names():
         gpus = sorted(by_node.get(node, []), key=lambda r: r.gpu)
         if not gpus:
@@ -78,11 +80,12 @@ def gpu_lines(obs: Observation, scenario: Scenario, *, colour: bool) -> list[str
             )
             for r in gpus
         )
-        lines.append(f"  {node:<12} {total:<24} {cells}  report {age:.0f}s")
+        how = "  DRA (ResourceSlice; no replicas)" if node in dra else ""
+        lines.append(f"  {node:<12} {total:<24} {cells}  report {age:.0f}s{how}")
     return lines
 
 
-def pod_lines(pods: Sequence[PodView], scenario: Scenario) -> list[str]:
+def pod_lines(pods: Sequence[PodView], scenario: Scenario, held: Sequence[Held] = ()) -> list[str]:
     model = [p for p in pods if p.app == scenario.model.name]
     lines = [
         f"{scenario.model.name} pods: {len(model)}",
@@ -96,12 +99,17 @@ def pod_lines(pods: Sequence[PodView], scenario: Scenario) -> list[str]:
         )
     if len(model) > MAX_POD_ROWS:
         lines.append(f"  ... and {len(model) - MAX_POD_ROWS} more")
+    claimed: dict[str, list[str]] = {}
+    for h in held:
+        claimed.setdefault(h.pod, []).append("?" if h.gpu is None else str(h.gpu))
     others = [p for p in pods if p.app != scenario.model.name]
     if others:
         lines.append(
-            "other GPU pods: "
+            "other GPU pods (claim: GPUs from a DRA ResourceClaim): "
             + "; ".join(
-                f"{p.name} on {p.node or '-'} [{p.gpus or '-'}] {p.phase or 'Pending'}"
+                f"{p.name} on {p.node or '-'} "
+                f"[{'claim ' + ','.join(claimed[p.name]) if p.name in claimed else p.gpus or '-'}] "
+                f"{p.phase or 'Pending'}"
                 for p in others
             )
         )
@@ -121,7 +129,7 @@ def frame(obs: Observation, scenario: Scenario, *, colour: bool = False) -> list
         "",
         *gpu_lines(obs, scenario, colour=colour),
         "",
-        *pod_lines(obs.pods, scenario),
+        *pod_lines(obs.pods, scenario, obs.held),
         "",
         *(["story:", *(f"  {n}" for n in obs.notes), ""] if obs.notes else []),
         (

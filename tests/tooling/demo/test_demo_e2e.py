@@ -1,6 +1,7 @@
 """The demo itself, as `make demo` runs it, on the short scenario: the story's summary holds
-(every placement fits, the GPU cap was reached and lifted), it exits 0, and nothing it started is
-left running; Ctrl-C in the middle of the story stops everything too.
+(every placement fits, the GPU cap was reached and lifted, a claim pod holds a GPU of the DRA node
+and the other is refused by live memory), it exits 0, and nothing it started is left running;
+Ctrl-C in the middle of the story stops everything too.
 
 The demo starts its own control plane (a fresh etcd, kube-apiserver and kube-controller-manager
 on free ports, in its own directory), so it shares nothing with the e2e session's cluster.
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from tests.tooling.demo.procs import alive, carrying
+from tooling.demo.nodes import gpu_uuid
 from tooling.demo.scenario import SCENARIOS_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,7 +75,18 @@ def test_the_short_story_holds_and_leaves_nothing_behind(tmp_path: Path) -> None
     assert "3 fit" in summary["capMessage"] and "need 40Gi on 1 GPU" in summary["capMessage"]
     assert summary["capLifted"] is True and summary["liftedTo"] == 4  # GPU 0 freed
     assert summary["peakReplicas"] <= summary["maxReplicas"] == 6
-    assert summary["placedByApp"] == {"embedder": 2, "llm-server": 4}
+    # The DRA node's GPUs are not the model's: its cap is the A100's alone.
+    assert summary["placedByApp"] == {"embedder": 2, "llm-server": 4, "reranker": 1}
+    # One reranker holds GPU 0 of the DRA node through its claim; the allocator's only choice for
+    # the other, GPU 1, has 20Gi free (a notebook holds 60Gi): refused, and still pending.
+    (held,) = summary["draClaims"]
+    assert (held["node"], held["gpu"], held["uuid"]) == ("h100-dra", 0, gpu_uuid("h100-dra", 0))
+    assert held["claim"].startswith(held["pod"]) and held["pod"].startswith("reranker-")
+    assert any(
+        "needs 30Gi" in r["message"] and gpu_uuid("h100-dra", 1) in r["message"]
+        for r in summary["refusedReasons"]
+    ), summary["refusedReasons"]
+    assert any(p.startswith("reranker-") for p in summary["stillPending"])
     # The batch job wants 20Gi of an L4: GPU 1 is lost and the embedders leave 8Gi on GPU 0.
     assert summary["podsRefused"] >= 1
     assert any(
@@ -94,6 +107,7 @@ def test_the_short_story_holds_and_leaves_nothing_behind(tmp_path: Path) -> None
         "webhook",
         "nodeagent-a100",
         "nodeagent-l4-lost",
+        "nodeagent-h100-dra",
     } <= set(started)
     assert nothing_left(workdir, [p["pid"] for p in summary["processes"]]) == []
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from headroom.quantity import parse_bytes
+from tooling.demo.model import Claim
 from tooling.demo.scenario import SCENARIOS_DIR, ScenarioError, load, parse
 
 SHORT = SCENARIOS_DIR / "short.yaml"
@@ -31,7 +32,28 @@ def test_the_default_story_has_the_node_kinds_the_issue_names() -> None:
     assert any(g.lost_gpus for g in scenario.nodes)
     assert scenario.node_names()[:2] == ["a100-1", "a100-2"]
     assert [p.until for p in scenario.timeline].count("capped") == 1
-    assert scenario.started_later() == {"batch-infer"}
+    assert scenario.started_later() == {"batch-infer", "reranker"}
+
+
+def test_both_stories_have_a_dra_pool_and_a_claim_workload_started_by_the_timeline() -> None:
+    for path in (DEFAULT, SHORT):
+        scenario = load(path)
+        (pool,) = [g for g in scenario.nodes if g.dra]
+        assert pool.outside and not pool.dra_shared
+        (claimed,) = [w for w in scenario.workloads if w.claim is not None]
+        assert claimed.claim == Claim(count=1) and claimed.ask.memory == "30Gi"
+        assert claimed.name in scenario.started_later()
+
+
+def test_a_memory_share_parses_on_a_shared_dra_pool() -> None:
+    doc = short()
+    doc["nodes"][2]["draShared"] = True
+    doc["workloads"][2] = {"name": "reranker", "parallelism": 3, "claim": {"memory": "20Gi"}}
+    scenario = parse(doc)
+    assert scenario.nodes[2].dra_shared
+    workload = scenario.workloads[2]
+    assert workload.claim == Claim(count=1, memory="20Gi", memory_bytes=20 * 2**30)
+    assert workload.ask.memory == "" and workload.ask.memory_bytes == 0
 
 
 def test_only_the_gpus_can_cap_the_peak_in_both_stories() -> None:
@@ -93,6 +115,65 @@ BAD: list[tuple[str, Mutation, str]] = [
     ),
     ("expect.capLifted", lambda d: d.update(expect={"capLifted": "sure"}), "true or false"),
     ("workloads", lambda d: d["workloads"][0].update(name="llm-server"), "must differ"),
+    # The DRA pool (nodes[2]) and the claim workload (workloads[2]) of the short story.
+    ("nodes[2].dra", lambda d: d["nodes"][2].update(dra="yes"), "true or false"),
+    (
+        "nodes[2].draShared",
+        lambda d: d["nodes"][2].update(dra=False, draShared=True),
+        "only with dra: true",
+    ),
+    ("workloads[2].claim", lambda d: d["workloads"][2].update(claim={}), "expected {count: N}"),
+    ("workloads[2].claim", lambda d: d["workloads"][2].update(claim=2), "a mapping"),
+    (
+        "workloads[2].claim.size",
+        lambda d: d["workloads"][2].update(claim={"size": 1}),
+        "unknown field",
+    ),
+    (
+        "workloads[2].claim.count",
+        lambda d: d["workloads"][2].update(claim={"count": 0}),
+        "integer 1..16",
+    ),
+    (
+        "workloads[2].claim.count",
+        lambda d: d["workloads"][2].update(claim={"count": 3}),
+        "no node group with dra: true has 3 GPU(s)",
+    ),
+    (
+        "workloads[2].claim",
+        lambda d: d["nodes"][2].update(dra=False),
+        "(none has dra: true)",
+    ),
+    (
+        "workloads[2].claim.memory",
+        lambda d: d["workloads"][2].update(claim={"memory": "lots"}),
+        "not a quantity",
+    ),
+    (
+        "workloads[2].claim.memory",
+        lambda d: d["workloads"][2].update(claim={"memory": "20Gi"}),
+        "needs a node group with draShared: true",
+    ),
+    (
+        "workloads[2].claim.memory",
+        lambda d: (
+            d["nodes"][2].update(draShared=True)
+            or d["workloads"][2].update(claim={"memory": "90Gi"})
+        ),
+        "whose GPUs hold it",
+    ),
+    ("workloads[2].gpus", lambda d: d["workloads"][2].update(gpus=1), "use claim.count"),
+    ("workloads[2].sharing", lambda d: d["workloads"][2].update(sharing=True), "claim.memory"),
+    (
+        "workloads[2].product",
+        lambda d: d["workloads"][2].update(product="NVIDIA H100 80GB HBM3"),
+        "not with claim",
+    ),
+    (
+        "workloads[1].product",  # DRA nodes carry no product label: a nodeSelector cannot match
+        lambda d: d["workloads"][1].update(product="NVIDIA H100 80GB HBM3"),
+        "no node has",
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tooling.demo.dra import Held
 from tooling.demo.kubelet import RunningPod
 from tooling.demo.model import NodeGroup, OutsideProcess
 from tooling.demo.nodes import SimNode
@@ -59,6 +60,48 @@ def test_an_exclusive_gpu_with_a_second_pod_is_an_overcommit(tmp_path: Path) -> 
 def test_a_pod_on_a_lost_gpu_is_an_overcommit(tmp_path: Path) -> None:
     nodes = {"a100": node(tmp_path, lost=(1,))}
     assert overcommits([pod("a", (1,), 10, shared=False)], nodes) == {"a100/1": "a on a lost GPU"}
+
+
+def test_a_gpu_given_to_a_claim_its_live_memory_cannot_hold_is_an_overcommit(
+    tmp_path: Path,
+) -> None:
+    # The kubelet runs a claim pod on the GPU its claim holds: 30Gi where 60Gi is held outside.
+    nodes = {"a100": node(tmp_path, outside_gi=60)}
+    wrong = overcommits([pod("reranker-a", (0,), 30, shared=False)], nodes)
+    assert wrong == {"a100/0": "reranker-a (30Gi) + 60Gi outside > 80Gi"}
+    # Two shares of one GPU through consumable capacity that fit with what is held outside.
+    shares = [pod("a", (0,), 10, shared=True), pod("b", (0,), 10, shared=True)]
+    assert overcommits(shares, nodes) == {}
+
+
+def test_the_summary_lists_the_gpu_each_claim_held() -> None:
+    record = Record(model="m", max_replicas=6)
+    uuid = "GPU-ea23bd98-2f0d-5f50-a5f7-2311be50da66"
+    held = Held("reranker-a", "h100-dra", "reranker-a-gpu-x1", uuid, 0)
+    record.held[(held.pod, held.claim, held.uuid)] = held
+    summary = build_summary(
+        record,
+        scenario="t",
+        expect_cap=False,
+        expect_lift=False,
+        events=[],
+        pending=[],
+        wall_seconds=1.0,
+        processes=[],
+        workdir=Path("/tmp/x"),
+    )
+    assert summary.to_json()["draClaims"] == [
+        {
+            "pod": "reranker-a",
+            "node": "h100-dra",
+            "claim": "reranker-a-gpu-x1",
+            "uuid": uuid,
+            "gpu": 0,
+        }
+    ]
+    text = render(summary)
+    assert "DRA claims       1 pod(s) held GPUs" in text
+    assert f"reranker-a         h100-dra/0 {uuid} (claim reranker-a-gpu-x1)" in text
 
 
 def verdict(record: Record, **kw: Any) -> dict[str, bool]:
