@@ -50,6 +50,7 @@ class DraCache:
         self._templates: dict[str, Mapping[str, Any]] = {}
         self._rules: dict[str, tuple[Mapping[str, Any], str]] = {}  # selector, taint
         self._tainted: dict[str, str] = {}
+        self._node_gpus: dict[str, int] = {}  # node -> GPU devices published there
         self.on_change = on_change
         self._lookups = DraLookups(
             claim=lambda namespace, name: self._claims.get(f"{namespace}/{name}"),
@@ -72,6 +73,10 @@ class DraCache:
             claims = [self._claims[k] for k in keys]
         held = allocation_claims(claims, bound_pods=bound, dra=self._lookups)
         return held.get(node_name, [])
+
+    def publishes_gpus(self, node_name: str) -> bool:
+        """Whether some ResourceSlice publishes GPUs (of the GPU drivers) on the node."""
+        return self._node_gpus.get(node_name, 0) > 0
 
     def tainted(self) -> Mapping[str, str]:
         """GPU UUID -> the NoSchedule / NoExecute taint on it."""
@@ -99,6 +104,8 @@ class DraCache:
             for device in old:
                 if device.uuid is not None:
                     self._tainted.pop(device.uuid, None)
+            self._count_gpus(old, -1)
+            self._count_gpus(devices, +1)
             for device in devices:
                 self._taint(device)
             touched = {d.key for d in old} | {d.key for d in devices}
@@ -174,6 +181,15 @@ class DraCache:
         if nodes:
             self._claim_nodes[claim_key] = nodes
         return set(before | nodes)
+
+    def _count_gpus(self, devices: Iterable[dra.SliceDevice], step: int) -> None:
+        for device in devices:
+            if device.node_name and device.driver in self._lookups.drivers:
+                count = self._node_gpus.get(device.node_name, 0) + step
+                if count > 0:
+                    self._node_gpus[device.node_name] = count
+                else:
+                    self._node_gpus.pop(device.node_name, None)
 
     def _taint(self, device: dra.SliceDevice) -> None:
         reason = self._taint_of(device)

@@ -23,6 +23,7 @@ from headroom.demand import DemandError
 from headroom.fit import NodeSnapshot, NodeSummary, PodClaim, summarize
 from headroom.ledger import bound_node
 from headroom.ledger import claim_of as ledger_claim_of
+from headroom.names import GPU_RESOURCE
 from headroom.podclaims import NO_LOOKUPS, DraLookups, has_claims
 from headroom.report import NodeReport, ReportError, report_from_status, with_taints
 from kubeapi.cache import DELETED, WatchEvent
@@ -79,6 +80,7 @@ class ClusterView:
         self._unschedulable: set[str] = set()
         self._nodes: set[str] = set()
         self._node_labels: dict[str, dict[str, str]] = {}
+        self._no_device_plugin: set[str] = set()  # allocatable known, with no nvidia.com/gpu
         self._pod_node: dict[str, str] = {}
         self._claims: dict[str, dict[str, PodClaim]] = {}
         self._inflight: dict[str, tuple[str, PodClaim, float]] = {}
@@ -155,6 +157,11 @@ class ClusterView:
             return sorted(
                 n for n in self._nodes if n in self._reports and n not in self._unschedulable
             )
+
+    def offers_device_plugin_gpus(self, node_name: str) -> bool:
+        """False for a node whose allocatable lists no `nvidia.com/gpu` (a DRA-only node)."""
+        with self._lock:
+            return node_name not in self._no_device_plugin
 
     def node_labels(self, node_name: str) -> dict[str, str]:
         """The node's labels (for the scaler: where a workload's replicas may go)."""
@@ -260,8 +267,14 @@ class ClusterView:
                 self._nodes.discard(name)
                 self._unschedulable.discard(name)
                 self._node_labels.pop(name, None)
+                self._no_device_plugin.discard(name)
                 return
             self._nodes.add(name)
+            allocatable = (event.object.get("status") or {}).get("allocatable")
+            if isinstance(allocatable, dict) and str(allocatable.get(GPU_RESOURCE, "0")) == "0":
+                self._no_device_plugin.add(name)
+            else:
+                self._no_device_plugin.discard(name)
             labels = (event.object.get("metadata") or {}).get("labels") or {}
             self._node_labels[name] = {str(k): str(v) for k, v in labels.items()}
             if (event.object.get("spec") or {}).get("unschedulable"):

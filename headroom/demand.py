@@ -98,6 +98,12 @@ def _with_claims(
     )
 
 
+def device_plugin_gpus(pod: JsonObject) -> int:
+    """The pod's `nvidia.com/gpu` count (0 when its GPUs come only from claims or annotations);
+    a malformed one raises DemandError naming the field."""
+    return _gpu_limit(_object(pod.get("spec"), "spec"))
+
+
 def is_managed(pod: JsonObject) -> bool:
     """True for pods labelled `headroom.dev/managed: "true"`."""
     metadata = pod.get("metadata")

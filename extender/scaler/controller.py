@@ -23,9 +23,9 @@ from typing import Any
 from extender import api
 from extender.leader import run_while_leading
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
-from extender.scaler.eligibility import node_matches, placement_key
 from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
+from extender.scaler.nodes import RoundCapacity
 from extender.scaler.report import blocked_status, event, round_status, with_transitions
 from extender.scaler.sources import (
     PodEndpoint,
@@ -162,7 +162,7 @@ class ScalerController:
             self._blocked(scaler, state, exc.reason, str(exc))
             return spec.polling_interval_seconds
         state.blocked = None
-        snapshots = capacity.for_pods(target.template.get("spec") or {})
+        snapshots = capacity.for_pods(target.template, target.demand)
         self._round(scaler, state, spec=spec, target=target, pods=pods, snapshots=snapshots)
         return spec.polling_interval_seconds
 
@@ -340,41 +340,6 @@ class ScalerController:
             state.events += 1
         except ApiError as exc:
             log.info("aiscaler: cannot post event: %s", exc)
-
-
-class RoundCapacity:
-    """The GPUs' headroom for one round: one CapacityIndex per set of nodes a pod template may
-    use (most templates name none, and share the index of every schedulable node)."""
-
-    def __init__(self, controller: ScalerController) -> None:
-        self.controller = controller
-        self._nodes: list[str] | None = None
-        self._indexes: dict[str, CapacityIndex] = {}
-
-    def for_pods(self, pod_spec: Mapping[str, Any]) -> CapacityIndex:
-        key = placement_key(pod_spec)
-        found = self._indexes.get(key)
-        if found is not None:
-            return found
-        view = self.controller.view
-        if self._nodes is None:
-            self._nodes = view.schedulable_nodes()
-        nodes = (
-            self._nodes
-            if not key
-            else [
-                n
-                for n in self._nodes
-                if node_matches(pod_spec, node_name=n, labels=view.node_labels(n))
-            ]
-        )
-        found = CapacityIndex(
-            (view.snapshot(n) for n in nodes), previous=self.controller._last_index
-        )
-        if not key:
-            self.controller._last_index = found  # lends summaries to the next round
-        self._indexes[key] = found
-        return found
 
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:
