@@ -7,12 +7,28 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pytest
+
 from headroom.dra import GROUP_VERSION
 from kubeapi.client import Conflict
 from tests.e2e.stack import Stack, gpu_uuid
 from tooling.dra import GIB, claim_template, device_class, resource_slice
+from tooling.localcluster import KUBERNETES_VERSION
 
 RESOURCE = f"/apis/{GROUP_VERSION}"
+
+
+def needs_kubernetes(minor: int, what: str) -> pytest.MarkDecorator:
+    """Skip, saying why, on a control plane older than 1.`minor` (`KUBERNETES_VERSION=1.34.4`
+    runs the suite on 1.34, where these DRA features are alpha and off)."""
+    have = int(KUBERNETES_VERSION.split(".")[1])
+    return pytest.mark.skipif(
+        have < minor,
+        reason=f"{what} needs Kubernetes 1.{minor} or later; this control plane is "
+        f"{KUBERNETES_VERSION}",
+    )
+
+
 TEMPLATE = "one-gpu"  # the claim template every DRA test pod here names
 
 

@@ -19,6 +19,7 @@ from tests.e2e.dra_nodes import (
     add_template,
     claim_spec,
     ensure_device_class,
+    needs_kubernetes,
     publish_gpus,
     remove_slices,
 )
@@ -256,6 +257,7 @@ def bound(stack: Stack, namespace: str) -> list[str]:
     return [p["metadata"]["name"] for p in stack.pods(namespace) if p["spec"].get("nodeName")]
 
 
+@needs_kubernetes(36, "consumable capacity (DRAConsumableCapacity, beta and on in 1.36)")
 def test_claims_share_a_gpu_by_its_live_memory_not_its_declared_capacity(
     stack: Stack, dra_namespace: str
 ) -> None:
@@ -281,6 +283,7 @@ def test_claims_share_a_gpu_by_its_live_memory_not_its_declared_capacity(
     assert len(bound(stack, dra_namespace)) == 3
 
 
+@needs_kubernetes(37, "DeviceTaintRules in resource.k8s.io/v1 (GA in 1.37)")
 def test_a_device_taint_rule_keeps_claims_off_the_gpu(stack: Stack, dra_namespace: str) -> None:
     node = dra_node(stack, "taint", [80, 80])
     rule = device_taint_rule(

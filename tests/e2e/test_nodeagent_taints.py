@@ -20,12 +20,15 @@ from headroom import names
 from headroom.dra import GROUP_VERSION, device_index, tainted_gpus
 from kubeapi.client import ApiError, Kube, load_api_client
 from nodeagent.taints import TAINT_KEY
+from tests.e2e.dra_nodes import needs_kubernetes
 from tests.e2e.nodeagent_fleet import Agent, agent_pod_token, install_agent_identity
 from tests.e2e.waiting import eventually
 from tooling.dra import GIB, device_taint_rule, resource_slice
 from tooling.fakenvml import FakeNvml, agent_env, build, device
 from tooling.localcluster import LocalCluster
 from tooling.process import free_port
+
+pytestmark = needs_kubernetes(37, "DeviceTaintRules in resource.k8s.io/v1 (GA in 1.37)")
 
 SCRIPT = Path(sys.executable).parent / "headroom"
 RESOURCE = f"/apis/{GROUP_VERSION}"
