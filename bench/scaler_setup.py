@@ -167,7 +167,7 @@ def scaler_spec(j: int, template: int, rng: random.Random) -> ScalerSpec:
                     "type": "prometheus",
                     "name": "load",
                     "query": f"sum(load{{m='{j}'}})",
-                    "target": {"type": "Value", "value": 40},
+                    "target": {"type": "AverageValue", "averageValue": 40},
                 },
                 {"type": "queue_depth", "name": "queue", "targetValue": 8},
             ],

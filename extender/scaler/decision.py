@@ -2,14 +2,19 @@
 
 Owns HPA's replica arithmetic as Headroom applies it:
 
-- per metric: desired = ceil(total / target) for a total (`Value`), HPA's ratio
-  ceil(ready * average / target) for averages, no change within the 0.1 tolerance;
+- bounds first: a target above maxReplicas or below minReplicas is brought inside them at once,
+  before any metric is read (so also while no metric can be read), as HPA does;
+- a Prometheus query is HPA's External metric: `Value` gives ceil(ready * total / value),
+  `AverageValue` ceil(total / averageValue); a per-pod source is HPA's Pods metric,
+  ceil(ready * average / target); no change while the ratio is within 0.9..1.1, both edges
+  included (HPA 1.33+);
 - pods that are not Ready are left out of averages; on a scale-up they count as capacity
   arriving (at zero load), HPA's rule;
 - HPA's missing-metric rule: a Ready pod without a value counts as at target on a scale-down and
   as zero on a scale-up, and if that flips the direction nothing changes;
-- a metric whose source is down (no observation at all) means no change at all;
-- several metrics: the highest recommendation wins;
+- several metrics: the highest recommendation wins; a metric that cannot be read (its source
+  down, no Ready pod) gives none: with none left, or the others asking for fewer replicas, the
+  count holds, and with the others asking for more it scales up on them (HPA's rule);
 - stabilisation windows over the recommendation history, Pods/Percent rate policies with
   selectPolicy, min/max, and no scale-up while replicas are still Pending (no cascade).
 
@@ -115,21 +120,47 @@ def decide(spec: ScalerSpec, observations: Observations, history: History, now: 
             history,
             active=False,
         )
+    # HPA applies its bounds before it reads any metric: a target outside them is brought
+    # inside at once, whatever the metrics say or whether they can be read at all.
+    if current > spec.max_replicas:
+        return Decision(
+            spec.max_replicas,
+            current,
+            f"{current} replicas is above maxReplicas {spec.max_replicas}",
+            history,
+            limit=Limit.TOO_MANY,
+        )
+    if current < spec.min_replicas:
+        return Decision(
+            spec.min_replicas,
+            current,
+            f"{current} replicas is below minReplicas {spec.min_replicas}",
+            history,
+            limit=Limit.TOO_FEW,
+        )
     recommendations: dict[str, int] = {}
     notes: list[str] = []
+    missing: list[str] = []
     for metric in spec.metrics:
         try:
             count, note = _recommend(metric, observations)
         except _Missing as exc:
-            return Decision(
-                current,
-                current,
-                f"metric {metric.name}: {exc}; holding {current} replicas",
-                history,
-                active=False,
-            )
+            missing.append(f"metric {metric.name}: {exc}")
+            continue
         recommendations[metric.name] = count
         notes.append(f"{note}: {count} replicas")
+    # HPA's rule: with every metric missing, or some missing and the others asking for fewer
+    # replicas, hold; some missing and the others asking for more, scale up on those.
+    if not recommendations or (missing and max(recommendations.values()) < current):
+        return Decision(
+            current,
+            current,
+            f"{'; '.join(missing)}; holding {current} replicas",
+            history,
+            active=False,
+            recommendations=recommendations,
+        )
+    notes += missing
     raw = max(recommendations.values())
     stabilized, history = _stabilize(spec, raw, current, history, now)
     if stabilized != raw:
@@ -165,21 +196,34 @@ def _recommend(metric: MetricSpec, obs: Observations) -> tuple[int, str]:
         total = reading.total
         if total is None or not math.isfinite(total):
             raise _Missing("no data (empty or NaN result)")
+        current = obs.current_replicas
         if metric.target.type is TargetType.VALUE:
-            return _from_total(total, target, obs.current_replicas), (
-                f"{metric.name}: total {total:g} at {target:g} per replica"
-            )
-        ready = sum(p.ready and not p.pending for p in obs.pods)
-        if ready == 0:
-            raise _Missing("no Ready pod to average over")
-        ratio = total / ready / target
-        count = obs.current_replicas if abs(1 - ratio) <= TOLERANCE else math.ceil(ratio * ready)
-        return count, f"{metric.name}: average {total / ready:g} against {target:g}"
+            # HPA's External metric with a Value target: the ratio of the total to the target,
+            # times the Ready pods.
+            ratio = total / target
+            if current == 0:
+                return math.ceil(ratio), f"{metric.name}: {total:g} against {target:g}"
+            ready = sum(p.ready and not p.pending for p in obs.pods)
+            if ready == 0 and not within_tolerance(ratio):
+                # HPA would multiply by 0 and fall to minReplicas; no Ready pod is no data.
+                raise _Missing("no Ready pod to scale the ratio by")
+            count = current if within_tolerance(ratio) else math.ceil(ratio * ready)
+            return count, f"{metric.name}: {total:g} against {target:g} with {ready} Ready pods"
+        # HPA's External metric with an AverageValue target: the total shared by the replicas.
+        return _from_total(total, target, current), (
+            f"{metric.name}: total {total:g} at {target:g} per replica"
+        )
     return _from_pods(metric, reading, obs)
 
 
+def within_tolerance(ratio: float) -> bool:
+    """HPA's test (1.33 and later): 0.9 <= ratio <= 1.1, both edges included. Written as two
+    comparisons, not |1 - ratio| <= 0.1, whose rounding puts a ratio of exactly 1.1 outside."""
+    return 1.0 - TOLERANCE <= ratio <= 1.0 + TOLERANCE
+
+
 def _from_total(total: float, target: float, current: int) -> int:
-    if current > 0 and abs(1 - total / (target * current)) <= TOLERANCE:
+    if current > 0 and within_tolerance(total / (target * current)):
         return current
     return math.ceil(total / target)
 
@@ -199,7 +243,7 @@ def _from_pods(
     )
     rebalance_unready = bool(unready) and ratio > 1
     if not missing and not rebalance_unready:
-        if abs(1 - ratio) <= TOLERANCE:
+        if within_tolerance(ratio):
             return current, note
         return math.ceil(ratio * len(values)), note
     if ratio < 1:
@@ -209,7 +253,7 @@ def _from_pods(
     if rebalance_unready:
         values.update(dict.fromkeys(unready, 0.0))  # not Ready: capacity on the way
     new_ratio = sum(values.values()) / len(values) / target
-    if abs(1 - new_ratio) <= TOLERANCE:
+    if within_tolerance(new_ratio):
         return current, note + "; with missing or unready pods it is within tolerance"
     if (ratio - 1) * (new_ratio - 1) < 0:
         return current, note + "; missing or unready pods flip the direction"

@@ -165,7 +165,11 @@ def aiscaler(query: str) -> dict[str, Any]:
             "maxReplicas": 8,
             "pollingInterval": 1,
             "metrics": [
-                {"type": "prometheus", "query": query, "target": {"type": "Value", "value": 10}}
+                {
+                    "type": "prometheus",
+                    "query": query,
+                    "target": {"type": "AverageValue", "averageValue": 10},
+                }
             ],
             # Quick steps, so the test is not paced by HPA's default 15 s periods.
             "behavior": {

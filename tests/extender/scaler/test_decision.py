@@ -28,6 +28,10 @@ FAST = {
         "policies": [{"type": "Pods", "value": 1000, "periodSeconds": 15}],
     },
 }
+SLOW = {  # one pod a minute either way
+    "scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+    "scaleDown": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+}
 
 
 def spec(
@@ -107,18 +111,79 @@ ROWS = [
     Row("average: within tolerance keeps current", pods_obs([10.9, 10.9, 10.9]), 3),
     Row("average: just outside tolerance moves", pods_obs([11.2, 11.2, 11.2]), 4),
     Row("average: scale down", pods_obs([2, 2, 2, 2]), 1),
-    Row("total: ceil(total / target)", total_obs(95, current=3), 10, spec(metrics=PROM_VALUE)),
     Row(
-        "total: within tolerance keeps current",
-        total_obs(31, current=3),
-        3,
-        spec(metrics=PROM_VALUE),
+        "AverageValue: ceil(total / averageValue)",
+        total_obs(95, current=3),
+        10,
+        spec(metrics=PROM_AVERAGE),
     ),
     Row(
-        "total averaged over Ready replicas",
+        "AverageValue: within tolerance of the current replicas keeps them",
+        total_obs(31, current=3),
+        3,
+        spec(metrics=PROM_AVERAGE),
+    ),
+    Row(
+        "AverageValue: the total over every replica, Ready or not (HPA's External)",
         total_obs(95, current=4, ready=2),
         10,
         spec(metrics=PROM_AVERAGE),
+    ),
+    Row(
+        "Value: HPA's External Value, ceil(ready * total / value)",
+        total_obs(30, current=3, ready=2),
+        6,
+        spec(metrics=PROM_VALUE),
+        words="30 against 10 with 2 Ready pods",
+    ),
+    Row(
+        "Value: a ratio of exactly 1.1 holds",
+        total_obs(11, current=2),
+        2,
+        spec(metrics=PROM_VALUE),
+    ),
+    Row(
+        "Value: from zero replicas, ceil(total / value)",
+        total_obs(25, current=0),
+        3,
+        spec(min_replicas=0, metrics=PROM_VALUE),
+    ),
+    Row("tolerance: an average ratio of exactly 1.1 holds", pods_obs([11, 11]), 2),
+    Row("tolerance: an average ratio of exactly 0.9 holds", pods_obs([9, 9]), 2),
+    Row(
+        "tolerance: a total ratio of exactly 1.1 holds",
+        total_obs(22, current=2),
+        2,
+        spec(metrics=PROM_AVERAGE),
+    ),
+    Row(
+        "tolerance: a total ratio of exactly 0.9 holds",
+        total_obs(18, current=2),
+        2,
+        spec(metrics=PROM_AVERAGE),
+    ),
+    Row(
+        "bounds: above a lowered maxReplicas while no metric can be read",
+        total_obs(None, current=10),
+        8,
+        spec(max_replicas=8, metrics=PROM_AVERAGE),
+        limit=Limit.TOO_MANY,
+        words="above maxReplicas 8",
+    ),
+    Row(
+        "bounds: below a raised minReplicas while no metric can be read",
+        Observations(2, (PodState("r0", ready=True), PodState("r1", ready=True)), {}),
+        4,
+        spec(min_replicas=4, metrics=PROM_AVERAGE),
+        limit=Limit.TOO_FEW,
+        words="below minReplicas 4",
+    ),
+    Row(
+        "bounds: applied at once, past the rate policies",
+        total_obs(200, current=30),
+        8,
+        spec(max_replicas=8, metrics=PROM_AVERAGE, behavior=SLOW),
+        limit=Limit.TOO_MANY,
     ),
     Row(
         "unready pods are left out of the average",
@@ -148,9 +213,9 @@ ROWS = [
         words="metric queue_depth: no data (metric source unavailable); holding 3 replicas",
     ),
     Row(
-        "metric source down: no change even above max",
-        Observations(7, (), {}),
-        7,
+        "metric source down: no change within the bounds",
+        Observations(4, (), {}),
+        4,
         spec(max_replicas=5),
         active=False,
     ),
@@ -177,11 +242,18 @@ ROWS = [
         words="no value from any Ready pod",
     ),
     Row(
-        "average with no Ready pod: no change",
+        "AverageValue needs no Ready pod (HPA's External: the total over the replicas)",
+        total_obs(50, current=2, ready=0),
+        5,
+        spec(metrics=PROM_AVERAGE),
+    ),
+    Row(
+        "Value with no Ready pod holds (HPA would multiply by 0: a deliberate difference)",
         total_obs(50, current=2, ready=0),
         2,
-        spec(metrics=PROM_AVERAGE),
+        spec(metrics=PROM_VALUE),
         active=False,
+        words="no Ready pod",
     ),
     Row(
         "no scale-up while replicas are Pending",

@@ -14,7 +14,12 @@ from tests.extender.scaler.test_decision import FAST, NOW, pods_obs, spec
 
 TWO_METRICS: list[dict[str, Any]] = [
     {"type": "queue_depth", "name": "queue_depth", "targetValue": 10},
-    {"type": "prometheus", "name": "total", "query": "q", "target": {"type": "Value", "value": 10}},
+    {
+        "type": "prometheus",
+        "name": "total",
+        "query": "q",
+        "target": {"type": "AverageValue", "averageValue": 10},
+    },
 ]
 
 
@@ -34,10 +39,14 @@ def test_several_metrics_the_highest_recommendation_wins() -> None:
     assert decide(scaler, two([90, 90], 40), History(), NOW).desired_replicas == 18
 
 
-def test_one_metric_down_among_several_changes_nothing() -> None:
-    decision = decide(spec(metrics=TWO_METRICS), two([90, 90], None), History(), NOW)
-    assert (decision.desired_replicas, decision.active) == (2, False)
-    assert "metric total" in decision.reason
+def test_one_metric_down_among_several_scales_up_on_the_others_never_down() -> None:
+    """HPA's rule for invalid metrics: the valid ones may scale up, never down."""
+    up = decide(spec(metrics=TWO_METRICS), two([90, 90], None), History(), NOW)
+    assert (up.desired_replicas, up.active) == (18, True)
+    assert "metric total" in up.reason
+    down = decide(spec(metrics=TWO_METRICS), two([2, 2], None), History(), NOW)
+    assert (down.desired_replicas, down.active) == (2, False)
+    assert "metric total" in down.reason
 
 
 def test_history_records_the_raw_recommendation_and_forgets_old_entries() -> None:
@@ -133,12 +142,22 @@ def test_never_outside_min_max_and_no_data_changes_nothing(
 ) -> None:
     scaler, obs, history = case
     decision = decide(scaler, obs, history, NOW)
+    current = obs.current_replicas
+    inside = scaler.min_replicas <= current <= scaler.max_replicas
     if decision.active:
         assert scaler.min_replicas <= decision.desired_replicas <= scaler.max_replicas
     else:
-        assert decision.desired_replicas == obs.current_replicas
+        assert decision.desired_replicas == current
     if _source_down(scaler, obs):
-        assert not decision.active
+        # HPA's bounds hold whatever the metrics: outside them, the target is brought in
+        # (except at 0 replicas, HPA's "autoscaling off"); inside, a missing metric never lets
+        # the others scale down.
+        off = current == 0 and scaler.min_replicas > 0
+        bounded = current if off else min(max(current, scaler.min_replicas), scaler.max_replicas)
+        if off or not inside:
+            assert decision.desired_replicas == bounded
+        else:
+            assert decision.desired_replicas >= current
 
 
 def _filled_at_target(obs: Observations) -> Observations:
@@ -158,7 +177,10 @@ def test_missing_data_never_scales_down(case: tuple[ScalerSpec, Observations, Hi
     scaler, obs, history = case
     decision: Decision = decide(scaler, obs, history, NOW)
     if _source_down(scaler, obs):
-        assert decision.desired_replicas == obs.current_replicas
+        current = obs.current_replicas
+        off = current == 0 and scaler.min_replicas > 0
+        bounded = current if off else min(max(current, scaler.min_replicas), scaler.max_replicas)
+        assert decision.desired_replicas >= min(current, bounded)
         return
     complete = decide(scaler, _filled_at_target(obs), history, NOW)
     if complete.active:
