@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from extender import api
 from extender.leader import run_while_leading
-from extender.scaler.decision import History, MetricObservation, Observations, PodState
+from extender.scaler.decision import History, MetricObservation, Observations
 from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
 from extender.scaler.nodes import RoundCapacity
@@ -43,30 +44,17 @@ from extender.scaler.spec import (
     SpecError,
     parse_spec,
 )
+from extender.scaler.state import InFlight, ScalerState, last_scale, pod_name, pod_state
 from extender.scaler.target import Target, TargetError, Targets
 from extender.verbs import PolicyError, Settings, pod_policy
 from extender.view import ClusterView
 from headroom.capacity import CapacityIndex
-from headroom.clock import parse_time
-from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot
 from headroom.worker import Worker
 from kubeapi.client import ApiError, JsonDict, KubeApi
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ScalerState:
-    """What the controller keeps per AIScaler (by uid) between rounds."""
-
-    history: History | None = None
-    next_due_monotonic: float = 0.0
-    generation: int | None = None
-    last_scale_unix_seconds: float | None = None
-    limit: tuple[str, int] | None = None  # (reason, feasible replicas) of the last limit told
-    blocked: str | None = None  # the last blocking problem told, so it is told once
-    events: int = 0
+STALE_READ_SECONDS = 60.0
 
 
 @dataclass
@@ -83,23 +71,29 @@ class ScalerController:
     scale_down_window_seconds: int | None = None  # None: HPA's default (300 s)
     tick_seconds: float = 1.0
     scrape_timeout_seconds: float = 2.0
+    metric_workers: int = 16  # metric reads at once, over every AIScaler
+    round_wait_seconds: float = 0.5  # how long a tick waits for reads before it moves on
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     targets: Targets = field(init=False)
     reconciled: int = 0  # AIScaler rounds run (for /metrics)
     _states: dict[str, ScalerState] = field(default_factory=dict)
     _last_index: CapacityIndex | None = None  # last round's, lending summaries of unchanged nodes
+    _in_flight: dict[str, InFlight] = field(default_factory=dict)
     worker: Worker = field(init=False)
+    _reads: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.targets = Targets(self.kube, pods=self.pods, dra=self.view.dra.lookups)
         self.worker = Worker(self._run, name="aiscaler")
+        self._reads = ThreadPoolExecutor(self.metric_workers, thread_name_prefix="aiscaler-read")
 
     def start(self) -> None:
         self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop()
+        self._reads.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         run_while_leading(
@@ -111,7 +105,10 @@ class ScalerController:
         )
 
     def reconcile_due(self) -> int:
-        """Reconcile every AIScaler whose turn has come; returns how many were."""
+        """Start the round of every AIScaler whose turn has come, and finish every round whose
+        metrics are in; returns how many rounds ended. Metric reads run on a bounded pool: this
+        tick waits for them up to `round_wait_seconds`, and a round still reading then ends in
+        a later tick, while the others go on."""
         now = self.monotonic()
         seen: set[str] = set()
         capacity = RoundCapacity(self)
@@ -122,19 +119,58 @@ class ScalerController:
             seen.add(uid)
             state = self._states.setdefault(uid, ScalerState())
             generation = int(meta.get("generation") or 0)
-            if now < state.next_due_monotonic and generation == state.generation:
+            if uid in self._in_flight or (
+                now < state.next_due_monotonic and generation == state.generation
+            ):
                 continue
             state.generation = generation
-            interval = self.reconcile(scaler, state, capacity)
-            state.next_due_monotonic = now + interval
-            done += 1
+            started = self.start_round(scaler, state)
+            if isinstance(started, InFlight):
+                self._in_flight[uid] = started
+            else:
+                state.next_due_monotonic = now + started
+                done += 1
         for uid in set(self._states) - seen:
             del self._states[uid]
+        for uid in set(self._in_flight) - seen:
+            self._in_flight.pop(uid).reads.cancel()  # the AIScaler is gone
+        if self._in_flight:
+            wait([f.reads for f in self._in_flight.values()], timeout=self.round_wait_seconds)
+        done += self._finish_read(capacity)
         self.reconciled += done
         return done
 
-    def reconcile(self, scaler: JsonDict, state: ScalerState, capacity: RoundCapacity) -> float:
-        """One AIScaler's round; returns the seconds until its next one."""
+    def _finish_read(self, capacity: RoundCapacity) -> int:
+        done = 0
+        for uid, flight in list(self._in_flight.items()):
+            if not flight.reads.done():
+                continue
+            del self._in_flight[uid]
+            age_seconds = self.monotonic() - flight.started_monotonic
+            if age_seconds > max(2 * flight.spec.polling_interval_seconds, STALE_READ_SECONDS):
+                # Read before a leadership gap (no tick ran meanwhile; a read itself ends within
+                # its sources' timeouts): too old to act on, so it is read again.
+                flight.state.next_due_monotonic = 0.0
+                continue
+            snapshots = capacity.for_pods(flight.target.template, flight.target.demand)
+            self._round(
+                flight.scaler,
+                flight.state,
+                spec=flight.spec,
+                target=flight.target,
+                pods=flight.pods,
+                metrics=flight.reads.result(),
+                snapshots=snapshots,
+            )
+            flight.state.next_due_monotonic = (
+                flight.started_monotonic + flight.spec.polling_interval_seconds
+            )
+            done += 1
+        return done
+
+    def start_round(self, scaler: JsonDict, state: ScalerState) -> InFlight | float:
+        """Read the spec, the target and its pods, and start reading the metrics; or, when the
+        AIScaler cannot act, say why in its status and return the seconds until it tries again."""
         meta = scaler.get("metadata") or {}
         namespace = str(meta.get("namespace"))
         try:
@@ -162,9 +198,8 @@ class ScalerController:
             self._blocked(scaler, state, exc.reason, str(exc))
             return spec.polling_interval_seconds
         state.blocked = None
-        snapshots = capacity.for_pods(target.template, target.demand)
-        self._round(scaler, state, spec=spec, target=target, pods=pods, snapshots=snapshots)
-        return spec.polling_interval_seconds
+        reads = self._reads.submit(self.observe, spec.metrics, pods)
+        return InFlight(scaler, state, spec, target, pods, reads, self.monotonic())
 
     def _round(
         self,
@@ -174,13 +209,14 @@ class ScalerController:
         spec: ScalerSpec,
         target: Target,
         pods: list[JsonDict],
+        metrics: Mapping[str, MetricObservation],
         snapshots: Sequence[NodeSnapshot],
     ) -> None:
         now = self.clock()
         observations = Observations(
             current_replicas=target.replicas,
             pods=tuple(pod_state(p) for p in pods),
-            metrics=self.observe(spec.metrics, pods),
+            metrics=metrics,
         )
         if state.history is None:
             state.history = History(recommendations=((now, target.replicas),))
@@ -227,7 +263,7 @@ class ScalerController:
             metrics=spec.metrics,
             applied_replicas=applied,
             generation=int((scaler.get("metadata") or {}).get("generation") or 0),
-            last_scale_unix_seconds=state.last_scale_unix_seconds or _last_scale(scaler),
+            last_scale_unix_seconds=state.last_scale_unix_seconds or last_scale(scaler),
         )
         self._write_status(scaler, status)
 
@@ -254,14 +290,14 @@ class ScalerController:
         source = metric.source
         serving = [p for p in pods if pod_state(p).ready and (p.get("status") or {}).get("podIP")]
         if isinstance(source, PodsSource):
-            endpoints = [PodEndpoint(_name(p), str(p["status"]["podIP"])) for p in serving]
+            endpoints = [PodEndpoint(pod_name(p), str(p["status"]["podIP"])) for p in serving]
             return MetricObservation(
                 per_pod=scrape_pods(
                     endpoints, source=source, timeout_seconds=self.scrape_timeout_seconds
                 )
             )
         if isinstance(source, GpuSource):
-            uids = {_name(p): str((p.get("metadata") or {}).get("uid", "")) for p in serving}
+            uids = {pod_name(p): str((p.get("metadata") or {}).get("uid", "")) for p in serving}
             nodes = {str((p.get("spec") or {}).get("nodeName")) for p in serving}
             reports = [r for r in (self.view.snapshot(n).report for n in nodes) if r]
             return MetricObservation(per_pod=gpu_utilization(uids, reports))
@@ -340,32 +376,3 @@ class ScalerController:
             state.events += 1
         except ApiError as exc:
             log.info("aiscaler: cannot post event: %s", exc)
-
-
-def pod_state(pod: Mapping[str, Any]) -> PodState:
-    status = pod.get("status") or {}
-    ready = any(
-        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    pending = (
-        not (pod.get("spec") or {}).get("nodeName")
-        or status.get("phase") == "Pending"
-        or not status.get("podIP")
-    )
-    return PodState(_name(pod), ready=ready and not pending, pending=pending)
-
-
-def _name(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("name", ""))
-
-
-def _last_scale(scaler: Mapping[str, Any]) -> float | None:
-    """The lastScaleTime a previous leader wrote, kept across restarts."""
-    text = (scaler.get("status") or {}).get("lastScaleTime")
-    if not text:
-        return None
-    try:
-        return parse_time(text, field="status.lastScaleTime")
-    except FieldError:
-        return None

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extender.scaler.controller import pod_state
+from extender.scaler.state import pod_state
 from kubeapi.client import ApiError
 from tests.e2e.dra_nodes import add_template, ensure_device_class, publish_gpus, remove_slices
 from tests.e2e.scaler_scenes import AISCALERS, Environment, Kubelet, Scene, aiscaler, deployment

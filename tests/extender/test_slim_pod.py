@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from extender.scaler.controller import pod_state
+from extender.scaler.state import pod_state
 from extender.scaler.target import Targets
 from extender.slimpod import slim_pod
 from tests.kubeapi.fake import FakeKube

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from extender.scaler.controller import pod_state
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
 from extender.scaler.evaluate import evaluate
 from extender.scaler.report import blocked_status, event, round_status, with_transitions
 from extender.scaler.spec import parse_spec
+from extender.scaler.state import pod_state
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, PodClaim
 from headroom.report import NodeReport
