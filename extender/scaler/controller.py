@@ -23,6 +23,7 @@ from typing import Any
 
 from extender import api
 from extender.leader import run_while_leading
+from extender.scaler import coldstart
 from extender.scaler.decision import History, MetricObservation, Observations
 from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
@@ -257,6 +258,7 @@ class ScalerController:
                 warning=False,
             )
         self._tell_limit(scaler, state, outcome)
+        coldstart.record(state.cold_starts, pods)
         status = round_status(
             outcome,
             observations,
@@ -264,6 +266,7 @@ class ScalerController:
             applied_replicas=applied,
             generation=int((scaler.get("metadata") or {}).get("generation") or 0),
             last_scale_unix_seconds=state.last_scale_unix_seconds or last_scale(scaler),
+            cold_start=coldstart.summary(state.cold_starts),
         )
         self._write_status(scaler, status)
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from extender.scaler.coldstart import ColdStart
 from extender.scaler.decision import Observations
 from extender.scaler.evaluate import ScalingOutcome
 from extender.scaler.spec import MetricSpec
@@ -39,6 +40,7 @@ def round_status(
     applied_replicas: int,
     generation: int,
     last_scale_unix_seconds: float | None,
+    cold_start: ColdStart | None = None,
 ) -> JsonDict:
     """The status after a round in which the scaler read its target and metrics."""
     decision, limited = outcome.decision, outcome.limited
@@ -75,6 +77,8 @@ def round_status(
     }
     if last_scale_unix_seconds is not None:
         status["lastScaleTime"] = format_time(last_scale_unix_seconds)
+    if cold_start is not None:
+        status["coldStart"] = cold_start.as_status()
     return status
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from extender.scaler.decision import History, MetricObservation, PodState
@@ -27,6 +27,7 @@ class ScalerState:
     limit: tuple[str, int] | None = None  # (reason, feasible replicas) of the last limit told
     blocked: str | None = None  # the last blocking problem told, so it is told once
     events: int = 0
+    cold_starts: dict[str, float] = field(default_factory=dict)  # pod uid -> seconds to serve
 
 
 @dataclass

@@ -5,11 +5,13 @@ Deployment's scale and its events through, and the Deployment and AIScaler the t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from headroom import names
+from headroom.clock import format_time
 from kubeapi.client import ApiError, Kube
 from tests.e2e.dra_nodes import claim_spec
 from tests.e2e.stack import Stack
@@ -63,7 +65,14 @@ class Kubelet:
                         "status": {
                             "phase": "Running",
                             "podIP": ip,
-                            "conditions": [{"type": "Ready", "status": "True"}],
+                            # As a kubelet writes it: the cold start counts to this moment.
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True",
+                                    "lastTransitionTime": format_time(time.time()),
+                                }
+                            ],
                         }
                     },
                 )

@@ -201,6 +201,7 @@ def test_kubectl_get_aiscalers_shows_why_it_is_not_scaling(
     assert int(limited["desiredReplicas"]) > int(limited["appliedReplicas"])
     assert rows["llm-scaler"]["LIMITED"] == "InsufficientGPUHeadroom"
     assert rows["llm-scaler"]["METRICS"] == "ValidMetricFound"
+    assert [rows["llm-scaler"][k] for k in ("COLD-P50", "COLD-P90")] == ["142", "171.5"]
     message = condition(limited, "ScalingLimited")["message"]
     assert rows["llm-scaler"]["MESSAGE"] == message
     assert "fit" in message and "largest free 12Gi" in message

@@ -100,6 +100,14 @@ def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_the
         e.startswith("ScalingLimited: wanted ") and ", 2 fit: " in e for e in scene.events()
     ), scene.events()
 
+    # Cold start, measured from the replicas the stand-in kubelet ran (Ready: no gate here).
+    eventually(
+        lambda: scene.scaler()["status"].get("coldStart", {}).get("replicas", 0) >= 2,
+        what="the cold start of two replicas in status",
+    )
+    cold = scene.scaler()["status"]["coldStart"]
+    assert 0 <= cold["p50Seconds"] <= cold["p90Seconds"] < 60, cold
+
     stack.report(busy_node, [80], used_gi=0)  # the outside process ends: one more GPU
     eventually(lambda: scene.replicas() == 3, what="the cap lifted to 3")
     eventually(

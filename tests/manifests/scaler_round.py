@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from extender.scaler.coldstart import ColdStart
 from extender.scaler.decision import History, MetricObservation, Observations, PodState
 from extender.scaler.evaluate import evaluate
 from extender.scaler.report import round_status, with_transitions
@@ -72,5 +73,6 @@ def limited_round_status(scaler: JsonDict, now_unix_seconds: float) -> JsonDict:
         applied_replicas=outcome.applied_replicas,
         generation=1,
         last_scale_unix_seconds=now_unix_seconds,
+        cold_start=ColdStart(p50_seconds=142.0, p90_seconds=171.5, replicas=3),
     )
     return with_transitions(status, {}, now_unix_seconds=now_unix_seconds)
