@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from extender import api
@@ -29,6 +29,7 @@ from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
 from extender.scaler.nodes import RoundCapacity
 from extender.scaler.report import blocked_status, event, round_status, with_transitions
+from extender.scaler.schedule import open_window, schedule_status
 from extender.scaler.sources import (
     PodEndpoint,
     SourceDown,
@@ -226,6 +227,11 @@ class ScalerController:
         except PolicyError:
             policy = self.settings.policy  # the webhook refuses such pods; place as configured
         placed = sum(1 for p in pods if self._placed(p))
+        cold = coldstart.summary(state.cold_starts)
+        lead_seconds = cold.p90_seconds if cold is not None else 0.0
+        window = open_window(spec.schedule, now_unix_seconds=now, lead_seconds=lead_seconds)
+        if window is not None and window.min_replicas > spec.min_replicas:
+            spec = replace(spec, min_replicas=min(window.min_replicas, spec.max_replicas))
         outcome = evaluate(
             spec,
             observations,
@@ -267,6 +273,7 @@ class ScalerController:
             generation=int((scaler.get("metadata") or {}).get("generation") or 0),
             last_scale_unix_seconds=state.last_scale_unix_seconds or last_scale(scaler),
             cold_start=coldstart.summary(state.cold_starts),
+            schedule=schedule_status(window, lead_seconds=lead_seconds),
         )
         self._write_status(scaler, status)
 

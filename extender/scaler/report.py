@@ -41,6 +41,7 @@ def round_status(
     generation: int,
     last_scale_unix_seconds: float | None,
     cold_start: ColdStart | None = None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> JsonDict:
     """The status after a round in which the scaler read its target and metrics."""
     decision, limited = outcome.decision, outcome.limited
@@ -79,6 +80,8 @@ def round_status(
         status["lastScaleTime"] = format_time(last_scale_unix_seconds)
     if cold_start is not None:
         status["coldStart"] = cold_start.as_status()
+    if schedule is not None:
+        status["schedule"] = dict(schedule)
     return status
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from extender.scaler.schedule import Window, parse_schedule
 from headroom.fields import (
     FieldError,
     read_int,
@@ -160,6 +161,7 @@ class ScalerSpec:
     polling_interval_seconds: int = DEFAULT_POLLING_INTERVAL_SECONDS
     behavior: Behavior = Behavior()
     feasibility: Feasibility = Feasibility()
+    schedule: tuple[Window, ...] = ()  # cron windows raising minReplicas (schedule.py)
 
 
 def parse_spec(
@@ -188,6 +190,7 @@ def parse_spec(
         ),
         behavior=_behavior(spec, default_scale_down_window_seconds),
         feasibility=_feasibility(spec),
+        schedule=parse_schedule(spec.get("schedule"), max_replicas=max_replicas, error=SpecError),
     )
 
 

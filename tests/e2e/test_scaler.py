@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -233,6 +234,45 @@ def _claim_pods_capped(scene: Scene, free_node: str, busy_node: str) -> None:
     finally:
         scene.load(5)
         remove_slices(stack)
+
+
+def test_a_schedule_window_raises_min_replicas_and_a_bad_cron_is_named(scene: Scene) -> None:
+    stack, ns = scene.stack, scene.namespace
+    stack.add_node(f"aiss-{stack.label}-a", [80] * 4, group="sched")
+    stack.kube.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        body=deployment(stack.label, group="sched"),
+    )
+    opened = datetime.now(UTC) - timedelta(minutes=5)
+    closes = datetime.now(UTC) + timedelta(minutes=60)
+    window = {
+        "name": "now",
+        "start": f"{opened.minute} {opened.hour} * * *",
+        "end": f"{closes.minute} {closes.hour} * * *",
+        "minReplicas": 3,
+    }
+    scaler = aiscaler(f"sum({QUEUE})")
+    scaler["spec"]["schedule"] = [window]
+    stack.kube.request("POST", AISCALERS.format(namespace=ns), body=scaler)
+    scene.load(5)  # one replica's worth: the window's minimum decides
+    eventually(lambda: scene.replicas() == 3, what="the window's minReplicas")
+    assert scene.scaler()["status"]["schedule"]["window"] == "now"
+    assert scene.scaler()["status"]["schedule"]["minReplicas"] == 3
+
+    bad = [{**window, "start": "0 25 * * *"}]
+    stack.kube.request(
+        "PATCH",
+        AISCALERS.format(namespace=ns) + "/model",
+        body={"spec": {"schedule": bad}},
+        content_type="application/merge-patch+json",
+    )
+    eventually(
+        lambda: scene.condition("AbleToScale").get("reason") == "InvalidSpec",
+        what="the bad cron refused",
+    )
+    message = scene.condition("AbleToScale")["message"]
+    assert "spec.schedule[0].start: expected a cron expression" in message, message
 
 
 def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:
