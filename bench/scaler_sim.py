@@ -12,7 +12,10 @@ The baseline is HPA-equivalent, not HPA: it shares decide's no-scale-up-while-Pe
 only helps it (it stops a Pending cascade), so only feasibility differs between the two columns.
 
 Reports pending-replica-seconds, unmet demand (request-seconds of load above the Ready replicas'
-capacity), GPU-hours held, and AIScaler / HPA ratios. Run: `.venv/bin/python -m bench.scaler_sim`
+capacity), GPU-hours held, and AIScaler / HPA ratios. Then the cold-start comparison: with a
+3-minute cold start, on a tidal and a bursty trace, the seconds the queue is above target and the
+GPU-hours of the HPA-equivalent policy, the AIScaler, and the AIScaler with
+`coldStart.anticipate` (ratios to the HPA-equivalent). Run: `.venv/bin/python -m bench.scaler_sim`
 (`--png PATH` for the plot, default in the temp directory).
 """
 
@@ -41,6 +44,7 @@ NODES, GPUS_PER_NODE, GPU_GI = 6, 4, 80
 DEMAND = GpuDemand(gpu_count=1, memory_bytes=40 * GI)  # one whole 80Gi GPU, 40Gi needed
 SLOTS_PER_REPLICA = 10  # concurrent requests one Ready replica serves
 STARTUP_SECONDS = 60  # model load: placed -> Ready
+COLD_START_SECONDS = 180  # the cold-start comparison: a large model (llm-d reports 2 to 7 min)
 STALENESS_SECONDS = 60
 SEED = 20261123
 SPEC = {
@@ -69,6 +73,16 @@ def load_trace(steps: int, seed: int = SEED) -> list[float]:
     return trace
 
 
+def tidal_trace(steps: int, seed: int = SEED + 2) -> list[float]:
+    """A day's tide compressed into the run: a slow swell from 10 to 130 requests and back,
+    with noise, and no bursts."""
+    rng = random.Random(seed)
+    return [
+        max(0.0, 70 - 60 * math.cos(2 * math.pi * step / steps) + rng.gauss(0, 3))
+        for step in range(steps)
+    ]
+
+
 def tenant_trace(steps: int, seed: int = SEED + 1) -> list[int]:
     """Whole GPUs the other tenant wants per step (it never takes a GPU a replica holds)."""
     rng = random.Random(seed)
@@ -91,6 +105,7 @@ class Replica:
 class Totals:
     pending_replica_seconds: float = 0.0
     unmet_request_seconds: float = 0.0
+    above_target_seconds: float = 0.0  # time the queue per Ready replica was above the target
     gpu_seconds: float = 0.0
     replicas: list[int] = field(default_factory=list)  # per step, for the plot
     ready: list[int] = field(default_factory=list)
@@ -154,35 +169,46 @@ class Cluster:
             replica.gpu_uuid, replica.placed_at = placement.gpu_uuids[0], now
 
 
-def _ready(r: Replica, now: float) -> bool:
-    return r.gpu_uuid is not None and now - r.placed_at >= STARTUP_SECONDS
+def _ready(r: Replica, now: float, startup_seconds: float = STARTUP_SECONDS) -> bool:
+    return r.gpu_uuid is not None and now - r.placed_at >= startup_seconds
 
 
-def _resize(replicas: list[Replica], target: int, serial: list[int], now: float) -> list[Replica]:
+def _resize(
+    replicas: list[Replica], target: int, serial: list[int], now: float, startup_seconds: float
+) -> list[Replica]:
     """ReplicaSet's order: remove Pending first, then not Ready, then the newest."""
     while len(replicas) < target:
         serial[0] += 1
         replicas.append(Replica(f"r{serial[0]}"))
     if len(replicas) > target:
         ranked = sorted(
-            replicas, key=lambda r: (r.gpu_uuid is not None, _ready(r, now), -r.placed_at)
+            replicas,
+            key=lambda r: (r.gpu_uuid is not None, _ready(r, now, startup_seconds), -r.placed_at),
         )
         doomed = {r.uid for r in ranked[: len(replicas) - target]}
         replicas = [r for r in replicas if r.uid not in doomed]
     return replicas
 
 
-def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float], tenant: list[int]) -> Totals:
+def simulate(
+    spec: ScalerSpec,
+    *,
+    enforce: bool,
+    load: list[float],
+    tenant: list[int],
+    startup_seconds: float = STARTUP_SECONDS,
+) -> Totals:
     cluster, totals = Cluster(), Totals()
     now, serial = 1_700_000_000.0, [0]
     replicas = [Replica("r0")]
-    cluster.schedule(replicas, now - STARTUP_SECONDS)
+    cluster.schedule(replicas, now - startup_seconds)
     history = History()
     for step, demand in enumerate(load):
         now += STEP_SECONDS
         cluster.update_tenant(tenant[step], replicas)
         pods = tuple(
-            PodState(r.uid, ready=_ready(r, now), pending=r.gpu_uuid is None) for r in replicas
+            PodState(r.uid, ready=_ready(r, now, startup_seconds), pending=r.gpu_uuid is None)
+            for r in replicas
         )
         ready = [p.name for p in pods if p.ready]
         share = demand / len(ready) if ready else 0.0
@@ -211,9 +237,11 @@ def simulate(spec: ScalerSpec, *, enforce: bool, load: list[float], tenant: list
         history = decision.history.with_scale(
             now_unix_seconds=now, from_replicas=len(replicas), to_replicas=applied
         )
-        replicas = _resize(replicas, applied, serial, now)
+        replicas = _resize(replicas, applied, serial, now, startup_seconds)
         cluster.schedule(replicas, now)
-        ready_now = sum(_ready(r, now) for r in replicas)
+        ready_now = sum(_ready(r, now, startup_seconds) for r in replicas)
+        if demand > ready_now * SLOTS_PER_REPLICA:
+            totals.above_target_seconds += STEP_SECONDS
         totals.pending_replica_seconds += STEP_SECONDS * sum(r.gpu_uuid is None for r in replicas)
         totals.unmet_request_seconds += STEP_SECONDS * max(
             0.0, demand - ready_now * SLOTS_PER_REPLICA
@@ -264,6 +292,7 @@ def main() -> None:
         f"AIScaler: ScalingLimited InsufficientGPUHeadroom in {ais.limited_steps} of {steps} "
         f"steps; first: {ais.first_limit!r}"
     )
+    cold_start_table(steps, tenant)
     write_plot(
         args.png,
         load=[d / SLOTS_PER_REPLICA for d in load],
@@ -273,6 +302,40 @@ def main() -> None:
         f"plot: {args.png} (black: load in replicas' worth; red: HPA replicas; "
         "blue: AIScaler replicas; green: AIScaler Ready)"
     )
+
+
+def cold_start_table(steps: int, tenant: list[int]) -> None:
+    """The cold-start comparison: a 3-minute cold start, tidal and bursty load, three policies."""
+    plain = parse_spec({"spec": SPEC})
+    aware = parse_spec(
+        {"spec": {**SPEC, "coldStart": {"anticipate": True, "seconds": COLD_START_SECONDS}}}
+    )
+    policies = [
+        ("HPA-equivalent", plain, False),
+        ("AIScaler", plain, True),
+        ("AIScaler, cold-start aware", aware, True),
+    ]
+    print(
+        f"\ncold start {COLD_START_SECONDS} s (placed -> Ready); seconds the queue per Ready "
+        "replica is above target, and GPU-hours held:"
+    )
+    print(f"{'trace':<8}{'policy':<28}{'queue above target s':>22}{'GPU-hours':>11}{'ratio':>8}")
+    for trace_name, trace in (("tidal", tidal_trace(steps)), ("bursty", load_trace(steps))):
+        base: float | None = None
+        for name, spec, enforce in policies:
+            totals = simulate(
+                spec,
+                enforce=enforce,
+                load=trace,
+                tenant=tenant,
+                startup_seconds=COLD_START_SECONDS,
+            )
+            base = totals.above_target_seconds if base is None else base
+            ratio = f"{totals.above_target_seconds / base:.2f}" if base else "-"
+            print(
+                f"{trace_name:<8}{name:<28}{totals.above_target_seconds:>22,.0f}"
+                f"{totals.gpu_seconds / 3600:>11,.1f}{ratio:>8}"
+            )
 
 
 # -- a minimal PNG line plot (matplotlib is not a dependency) ----------------------------------

@@ -232,6 +232,9 @@ class ScalerController:
         window = open_window(spec.schedule, now_unix_seconds=now, lead_seconds=lead_seconds)
         if window is not None and window.min_replicas > spec.min_replicas:
             spec = replace(spec, min_replicas=min(window.min_replicas, spec.max_replicas))
+        if spec.anticipation.enabled and spec.anticipation.seconds is None and cold is not None:
+            # Look ahead by the cold start this target's replicas really take.
+            spec = replace(spec, anticipation=replace(spec.anticipation, seconds=lead_seconds))
         outcome = evaluate(
             spec,
             observations,

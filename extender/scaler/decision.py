@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from extender.scaler.anticipate import projected
 from extender.scaler.spec import (
     MetricSpec,
     PolicyType,
@@ -162,7 +163,8 @@ def decide(spec: ScalerSpec, observations: Observations, history: History, now: 
         )
     notes += missing
     raw = max(recommendations.values())
-    stabilized, history = _stabilize(spec, raw, current, history, now)
+    wanted = _anticipated(spec, raw, history, now, notes)
+    stabilized, history = _stabilize(spec, wanted, current, history, now, record=raw)
     if stabilized != raw:
         notes.append(f"stabilised to {stabilized}")
     desired = _rate_limit(spec, stabilized, current, history, now)
@@ -282,11 +284,30 @@ def _classify(
 
 
 # -- behavior ----------------------------------------------------------------------------------
+def _anticipated(spec: ScalerSpec, raw: int, history: History, now: float, notes: list[str]) -> int:
+    """With `spec.coldStart.anticipate`, what the rising load will ask for one cold start from
+    now (never less than `raw`)."""
+    policy = spec.anticipation
+    if not policy.enabled or policy.seconds is None:
+        return raw
+    ahead = projected(
+        (*history.recommendations, (now, raw)),
+        now_unix_seconds=now,
+        window_seconds=policy.trend_window_seconds,
+        lead_seconds=policy.seconds,
+    )
+    if ahead is None or ahead <= raw:
+        return raw
+    notes.append(f"load rising: {ahead} replicas one cold start ({policy.seconds:g} s) ahead")
+    return ahead
+
+
 def _stabilize(
-    spec: ScalerSpec, raw: int, current: int, history: History, now: float
+    spec: ScalerSpec, raw: int, current: int, history: History, now: float, *, record: int
 ) -> tuple[int, History]:
     """HPA's stabilisation: up to the lowest recommendation in the scale-up window, down to the
-    highest in the scale-down window (the new one included)."""
+    highest in the scale-down window (the new one included). `record` is the recommendation the
+    history keeps: the load's own, not its anticipation, so the trend is the load's."""
     up_window = spec.behavior.scale_up.stabilization_window_seconds
     down_window = spec.behavior.scale_down.stabilization_window_seconds
     up, down = raw, raw
@@ -307,7 +328,7 @@ def _stabilize(
         default=0,
     )
     events = tuple(e for e in history.scale_events if e[0] > now - longest)
-    return result, History((*kept, (now, raw)), events)
+    return result, History((*kept, (now, record)), events)
 
 
 def _rate_limit(spec: ScalerSpec, desired: int, current: int, history: History, now: float) -> int:

@@ -27,10 +27,11 @@ Full form metrics (`spec.metrics[]`, fields flat in each item):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from extender.scaler.anticipate import Anticipation, parse_anticipation
 from extender.scaler.schedule import Window, parse_schedule
 from headroom.fields import (
     FieldError,
@@ -162,6 +163,7 @@ class ScalerSpec:
     behavior: Behavior = Behavior()
     feasibility: Feasibility = Feasibility()
     schedule: tuple[Window, ...] = ()  # cron windows raising minReplicas (schedule.py)
+    anticipation: Anticipation = field(default_factory=Anticipation)  # anticipate.py
 
 
 def parse_spec(
@@ -191,6 +193,7 @@ def parse_spec(
         behavior=_behavior(spec, default_scale_down_window_seconds),
         feasibility=_feasibility(spec),
         schedule=parse_schedule(spec.get("schedule"), max_replicas=max_replicas, error=SpecError),
+        anticipation=parse_anticipation(spec.get("coldStart"), error=SpecError),
     )
 
 
