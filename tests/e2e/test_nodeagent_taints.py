@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from headroom import names
 from headroom.dra import GROUP_VERSION, device_index, tainted_gpus
-from kubeapi.client import ApiError, Kube, load_api_client
+from kubeapi.client import ApiError, Conflict, Kube, load_api_client
 from nodeagent.taints import TAINT_KEY
 from tests.e2e.dra_nodes import needs_kubernetes
 from tests.e2e.nodeagent_fleet import Agent, agent_pod_token, install_agent_identity
@@ -43,6 +44,23 @@ def agent_rule(name: str, node: str, device_name: str) -> dict[str, Any]:
     )
     rule["metadata"]["labels"] = {"headroom.dev/node": node}
     return rule
+
+
+def put_fresh(
+    reader: Kube, writer: Kube, name: str, change: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """PUT the rule changed from its current version. kube-controller-manager writes a new rule's
+    status a moment after it is made, so a PUT of an older version can meet a 409: read again
+    and retry, as any client updating a DeviceTaintRule must."""
+    deadline = time.monotonic() + 30
+    while True:
+        rule = reader.request("GET", f"{RULES}/{name}")
+        change(rule)
+        try:
+            return writer.request("PUT", f"{RULES}/{name}", body=rule)
+        except Conflict:
+            if time.monotonic() > deadline:
+                raise
 
 
 class Scene:
@@ -232,18 +250,22 @@ def test_an_agents_token_writes_only_its_own_nodes_rules(scene: Scene, tmp_path:
         assert info.value.status == 403 and "may write only DeviceTaintRules" in str(info.value)
         # Named for its node but labelled for another by someone else: not its to take over.
         squatted = agent_rule(f"headroom-{mine}-gpu-8", other, "gpu-8")
-        current = scene.kube.request("POST", RULES, body=squatted)
-        current["metadata"]["labels"] = {"headroom.dev/node": mine}
+        scene.kube.request("POST", RULES, body=squatted)
+
+        def relabel(rule: dict[str, Any]) -> None:
+            rule["metadata"]["labels"] = {"headroom.dev/node": mine}
+
         with pytest.raises(ApiError) as info:
-            as_agent.request("PUT", f"{RULES}/headroom-{mine}-gpu-8", body=current)
+            put_fresh(scene.kube, as_agent, f"headroom-{mine}-gpu-8", relabel)
         assert info.value.status == 403 and "may not take over" in str(info.value)
         scene.kube.request("DELETE", f"{RULES}/headroom-{mine}-gpu-8")
         # Its own node's rule: created, updated and deleted.
-        own = as_agent.request(
-            "POST", RULES, body=agent_rule(f"headroom-{mine}-gpu-7", mine, "gpu-7")
-        )
-        own["spec"]["taint"]["value"] = "xid-79"
-        as_agent.request("PUT", f"{RULES}/headroom-{mine}-gpu-7", body=own)
+        as_agent.request("POST", RULES, body=agent_rule(f"headroom-{mine}-gpu-7", mine, "gpu-7"))
+
+        def xid(rule: dict[str, Any]) -> None:
+            rule["spec"]["taint"]["value"] = "xid-79"
+
+        put_fresh(scene.kube, as_agent, f"headroom-{mine}-gpu-7", xid)
         as_agent.request("DELETE", f"{RULES}/headroom-{mine}-gpu-7")
         assert scene.rule(f"headroom-{other}-gpu-0") is not None
     finally:
