@@ -3,7 +3,8 @@
 200 AIScalers, each with a Prometheus metric; the controller (`ScalerController.reconcile_due`,
 the code the extender runs every second) reads them on its bounded pool. The API server is a
 FakeKube (a dict lookup per call), the Prometheus servers are loopback stand-ins answering every
-instant query. Two legs in the same run, alternating:
+instant query (in this process: their work shares its interpreter with the controller's, so
+the reads are slower here than against a real Prometheus). Two legs in the same run, alternating:
 
 - baseline: every AIScaler asks a Prometheus that answers at once;
 - one slow: one AIScaler asks a Prometheus that answers after 5 s, the other 199 the fast one.
