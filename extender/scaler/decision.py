@@ -38,6 +38,7 @@ from extender.scaler.spec import (
     SelectPolicy,
     TargetType,
 )
+from extender.scaler.zero import activation
 
 TOLERANCE = 0.1
 
@@ -79,6 +80,7 @@ class History:
 
     recommendations: tuple[tuple[float, int], ...] = ()  # (unix seconds, raw recommendation)
     scale_events: tuple[tuple[float, int], ...] = ()  # (unix seconds, replicas added; < 0 removed)
+    last_active_unix_seconds: float | None = None  # minReplicas 0: last time the load woke it
 
     def with_scale(
         self, *, now_unix_seconds: float, from_replicas: int, to_replicas: int
@@ -104,6 +106,7 @@ class Decision:
     active: bool = True  # False: the metrics could not be used (ScalingActive False)
     limit: Limit | None = None
     recommendations: Mapping[str, int] = field(default_factory=dict)  # per metric
+    idle: bool = False  # minReplicas 0: held at zero replicas, the load below activation
 
 
 class _Missing(Exception):  # a signal inside this module, never raised out of it
@@ -163,6 +166,9 @@ def decide(spec: ScalerSpec, observations: Observations, history: History, now: 
         )
     notes += missing
     raw = max(recommendations.values())
+    idle = False
+    if spec.min_replicas == 0:
+        raw, history, idle = _toward_zero(spec, observations, raw, history, now=now, notes=notes)
     wanted = _anticipated(spec, raw, history, now, notes)
     stabilized, history = _stabilize(spec, wanted, current, history, now, record=raw)
     if stabilized != raw:
@@ -184,7 +190,13 @@ def decide(spec: ScalerSpec, observations: Observations, history: History, now: 
         desired, limit = spec.min_replicas, Limit.TOO_FEW
         notes.append(f"raised to minReplicas {spec.min_replicas}")
     return Decision(
-        desired, current, "; ".join(notes), history, limit=limit, recommendations=recommendations
+        desired,
+        current,
+        "; ".join(notes),
+        history,
+        limit=limit,
+        recommendations=recommendations,
+        idle=idle and desired == 0,
     )
 
 
@@ -284,6 +296,38 @@ def _classify(
 
 
 # -- behavior ----------------------------------------------------------------------------------
+def _toward_zero(
+    spec: ScalerSpec,
+    obs: Observations,
+    raw: int,
+    history: History,
+    *,
+    now: float,
+    notes: list[str],
+) -> tuple[int, History, bool]:
+    """minReplicas 0: wake at the activation threshold, go to zero only after idleSeconds below
+    it (a fresh history counts as woken now). Returns the recommendation, the history, and
+    whether the target idles at zero."""
+    totals = [
+        obs.metrics[m.name].total
+        for m in spec.metrics
+        if isinstance(m.source, PrometheusSource) and m.name in obs.metrics
+    ]
+    awake, words = activation(totals, spec.scale_to_zero)
+    if awake or history.last_active_unix_seconds is None:
+        history = replace(history, last_active_unix_seconds=now)
+    if awake:
+        return max(raw, 1), history, False
+    if obs.current_replicas == 0:
+        notes.append(f"idle at zero: {words}")
+        return 0, history, True
+    quiet_seconds = now - (history.last_active_unix_seconds or now)
+    if quiet_seconds >= spec.scale_to_zero.idle_seconds:
+        notes.append(f"{words} for {quiet_seconds:.0f} s: to zero")
+        return 0, history, True
+    return max(raw, 1), history, False
+
+
 def _anticipated(spec: ScalerSpec, raw: int, history: History, now: float, notes: list[str]) -> int:
     """With `spec.coldStart.anticipate`, what the rising load will ask for one cold start from
     now (never less than `raw`)."""
@@ -328,7 +372,7 @@ def _stabilize(
         default=0,
     )
     events = tuple(e for e in history.scale_events if e[0] > now - longest)
-    return result, History((*kept, (now, record)), events)
+    return result, replace(history, recommendations=(*kept, (now, record)), scale_events=events)
 
 
 def _rate_limit(spec: ScalerSpec, desired: int, current: int, history: History, now: float) -> int:

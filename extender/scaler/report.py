@@ -67,6 +67,16 @@ def round_status(
             limited.message,
         ),
     ]
+    if decision.idle or (applied_replicas == 0 and decision.current_replicas == 0):
+        # minReplicas 0: at zero, idle (the load below activation) or kept there by the GPUs.
+        conditions.append(
+            condition(
+                "Idle",
+                decision.idle,
+                "ScaledToZero" if decision.idle else "Woken",
+                decision.reason if decision.idle else limited.message,
+            )
+        )
     status: JsonDict = {
         "observedGeneration": generation,
         "currentReplicas": decision.current_replicas,

@@ -33,6 +33,7 @@ from typing import Any
 
 from extender.scaler.anticipate import Anticipation, parse_anticipation
 from extender.scaler.schedule import Window, parse_schedule
+from extender.scaler.zero import ScaleToZero, parse_scale_to_zero
 from headroom.fields import (
     FieldError,
     read_int,
@@ -164,6 +165,7 @@ class ScalerSpec:
     feasibility: Feasibility = Feasibility()
     schedule: tuple[Window, ...] = ()  # cron windows raising minReplicas (schedule.py)
     anticipation: Anticipation = field(default_factory=Anticipation)  # anticipate.py
+    scale_to_zero: ScaleToZero = field(default_factory=ScaleToZero)  # zero.py, minReplicas 0
 
 
 def parse_spec(
@@ -182,9 +184,16 @@ def parse_spec(
             "spec.minReplicas",
             f"must not exceed spec.maxReplicas ({max_replicas}); got {min_replicas}",
         )
+    metrics = _metrics(spec)
+    if min_replicas == 0 and not any(isinstance(m.source, PrometheusSource) for m in metrics):
+        raise SpecError(
+            "spec.minReplicas",
+            "0 needs a metric that does not come from the pods (a prometheus query of a "
+            "router's or gateway's queue): at zero replicas there is no pod to read",
+        )
     return ScalerSpec(
         target_ref=_target_ref(spec),
-        metrics=_metrics(spec),
+        metrics=metrics,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         polling_interval_seconds=_integer(
@@ -194,6 +203,7 @@ def parse_spec(
         feasibility=_feasibility(spec),
         schedule=parse_schedule(spec.get("schedule"), max_replicas=max_replicas, error=SpecError),
         anticipation=parse_anticipation(spec.get("coldStart"), error=SpecError),
+        scale_to_zero=parse_scale_to_zero(spec.get("scaleToZero"), error=SpecError),
     )
 
 

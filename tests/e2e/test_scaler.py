@@ -10,7 +10,7 @@ are written by the test, as in test_extender.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,6 +139,19 @@ def test_load_rises_to_the_gpu_cap_which_lifts_then_holds_without_prometheus_the
     _event_told(scene, "Scaled: scaled Deployment/model from 3 to 1")
 
 
+@contextmanager
+def prometheus_up(scene: Scene) -> Iterator[None]:
+    """The module's Prometheus, started again for this test if an earlier one stopped it."""
+    with ExitStack() as running:
+        if not _answers(scene.prometheus_port):
+            running.enter_context(
+                running_prometheus(
+                    [f"127.0.0.1:{s.port}" for s in scene.servers], port=scene.prometheus_port
+                )
+            )
+        yield
+
+
 def _event_told(scene: Scene, prefix: str) -> None:
     eventually(
         lambda: any(e.startswith(prefix) for e in scene.events()), what=f"an Event {prefix!r}"
@@ -194,13 +207,7 @@ def test_an_aiscaler_over_claim_pods_caps_at_what_the_gpus_hold(scene: Scene) ->
     ensure_device_class(stack)
     add_template(stack, ns)
     free_node, busy_node = f"aisd-{stack.label}-a", f"aisd-{stack.label}-b"
-    with ExitStack() as running:
-        if not _answers(scene.prometheus_port):  # another test stopped it
-            running.enter_context(
-                running_prometheus(
-                    [f"127.0.0.1:{s.port}" for s in scene.servers], port=scene.prometheus_port
-                )
-            )
+    with prometheus_up(scene):
         _claim_pods_capped(scene, free_node, busy_node)
 
 
@@ -273,6 +280,40 @@ def test_a_schedule_window_raises_min_replicas_and_a_bad_cron_is_named(scene: Sc
     )
     message = scene.condition("AbleToScale")["message"]
     assert "spec.schedule[0].start: expected a cron expression" in message, message
+
+
+def test_zero_to_n_on_a_queue_outside_the_pods(scene: Scene) -> None:
+    """minReplicas 0 with Prometheus reading a queue that is not the target's pods (the model
+    servers here stand in for a router): idle at zero, woken to N by the queue."""
+    stack, ns = scene.stack, scene.namespace
+    stack.add_node(f"aisz-{stack.label}-a", [80] * 4, group="zero")
+    stack.kube.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        body=deployment(stack.label, group="zero"),
+    )
+    scaler = aiscaler(f"sum({QUEUE})")
+    scaler["spec"]["minReplicas"] = 0
+    scaler["spec"]["scaleToZero"] = {"activationThreshold": 0.5, "idleSeconds": 3}
+    scene.load(0)
+    with prometheus_up(scene):
+        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=scaler)
+        _idle_then_woken(scene)
+
+
+def _idle_then_woken(scene: Scene) -> None:
+    eventually(lambda: scene.replicas() == 0, what="scaled to zero after the idle period")
+    eventually(
+        lambda: scene.condition("Idle").get("reason") == "ScaledToZero",
+        what="idle at zero in status",
+    )
+    assert "activationThreshold 0.5" in scene.condition("Idle")["message"]
+    scene.load(25)  # the queue rises: 25 at 10 per replica
+    eventually(lambda: scene.replicas() == 3, what="woken from zero to 3")
+    eventually(
+        lambda: scene.condition("Idle").get("status") in (None, "False"),
+        what="no longer idle",
+    )
 
 
 def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:

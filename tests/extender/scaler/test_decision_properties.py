@@ -94,7 +94,10 @@ def scenarios(draw: st.DrawFn) -> tuple[ScalerSpec, Observations, History]:
             ]
         )
     )
-    metric_specs = draw(st.sampled_from([QUEUE_ONLY, TWO_METRICS]))
+    # minReplicas 0 needs a metric that does not come from the pods (the Prometheus total).
+    metric_specs = draw(
+        st.sampled_from([QUEUE_ONLY, TWO_METRICS] if min_replicas else [TWO_METRICS])
+    )
     scaler = spec(
         min_replicas=min_replicas,
         max_replicas=max_replicas,

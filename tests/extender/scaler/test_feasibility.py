@@ -4,6 +4,8 @@ accounting are in test_feasibility_accounting.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,18 +42,26 @@ def node(
 def scaler(
     *, mode: str = "Enforce", allow_pending: int = 0, min_replicas: int = 1, max_replicas: int = 10
 ) -> ScalerSpec:
-    return parse_spec(
-        {
-            "spec": {
-                "deploymentName": "llm",
-                "metricType": "queue_depth",
-                "targetValue": 10,
-                "minReplicas": min_replicas,
-                "maxReplicas": max_replicas,
-                "feasibility": {"mode": mode, "allowPending": allow_pending},
-            }
-        }
-    )
+    raw: dict[str, Any] = {
+        "deploymentName": "llm",
+        "metricType": "queue_depth",
+        "targetValue": 10,
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "feasibility": {"mode": mode, "allowPending": allow_pending},
+    }
+    if min_replicas == 0:  # needs a metric that does not come from the pods
+        del raw["metricType"], raw["targetValue"]
+        raw["metrics"] = [
+            {"type": "queue_depth", "name": "queue_depth", "targetValue": 10},
+            {
+                "type": "prometheus",
+                "name": "router",
+                "query": "sum(router_queue)",
+                "target": {"type": "AverageValue", "averageValue": 10},
+            },
+        ]
+    return parse_spec({"spec": raw})
 
 
 def decision(

@@ -101,7 +101,11 @@ def test_the_operator_may_change_the_default_scale_down_window_but_not_a_specs_o
 
 GOOD: list[tuple[str, dict[str, Any], Any]] = [
     ("minReplicas defaults to 1", seed(minReplicas=None), lambda s: s.min_replicas == 1),
-    ("minReplicas 0 is allowed", seed(minReplicas=0), lambda s: s.min_replicas == 0),
+    (
+        "minReplicas 0 with a metric that does not come from the pods",
+        full(minReplicas=0),
+        lambda s: s.min_replicas == 0 and s.scale_to_zero.idle_seconds == 300,
+    ),
     ("min equal to max", seed(minReplicas=10), lambda s: s.min_replicas == s.max_replicas == 10),
     (
         "gpu_util shorthand",
