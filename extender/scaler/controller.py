@@ -25,6 +25,7 @@ from extender import api
 from extender.leader import run_while_leading
 from extender.scaler import coldstart
 from extender.scaler.decision import History, MetricObservation, Observations
+from extender.scaler.defrag import changed_costs, deletion_costs
 from extender.scaler.evaluate import ScalingOutcome, evaluate
 from extender.scaler.feasibility import LimitReason
 from extender.scaler.nodes import RoundCapacity
@@ -248,6 +249,8 @@ class ScalerController:
         )
         state.history = outcome.decision.history
         applied = outcome.applied_replicas
+        if applied < target.replicas:
+            self._rank_for_removal(scaler, pods)
         if applied != target.replicas:
             try:
                 self.targets.scale(target, applied)
@@ -279,6 +282,16 @@ class ScalerController:
             schedule=schedule_status(window, lead_seconds=lead_seconds),
         )
         self._write_status(scaler, status)
+
+    def _rank_for_removal(self, scaler: JsonDict, pods: Sequence[JsonDict]) -> None:
+        """Before a scale-down: the replicas whose removal frees the most useful GPU memory go
+        first (`defrag.py`); only changed costs are written."""
+        nodes = {str((p.get("spec") or {}).get("nodeName") or "") for p in pods} - {""}
+        costs = deletion_costs(pods, {n: self.view.snapshot(n) for n in nodes})
+        changed = changed_costs(pods, costs)
+        if changed:
+            namespace = str((scaler.get("metadata") or {}).get("namespace"))
+            self.targets.set_deletion_costs(namespace, changed)
 
     def _placed(self, pod: JsonDict) -> bool:
         """Bound, or being bound by this extender (its claim is already in the view)."""

@@ -12,11 +12,12 @@ retries or writes anything but the replica count.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from extender import api
+from extender.scaler.defrag import DELETION_COST
 from extender.scaler.selector import SelectorError, matches, parse_selector
 from extender.scaler.spec import TargetRef
 from extender.verbs import pod_demand
@@ -144,6 +145,20 @@ class Targets:
             ):
                 return str((hpa.get("metadata") or {}).get("name"))
         return None
+
+    def set_deletion_costs(self, namespace: str, costs: Mapping[str, int]) -> int:
+        """Write `controller.kubernetes.io/pod-deletion-cost` on these pods (by name); returns
+        how many were written. A pod that cannot be patched keeps its cost: the ReplicaSet then
+        removes in its own order, which is slower to defragment, never wrong."""
+        written = 0
+        for name, cost in costs.items():
+            patch = {"metadata": {"annotations": {DELETION_COST: str(cost)}}}
+            try:
+                api.patch_pod(self.kube, namespace=namespace, name=name, patch=patch)
+            except ApiError:
+                continue
+            written += 1
+        return written
 
     def scale(self, target: Target, replicas: int) -> None:
         try:
