@@ -316,6 +316,37 @@ def _idle_then_woken(scene: Scene) -> None:
     )
 
 
+def test_a_scale_down_removes_the_replica_ranked_first_for_defragmenting(scene: Scene) -> None:
+    """Before lowering replicas the scaler ranks the pods with pod-deletion-cost; the real
+    ReplicaSet controller then removes the one ranked first (cost 0), not its own choice."""
+    stack, ns = scene.stack, scene.namespace
+    stack.add_node(f"aisd-{stack.label}-x", [80] * 3, group="defrag")
+    stack.add_node(f"aisd-{stack.label}-y", [80] * 2, group="defrag")
+    stack.kube.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        body=deployment(stack.label, group="defrag"),
+    )
+    with prometheus_up(scene):
+        scene.load(40)
+        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=aiscaler(f"sum({QUEUE})"))
+        eventually(lambda: len(_bound(scene)) == 4, what="4 replicas bound")
+        scene.load(30)
+        eventually(lambda: len(_bound(scene)) == 3, what="scaled down to 3")
+    costs = sorted(
+        int(p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"])
+        for p in _bound(scene)
+    )
+    assert costs == [10, 20, 30], costs  # the pod ranked 0 is the one the ReplicaSet removed
+
+
+def _bound(scene: Scene) -> list[dict[str, Any]]:
+    pods = scene.stack.kube.request("GET", f"/api/v1/namespaces/{scene.namespace}/pods")["items"]
+    return [
+        p for p in pods if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
 def test_an_invalid_spec_or_a_rival_hpa_scales_nothing_and_says_why(scene: Scene) -> None:
     stack, ns = scene.stack, scene.namespace
     stack.kube.request(
