@@ -130,11 +130,13 @@ class Environment:
     prometheus_port: int
 
 
-def deployment(label: str, *, group: str = "scaler", dra: bool = False) -> dict[str, Any]:
+def deployment(
+    label: str, *, group: str = "scaler", dra: bool = False, name: str = "model", replicas: int = 1
+) -> dict[str, Any]:
     """The model: one whole GPU with 20Gi per replica, only on this module's nodes of `group`
     (pods an earlier test left bound elsewhere must not change this test's capacity). With `dra`
     the GPU comes from a claim made from `tests.e2e.dra_nodes.TEMPLATE`, not the device plugin."""
-    labels = {"app": f"model-{label}"}
+    labels = {"app": f"{name}-{label}"}
     container = {"name": "model", "image": "example.invalid/model"}
     gpu: dict[str, Any] = (
         claim_spec([container])
@@ -144,9 +146,9 @@ def deployment(label: str, *, group: str = "scaler", dra: bool = False) -> dict[
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "model"},
+        "metadata": {"name": name},
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {

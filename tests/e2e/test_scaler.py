@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from extender.scaler.state import pod_state
+from headroom import names
 from kubeapi.client import ApiError
 from tests.e2e.dra_nodes import add_template, ensure_device_class, publish_gpus, remove_slices
 from tests.e2e.scaler_scenes import AISCALERS, Environment, Kubelet, Scene, aiscaler, deployment
@@ -316,34 +317,101 @@ def _idle_then_woken(scene: Scene) -> None:
     )
 
 
-def test_a_scale_down_removes_the_replica_ranked_first_for_defragmenting(scene: Scene) -> None:
-    """Before lowering replicas the scaler ranks the pods with pod-deletion-cost; the real
-    ReplicaSet controller then removes the one ranked first (cost 0), not its own choice."""
+def test_a_scale_down_frees_a_node_where_the_replicasets_own_order_would_not(
+    scene: Scene,
+) -> None:
+    """Two identical pools of two nodes x two GPUs, three whole-GPU replicas in each (so one node
+    runs two and the other one). Scaled to two: the AIScaler's ranking removes the lone replica
+    and frees a node; the ReplicaSet's own order (a Deployment scaled by hand) removes one of the
+    pair. Then a waiting pod of two GPUs: placed in the first pool, Pending for memory in the
+    second."""
     stack, ns = scene.stack, scene.namespace
-    stack.add_node(f"aisd-{stack.label}-x", [80] * 3, group="defrag")
-    stack.add_node(f"aisd-{stack.label}-y", [80] * 2, group="defrag")
+    for pool in ("dfa", "dfb"):
+        for n in ("x", "y"):
+            stack.add_node(f"{pool}-{stack.label}-{n}", [80, 80], group=pool)
+    apps = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    stack.kube.request("POST", apps, body=deployment(stack.label, group="dfa", replicas=3))
     stack.kube.request(
-        "POST",
-        f"/apis/apps/v1/namespaces/{ns}/deployments",
-        body=deployment(stack.label, group="defrag"),
+        "POST", apps, body=deployment(stack.label, group="dfb", name="stock", replicas=3)
     )
+    eventually(lambda: len(_bound(scene)) == 6, what="3 replicas bound in each pool")
     with prometheus_up(scene):
-        scene.load(40)
-        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=aiscaler(f"sum({QUEUE})"))
-        eventually(lambda: len(_bound(scene)) == 4, what="4 replicas bound")
         scene.load(30)
-        eventually(lambda: len(_bound(scene)) == 3, what="scaled down to 3")
-    costs = sorted(
-        int(p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"])
-        for p in _bound(scene)
+        stack.kube.request("POST", AISCALERS.format(namespace=ns), body=aiscaler(f"sum({QUEUE})"))
+        eventually(
+            lambda: scene.condition("ScalingActive").get("status") == "True",
+            what="the scaler reading Prometheus",
+        )
+        scene.load(20)
+        stack.kube.request(
+            "PATCH",
+            f"{apps}/stock/scale",
+            body={"spec": {"replicas": 2}},
+            content_type="application/merge-patch+json",
+        )
+        eventually(lambda: len(_bound(scene)) == 4, what="both pools scaled down to 2")
+    assert _costs_written(scene), "the AIScaler's replicas carry their deletion cost"
+    per_node = _replicas_per_node(scene)
+    ours = [per_node.get(f"dfa-{stack.label}-{n}", 0) for n in ("x", "y")]
+    theirs = [per_node.get(f"dfb-{stack.label}-{n}", 0) for n in ("x", "y")]
+    assert sorted(ours) == [0, 2], per_node  # a node freed
+    assert sorted(theirs) == [1, 1], per_node  # the ReplicaSet's own order spread them
+    for pool in ("dfa", "dfb"):
+        _two_gpu_pod(scene, f"big-{pool}", pool)
+    eventually(lambda: _node_of(scene, "big-dfa") is not None, what="the 2-GPU pod placed")
+    assert _node_of(scene, "big-dfb") is None
+
+
+def _costs_written(scene: Scene) -> bool:
+    mine = [p for p in _bound(scene) if p["metadata"]["labels"].get("app", "").startswith("model")]
+    return bool(mine) and all(
+        "controller.kubernetes.io/pod-deletion-cost" in (p["metadata"].get("annotations") or {})
+        for p in mine
     )
-    assert costs == [10, 20, 30], costs  # the pod ranked 0 is the one the ReplicaSet removed
+
+
+def _replicas_per_node(scene: Scene) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in _bound(scene):
+        counts[p["spec"]["nodeName"]] = counts.get(p["spec"]["nodeName"], 0) + 1
+    return counts
+
+
+def _two_gpu_pod(scene: Scene, name: str, group: str) -> None:
+    scene.stack.kube.request(
+        "POST",
+        f"/api/v1/namespaces/{scene.namespace}/pods",
+        body={
+            "metadata": {"name": name, "annotations": {names.GPU_MEMORY_ANNOTATION: "20Gi"}},
+            "spec": {
+                "schedulerName": names.SCHEDULER_NAME,
+                "nodeSelector": {"headroom-e2e": scene.stack.label, "headroom-e2e-group": group},
+                "containers": [
+                    {
+                        "name": "model",
+                        "image": "example.invalid/model",
+                        "resources": {"limits": {names.GPU_RESOURCE: "2"}},
+                    }
+                ],
+            },
+        },
+    )
+
+
+def _node_of(scene: Scene, name: str) -> str | None:
+    pod = scene.stack.kube.request("GET", f"/api/v1/namespaces/{scene.namespace}/pods/{name}")
+    return pod["spec"].get("nodeName") or None
 
 
 def _bound(scene: Scene) -> list[dict[str, Any]]:
+    """The replicas of the Deployments bound to a node and not being deleted."""
     pods = scene.stack.kube.request("GET", f"/api/v1/namespaces/{scene.namespace}/pods")["items"]
     return [
-        p for p in pods if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+        p
+        for p in pods
+        if p["spec"].get("nodeName")
+        and not p["metadata"].get("deletionTimestamp")
+        and (p["metadata"].get("labels") or {}).get("app")
     ]
 
 
