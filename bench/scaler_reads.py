@@ -3,8 +3,7 @@
 200 AIScalers, each with a Prometheus metric; the controller (`ScalerController.reconcile_due`,
 the code the extender runs every second) reads them on its bounded pool. The API server is a
 FakeKube (a dict lookup per call), the Prometheus servers are loopback stand-ins answering every
-instant query (in this process: their work shares its interpreter with the controller's, so
-the reads are slower here than against a real Prometheus). Two legs in the same run, alternating:
+instant query, each in a process of its own. Two legs in the same run, alternating:
 
 - baseline: every AIScaler asks a Prometheus that answers at once;
 - one slow: one AIScaler asks a Prometheus that answers after 5 s, the other 199 the fast one.
@@ -21,18 +20,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 
 from bench.extender_cluster import table
 from extender.scaler.controller import ScalerController
 from extender.verbs import Settings
 from extender.view import ClusterView
-from tests.extender.scaler.rounds import Prometheus, aiscaler, cluster, running
+from tests.extender.scaler.rounds import PrometheusProcess, aiscaler, cluster, running
 
 
 def one_tick(
-    scaler_count: int, *, fast: Prometheus, slow: Prometheus | None
+    scaler_count: int, *, fast: PrometheusProcess, slow: PrometheusProcess | None
 ) -> tuple[float, int, float]:
     """(the first tick's seconds, the rounds it ended, seconds until every round has ended)."""
     names_ = [f"s{i:03d}" for i in range(scaler_count)]
@@ -67,16 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--legs", type=int, default=3, help="runs of each leg, alternating")
     args = parser.parse_args(argv)
-    fast, slow = Prometheus(40), Prometheus(40)
+    fast = PrometheusProcess(40)
+    slow = PrometheusProcess(40, delay_seconds=args.slow_seconds)
     first_tick: dict[str, list[float]] = {"baseline": [], "one slow": []}
     all_done: dict[str, list[float]] = {"baseline": [], "one slow": []}
     rounds_in_first: dict[str, list[int]] = {"baseline": [], "one slow": []}
     try:
         for _ in range(args.legs):
             for leg in ("baseline", "one slow"):
-                if leg == "one slow":
-                    slow.hold.clear()
-                    threading.Timer(args.slow_seconds, slow.hold.set).start()
                 tick, ended, done = one_tick(
                     args.scalers, fast=fast, slow=slow if leg == "one slow" else None
                 )

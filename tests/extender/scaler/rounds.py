@@ -5,15 +5,44 @@ the AIScalers' status, for tests/extender/scaler/test_controller.py and bench/sc
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from headroom import names
 from tests.kubeapi.fake import FakeKube
+from tests.waiting import wait_for
+from tooling.process import free_port
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
+
+
+class Server(ThreadingHTTPServer):
+    # A listen backlog of 5 (the default) drops connections when 16 readers arrive at once, and
+    # the kernel retries a dropped one a second later: a stand-in artefact, not the controller's.
+    request_queue_size = 128
+
+
+def answer(handler: BaseHTTPRequestHandler, value: float) -> None:
+    """Prometheus' answer to an instant query: one series of `value`."""
+    body = json.dumps(
+        {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [{"metric": {}, "value": [time.time(), str(value)]}],
+            },
+        }
+    ).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 class Prometheus:
@@ -28,25 +57,12 @@ class Prometheus:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 holder.hold.wait(10)
-                body = json.dumps(
-                    {
-                        "status": "success",
-                        "data": {
-                            "resultType": "vector",
-                            "result": [{"metric": {}, "value": [time.time(), str(value)]}],
-                        },
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                answer(self, value)
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -54,6 +70,46 @@ class Prometheus:
         self.hold.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class PrometheusProcess:
+    """The same stand-in in a process of its own, answering after `delay_seconds`: a benchmark
+    then measures the controller, not the stand-in's share of its interpreter."""
+
+    def __init__(self, value: float, *, delay_seconds: float = 0.0) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        args = [str(port), str(value), str(delay_seconds)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.extender.scaler.rounds", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _answers(self.url), timeout_seconds=30, message="a stand-in Prometheus")
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/query?query=up", timeout=10):
+            return True
+    except OSError:
+        return False
+
+
+def _serve(port: int, value: float, delay_seconds: float) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay_seconds)  # a slow Prometheus, by design: not synchronisation
+            answer(self, value)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
 
 
 def aiscaler(name: str, server: str) -> dict[str, Any]:
@@ -113,3 +169,7 @@ def scaled(kube: FakeKube, name: str) -> list[int]:
         for c in kube.calls
         if c.method == "PATCH" and c.path == f"{DEPLOYMENTS}/{name}/scale"
     ]
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))
