@@ -15,13 +15,16 @@ Seed form: `{deploymentName, metricType, targetValue, minReplicas, maxReplicas}`
 
 Full form metrics (`spec.metrics[]`, fields flat in each item):
 
-- `{type: prometheus, query, serverAddress?, target}`: an instant query returning the total;
-  target `{type: Value, value}` (desired = ceil(total / value)) or `{type: AverageValue,
-  averageValue}` (the total divided by the Ready replicas, HPA's ratio).
+- `{type: prometheus, query, serverAddress?, target}`: an instant query returning the total, read
+  as HPA reads an External metric: target `{type: AverageValue, averageValue}` (desired =
+  ceil(total / averageValue)) or `{type: Value, value}` (desired = ceil(Ready * total / value)).
 - `{type: pods, metricName, port?, path?, target}`: the gauge scraped from each Ready pod;
   target `{type: AverageValue, averageValue}`.
 - `{type: gpu, target}`: GPU utilisation; target `{type: Utilization, averageUtilization}`.
 - `{type: queue_depth | gpu_util, targetValue, ...}`: the shorthands above, one per item.
+
+Parsed in modules of their own: `schedule` (schedule.py), `coldStart` (anticipate.py) and
+`scaleToZero` (zero.py).
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ class SpecError(FieldError):
 
 
 class TargetType(StrEnum):
-    VALUE = "Value"  # the metric is a total; each replica carries `value` of it
-    AVERAGE_VALUE = "AverageValue"  # the average over Ready replicas should be `value`
+    VALUE = "Value"  # the total itself should be `value` (HPA's External Value)
+    AVERAGE_VALUE = "AverageValue"  # each replica should carry `value` of the total
     UTILIZATION = "Utilization"  # average GPU utilisation in percent
 
 
