@@ -250,11 +250,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
 
+    from headroom.dra import parse_names  # noqa: PLC0415
+    from headroom.fields import FieldError  # noqa: PLC0415
     from kubeapi.client import Kube, load_api_client  # noqa: PLC0415
 
     try:
+        classes = list(parse_names(args.gpu_device_classes, "--gpu-device-classes"))
+    except FieldError as exc:
+        print(f"headroom status: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         kube = Kube(load_api_client(args.kubeconfig), timeout_seconds=10)
-        classes = [c.strip() for c in args.gpu_device_classes.split(",") if c.strip()]
         gpus, scalers = gather(kube, now_unix_seconds=time.time(), gpu_device_classes=classes)
     except (StatusError, ConfigException) as exc:
         print(f"headroom status: error: {exc}", file=sys.stderr)

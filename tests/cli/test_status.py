@@ -120,3 +120,9 @@ def test_the_gpu_device_classes_flag_is_read(monkeypatch: pytest.MonkeyPatch) ->
     seen.clear()
     assert main(["status"]) == 0
     assert seen["gpu_device_classes"] == ["gpu.nvidia.com"]
+
+
+def test_a_bad_device_class_is_refused_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--gpu-device-classes", "GPU_big"]) == 2
+    err = capsys.readouterr().err
+    assert "headroom status: error: --gpu-device-classes: expected DNS subdomains" in err

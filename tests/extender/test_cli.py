@@ -21,6 +21,11 @@ from cli.main import build_parser, main
             ["--scale-down-stabilization-seconds=-1"],
             "--scale-down-stabilization-seconds: expected 0..3600 (got -1)",
         ),
+        (
+            ["--gpu-device-classes=GPU.nvidia.com"],
+            "--gpu-device-classes: expected DNS subdomains such as gpu.nvidia.com",
+        ),
+        (["--gpu-drivers= , "], "--gpu-drivers: expected one or more names, comma-separated"),
     ],
 )
 def test_bad_flags_are_refused_naming_them(
