@@ -197,10 +197,6 @@ class DraCache:
             self._tainted[device.uuid] = reason
 
     def _taint_of(self, device: dra.SliceDevice) -> str | None:
-        """The first NoSchedule / NoExecute taint on a GPU: its slice's own, then the rules'."""
         if device.uuid is None or device.driver not in self._lookups.drivers:
             return None
-        rules = (
-            taint for selector, taint in self._rules.values() if dra.rule_selects(selector, device)
-        )
-        return next(iter((*device.taints, *rules)), None)
+        return dra.device_taint(device, self._rules.values())

@@ -265,12 +265,19 @@ def tainted_gpus(
             selectors.append(found)
     tainted: dict[str, str] = {}
     for device in devices:
-        if device.uuid is None:
-            continue
-        reasons = [*device.taints, *(t for sel, t in selectors if rule_selects(sel, device))]
-        if reasons:
-            tainted[device.uuid] = reasons[0]
+        taint = device_taint(device, selectors)
+        if device.uuid is not None and taint is not None:
+            tainted[device.uuid] = taint
     return tainted
+
+
+def device_taint(
+    device: SliceDevice, rule_taints: Iterable[tuple[Mapping[str, Any], str]]
+) -> str | None:
+    """The first NoSchedule / NoExecute taint on a device: its slice's own, then those of the
+    rules (`rule_taint`'s (selector, taint) pairs) that select it."""
+    rules = (taint for selector, taint in rule_taints if rule_selects(selector, device))
+    return next(iter((*device.taints, *rules)), None)
 
 
 def _named(values: Mapping[str, Any], name: str, *, driver: str) -> str | None:
