@@ -27,25 +27,30 @@ JsonDict = dict[str, Any]
 
 def escape(key: str | int) -> str:
     """One reference token of a JSON Pointer (RFC 6901): `~` first, then `/`."""
-    return str(key).replace("~", "~0").replace("/", "~1")
+    token = str(key)
+    if "~" in token or "/" in token:  # rare: most keys are returned as they are, uncopied
+        token = token.replace("~", "~0").replace("/", "~1")
+    return token
 
 
 class Recorder:
     """The operations of one mutation, and where in the pod the current helper works."""
 
+    __slots__ = ("live", "operations", "pointer")
+
     def __init__(
-        self, operations: list[JsonDict] | None = None, *, pointer: str = "", live: bool = True
+        self, operations: list[JsonDict] | None = None, pointer: str = "", *, live: bool = True
     ) -> None:
         self.operations: list[JsonDict] = [] if operations is None else operations
-        self.pointer = pointer
+        self.pointer = pointer  # of the object this recorder records changes to; "" the pod's
         self.live = live
 
     def enter(self, key: str | int, *, exists: bool) -> Recorder:
         """The recorder of the member `key` of this object; muted unless the member `exists` as
         an object or list in the input (and this recorder is live)."""
-        return Recorder(
-            self.operations, pointer=f"{self.pointer}/{escape(key)}", live=self.live and exists
-        )
+        if not (self.live and exists):
+            return MUTED  # records nothing, so needs no pointer of its own
+        return Recorder(self.operations, self.pointer + "/" + escape(key))
 
     def put(self, holder: JsonDict, key: str, value: Any) -> None:
         """`holder[key] = value`, recorded."""
@@ -82,4 +87,7 @@ class Recorder:
         holder[index] = value
 
     def _path(self, key: str | int) -> str:
-        return f"{self.pointer}/{escape(key)}"
+        return self.pointer + "/" + escape(key)
+
+
+MUTED = Recorder(live=False)  # inside an object the pod lacked: the one who attaches it records
