@@ -1,8 +1,9 @@
 """Benchmark of the admission webhook, each number against a baseline taken in the same run.
 
-(a) In process, over the corpus pods: the pure `mutate()` alone, and `review()` (parse, decide,
-    mutate, JSONPatch, encode): p50/p99 per call; baseline: `json.loads` + `json.dumps` of the
-    same bodies, the least any review must do. Target: review p99 <= 1 ms.
+(a) In process, over the corpus pods (bench/webhook_inprocess.py): `review()` (parse, decide,
+    mutate, JSONPatch, encode) p50/p99 per call; baseline: `json.loads` + `json.dumps` of the
+    same bodies, the least any review must do. Target: review p99 <= 3x the baseline's p99.
+    Beside it `mutate()` alone and the former review (a `make_patch` diff), alternating legs.
 (b) HTTPS with keep-alive at concurrency 8 through gunicorn, as the Deployment runs it
     (`--workers 2 --threads 2`, JSON access log on): reviews/s and p99; baseline: `GET /healthz`
     on the same server and connections (the cost of the transport alone). Target: >= 1,000
@@ -15,97 +16,49 @@
     kube-controller-manager) on CPU 0, the webhook and the clients on CPU 1, in both legs alike,
     as separate machines share nothing.
 
-Run: `.venv/bin/python -m bench.webhook [--pin]` (about two minutes; needs `make control-plane`).
+Run: `.venv/bin/python -m bench.webhook [--pin]` (about two minutes; needs `make control-plane`);
+`--parts a` runs (a) alone (seconds; no server, no control plane). The run's versions come first.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
 import statistics
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.runinfo import versions_line
+from bench.webhook_inprocess import (
+    LEG_PASSES,
+    Row,
+    in_process,
+    measure_in_process,
+    rows_a,
+    spread_lines,
+    verdict,
+)
 from bench.webhook_load import (
     CONCURRENCY,
     CpuMeter,
     _children,
     creates_per_second,
-    percentile,
     python_run,
     wrk_run,
 )
-from headroom import names
-from headroom.demand import GpuDemand
 from kubeapi.client import ApiError, Kube, load_api_client
 from tests.waiting import wait_for
-from tests.webhook.helpers import PROFILES_FILE, corpus, encode, review_body, shipped_profiles
+from tests.webhook.helpers import PROFILES_FILE, corpus, encode, review_body
 from tests.webhook.server import make_certs, webhook_server
 from tooling.localcluster import LocalCluster, ensure_binaries
-from webhook.mutate import mutate
-from webhook.review import review
+
+__all__ = ["in_process", "main"]  # in_process: part (a), which bench/quick.py calls from here
 
 SERVER_FLAGS = ["--workers", "2", "--threads", "2"]
-
-
-# -- (a) in process --------------------------------------------------------------------------------
-
-
-def in_process(rounds: int) -> dict[str, float]:
-    profiles = shipped_profiles()
-    pods = list(corpus().values())
-    bodies = [encode(review_body(pod)) for pod in pods]
-    # mutate() alone: the pure function, on pods already decoded, with their demand known.
-    inputs = [
-        (
-            pod,
-            profiles.profiles[
-                pod["metadata"]["annotations"].get(names.PROFILE_ANNOTATION, names.DEFAULT_PROFILE)
-            ],
-            GpuDemand.from_pod(pod),
-        )
-        for pod in pods
-    ]
-
-    def timed(calls: list[Callable[[], object]]) -> list[float]:
-        for call in calls * 20:  # warm up
-            call()
-        samples = []
-        for _ in range(rounds):
-            for call in calls:
-                started = time.perf_counter_ns()
-                call()
-                samples.append((time.perf_counter_ns() - started) / 1e6)
-        return samples
-
-    reviews = timed([functools.partial(review, body, profiles, version="0.1.0") for body in bodies])
-    mutates = timed(
-        [
-            functools.partial(mutate, pod, profile, demand=demand, version="0.1.0")
-            for pod, profile, demand in inputs
-            if demand is not None
-        ]
-    )
-    baseline = timed([functools.partial(_json_round_trip, body) for body in bodies])
-    return {
-        "p50": percentile(reviews, 0.5),
-        "p99": percentile(reviews, 0.99),
-        "mutate_p50": percentile(mutates, 0.5),
-        "mutate_p99": percentile(mutates, 0.99),
-        "base_p50": percentile(baseline, 0.5),
-        "base_p99": percentile(baseline, 0.99),
-    }
-
-
-def _json_round_trip(body: bytes) -> str:
-    return json.dumps(json.loads(body))
 
 
 # -- (b) HTTPS with keep-alive ---------------------------------------------------------------------
@@ -250,6 +203,9 @@ def _registration(port: int, ca_bundle: str, label: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--parts", default="abc", help="which parts to run, e.g. `a` for (a) alone (default abc)"
+    )
     parser.add_argument("--rounds", type=int, default=400, help="(a): passes over the corpus")
     parser.add_argument("--seconds", type=float, default=8, help="(b): seconds per load run")
     parser.add_argument("--https-rounds", type=int, default=3, help="(b): alternating runs")
@@ -262,60 +218,74 @@ def main() -> int:
         help="control plane on CPU 0; the webhook, clients and load on CPU 1",
     )
     args = parser.parse_args()
+    if not args.parts or set(args.parts) - set("abc"):
+        parser.error(f"--parts: expected letters among a, b, c (got {args.parts!r})")
     if args.pin:  # this process, and so the webhook and load generators it starts
         os.sched_setaffinity(0, {1})
     generator = args.load_generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"
+    print(versions_line())
+    rows: list[Row] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp:
-        a = in_process(args.rounds)
-        b = over_https(Path(tmp) / "https", args.seconds, generator, args.https_rounds)
-        c = api_server(
-            Path(tmp) / "api", args.pods, args.api_rounds, cpus=frozenset({0}) if args.pin else None
-        )
-    ratio = c["with"] / c["without"]
-    rows = [
-        (
-            "(a) mutate() alone, p50 / p99",
-            f"{a['mutate_p50']:.3f} / {a['mutate_p99']:.3f} ms",
-            "-",
-            "-",
-            "-",
-        ),
-        (
-            "(a) review in process, p50",
-            f"{a['p50']:.3f} ms",
-            f"{a['base_p50']:.3f} ms",
-            f"x{a['p50'] / a['base_p50']:.1f}",
-            "-",
-        ),
-        (
-            "(a) review in process, p99",
-            f"{a['p99']:.3f} ms",
-            f"{a['base_p99']:.3f} ms",
-            f"x{a['p99'] / a['base_p99']:.1f}",
-            _verdict(a["p99"] <= 1.0, "<= 1 ms"),
-        ),
+        if "a" in args.parts:
+            a = measure_in_process(args.rounds)
+            rows += rows_a(a)
+            notes += spread_lines(a)
+        if "b" in args.parts:
+            rows += _rows_b(
+                over_https(Path(tmp) / "https", args.seconds, generator, args.https_rounds)
+            )
+        if "c" in args.parts:
+            cpus = frozenset({0}) if args.pin else None
+            rows += _rows_c(api_server(Path(tmp) / "api", args.pods, args.api_rounds, cpus=cpus))
+    print(
+        f"\nload generator for (b): {generator}; (a) alternates its legs "
+        f"({LEG_PASSES} passes over the corpus each), (b) and (c) are medians of "
+        f"{args.https_rounds} and {args.api_rounds} alternating runs; "
+        f"{'pinned: control plane on CPU 0, the rest on CPU 1' if args.pin else 'unpinned'}; "
+        "baselines: (a) "
+        "json.loads+dumps of the same bodies, (b) GET /healthz on the same server and "
+        "connections, (c) the same creates into a namespace the webhook is not registered "
+        f"for; load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n"
+    )
+    header = ("measure", "Headroom", "baseline", "ratio", "target")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print("\n".join(["", *notes]) if notes else "", end="\n" if notes else "")
+    return 0
+
+
+def _rows_b(b: dict[str, float]) -> list[Row]:
+    return [
         (
             f"(b) HTTPS c={CONCURRENCY} keep-alive, reviews/s",
             f"{b['rate']:.0f}/s",
             f"{b['base_rate']:.0f}/s",
             f"x{b['rate'] / b['base_rate']:.2f}",
-            _verdict(b["rate"] >= 1000, ">= 1000/s"),
+            verdict(b["rate"] >= 1000, ">= 1000/s"),
         ),
         (
             f"(b) HTTPS c={CONCURRENCY} keep-alive, p99",
             f"{b['p99']:.2f} ms",
             f"{b['base_p99']:.2f} ms",
             f"x{b['p99'] / b['base_p99']:.2f}",
-            _verdict(b["p99"] <= 10, "<= 10 ms"),
+            verdict(b["p99"] <= 10, "<= 10 ms"),
         ),
+    ]
+
+
+def _rows_c(c: dict[str, float]) -> list[Row]:
+    ratio = c["with"] / c["without"]
+    return [
         (
             "(c) apiserver pod creates/s",
             f"{c['with']:.0f}/s",
             f"{c['without']:.0f}/s",
             f"x{ratio:.2f}",
-            _verdict(ratio >= 0.85, ">= 0.85"),
+            verdict(ratio >= 0.85, ">= 0.85"),
         ),
         *[
             (
@@ -328,24 +298,6 @@ def main() -> int:
             for group in ("kube-apiserver", "etcd", "webhook")
         ],
     ]
-    print(
-        f"\nload generator for (b): {generator}; (b) and (c) are medians of "
-        f"{args.https_rounds} and {args.api_rounds} alternating runs; "
-        f"{'pinned: control plane on CPU 0, the rest on CPU 1' if args.pin else 'unpinned'}; "
-        "baselines: (a) "
-        "json.loads+dumps of the same bodies, (b) GET /healthz on the same server and "
-        "connections, (c) the same creates into a namespace the webhook is not registered "
-        f"for; load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n"
-    )
-    header = ("measure", "Headroom", "baseline", "ratio", "target")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-    return 0
-
-
-def _verdict(ok: bool, target: str) -> str:
-    return f"{target} {'met' if ok else 'MISSED'}"
 
 
 if __name__ == "__main__":

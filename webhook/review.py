@@ -6,7 +6,7 @@ the HTTP status and JSON body to send, plus what the logs and metrics record. A 
 an AdmissionReview carrying the request's uid: non-Pod objects, operations other than CREATE and
 unmanaged pods are allowed untouched, a managed pod with bad annotations is denied with a message
 naming the annotation, and a managed GPU pod is answered with the base64 JSONPatch that
-`jsonpatch.make_patch` computes between the pod and `mutate`'s result.
+`mutate_with_patch` recorded while it made its changes (`webhook.patch`; no diff of the pod).
 
 A pod with DRA claims needs them read first, which is I/O: the app reads the body (`read`), asks
 `claims_to_read` whose claims those are, reads them (`webhook.claims`) and passes them to `review`
@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-
 from headroom import names
 from headroom.demand import GpuDemand, is_managed
 from headroom.fields import FieldError, read_mapping, read_optional_list, read_optional_mapping
@@ -32,7 +30,7 @@ from headroom.podclaims import NO_LOOKUPS, DraLookups, has_claims
 from serving.logs import log_fields
 from webhook import refusals
 from webhook.dra import pod_demand
-from webhook.mutate import MutationError, mutate
+from webhook.mutate import MutationError, mutate_with_patch
 from webhook.profiles import ProfileSet
 from webhook.wire import (
     ADMISSION_API_VERSION,
@@ -271,11 +269,10 @@ def _decide_managed(
     problem = refusals.before_mutation(pod, demand, profile)
     if problem:
         return _deny(uid, problem), DENIED, name, 0
-    mutated = mutate(pod, profile, demand=demand, version=version)
+    mutated, operations = mutate_with_patch(pod, profile, demand=demand, version=version)
     problem = refusals.after_mutation(mutated, demand, profile)
     if problem:
         return _deny(uid, problem), DENIED, name, 0
-    operations = jsonpatch.make_patch(*changed_parts(pod, mutated)).patch
     if not operations:
         return _allow(uid), UNCHANGED, name, 0
     patch = base64.b64encode(json.dumps(operations, separators=(",", ":")).encode()).decode()
@@ -286,46 +283,6 @@ def _decide_managed(
         "patch": patch,
     }
     return response, PATCHED, name, len(operations)
-
-
-def changed_parts(
-    original: Mapping[str, Any], mutated: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The two documents without the parts they share unchanged, for a faster, equal diff.
-
-    `mutate` copies only what it changes, so most of a pod is the very same object on both
-    sides; diffing those subtrees is where `make_patch` would spend its time. An object member
-    shared by both is left out (members are keyed by name: no other path moves). A list item
-    shared at the same index becomes the same small placeholder on both sides, so indices stay
-    and the diff sees an equal item. `mutate` never removes, so no placeholder can be moved.
-    """
-    src: dict[str, Any] = {}
-    dst: dict[str, Any] = {}
-    for key, old in original.items():
-        if key not in mutated:
-            src[key] = old
-            continue
-        new = mutated[key]
-        if new is old:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            src[key], dst[key] = changed_parts(old, new)
-        elif isinstance(old, list) and isinstance(new, list):
-            src[key], dst[key] = _changed_items(old, new)
-        else:
-            src[key], dst[key] = old, new
-    for key, new in mutated.items():
-        if key not in original:
-            dst[key] = new
-    return src, dst
-
-
-def _changed_items(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]]:
-    same = [i for i in range(min(len(old), len(new))) if old[i] is new[i]]
-    src, dst = list(old), list(new)
-    for i in same:
-        src[i] = dst[i] = f"\0unchanged item {i}"
-    return src, dst
 
 
 def _check_shape(pod: Mapping[str, Any]) -> None:

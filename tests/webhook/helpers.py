@@ -1,10 +1,12 @@
-"""Builders shared by the webhook tests: AdmissionReviews, the corpus, patch decoding."""
+"""Builders shared by the webhook tests: AdmissionReviews, the corpus, patch decoding, and the
+webhook's former way of making its patch (a diff; see `old_patch`) to compare the new one with."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,53 @@ def applied(pod: JsonDict, response: JsonDict) -> JsonDict:
     """`pod` with the response's patch applied (the pod itself is left as it was)."""
     result: JsonDict = jsonpatch.apply_patch(copy.deepcopy(pod), patch_of(response))
     return result
+
+
+def old_patch(original: Mapping[str, Any], mutated: Mapping[str, Any]) -> list[JsonDict]:
+    """The JSONPatch the webhook sent before it recorded its operations (`webhook.patch`):
+    `jsonpatch.make_patch` between the pod and `mutate`'s result, pruned by `changed_parts`."""
+    operations: list[JsonDict] = jsonpatch.make_patch(*changed_parts(original, mutated)).patch
+    return operations
+
+
+def changed_parts(
+    original: Mapping[str, Any], mutated: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two documents without the parts they share unchanged, for a faster, equal diff.
+
+    `mutate` copies only what it changes, so most of a pod is the very same object on both
+    sides; diffing those subtrees is where `make_patch` would spend its time. An object member
+    shared by both is left out (members are keyed by name: no other path moves). A list item
+    shared at the same index becomes the same small placeholder on both sides, so indices stay
+    and the diff sees an equal item. `mutate` never removes, so no placeholder can be moved.
+    """
+    src: dict[str, Any] = {}
+    dst: dict[str, Any] = {}
+    for key, old in original.items():
+        if key not in mutated:
+            src[key] = old
+            continue
+        new = mutated[key]
+        if new is old:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            src[key], dst[key] = changed_parts(old, new)
+        elif isinstance(old, list) and isinstance(new, list):
+            src[key], dst[key] = _changed_items(old, new)
+        else:
+            src[key], dst[key] = old, new
+    for key, new in mutated.items():
+        if key not in original:
+            dst[key] = new
+    return src, dst
+
+
+def _changed_items(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]]:
+    same = [i for i in range(min(len(old), len(new))) if old[i] is new[i]]
+    src, dst = list(old), list(new)
+    for i in same:
+        src[i] = dst[i] = f"\0unchanged item {i}"
+    return src, dst
 
 
 def leaves(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any]:

@@ -1,5 +1,6 @@
 """Properties over random pods: the patch applies cleanly and yields `mutate`'s pod, a second
-review adds nothing, nothing the pod had is lost, and the pruned diff equals the full one."""
+review adds nothing, nothing the pod had is lost, and the old path's pruned diff (kept in the
+helpers to compare the recorded patch with) equals the full one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from headroom.demand import GpuDemand
 from tests.webhook.helpers import (
     applied,
+    changed_parts,
     encode,
     lost,
     patch_of,
@@ -20,7 +22,7 @@ from tests.webhook.helpers import (
     shipped_profiles,
 )
 from webhook.mutate import mutate
-from webhook.review import changed_parts, review
+from webhook.review import review
 
 PROFILES = shipped_profiles()
 JsonDict = dict[str, Any]

@@ -251,7 +251,7 @@ def test_a_bug_becomes_a_denial_with_the_uid_not_an_http_error(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("surprise")
 
-    monkeypatch.setattr(review_module, "mutate", broken)
+    monkeypatch.setattr(review_module, "mutate_with_patch", broken)
     outcome = answer(review_body(gpu_pod(), uid="u-42"))
     response = response_of(outcome)
     assert response["uid"] == "u-42" and response["allowed"] is False
