@@ -268,9 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.check:
         upgrade = ["--upgrade"] if args.upgrade else []
         upgrade += [f"--upgrade-package={name}" for name in args.upgrade_package]
-        # The test lock first: the runtime lock then takes its versions as constraints.
-        compile_lock(TEST_LOCK, root=ROOT, constraints=[CONSTRAINTS], upgrade=upgrade)
-        compile_lock(RUNTIME_LOCK, root=ROOT, constraints=[CONSTRAINTS, TEST_LOCK.path], upgrade=[])
+        try:
+            # The test lock first: the runtime lock then takes its versions as constraints.
+            compile_lock(TEST_LOCK, root=ROOT, constraints=[CONSTRAINTS], upgrade=upgrade)
+            runtime_constraints = [CONSTRAINTS, TEST_LOCK.path]
+            compile_lock(RUNTIME_LOCK, root=ROOT, constraints=runtime_constraints, upgrade=[])
+        except subprocess.CalledProcessError as error:
+            # pip-compile has said why (a conflict, an unknown version) above.
+            print(f"pip-compile failed (exit {error.returncode})", file=sys.stderr)
+            return error.returncode
     problems = check_all(ROOT)
     for problem in problems:
         print(problem, file=sys.stderr)
