@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CACHE  ?= $(HOME)/.cache/headroom
 
-.PHONY: test demo venv control-plane mock-nvml lint unit e2e cluster-up cluster-down clean
+.PHONY: test demo venv lock control-plane mock-nvml lint unit e2e cluster-up cluster-down clean
 
 test: lint control-plane mock-nvml
 	$(BIN)/pytest
@@ -23,13 +23,30 @@ SCENARIO ?= tooling/demo/scenarios/default.yaml
 demo: venv control-plane
 	$(BIN)/python -m tooling.demo --scenario $(SCENARIO)
 
+# The venv holds exactly the test lock's versions (every file checked against its sha256), then
+# the project itself without resolving anything more; a new lock reinstalls.
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
+$(VENV)/.installed: pyproject.toml requirements/test.lock scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# Rewrite requirements/test.lock and requirements/runtime.lock from pyproject.toml's dependencies
+# and requirements/constraints.txt (scripts/lock.py), with pip-tools in a venv of its own: it is
+# not a project dependency. Existing pins stay unless asked: `make lock UPGRADE=1` moves every
+# pin to the newest version allowed, `make lock UPGRADE_PACKAGES='kubernetes flask'` only those.
+PIP_TOOLS_VERSION := 7.7.0
+LOCK_TOOLS := $(CACHE)/pip-tools-$(PIP_TOOLS_VERSION)
+lock: $(LOCK_TOOLS)/.installed
+	$(LOCK_TOOLS)/bin/python -m scripts.lock $(if $(UPGRADE),--upgrade) $(UPGRADE_PACKAGES:%=-P %)
+
+$(LOCK_TOOLS)/.installed:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet pip==26.3 pip-tools==$(PIP_TOOLS_VERSION)
 	touch $@
 
 control-plane:

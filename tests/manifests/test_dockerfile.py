@@ -1,7 +1,8 @@
 """The Dockerfile, checked without a Docker engine (there is none here): the base image, a
 numeric non-root user that matches the manifests, every COPY source exists and is not
-excluded by .dockerignore, everything `pip install .` needs is copied, no test extras, and the
-entrypoint runs every command line the manifests give our image."""
+excluded by .dockerignore, everything `pip install .` needs is copied, no test extras, the
+libraries installed from the runtime lock with their hashes checked and nothing resolved beyond
+it, and the entrypoint runs every command line the manifests give our image."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import build_parser
+from scripts.lock import RUNTIME_LOCK, TEST_LOCK
 from tests.manifests.render import ROOT, Rendered, containers, pod_spec, render
 from tests.manifests.test_references import our_image
 
@@ -183,6 +185,35 @@ def test_pip_installs_the_project_without_test_extras() -> None:
     for run in runs:
         assert "[test]" not in run and "-e " not in run
     assert any(re.search(r"pip install\b.*\s\.(\s|$)", run) for run in runs)
+
+
+def test_the_build_installs_the_runtime_lock_with_hashes_and_the_package_alone() -> None:
+    steps = dockerfile()
+    installs = {
+        i: shlex.split(s.arguments)
+        for i, s in enumerate(steps)
+        if s.keyword == "RUN" and "pip install" in s.arguments
+    }
+    from_lock = [
+        i
+        for i, words in installs.items()
+        if "--require-hashes" in words and ["-r", RUNTIME_LOCK.path] in pairs(words)
+    ]
+    assert len(from_lock) == 1, f"no `pip install --require-hashes -r {RUNTIME_LOCK.path}`"
+    copied = [
+        i
+        for i, s in enumerate(steps)
+        if s.keyword == "COPY" and RUNTIME_LOCK.path in shlex.split(s.arguments)
+    ]
+    assert copied and copied[0] < from_lock[0], f"{RUNTIME_LOCK.path} is not copied before use"
+    # Every other install adds only the package: a dependency resolved there would be unpinned.
+    others = [words for i, words in installs.items() if i not in from_lock]
+    assert others and all("--no-deps" in words for words in others)
+    assert TEST_LOCK.path not in (ROOT / "Dockerfile").read_text()
+
+
+def pairs(words: list[str]) -> list[list[str]]:
+    return [words[i : i + 2] for i in range(len(words) - 1)]
 
 
 def entrypoint() -> list[str]:
