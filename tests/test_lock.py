@@ -20,7 +20,6 @@ from scripts.lock import (
     check,
     check_all,
     inputs_digest,
-    read_pins,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
