@@ -247,7 +247,7 @@ def on_disk(manifests: Path = MANIFESTS) -> dict[Path, str]:
 
 def differences(expected: dict[Path, str], actual: dict[Path, str]) -> str:
     """A unified diff from what is on disk to what the chart renders ("" when they agree)."""
-    out = []
+    out: list[str] = []
     for path in sorted(set(expected) | set(actual)):
         before, after = actual.get(path), expected.get(path)
         if before == after:

@@ -48,6 +48,7 @@ profile. gpuNodes.* values override the first two. */}}
 -}}
 {{- $preset := deepCopy (get $presets .Values.platform) -}}
 {{- with .Values.gpuNodes -}}
+{{- if and .labelValue (not .labelKey) }}{{ fail "gpuNodes.labelValue: set gpuNodes.labelKey too (the value is of that label)" }}{{ end -}}
 {{- if .labelKey }}{{ $_ := set $preset "key" .labelKey }}{{ $_ := set $preset "value" .labelValue }}{{ end -}}
 {{- if not (kindIs "invalid" .memoryLabel) }}{{ $_ := set $preset "memoryLabel" .memoryLabel }}{{ end -}}
 {{- end -}}
