@@ -68,11 +68,12 @@ def helm(cluster: LocalCluster, *args: str) -> str:
     return run_helm(command, timeout_seconds=300).stdout
 
 
-def install(cluster: LocalCluster, *values: str) -> list[Obj]:
-    """`helm install` as the README says, and the objects of the release as helm recorded them."""
+def install(cluster: LocalCluster, *values: str) -> tuple[list[Obj], str]:
+    """`helm install` as the README says: the objects of the release as helm recorded them, and
+    what helm printed (the chart's notes)."""
     sets = [a for v in values for a in ("--set", v)]
-    helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--wait=false", *sets)
-    return manifest(cluster)
+    out = helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--wait=false", *sets)
+    return manifest(cluster), out
 
 
 def manifest(cluster: LocalCluster) -> list[Obj]:
@@ -111,7 +112,12 @@ def gone(cluster: LocalCluster, objects: list[Obj]) -> bool:
 def test_install_upgrade_and_uninstall_leave_nothing_behind(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    objects = install(cluster)
+    objects, notes = install(cluster)
+    # The notes give the certificate step for the namespace installed into.
+    assert (
+        f"headroom certs generate --out headroom-tls/ --service headroom-webhook --namespace {NS}"
+        in notes
+    )
     assert {o["kind"] for o in objects} == KINDS
     missing = [resource(o) for o in objects if live(cluster, o) is None]
     assert missing == []
@@ -182,7 +188,7 @@ def certificate_step(cluster: LocalCluster, tmp_path: Path) -> str:
 
 
 def test_kept_crds_and_the_users_aiscalers_outlive_an_uninstall(cluster: LocalCluster) -> None:
-    objects = install(cluster, "crds.keep=true", "nodeagent.enabled=false")
+    objects, _ = install(cluster, "crds.keep=true", "nodeagent.enabled=false")
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     assert len(crds) == 2
     assert find(objects, "ServiceAccount", "headroom-webhook")  # the rest is installed
@@ -210,7 +216,9 @@ def test_cert_manager_mode_installs_issuers_and_certificates_and_removes_them(
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io",
     )  # fmt: skip
-    objects = install(cluster, "certificates.mode=cert-manager")
+    objects, notes = install(cluster, "certificates.mode=cert-manager")
+    assert "cert-manager issues the webhook's certificate" in notes
+    assert "headroom certs generate" not in notes
     ours = [o for o in objects if o["apiVersion"] == "cert-manager.io/v1"]
     assert sorted((o["kind"], o["metadata"]["name"]) for o in ours) == [
         ("Certificate", "headroom-webhook"),

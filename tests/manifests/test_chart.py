@@ -39,10 +39,18 @@ RENDERINGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def test_helm_lint_strict_passes() -> None:
-    result = run_helm(["lint", "--strict", str(CHART)], check=False)
+@pytest.mark.parametrize("name", sorted(RENDERINGS))
+def test_helm_lint_strict_passes(name: str) -> None:
+    sets = [a for value in RENDERINGS[name] for a in ("--set", value)]
+    result = run_helm(["lint", "--strict", str(CHART), *sets], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_helm_lint_fails_on_a_bad_value() -> None:
+    result = run_helm(["lint", "--strict", str(CHART), "--set", "webhook.replicas=0"], check=False)
+    assert result.returncode != 0
+    assert "/webhook/replicas" in result.stdout + result.stderr
 
 
 def test_manifests_are_the_chart_rendered() -> None:

@@ -12,6 +12,7 @@ from cli.main import build_parser
 from headroom import names
 from tests.manifests.chart import refusal, template
 from tests.manifests.render import Obj, Rendered, containers, pod_spec
+from tooling.helm import HelmFailed
 from webhook.profiles import parse_profiles
 
 NS = names.SYSTEM_NAMESPACE
@@ -179,6 +180,11 @@ def test_the_scheduler_image_follows_the_cluster(kube: str, expected: str) -> No
     pinned = template("scheduler.image.tag=v1.30.1", kube=kube)
     image = container(pinned, "headroom-scheduler", "kube-scheduler")["image"]
     assert image == "registry.k8s.io/kube-scheduler:v1.30.1"
+
+
+def test_a_cluster_older_than_the_chart_supports_is_refused() -> None:
+    with pytest.raises(HelmFailed, match=r"requires kubeVersion: >=1\.32\.0-0 .* v1\.31\.4"):
+        template(kube="1.31.4")
 
 
 def test_images_and_resources_come_from_the_values() -> None:
