@@ -5,9 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CACHE  ?= $(HOME)/.cache/headroom
 
-.PHONY: test demo venv lock control-plane mock-nvml lint unit e2e cluster-up cluster-down clean
+.PHONY: test demo venv lock control-plane mock-nvml helm manifests lint unit e2e cluster-up cluster-down clean
 
-test: lint control-plane mock-nvml
+test: lint control-plane mock-nvml helm
 	$(BIN)/pytest
 
 # The static checks: lint and format (ruff), types (mypy --strict, files from pyproject.toml) and
@@ -51,6 +51,16 @@ $(LOCK_TOOLS)/.installed:
 
 control-plane:
 	bash tooling/controlplane/build.sh
+
+# helm, built from Go modules once per machine (tooling/helm/build.sh): the chart's tests lint,
+# render and install charts/headroom with it, and `make manifests` renders manifests/ with it.
+helm:
+	bash tooling/helm/build.sh
+
+# manifests/ is rendered from charts/headroom: run this after editing the chart
+# (tests/manifests/test_chart.py fails while they differ).
+manifests: venv helm
+	$(BIN)/python -m tooling.helm.manifests
 
 # NVIDIA's mock libnvidia-ml.so for tests/nodeagent/test_mocknvml.py, built once per machine. Exit 3
 # is "its module cannot be had here" (the Go proxy does not serve it): those tests then skip and say

@@ -1,16 +1,23 @@
-"""The README's install steps agree with the manifests: the certificate step makes the Secret
-the webhook pods mount, for the Service the webhook configuration calls, and patches the
-caBundle of every webhook in it."""
+"""The README's install steps agree with the manifests and the chart: the certificate step makes
+the Secret the webhook pods mount, for the Service the webhook configuration calls, and patches
+the caBundle of every webhook in it; the helm install renders, and every value it documents is
+the chart's."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from typing import Any
+
+import yaml
 
 from cli.main import build_parser
 from headroom import names
+from tests.manifests.chart import template
 from tests.manifests.render import ROOT, Rendered, pod_spec, render
 from tests.manifests.test_references import our_image
+from tooling.helm import CHART
+from tooling.helm.manifests import RELEASE
 
 
 def install_section() -> str:
@@ -69,3 +76,34 @@ def test_the_image_override_names_the_images_the_manifests_use() -> None:
     }
     assert overridden == image_names
     assert our_image().rsplit(":", 1)[0] in overridden
+
+
+def test_the_helm_install_renders_into_the_namespace_the_certificate_step_names() -> None:
+    lines = shell_lines(install_section())
+    (install,) = [line for line in lines if line.startswith("helm install ")]
+    words = shlex.split(install)
+    assert words[2:4] == [RELEASE, "charts/headroom"]
+    namespace = words[words.index("--namespace") + 1]
+    assert namespace == names.SYSTEM_NAMESPACE and "--create-namespace" in words
+    values = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert values, "the example shows how to set a value"
+    rendered = template(*values, namespace=namespace)
+    assert rendered.find("Deployment", "headroom-webhook", namespace) is not None
+
+
+def chart_values(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every key path of values.yaml, e.g. `webhook.failurePolicy`."""
+    paths = set()
+    for key, value in tree.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= chart_values(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_every_value_the_install_section_names_is_in_the_chart() -> None:
+    known = chart_values(yaml.safe_load((CHART / "values.yaml").read_text()))
+    table = [line for line in install_section().splitlines() if line.startswith("   | `")]
+    named = {v for row in table for v in re.findall(r"`([a-zA-Z.]+)`", row.split("|")[1])}
+    assert len(named) >= 15
+    assert sorted(named - known) == []
