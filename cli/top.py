@@ -49,9 +49,9 @@ class TopRow:
 def gather(
     live: LiveView, *, now_unix_seconds: float, staleness_seconds: float, node: str | None = None
 ) -> tuple[list[TopRow], list[str]]:
-    """The rows, most free first (healthy GPUs before the others), and notes: unplaced GPUs held
-    by starting pods, reports that cannot be read. `node` keeps one node's GPUs (a node without
-    a report is an error)."""
+    """The rows, most free first (healthy GPUs of fresh reports before the others), and notes:
+    unplaced GPUs held by starting pods, reports that cannot be read. `node` keeps one node's
+    GPUs (a node without a report is an error)."""
     from cli.cluster import CliError  # noqa: PLC0415
 
     names = live.reported
@@ -71,8 +71,9 @@ def gather(
         snapshot = live.view.snapshot(name)
         rows += _rows(live, snapshot, now=now_unix_seconds, staleness_seconds=staleness_seconds)
         notes += _unplaced(live, snapshot)
-    # An unhealthy GPU's memory is free but takes no pod: such GPUs come after the healthy ones.
-    rows.sort(key=lambda r: (not r.healthy, -r.free_bytes, r.node, r.gpu))
+    # An unhealthy GPU's memory, or a stale report's, is free but takes no pod now: those GPUs
+    # come after the ones the extender would place on.
+    rows.sort(key=lambda r: (not r.healthy or r.stale, -r.free_bytes, r.node, r.gpu))
     return rows, notes
 
 

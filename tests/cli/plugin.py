@@ -37,5 +37,6 @@ def env_with(path_first: Path) -> dict[str, str]:
     """This process's environment with `path_first` leading PATH and this checkout importable."""
     env = dict(os.environ)
     env["PATH"] = f"{path_first}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(ROOT), *paths]))
     return env

@@ -102,23 +102,24 @@ def test_one_nodes_gpus_and_an_unknown_node_is_an_error() -> None:
         gather(scene(), node="ghost")
 
 
-def test_a_tainted_gpu_is_unhealthy_and_last_and_a_stale_report_is_marked() -> None:
+def test_unhealthy_gpus_and_stale_reports_come_after_the_gpus_pods_can_get() -> None:
     kube = fake_kube(
-        gpunodes=[gpunode("a", [40, 80], age_seconds=200)],
-        nodes=[node("a")],
+        gpunodes=[gpunode("a", [40, 80]), gpunode("old", [80], age_seconds=200)],
+        nodes=[node("a"), node("old")],
         slices=[resource_slice("a", [("GPU-a-0", 40 * GI), ("GPU-a-1", 80 * GI)])],
         rules=[device_taint_rule("drain", pool="a", device="gpu-1")],
     )
     rows, _ = gather(kube)
-    # Free as `headroom status` counts it, but after every healthy GPU, however free.
-    assert [(r.gpu, r.healthy, r.free_bytes) for r in rows] == [
-        (0, True, 40 * GI),
-        (1, False, 80 * GI),
+    # Free as `headroom status` counts it, but after every GPU a pod could get now.
+    assert [(r.node, r.gpu, r.healthy, r.stale, r.free_bytes // GI) for r in rows] == [
+        ("a", 0, True, False, 40),
+        ("a", 1, False, False, 80),
+        ("old", 0, True, True, 80),
     ]
     assert rows[1].health.startswith("device taint")
-    assert "NO: device taint" in top.render(rows, [])
-    assert all(r.stale for r in rows)
-    assert "200s (stale)" in top.render(rows, [])
+    text = top.render(rows, [])
+    assert "NO: device taint" in text
+    assert "200s (stale)" in text
 
 
 def test_a_gpu_dra_allocated_to_a_pod_not_bound_yet_names_its_claim_holder() -> None:
