@@ -2,18 +2,14 @@
 or LIST: GPUNodes, Nodes, pods and AIScalers, and DRA's ResourceSlices, ResourceClaims,
 ResourceClaimTemplates (all namespaces) and DeviceTaintRules.
 
-Imports no client library (`headroom --help` stays fast); the caller passes a `KubeApi`.
+Paths only: `cli.cluster.Cluster` reads them. Imports no client library (`--help` stays fast).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from headroom import dra, names
-
-if TYPE_CHECKING:
-    from kubeapi.client import KubeApi
 
 GPUNODES = f"/apis/{names.GROUP_VERSION}/{names.GPUNODE_PLURAL}"
 NODES = "/api/v1/nodes"
@@ -31,9 +27,3 @@ def pod(namespace: str, name: str) -> str:
 
 def namespace(name: str) -> str:
     return f"/api/v1/namespaces/{quote(name, safe='')}"
-
-
-def list_items(kube: KubeApi, path: str) -> list[dict[str, Any]]:
-    """The items of one collection, in one LIST (a status glance, not a controller)."""
-    items: list[dict[str, Any]] = kube.request("GET", path).get("items") or []
-    return items

@@ -10,7 +10,7 @@ A pod that is bound, finished, not Headroom's, or asks for no GPU is said to be 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cli import api, prefilter
@@ -67,7 +67,7 @@ class Explanation:
     summary: str = ""
     notes: tuple[str, ...] = ()  # the scheduler's own message, scheduling gates
     bound_node: str = ""
-    bound_gpus: tuple[Gpu, ...] = field(default=())
+    bound_gpus: tuple[Gpu, ...] = ()
 
 
 def explain(
