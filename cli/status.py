@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from cli import api
+from cli.cluster import CliError, Cluster, server_of
 from headroom.dra import DEFAULT_GPU_DRIVERS as DEFAULT_GPU_CLASSES  # NVIDIA's class is its driver
 from headroom.quantity import format_bytes
 
@@ -50,12 +51,12 @@ class ScalerRow:
     limited: str
 
 
-class StatusError(Exception):
-    """A problem a person can fix; the message says which."""
+TIMEOUT_SECONDS = 10.0
+StatusError = CliError  # what `gather` raises: a problem a person can fix, the message says which
 
 
 def gather(
-    kube: KubeApi,
+    kube: KubeApi | Cluster,
     *,
     now_unix_seconds: float,
     gpu_device_classes: Sequence[str] = DEFAULT_GPU_CLASSES,
@@ -64,8 +65,9 @@ def gather(
     from headroom.ledger import gpu_accounts  # noqa: PLC0415
     from headroom.report import ReportError, report_from_status, with_taints  # noqa: PLC0415
 
-    gpunodes = _list(kube, api.GPUNODES)
-    claims, tainted = _claims_and_taints(kube, _list(kube, api.PODS), gpu_device_classes)
+    cluster = kube if isinstance(kube, Cluster) else Cluster(kube)
+    gpunodes = cluster.list(api.GPUNODES)
+    claims, tainted = _claims_and_taints(cluster, cluster.list(api.PODS), gpu_device_classes)
     rows: list[GpuRow] = []
     for obj in sorted(gpunodes, key=lambda o: o["metadata"]["name"]):
         name = obj["metadata"]["name"]
@@ -88,11 +90,11 @@ def gather(
                     report.age_seconds(now_unix_seconds),
                 )
             )
-    return rows, [_scaler_row(o) for o in _list(kube, api.AISCALERS)]
+    return rows, [_scaler_row(o) for o in cluster.list(api.AISCALERS)]
 
 
 def _claims_and_taints(
-    kube: KubeApi, pods: list[dict[str, Any]], device_classes: Sequence[str]
+    cluster: Cluster, pods: list[dict[str, Any]], device_classes: Sequence[str]
 ) -> tuple[dict[str, list[PodClaim]], dict[str, str]]:
     """Per node, the claims of bound pods and of DRA allocations for pods not bound yet, as the
     extender counts them; and the GPUs (by UUID) a device taint keeps new claims off."""
@@ -106,12 +108,14 @@ def _claims_and_taints(
     )
     from headroom.podclaims import DraLookups  # noqa: PLC0415
 
-    resource_claims = _list(kube, api.RESOURCE_CLAIMS, dra=True)
+    # DRA is optional: a cluster that does not serve it (or does not let the user read it) has
+    # no DRA GPUs, and `status` shows what the device plugin's pods hold.
+    resource_claims = cluster.list(api.RESOURCE_CLAIMS, optional=True)
     by_name = {
         (str(c["metadata"].get("namespace", "")), str(c["metadata"]["name"])): c
         for c in resource_claims
     }
-    devices = dra.device_index(_list(kube, api.RESOURCE_SLICES, dra=True))
+    devices = dra.device_index(cluster.list(api.RESOURCE_SLICES, optional=True))
     lookups = DraLookups(
         claim=lambda namespace, name: by_name.get((namespace, name)),
         devices=devices,
@@ -122,7 +126,8 @@ def _claims_and_taints(
         claims_by_node(pods, dra=lookups),
         allocation_claims(resource_claims, bound_pods=bound.__contains__, dra=lookups),
     )
-    tainted = dra.tainted_gpus(devices.values(), _list(kube, api.DEVICE_TAINT_RULES, dra=True))
+    rules = cluster.list(api.DEVICE_TAINT_RULES, optional=True)
+    tainted = dra.tainted_gpus(devices.values(), rules)
     return claims, tainted
 
 
@@ -144,29 +149,6 @@ def _scaler_row(obj: dict[str, Any]) -> ScalerRow:
         status.get("appliedReplicas"),
         limited,
     )
-
-
-def _list(kube: KubeApi, path: str, *, dra: bool = False) -> list[dict[str, Any]]:
-    """One collection's items. With `dra`, a collection the cluster does not serve (404) or the
-    user may not read (403) is empty: `status` then shows what the device plugin's pods hold."""
-    from kubeapi.client import ApiError, NotFound, Unreachable  # noqa: PLC0415
-
-    try:
-        return api.list_items(kube, path)
-    except Unreachable as exc:
-        raise StatusError(f"cannot reach the cluster: {exc}") from exc
-    except NotFound as exc:
-        if dra:
-            return []
-        raise StatusError(
-            "Headroom's CRDs are not installed in this cluster (kubectl apply -f manifests/crds/)"
-        ) from exc
-    except ApiError as exc:
-        if dra and exc.status == 403:
-            return []
-        if exc.status in (401, 403):
-            raise StatusError(f"no permission to read {path}: {exc}") from exc
-        raise StatusError(str(exc)) from exc
 
 
 def render(gpus: Sequence[GpuRow], scalers: Sequence[ScalerRow]) -> str:
@@ -252,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     from headroom.dra import parse_names  # noqa: PLC0415
     from headroom.fields import FieldError  # noqa: PLC0415
-    from kubeapi.client import Kube, load_api_client  # noqa: PLC0415
+    from kubeapi.client import CONNECT_TIMEOUT_SECONDS, Kube, load_api_client  # noqa: PLC0415
 
     try:
         classes = list(parse_names(args.gpu_device_classes, "--gpu-device-classes"))
@@ -260,18 +242,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"headroom status: error: {exc}", file=sys.stderr)
         return 2
     try:
-        kube = Kube(load_api_client(args.kubeconfig), timeout_seconds=10)
-        gpus, scalers = gather(kube, now_unix_seconds=time.time(), gpu_device_classes=classes)
+        api_client = load_api_client(args.kubeconfig)
+        cluster = Cluster(
+            Kube(api_client, timeout_seconds=TIMEOUT_SECONDS),
+            server_url=server_of(api_client),
+            connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+            timeout_seconds=TIMEOUT_SECONDS,
+        )
+        gpus, scalers = gather(cluster, now_unix_seconds=time.time(), gpu_device_classes=classes)
     except (StatusError, ConfigException) as exc:
         print(f"headroom status: error: {exc}", file=sys.stderr)
         return 1
-    if args.output == "json":
-        print(
-            json.dumps(
-                {"gpus": [asdict(g) for g in gpus], "aiscalers": [asdict(s) for s in scalers]},
-                indent=2,
-            )
-        )
-    else:
-        print(render(gpus, scalers))
+    print(show(gpus, scalers, output=args.output))
     return 0
+
+
+def show(gpus: Sequence[GpuRow], scalers: Sequence[ScalerRow], *, output: str) -> str:
+    """The table, or with `output` "json" the same for scripts."""
+    if output == "json":
+        return json.dumps(
+            {"gpus": [asdict(g) for g in gpus], "aiscalers": [asdict(s) for s in scalers]},
+            indent=2,
+        )
+    return render(gpus, scalers)

@@ -12,11 +12,13 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
@@ -105,18 +107,21 @@ class KubeApi(Protocol):
 def load_api_client(
     kubeconfig: str | None = None, *, context: str | None = None, in_cluster: bool = False
 ) -> client.ApiClient:
-    """An ApiClient configured as kubectl would be: the given file, $KUBECONFIG, ~/.kube/config,
-    else the in-cluster service account. `in_cluster` goes straight to the service account,
-    whatever files the environment names."""
-    candidates = [] if in_cluster else [kubeconfig] if kubeconfig else _kubeconfig_candidates()
-    for path in candidates:
-        if path and Path(path).exists():
-            api_client: client.ApiClient = config.new_client_from_config(
-                config_file=path, context=context
-            )
-            return api_client
-    if kubeconfig:
-        raise ConfigException(f"--kubeconfig: no such file {kubeconfig!r}")
+    """An ApiClient configured as kubectl would be: the given file, else the files $KUBECONFIG
+    lists (merged as kubectl merges them: the first to set a name wins), else ~/.kube/config,
+    else the in-cluster service account. `context` picks a context of the kubeconfig instead of
+    its current one. `in_cluster` goes straight to the service account, whatever files the
+    environment names."""
+    found = None if in_cluster else kubeconfig_files(kubeconfig)
+    if found:
+        if context is not None:
+            _require_context(found, context)
+        api_client: client.ApiClient = config.new_client_from_config(
+            config_file=found, context=context or _current_context(found)
+        )
+        return api_client
+    if context is not None:
+        raise ConfigException(f"--context {context!r}: no kubeconfig to find it in")
     try:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
@@ -128,10 +133,84 @@ def load_api_client(
     return client.ApiClient(configuration)
 
 
+def kubeconfig_files(kubeconfig: str | None = None) -> str | None:
+    """The kubeconfig files kubectl would read, joined with the path separator (the form the
+    client's loader merges), or None when there are none and only in-cluster is left. An explicit
+    file that does not exist is an error naming it."""
+    if kubeconfig:
+        if not Path(kubeconfig).exists():
+            raise ConfigException(f"--kubeconfig: no such file {kubeconfig!r}")
+        return kubeconfig
+    existing = [p for p in _kubeconfig_candidates() if Path(p).exists()]
+    return os.pathsep.join(existing) if existing else None
+
+
+@dataclass(frozen=True)
+class KubeContext:
+    """The context a kubeconfig selects: its name and its default namespace ("" when unset)."""
+
+    name: str
+    namespace: str
+
+
+def kubeconfig_context(kubeconfig: str | None = None, *, context: str | None = None) -> KubeContext:
+    """The context `load_api_client` with the same arguments uses, for its default namespace (as
+    kubectl's `-n` defaults to it). In a cluster without a kubeconfig: the pod's namespace."""
+    found = kubeconfig_files(kubeconfig)
+    if not found:
+        if context is not None:
+            raise ConfigException(f"--context {context!r}: no kubeconfig to find it in")
+        try:
+            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        except OSError:
+            namespace = ""
+        return KubeContext("", namespace)
+    contexts, _ = _contexts(found)
+    name = context if context is not None else _current_context(found) or ""
+    if context is not None:
+        _require_context(found, context)
+    entry = next((c for c in contexts if c.get("name") == name), None) or {}
+    namespace = (entry.get("context") or {}).get("namespace") or ""
+    return KubeContext(name, str(namespace))
+
+
 def _kubeconfig_candidates() -> list[str]:
     env = os.environ.get("KUBECONFIG", "")
     paths = [p for p in env.split(os.pathsep) if p]
     return paths or [str(Path.home() / ".kube" / "config")]
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _contexts(files: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=files)
+    except ConfigException:
+        return [], None  # a kubeconfig without contexts: the loader itself says what is wrong
+    return list(contexts or []), current
+
+
+def _current_context(files: str) -> str | None:
+    """kubectl's current context: the first file that sets one wins (the client's own merge lets
+    the last win)."""
+    for path in files.split(os.pathsep):
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # the loader reports a file it cannot read
+        current = loaded.get("current-context") if isinstance(loaded, dict) else None
+        if current:
+            return str(current)
+    return None
+
+
+def _require_context(files: str, context: str) -> None:
+    names = [str(c.get("name")) for c in _contexts(files)[0]]
+    if context not in names:
+        raise ConfigException(
+            f"--context: no context {context!r} in {files} (it has: {', '.join(names) or 'none'})"
+        )
 
 
 def resource_path(
