@@ -112,12 +112,11 @@ class AgentCollector(Collector):
             "GPUs in the last sample's report (a GPU gone from the bus leaves it)",
             None if report is None else float(len(report.gpus)),
         )
+        published = stats.last_published
         yield gauge(
             "headroom_nodeagent_report_age_seconds",
             "seconds since the sample of the last report written",
-            None
-            if stats.last_published is None
-            else stats.last_published.age_seconds(time.time()),
+            None if published is None else published.age_seconds(time.time()),
         )
         yield counter(
             "headroom_nodeagent_publishes", "GPUNode status writes that succeeded", stats.publishes
@@ -160,7 +159,7 @@ def _gpu_metrics(
     # Every GPU's counter exists from the start at 0, so increase() sees the first XID.
     xids = CounterMetricFamily(
         "headroom_gpu_xid_critical_errors",
-        "critical XIDs (hardware or firmware faults, nodeagent/xid.py) seen since the agent started",
+        "critical XIDs (hardware or firmware faults, nodeagent/xid.py) since the agent started",
         labels=GPU_LABELS,
     )
     nvml_usable = report is not None and report.healthy
