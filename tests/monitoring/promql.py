@@ -4,7 +4,8 @@ Prometheus 2.42 has no endpoint that returns a query's syntax tree, so the monit
 the selectors themselves: they skip string literals, durations and number literals, the label
 lists of `by`, `without`, `on`, `ignoring`, `group_left` and `group_right`, the bracketed ranges
 and subqueries, function and aggregation names (an identifier followed by `(`, or an aggregation
-followed by its `by`/`without` clause) and the binary operator keywords; what is left is a metric name, with its `{...}` matchers when it has them.
+followed by its `by`/`without` clause) and the binary operator keywords; what is left is a metric
+name, with its `{...}` matchers when it has them.
 Tested in test_promql.py, including against Prometheus itself in the e2e test (every selector it
 returns must be one the series API accepts).
 """
@@ -19,8 +20,22 @@ LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left"
 OPERATOR_WORDS = frozenset({"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"})
 # Aggregations may put their `by`/`without` clause before the parenthesis: `sum by (le) (x)`.
 AGGREGATIONS = frozenset(
-    "sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk "
-    "limit_ratio".split()
+    {
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    }
 )
 IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)[A-Za-z0-9_]*")
