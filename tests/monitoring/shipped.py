@@ -67,7 +67,7 @@ def load_dashboard(path: Path = DASHBOARD) -> dict[str, Any]:
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     """Every panel, those inside collapsed rows too; rows themselves are left out."""
-    found = []
+    found: list[dict[str, Any]] = []
     for panel in dashboard["panels"]:
         if panel.get("type") == "row":
             found.extend(panel.get("panels") or [])
