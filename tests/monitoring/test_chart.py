@@ -48,6 +48,13 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     values = yaml.safe_load((CHART / "values-monitoring.yaml").read_text())
     values |= {name: {"enabled": on} for name, on in COMPONENTS.items()}
     (root / "values.yaml").write_text(yaml.safe_dump(values))
+    fragment = json.loads((CHART / "values-monitoring.schema.json").read_text())
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"monitoring": fragment},
+    }
+    (root / "values.schema.json").write_text(json.dumps(schema))
     return root
 
 
@@ -97,6 +104,28 @@ def alert_jobs() -> set[str]:
 
 def test_nothing_renders_by_default(chart: Path) -> None:
     assert render(chart) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("monitoring.podMonitors.enabled=yes", "at '/monitoring/podMonitors/enabled': got string"),
+        ("monitoring.podMonitor.enabled=true", "additional properties 'podMonitor' not allowed"),
+        (
+            "monitoring.prometheusRule.runbookBaseUrl=example.com",
+            "at '/monitoring/prometheusRule/runbookBaseUrl'",
+        ),
+        ("monitoring.podMonitors.interval=soon", "at '/monitoring/podMonitors/interval'"),
+        ("monitoring.extender.port=0", "at '/monitoring/extender/port'"),
+    ],
+)
+def test_bad_monitoring_values_are_refused_naming_the_field(
+    chart: Path, setting: str, message: str
+) -> None:
+    """With the schema fragment (values-monitoring.schema.json) in the chart's schema."""
+    result = template(chart, [setting])
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 def test_pod_monitors_scrape_the_shipped_pods_under_the_alerts_job_labels(chart: Path) -> None:
