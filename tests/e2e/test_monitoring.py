@@ -369,7 +369,8 @@ def test_the_series_say_what_the_scene_is(monitored: Monitored) -> None:
     )
     assert value(f"max(headroom_scaler_desired_replicas{{{scaler}}})") == 3
     assert value(f"max(headroom_scaler_feasible_replicas{{{scaler}}})") == 2
-    assert (value(f"max(headroom_scaler_cold_start_p90_seconds{{{scaler}}})") or -1) >= 0
+    cold_start_p90 = value(f"max(headroom_scaler_cold_start_p90_seconds{{{scaler}}})")
+    assert cold_start_p90 is not None and cold_start_p90 >= 0  # the stand-in kubelet is quick
     assert (value("max(headroom_extender_pods_waiting_for_gpu_memory)") or 0) >= 1
     for node in monitored.nodes:
         assert value(f'headroom_gpu_memory_total_bytes{{node="{node}"}}') == 24 * GIB
