@@ -12,13 +12,14 @@ Which pods: every unbound pod of the headroom scheduler whose PodScheduled condi
 Unschedulable, read from the pod cache. So pods parked by an earlier extender process, while this
 one stood by, or for a reason other than memory (a stale report, a lost GPU) are retried too.
 When: on news of headroom, when this extender starts leading (once its caches are synced), when a
-pod is parked, and on a slow sweep. Each pass also notes the parked pods the headroom cannot place
-(`waiting_since`: when each was first refused), which /metrics shows as pods waiting for GPU
-memory. How many: only the pods the current headroom can place,
+pod is parked, and on a slow sweep. How many: only the pods the current headroom can place,
 simulated one after another in the scheduler's queue order (priority, then age). When 200 pods
 wait for room that holds 3, three pods are written, not 200; a Node update would wake all 200 with
 one write, but needs the right to patch Nodes and sends every parked pod of every profile back
 through scheduling (see README, "Fast retry").
+
+Each pass also notes the parked pods the headroom cannot place, with when each was first refused
+(`waiting_since`), which /metrics shows as the pods waiting for GPU memory.
 """
 
 from __future__ import annotations
