@@ -27,7 +27,7 @@ from extender.dracache import DraCache
 from extender.dracheck import DraGate
 from extender.gate import GateController
 from extender.leader import Leadership
-from extender.metrics import ExtenderMetrics
+from extender.metrics import ExtenderMetrics, MetricsListener
 from extender.requeue import Requeuer, parked_pods
 from extender.scaler.controller import ScalerController
 from extender.slimpod import slim_pod
@@ -169,7 +169,14 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
         requeued=lambda: requeuer.nudged,
         scaler_reconciles=lambda: scaler.reconciled,
         cache_sync={c.path.rsplit("/", 1)[-1]: _last_sync(c) for c in caches},
+        staleness_seconds=settings.staleness_seconds,
+        report_times=view.report_times,
+        waiting_since=lambda: requeuer.waiting_since,
+        scalers=lambda: scalers.snapshot().values(),
     )
+    if config.metrics_address is not None:
+        host, port = config.metrics_address
+        runtime.parts.append(MetricsListener(runtime.metrics.registry, host=host, port=port))
     return runtime
 
 

@@ -84,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=NVIDIA_GPU_DRIVER,
         help=f"DRA drivers whose devices are GPUs, comma-separated (default: {NVIDIA_GPU_DRIVER})",
     )
+    add(
+        "--metrics-bind",
+        metavar="HOST:PORT",
+        default="",
+        help="also serve /metrics, and nothing else, on this address, for Prometheus to scrape "
+        "while the verbs stay on localhost, e.g. 0.0.0.0:9411 (default: none; /metrics is on "
+        "--bind too)",
+    )
     add_arguments(parser, default_bind="127.0.0.1:8888")  # a sidecar: localhost only
     parser.set_defaults(run=run)
 

@@ -19,6 +19,7 @@ from headroom import names
 from headroom.dra import NVIDIA_GPU_DRIVER, parse_names
 from headroom.fields import FieldError
 from headroom.fit import Policy
+from serving.address import split_host_port
 
 MAX_WINDOW_SECONDS = 3600  # HPA's own upper bound for a stabilisation window
 
@@ -34,6 +35,7 @@ class ExtenderConfig:
     scale_down_stabilization_seconds: int | None = None  # None: HPA's 300 s
     gpu_device_classes: str = NVIDIA_GPU_DRIVER  # comma-separated: whose claim requests count
     gpu_drivers: str = NVIDIA_GPU_DRIVER  # comma-separated: whose allocated devices are GPUs
+    metrics_bind: str = ""  # HOST:PORT of a /metrics-only listener; "" none (verbs' /metrics)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExtenderConfig:
@@ -57,7 +59,15 @@ class ExtenderConfig:
         window = self.scale_down_stabilization_seconds
         if window is not None and not 0 <= window <= MAX_WINDOW_SECONDS:
             return f"--scale-down-stabilization-seconds: expected 0..3600 (got {window})"
-        return self._dra_problem()
+        return self._metrics_problem() or self._dra_problem()
+
+    def _metrics_problem(self) -> str | None:
+        if self.metrics_bind and self.metrics_address is None:
+            return (
+                "--metrics-bind: expected HOST:PORT such as 0.0.0.0:9411 "
+                f"(got {self.metrics_bind!r})"
+            )
+        return None
 
     def _dra_problem(self) -> str | None:
         for flag, value in (
@@ -77,6 +87,12 @@ class ExtenderConfig:
     @property
     def drivers(self) -> tuple[str, ...]:
         return parse_names(self.gpu_drivers, "--gpu-drivers")
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of --metrics-bind; None when unset or not HOST:PORT."""
+        parsed = split_host_port(self.metrics_bind) if self.metrics_bind else None
+        return parsed if parsed is not None and parsed[0] else None
 
     @property
     def lease(self) -> tuple[str, str] | None:

@@ -17,6 +17,9 @@ simulated one after another in the scheduler's queue order (priority, then age).
 wait for room that holds 3, three pods are written, not 200; a Node update would wake all 200 with
 one write, but needs the right to patch Nodes and sends every parked pod of every profile back
 through scheduling (see README, "Fast retry").
+
+Each pass also notes the parked pods the headroom cannot place, with when each was first refused
+(`waiting_since`), which /metrics shows as the pods waiting for GPU memory.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from extender.scaler.eligibility import node_matches
 from extender.verbs import pod_demand
 from extender.view import ClusterView, PodRef, pod_ref
 from headroom import names
+from headroom.clock import parse_time
 from headroom.demand import DemandError, GpuDemand
+from headroom.fields import FieldError
 from headroom.fit import NodeSnapshot, PodClaim, Policy, place, with_claim
 from headroom.podclaims import NO_LOOKUPS, DraLookups
 from headroom.worker import Worker
@@ -52,6 +57,7 @@ class Parked:
     spec: Mapping[str, Any]  # nodeSelector and affinity decide its nodes
     priority: int = 0
     created: str = ""  # RFC 3339; sorts as time
+    refused: str = ""  # RFC 3339: when PodScheduled turned False (its first refusal), if known
 
     @property
     def queue_order(self) -> tuple[int, str, str]:
@@ -73,7 +79,8 @@ def parked_pods(
         ):
             continue
         status = pod.get("status") or {}
-        if status.get("phase") not in (None, "Pending") or not _unschedulable(status):
+        refusal = _unschedulable(status)
+        if status.get("phase") not in (None, "Pending") or refusal is None:
             continue
         try:
             demand = pod_demand(pod, dra)[0]
@@ -88,19 +95,23 @@ def parked_pods(
                 spec,
                 priority=int(spec.get("priority") or 0),
                 created=str(meta.get("creationTimestamp") or ""),
+                refused=str(refusal.get("lastTransitionTime") or ""),
             )
         )
     return sorted(found, key=lambda p: p.queue_order)
 
 
-def _unschedulable(status: Mapping[str, Any]) -> bool:
-    return any(
-        isinstance(c, Mapping)
-        and c.get("type") == "PodScheduled"
-        and c.get("status") == "False"
-        and c.get("reason") == "Unschedulable"
-        for c in status.get("conditions") or []
-    )
+def _unschedulable(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The PodScheduled condition when it is False for Unschedulable, else None."""
+    for c in status.get("conditions") or []:
+        if (
+            isinstance(c, Mapping)
+            and c.get("type") == "PodScheduled"
+            and c.get("status") == "False"
+            and c.get("reason") == "Unschedulable"
+        ):
+            return c
+    return None
 
 
 def pods_to_retry(
@@ -202,6 +213,9 @@ class Requeuer:
         self.book = RetryBook(sweep_seconds=sweep_seconds, in_flight_seconds=in_flight_seconds)
         self.nudged = 0
         self.passes = 0
+        # Parked pods the last pass found no room for: uid -> first refusal (unix seconds).
+        # Replaced whole, never changed in place: /metrics reads it from another thread.
+        self.waiting_since: dict[str, float] = {}
         self.worker = Worker(self._run, name="requeue")
         view.listeners.append(self.on_headroom)
 
@@ -212,10 +226,13 @@ class Requeuer:
         self.worker.wake()
 
     def on_leading(self, leading: bool) -> None:
-        """News that arrived on standby was not acted on: look again once leading."""
+        """News that arrived on standby was not acted on: look again once leading. On standby
+        no pass runs, so the waiting pods are the leader's to tell."""
         if leading:
             self.book.headroom_at = self.clock()
             self.worker.wake()
+        else:
+            self.waiting_since = {}
 
     def on_parked(self) -> None:
         self.worker.wake()
@@ -253,8 +270,10 @@ class Requeuer:
         )
         self.book.forget_all_but({p.pod.uid for p in parked})
         if not parked:
+            self.waiting_since = {}
             return 0
         node_names = self.view.schedulable_nodes()
+        in_flight = self.book.in_flight(now)
         chosen = pods_to_retry(
             parked,
             [self.view.snapshot(n) for n in node_names],
@@ -262,8 +281,9 @@ class Requeuer:
             now_unix_seconds=now,
             staleness_seconds=self.staleness_seconds,
             policy=self.policy,
-            in_flight=self.book.in_flight(now),
+            in_flight=in_flight,
         )
+        self._note_waiting(parked, fitting={p.pod.uid for p in chosen} | in_flight, now=now)
         touched = 0
         for entry in chosen:
             if self.book.may_retry(entry.pod.uid, now) and self._touch(entry.pod, now):
@@ -273,6 +293,16 @@ class Requeuer:
         if touched:
             log.info("requeued %d of %d parked pods", touched, len(parked))
         return touched
+
+    def _note_waiting(self, parked: Sequence[Parked], *, fitting: set[str], now: float) -> None:
+        """The parked pods no GPU has room for now, with when each was first refused: the
+        condition's time, else when a pass first saw it waiting."""
+        before = self.waiting_since
+        self.waiting_since = {
+            p.pod.uid: _refused_at(p) or before.get(p.pod.uid) or now
+            for p in parked
+            if p.pod.uid not in fitting
+        }
 
     def _touch(self, pod: PodRef, now: float) -> bool:
         body = {
@@ -290,3 +320,10 @@ class Requeuer:
             log.info("cannot requeue %s/%s: %s", pod.namespace, pod.name, exc)
             return False
         return True
+
+
+def _refused_at(parked: Parked) -> float | None:
+    try:
+        return parse_time(parked.refused, field="status.conditions[PodScheduled]")
+    except FieldError:
+        return None

@@ -151,6 +151,11 @@ class ClusterView:
         with self._lock:
             return self._report_errors.get(node_name)
 
+    def report_times(self) -> dict[str, float]:
+        """When each node's readable report was sampled (unix seconds), for /metrics."""
+        with self._lock:
+            return {n: r.reported_at_unix_seconds for n, r in self._reports.items()}
+
     def schedulable_nodes(self) -> list[str]:
         """Nodes that exist, are not cordoned and have a GPU report: where replicas could go."""
         with self._lock:

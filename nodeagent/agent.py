@@ -27,7 +27,7 @@ from nodeagent.readings import DeviceReading, XidEvent
 from nodeagent.report import build_report, unavailable_report
 from nodeagent.tainter import DeviceTainter
 from nodeagent.taints import OFF
-from nodeagent.xid import XidHolds
+from nodeagent.xid import CRITICAL_XIDS, XidHolds
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class Sampler:
         )
         self._next_init = 0.0
         self.unavailable_reason = ""
+        # Critical XIDs seen per GPU UUID (for /metrics), counted whatever the hold period.
+        # Replaced whole, never changed in place: the HTTP threads read it without a lock.
+        self.critical_xids: dict[str, int] = {}
 
     def sample(self) -> NodeReport:
         now = self._clock()
@@ -123,6 +126,11 @@ class Sampler:
         }
         for event in events:
             uuid = uuids.get(event.index, "")
+            if uuid and event.xid in CRITICAL_XIDS:
+                self.critical_xids = {
+                    **self.critical_xids,
+                    uuid: self.critical_xids.get(uuid, 0) + 1,
+                }
             if uuid and self.holds.record(uuid, event.xid, now_unix_seconds=now):
                 log.warning("GPU %d (%s): critical XID %d", event.index, uuid, event.xid)
 
@@ -195,10 +203,13 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
             drivers=config.gpu_drivers,
             resync_seconds=config.heartbeat_seconds,
         )
+    sampler = make_sampler(config)
     status = AgentStatus(
         interval_seconds=config.interval_seconds,
         heartbeat_seconds=config.heartbeat_seconds,
         publish_stats=lambda: publisher.stats,
+        node_name=config.node_name,
+        critical_xids=lambda: sampler.critical_xids,
     )
     if tainter is not None:
         running = tainter
@@ -208,6 +219,7 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
             create_app(status), host=config.metrics_host, port=config.metrics_port
         ).start()
     except OSError as exc:
+        sampler.close()
         raise StartupError(
             f"--metrics-bind: cannot listen on {config.metrics_host}:{config.metrics_port}: {exc}"
         ) from exc
@@ -220,7 +232,6 @@ def run_agent(config: AgentConfig, stop: threading.Event) -> int:
         server.port,
         config.device_taints,
     )
-    sampler = make_sampler(config)
     publisher.start()
     if tainter is not None:
         tainter.start()

@@ -149,7 +149,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--xid-hold-seconds",
         type=seconds(minimum=0, example="600"),
         default=600.0,
-        help="how long a critical XID keeps its GPU unhealthy (default: 600; 0 ignores XIDs)",
+        help="how long a critical XID keeps its GPU unhealthy (default: 600; 0: none does, "
+        "they are only counted in /metrics)",
     )
     add(
         "--metrics-bind",

@@ -1,9 +1,12 @@
 """The agent's HTTP endpoints: `/metrics` (Prometheus), `/healthz` and `/livez`.
 
-- `/metrics`: per GPU total/used/free bytes, utilisation, temperature, power and health; whether
-  NVML is usable; the age of the last report written; publishes and publish errors; the process's
-  own CPU and memory; the DeviceTaintRules the agent holds for its unhealthy GPUs. Collected from
-  the agent's latest state at scrape time, so a GPU that disappears leaves no stale series.
+- `/metrics`: per GPU total/used/free bytes, utilisation, temperature, power, health, whether NVML
+  says it is lost, and the critical XIDs seen on it; per node whether NVML is usable, how many GPUs
+  it reports, the age of the last report written; publishes and publish errors; the process's own
+  CPU and memory; the DeviceTaintRules the agent holds for its unhealthy GPUs. Every series but the
+  process's carries `node`, so alerts and dashboards name the node whatever the scrape config
+  adds. Collected from the agent's latest state at scrape time, so a GPU that disappears leaves no
+  stale series.
 - `/healthz` (readiness): NVML readable and the last write recent (within two heartbeats).
 - `/livez` (liveness): the sampling loop is still turning.
 
@@ -17,7 +20,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -30,9 +33,11 @@ from prometheus_client.registry import Collector
 from headroom.report import NodeReport
 from nodeagent.publisher import PublishStats
 from nodeagent.tainter import TaintStats
+from nodeagent.taints import taint_value
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-GPU_LABELS = ["gpu", "uuid", "model"]
+NODE_LABELS = ["node"]
+GPU_LABELS = ["node", "gpu", "uuid", "model"]
 
 
 @dataclass
@@ -46,6 +51,9 @@ class AgentStatus:
     last_sample_monotonic: float | None = None
     publish_stats: Callable[[], PublishStats] = PublishStats
     taint_stats: Callable[[], TaintStats] = TaintStats  # the zero stats while taints are off
+    node_name: str = ""  # the `node` label before the first sample names it
+    # Critical XIDs seen per GPU UUID since the agent started (the sampler's count).
+    critical_xids: Callable[[], Mapping[str, int]] = dict
 
     def sampled(self, report: NodeReport) -> None:
         self.report = report
@@ -80,44 +88,60 @@ class AgentCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         report, stats = self.status.report, self.status.publish_stats()
-        yield from _gpu_metrics(report)
-        up = GaugeMetricFamily(
-            "headroom_nodeagent_nvml_up", "1 when NVML could be read at the last sample"
+        node = self.status.node_name or (report.node_name if report else "")
+        yield from _gpu_metrics(node, report, self.status.critical_xids())
+
+        def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc, labels=NODE_LABELS)
+            if value is not None:
+                family.add_metric([node], value)
+            return family
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            family = CounterMetricFamily(name, doc, labels=NODE_LABELS)
+            family.add_metric([node], value)
+            return family
+
+        yield gauge(
+            "headroom_nodeagent_nvml_up",
+            "1 when NVML could be read at the last sample",
+            1.0 if report is not None and report.healthy else 0.0,
         )
-        up.add_metric([], 1.0 if report is not None and report.healthy else 0.0)
-        yield up
-        age = GaugeMetricFamily(
+        yield gauge(
+            "headroom_nodeagent_gpus",
+            "GPUs in the last sample's report (a GPU gone from the bus leaves it)",
+            None if report is None else float(len(report.gpus)),
+        )
+        published = stats.last_published
+        yield gauge(
             "headroom_nodeagent_report_age_seconds",
             "seconds since the sample of the last report written",
+            None if published is None else published.age_seconds(time.time()),
         )
-        if stats.last_published is not None:
-            age.add_metric([], stats.last_published.age_seconds(time.time()))
-        yield age
-        yield CounterMetricFamily(
-            "headroom_nodeagent_publishes",
-            "GPUNode status writes that succeeded",
-            value=stats.publishes,
+        yield counter(
+            "headroom_nodeagent_publishes", "GPUNode status writes that succeeded", stats.publishes
         )
-        yield CounterMetricFamily(
+        yield counter(
             "headroom_nodeagent_publish_errors",
             "GPUNode writes that failed (each is retried)",
-            value=stats.errors,
+            stats.errors,
         )
         taint_stats = self.status.taint_stats()
-        taints = GaugeMetricFamily(
+        yield gauge(
             "headroom_nodeagent_device_taints",
             "DeviceTaintRules this agent holds on its node's unhealthy GPUs (--device-taints)",
+            taint_stats.held,
         )
-        taints.add_metric([], taint_stats.held)
-        yield taints
-        yield CounterMetricFamily(
+        yield counter(
             "headroom_nodeagent_device_taint_errors",
             "rounds of reconciling device taints that failed (each is retried)",
-            value=taint_stats.errors,
+            taint_stats.errors,
         )
 
 
-def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
+def _gpu_metrics(
+    node: str, report: NodeReport | None, critical_xids: Mapping[str, int]
+) -> Iterator[Metric]:
     def family(name: str, doc: str) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, doc, labels=GPU_LABELS)
 
@@ -125,18 +149,30 @@ def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
     used = family("headroom_gpu_memory_used_bytes", "GPU memory not free (reserved included)")
     free = family("headroom_gpu_memory_free_bytes", "GPU memory free")
     healthy = family("headroom_gpu_healthy", "1 when the GPU is healthy")
+    lost = family("headroom_gpu_lost", "1 when NVML answers that the GPU is lost (off the bus)")
     util = family("headroom_gpu_utilization_ratio", "share of time a kernel ran (0..1)")
     mem_util = family(
         "headroom_gpu_memory_utilization_ratio", "share of time memory was read or written (0..1)"
     )
     temperature = family("headroom_gpu_temperature_celsius", "GPU temperature")
     power = family("headroom_gpu_power_watts", "GPU power draw")
+    # Every GPU's counter exists from the start at 0, so increase() sees the first XID.
+    xids = CounterMetricFamily(
+        "headroom_gpu_xid_critical_errors",
+        "critical XIDs (hardware or firmware faults, nodeagent/xid.py) since the agent started",
+        labels=GPU_LABELS,
+    )
+    nvml_usable = report is not None and report.healthy
     for gpu in report.gpus if report else ():
-        labels = [str(gpu.index), gpu.uuid, gpu.model]
+        labels = [node, str(gpu.index), gpu.uuid, gpu.model]
         total.add_metric(labels, gpu.total_bytes)
         used.add_metric(labels, gpu.used_bytes)
         free.add_metric(labels, gpu.free_bytes)
         healthy.add_metric(labels, 1.0 if gpu.healthy else 0.0)
+        # The classification the device taints use: "lost" only while NVML itself answers.
+        is_lost = not gpu.healthy and taint_value(gpu, nvml_usable=nvml_usable) == "lost"
+        lost.add_metric(labels, 1.0 if is_lost else 0.0)
+        xids.add_metric(labels, critical_xids.get(gpu.uuid, 0))
         for metric, value, scale in (
             (util, gpu.utilization_percent, 100.0),
             (mem_util, gpu.memory_utilization_percent, 100.0),
@@ -145,7 +181,7 @@ def _gpu_metrics(report: NodeReport | None) -> Iterator[Metric]:
         ):
             if value is not None:
                 metric.add_metric(labels, value / scale)
-    yield from (total, used, free, healthy, util, mem_util, temperature, power)
+    yield from (total, used, free, healthy, lost, xids, util, mem_util, temperature, power)
 
 
 def create_app(

@@ -26,6 +26,9 @@ from cli.main import build_parser, main
             "--gpu-device-classes: expected DNS subdomains such as gpu.nvidia.com",
         ),
         (["--gpu-drivers= , "], "--gpu-drivers: expected one or more names, comma-separated"),
+        (["--metrics-bind=9411"], "--metrics-bind: expected HOST:PORT such as 0.0.0.0:9411"),
+        (["--metrics-bind=:9411"], "--metrics-bind: expected HOST:PORT"),
+        (["--metrics-bind=0.0.0.0:99999"], "--metrics-bind: expected HOST:PORT"),
     ],
 )
 def test_bad_flags_are_refused_naming_them(
@@ -71,6 +74,8 @@ def test_every_flag_of_the_app_reaches_its_config() -> None:
             "http://p:9090",
             "--scale-down-stabilization-seconds",
             "0",
+            "--metrics-bind",
+            "[::]:9411",
         ]
     )
     config = ExtenderConfig.from_args(args)
@@ -82,6 +87,8 @@ def test_every_flag_of_the_app_reaches_its_config() -> None:
         identity="me",
         prometheus_url="http://p:9090",
         scale_down_stabilization_seconds=0,
+        metrics_bind="[::]:9411",
     )
     assert config.lease == ("ns", "lease") and config.problem() is None
+    assert config.metrics_address == ("::", 9411)
     assert ExtenderConfig().lease is None

@@ -267,3 +267,38 @@ def test_a_failed_patch_is_not_fatal_and_that_pod_is_tried_again() -> None:
     kube.on("PATCH", "/api/v1/namespaces/ml/pods/p-001", {})
     assert retry.retry_fitting() == 2  # the two that failed, not the two in flight
     assert kube.patched[-2:] == ["p-000", "p-001"]
+
+
+def test_a_pass_notes_the_parked_pods_no_gpu_has_room_for_since_their_first_refusal() -> None:
+    refused = {**UNSCHEDULABLE, "lastTransitionTime": "2023-11-14T22:00:00Z"}
+    waiting = [
+        parked(f"p-{i:03d}", memory="30Gi", conditions=[refused] if i == 5 else None)
+        for i in range(6)
+    ]
+    clock = Clock()
+    retry, _ = requeuer(waiting, clock=clock)
+    assert retry.waiting_since == {}
+    retry.retry_fitting()  # four fit (two 80Gi GPUs), two do not
+    first_refusal = 1_699_999_200.0  # 2023-11-14T22:00:00Z
+    assert retry.waiting_since == {"p-004": NOW, "p-005": first_refusal}
+    clock.now += 5
+    retry.retry_fitting()  # still no room; the pods first seen at NOW keep that time
+    assert retry.waiting_since == {"p-004": NOW, "p-005": first_refusal}
+    clock.now += 10
+    retry.view.apply_gpunode(WatchEvent(MODIFIED, gpunode("n1", [80] * 3, used_gi=0)))
+    retry.retry_fitting()  # a third GPU: room for both
+    assert retry.waiting_since == {}
+
+
+def test_pods_no_longer_parked_and_a_lost_lead_leave_no_waiting_pods() -> None:
+    pods = [parked("p-001", memory="200Gi")]  # no GPU holds it
+    retry, _ = requeuer(pods)
+    retry.retry_fitting()
+    assert list(retry.waiting_since) == ["p-001"]
+    retry.on_leading(False)  # the new leader tells
+    assert retry.waiting_since == {}
+    retry.retry_fitting()
+    assert list(retry.waiting_since) == ["p-001"]
+    pods.clear()  # bound, or deleted
+    retry.retry_fitting()
+    assert retry.waiting_since == {}

@@ -47,7 +47,9 @@ def stats() -> Stats:
 
 @pytest.fixture
 def status(stats: Stats) -> AgentStatus:
-    return AgentStatus(interval_seconds=5, heartbeat_seconds=30, publish_stats=stats)
+    return AgentStatus(
+        interval_seconds=5, heartbeat_seconds=30, publish_stats=stats, node_name="n1"
+    )
 
 
 @pytest.fixture
@@ -103,8 +105,8 @@ def test_metrics_show_each_gpu_and_the_publisher(
     code, text = get(f"{base_url}/metrics")
     assert code == 200
     got = samples(text)
-    gpu0 = (("gpu", "0"), ("model", "NVIDIA L4"), ("uuid", "GPU-0"))
-    gpu1 = (("gpu", "1"), ("model", "NVIDIA L4"), ("uuid", "GPU-1"))
+    gpu0 = (("gpu", "0"), ("model", "NVIDIA L4"), ("node", "n1"), ("uuid", "GPU-0"))
+    gpu1 = (("gpu", "1"), ("model", "NVIDIA L4"), ("node", "n1"), ("uuid", "GPU-1"))
     assert got[("headroom_gpu_memory_total_bytes", gpu0)] == 24 * GIB
     assert got[("headroom_gpu_memory_used_bytes", gpu0)] == 6 * GIB
     assert got[("headroom_gpu_memory_free_bytes", gpu0)] == 18 * GIB
@@ -114,10 +116,15 @@ def test_metrics_show_each_gpu_and_the_publisher(
     assert got[("headroom_gpu_healthy", gpu0)] == 1.0
     assert got[("headroom_gpu_healthy", gpu1)] == 0.0
     assert ("headroom_gpu_utilization_ratio", gpu1) not in got  # unknown is absent, not 0
-    assert got[("headroom_nodeagent_nvml_up", ())] == 1.0
-    assert got[("headroom_nodeagent_publishes_total", ())] == 4
-    assert got[("headroom_nodeagent_publish_errors_total", ())] == 2
-    assert 12 <= got[("headroom_nodeagent_report_age_seconds", ())] < 60
+    assert got[("headroom_gpu_lost", gpu0)] == 0.0
+    assert got[("headroom_gpu_lost", gpu1)] == 1.0
+    assert got[("headroom_gpu_xid_critical_errors_total", gpu0)] == 0  # there from the start
+    node = (("node", "n1"),)
+    assert got[("headroom_nodeagent_nvml_up", node)] == 1.0
+    assert got[("headroom_nodeagent_gpus", node)] == 2
+    assert got[("headroom_nodeagent_publishes_total", node)] == 4
+    assert got[("headroom_nodeagent_publish_errors_total", node)] == 2
+    assert 12 <= got[("headroom_nodeagent_report_age_seconds", node)] < 60
     assert got[("process_resident_memory_bytes", ())] > 0
 
 
@@ -131,7 +138,65 @@ def test_a_gpu_that_disappears_leaves_no_series(base_url: str, status: AgentStat
     )
     text = get(f"{base_url}/metrics")[1]
     assert "GPU-0" not in text
-    assert samples(text)[("headroom_nodeagent_nvml_up", ())] == 0.0
+    assert samples(text)[("headroom_nodeagent_nvml_up", (("node", "n1"),))] == 0.0
+    assert samples(text)[("headroom_nodeagent_gpus", (("node", "n1"),))] == 0
+
+
+def test_metrics_count_critical_xids_per_gpu(base_url: str, status: AgentStatus) -> None:
+    status.sampled(
+        NodeReport(
+            node_name="n1",
+            reported_at_unix_seconds=time.time(),
+            gpus=(GPU, replace(GPU, index=1, uuid="GPU-1")),
+        )
+    )
+    xids = "headroom_gpu_xid_critical_errors_total"
+    gpu1 = (("gpu", "1"), ("model", "NVIDIA L4"), ("node", "n1"), ("uuid", "GPU-1"))
+    assert samples(get(f"{base_url}/metrics")[1])[(xids, gpu1)] == 0
+    status.critical_xids = lambda: {"GPU-1": 3, "GPU-gone": 1}
+    got = samples(get(f"{base_url}/metrics")[1])
+    assert got[(xids, gpu1)] == 3
+    assert not [key for key in got if "GPU-gone" in str(key)]  # only GPUs in the report
+
+
+def test_a_gpu_is_lost_only_while_nvml_answers_for_the_node(
+    base_url: str, status: AgentStatus
+) -> None:
+    """NVML unusable on the whole node marks every GPU unhealthy with that reason: the node's
+    alert (nvml_up), not a lost GPU."""
+    lost = replace(GPU, healthy=False, reason="GPU is lost (nvmlDeviceGetHandleByIndex)")
+    gpu0 = (("gpu", "0"), ("model", "NVIDIA L4"), ("node", "n1"), ("uuid", "GPU-0"))
+    status.sampled(NodeReport(node_name="n1", reported_at_unix_seconds=time.time(), gpus=(lost,)))
+    assert samples(get(f"{base_url}/metrics")[1])[("headroom_gpu_lost", gpu0)] == 1.0
+    status.sampled(
+        NodeReport(
+            node_name="n1",
+            reported_at_unix_seconds=time.time(),
+            gpus=(replace(GPU, healthy=False, reason="GPU is lost (nvmlInit)"),),
+            healthy=False,
+            reason="GPU is lost (nvmlInit)",
+        )
+    )
+    assert samples(get(f"{base_url}/metrics")[1])[("headroom_gpu_lost", gpu0)] == 0.0
+    status.sampled(
+        NodeReport(
+            node_name="n1",
+            reported_at_unix_seconds=time.time(),
+            gpus=(replace(GPU, healthy=False, reason="critical XID 79 (GPU has fallen off)"),),
+        )
+    )
+    assert samples(get(f"{base_url}/metrics")[1])[("headroom_gpu_lost", gpu0)] == 0.0
+
+
+def test_the_node_label_comes_from_the_report_when_not_given(stats: Stats) -> None:
+    status = AgentStatus(interval_seconds=5, heartbeat_seconds=30, publish_stats=stats)
+    server = MetricsServer(create_app(status), host="127.0.0.1", port=0).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        status.sampled(NodeReport(node_name="n7", reported_at_unix_seconds=time.time()))
+        assert samples(get(url)[1])[("headroom_nodeagent_nvml_up", (("node", "n7"),))] == 1.0
+    finally:
+        server.stop()
 
 
 def test_healthz_wants_nvml_and_a_recent_publish(
@@ -196,10 +261,11 @@ def test_unknown_paths_are_404(base_url: str) -> None:
 
 
 def test_metrics_count_the_device_taints_held(base_url: str, status: AgentStatus) -> None:
+    node = (("node", "n1"),)
     got = samples(get(f"{base_url}/metrics")[1])
-    assert got[("headroom_nodeagent_device_taints", ())] == 0  # off: none held
-    assert got[("headroom_nodeagent_device_taint_errors_total", ())] == 0
+    assert got[("headroom_nodeagent_device_taints", node)] == 0  # off: none held
+    assert got[("headroom_nodeagent_device_taint_errors_total", node)] == 0
     status.taint_stats = lambda: TaintStats(held=2, rounds=5, errors=3)
     got = samples(get(f"{base_url}/metrics")[1])
-    assert got[("headroom_nodeagent_device_taints", ())] == 2
-    assert got[("headroom_nodeagent_device_taint_errors_total", ())] == 3
+    assert got[("headroom_nodeagent_device_taints", node)] == 2
+    assert got[("headroom_nodeagent_device_taint_errors_total", node)] == 3

@@ -112,15 +112,39 @@ def test_a_critical_xid_holds_the_gpu_unhealthy(
 ) -> None:
     fake.write({"devices": two_gpus()})
     sampler.sample()
+    assert sampler.critical_xids == {}
     fake.add_event(0, 31)  # an application's MMU fault: not the GPU's
     fake.add_event(1, 79)
     report = sampler.sample()
     assert [g.healthy for g in report.gpus] == [True, False]
+    assert sampler.critical_xids == {report.gpus[1].uuid: 1}  # 31 is not counted
     assert report.gpus[1].reason.startswith("critical XID 79 (GPU has fallen off the bus)")
     clock.advance(299)
     assert [g.healthy for g in sampler.sample().gpus] == [True, False]
     clock.advance(1)
     assert [g.healthy for g in sampler.sample().gpus] == [True, True]
+    assert sampler.critical_xids == {report.gpus[1].uuid: 1}  # a count, not a hold
+
+
+def test_critical_xids_are_counted_even_when_xids_hold_nothing(
+    fake: FakeNvml, nvml: Nvml, tmp_path: Path, clock: Clock
+) -> None:
+    """--xid-hold-seconds=0 keeps XIDs from marking GPUs unhealthy; /metrics still counts them."""
+    sampler = Sampler(
+        "gpu-node-1",
+        nvml=nvml,
+        locator=PodLocator(tmp_path / "proc"),
+        holds=XidHolds(hold_seconds=0),
+        clock=lambda: clock.wall,
+        monotonic=lambda: clock.mono,
+    )
+    fake.write({"devices": two_gpus()})
+    uuid0 = sampler.sample().gpus[0].uuid
+    fake.add_event(0, 48)
+    fake.add_event(0, 95)
+    report = sampler.sample()
+    assert report.gpus[0].healthy
+    assert sampler.critical_xids == {uuid0: 2}
 
 
 def test_no_library_or_init_failure_is_reported_and_retried(
