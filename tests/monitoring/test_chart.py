@@ -1,14 +1,13 @@
-"""The chart's monitoring templates, rendered by a real `helm template` in a scratch chart made of
-them (templates/monitoring/, files/monitoring/, values-monitoring.yaml): the monitors scrape the
-pods the shipped workloads select, on their ports, under the job labels the alerts use; the
-PrometheusRule is alerts.yaml; the dashboard ConfigMap carries dashboard.json for Grafana's
-sidecar; everything is off unless asked for."""
+"""The chart's monitoring parts (templates/monitoring/, files/monitoring/, values.yaml
+`monitoring:`), rendered by a real `helm template` of the chart: the monitors scrape the pods the
+shipped workloads select, on their ports, under the job labels the alerts use; the PrometheusRule
+is alerts.yaml; the dashboard ConfigMap carries dashboard.json for Grafana's sidecar; everything
+is off unless asked for."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,54 +17,31 @@ import pytest
 import yaml
 
 from tests.monitoring.shipped import CHART, DASHBOARD, load_rules
-from tooling.localcluster import CACHE_DIR
+from tooling.helm import helm_binary
 
 ROOT = CHART.parents[1]
 NAMESPACE = "headroom-system"
-COMPONENTS = {"nodeagent": True, "extender": True, "webhook": True}
 JOBS = {"headroom-nodeagent", "headroom-extender", "headroom-webhook"}
 
 
-def helm() -> Path:
-    """The helm `make helm` builds (tooling/helm), read-only; the tests skip, saying so, on a
-    machine that has none yet."""
-    for candidate in sorted(CACHE_DIR.glob("helm-*/bin/helm"), reverse=True):
-        if (candidate.parents[1] / "RECIPE").is_file():
-            return candidate
-    pytest.skip(f"no helm under {CACHE_DIR}/helm-*/bin (make helm builds it)")
-
-
 @pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chart of the monitoring parts alone, with the component switches the real one has."""
-    root = tmp_path_factory.mktemp("chart") / "headroom"
-    (root / "templates").mkdir(parents=True)
-    shutil.copytree(CHART / "templates" / "monitoring", root / "templates" / "monitoring")
-    shutil.copytree(CHART / "files", root / "files")
-    (root / "Chart.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v2", "name": "headroom", "version": "0.1.0"})
-    )
-    values = yaml.safe_load((CHART / "values-monitoring.yaml").read_text())
-    values |= {name: {"enabled": on} for name, on in COMPONENTS.items()}
-    (root / "values.yaml").write_text(yaml.safe_dump(values))
-    fragment = json.loads((CHART / "values-monitoring.schema.json").read_text())
-    schema = {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "type": "object",
-        "properties": {"monitoring": fragment},
-    }
-    (root / "values.schema.json").write_text(json.dumps(schema))
-    return root
+def chart() -> Path:
+    """The chart itself: the monitoring objects are picked from its output by their template."""
+    return CHART
 
 
 def render(chart: Path, *settings: str) -> list[dict[str, Any]]:
+    """The objects templates/monitoring/ renders (helm's `# Source:` line says which template
+    made each document)."""
     result = template(chart, settings)
     assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+    documents = result.stdout.split("\n---\n")
+    source = "# Source: headroom/templates/monitoring/"
+    return [yaml.safe_load(d) for d in documents if source in d and yaml.safe_load(d)]
 
 
 def template(chart: Path, settings: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    args = [str(helm()), "template", "headroom", str(chart), "--namespace", NAMESPACE]
+    args = [str(helm_binary()), "template", "headroom", str(chart), "--namespace", NAMESPACE]
     for setting in settings:
         args += ["--set", setting]
     return subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
@@ -122,7 +98,7 @@ def test_nothing_renders_by_default(chart: Path) -> None:
 def test_bad_monitoring_values_are_refused_naming_the_field(
     chart: Path, setting: str, message: str
 ) -> None:
-    """With the schema fragment (values-monitoring.schema.json) in the chart's schema."""
+    """By the chart's values.schema.json."""
     result = template(chart, [setting])
     assert result.returncode != 0
     assert message in result.stderr

@@ -1,7 +1,7 @@
 {{/*
 Headroom's monitoring pieces (templates/monitoring/): what each component's metrics endpoint is,
 and the labels the monitoring objects carry. Everything here is gated by values under
-`monitoring:` (values-monitoring.yaml).
+`monitoring:` (values.yaml).
 */}}
 
 {{/* The components Prometheus scrapes, as a list of dicts: name (the job label the alerts use),
