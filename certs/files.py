@@ -1,10 +1,10 @@
-"""Writing TLS material to disk: each file replaced atomically, private keys never readable by others.
+"""Writing TLS material to disk: each file replaced atomically, keys never readable by others.
 
 `write_atomic` writes a temporary file in the same directory (created with the final mode, so a
 key is never briefly world-readable), fsyncs it and renames it over the target: a reader (the
 webhook's certificate reloader) sees the old file or the new one, never half of either.
-`sync_files` writes only the files whose content differs, so an unchanged pair does not touch
-the reloader's file signature.
+`sync_files` writes only the files whose content or mode differs (`files_hold` asks whether any
+does), so an unchanged pair does not touch the reloader's file signature.
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def sync_files(directory: Path, files: Mapping[str, FileContent]) -> list[str]:
         write_atomic(path, content.data, mode=content.mode)
         written.append(name)
     return written
+
+
+def files_hold(directory: Path, files: Mapping[str, FileContent]) -> bool:
+    """Whether every named file in `directory` already holds its content and mode."""
+    return all(_holds(directory / name, content) for name, content in files.items())
 
 
 def _holds(path: Path, content: FileContent) -> bool:

@@ -143,7 +143,7 @@ def check_names(
     namespace: str,
     ips: Sequence[str],
     secret_name: str,
-    secret_flag: str = "--secret-name",
+    secret_flag: str = "--secret-name",  # noqa: S107 - a flag, no password
 ) -> None:
     """CertsError naming the flag when a Service, namespace, IP or Secret name is malformed."""
     for flag, value in (("--service", service), ("--namespace", namespace)):
