@@ -79,10 +79,31 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_manage_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--out-dir", metavar="DIR", required=True, help="where the webhook reads tls.crt, tls.key")
-    add("--namespace", metavar="NS", default=SYSTEM_NAMESPACE, help=_default(SYSTEM_NAMESPACE))
-    add("--secret", metavar="NAME", default=TLS_SECRET, help=_default(TLS_SECRET))
-    add("--service", metavar="NAME", default=DEFAULT_SERVICE, help=_default(DEFAULT_SERVICE))
+    add(
+        "--out-dir",
+        metavar="DIR",
+        required=True,
+        help="where to write tls.crt, tls.key and ca.crt for the webhook (created if missing)",
+    )
+    add(
+        "--namespace",
+        metavar="NS",
+        default=SYSTEM_NAMESPACE,
+        help=f"the namespace of the Secret and the Service {_default(SYSTEM_NAMESPACE)}",
+    )
+    add(
+        "--secret",
+        metavar="NAME",
+        default=TLS_SECRET,
+        help=f"the Secret that keeps the CA and the pair; the install creates it empty "
+        f"{_default(TLS_SECRET)}",
+    )
+    add(
+        "--service",
+        metavar="NAME",
+        default=DEFAULT_SERVICE,
+        help=f"the Service whose DNS names the certificate carries {_default(DEFAULT_SERVICE)}",
+    )
     add(
         "--webhook-configuration",
         metavar="NAME",
@@ -90,9 +111,20 @@ def _add_manage_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the MutatingWebhookConfiguration whose caBundle to keep "
         f"(default: {DEFAULT_CONFIGURATION})",
     )
-    add("--ip", metavar="IP", action="append", default=[], help="an IP to name too (repeatable)")
-    add("--ca-validity", metavar="DURATION", default="365d", help=_default("365d"))
-    add("--serving-validity", metavar="DURATION", default="30d", help=_default("30d"))
+    add(
+        "--ip",
+        metavar="IP",
+        action="append",
+        default=[],
+        help="an IP address the certificate carries too (repeatable)",
+    )
+    add("--ca-validity", metavar="DURATION", default="365d", help="a CA's lifetime (default: 365d)")
+    add(
+        "--serving-validity",
+        metavar="DURATION",
+        default="30d",
+        help="a serving pair's lifetime (default: 30d)",
+    )
     add(
         "--renew-before",
         metavar="FRACTION",
@@ -117,7 +149,12 @@ def _add_manage_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="use this kubeconfig (default: $KUBECONFIG, ~/.kube/config, else the pod's account)",
     )
-    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
 
 
 def _default(value: str) -> str:

@@ -140,8 +140,13 @@ def summarize(
     return bundle, signing, serving
 
 
+# A certificate's times are whole seconds, its notBefore rounded down: one more second keeps the
+# issue time never earlier than the real one, so the grace counted from it is never cut short.
+_ROUNDING = timedelta(seconds=1)
+
+
 def _cert(cert: x509.Certificate) -> Cert:
-    issued_at = cert.not_valid_before_utc + pki.CLOCK_SKEW
+    issued_at = cert.not_valid_before_utc + pki.CLOCK_SKEW + _ROUNDING
     return Cert(fingerprint(cert), issued_at=issued_at, not_after=cert.not_valid_after_utc)
 
 

@@ -91,6 +91,12 @@ def test_a_fresh_install_fills_the_secret_the_files_and_every_caBundle(tmp_path:
     puts = len(store.kube.requests("PUT"))
     assert manager(store, out).reconcile() == []
     assert len(store.kube.requests("PUT")) == puts
+    # Only what the RBAC grants: get and update, on the Secret and the configuration.
+    assert {f"{c.method} {c.path}" for c in store.kube.calls} == {
+        f"{method} {path}"
+        for method in ("GET", "PUT")
+        for path in (SECRET_PATH, CONFIGURATION_PATH)
+    }
 
 
 def test_two_replicas_racing_at_install_end_with_one_pair(tmp_path: Path) -> None:
