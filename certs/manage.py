@@ -130,10 +130,10 @@ class Manager:
             log.warning("repairing the Secret", extra=log_fields(problems=list(material.problems)))
         policy, names = self.settings.policy, self.settings.names
         material = mat.apply(material, changes, policy=policy, names=names)
-        for change in changes:
-            _log_change(change, material)
         if any(isinstance(a, SaveSecret) for a in actions):
             stored = self.cluster.save_secret(stored, {**stored.data, **mat.secret_data(material)})
+            for change in changes:  # logged once saved: a Conflict changed nothing
+                _log_change(change, material)
             log.info("Secret saved", extra=self._fields(version=_version(stored.body)))
         if any(isinstance(a, WriteFiles) for a in actions):
             self._write_files(material)
