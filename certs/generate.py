@@ -1,18 +1,17 @@
 """Writing a service's TLS material to a directory: CA, serving certificate, Secret, caBundle.
 
 `generate` owns the file rules: it never overwrites without being asked (`force` regenerates
-everything, `reuse_ca` keeps the CA and reissues the rest), writes every file atomically (temp
-file in the same directory, then `os.replace`), and gives private keys (and the Secret, which
-holds one) mode 0600. Input errors name the command-line flag they came from.
+everything, `reuse_ca` keeps the CA and reissues the rest), writes every file atomically
+(`certs.files`: a temp file in the same directory, then `os.replace`), and gives private keys (and
+the Secret, which holds one) mode 0600. Input errors name the command-line flag they came from;
+`check_names` is the same check for `headroom certs manage`.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ import yaml
 from cryptography import x509
 
 from certs import pki
+from certs.files import PRIVATE_MODE, PUBLIC_MODE
+from certs.files import write_atomic as _write
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -32,8 +33,6 @@ OUTPUT_FILES = (CA_CERT, CA_KEY, TLS_CERT, TLS_KEY, MANIFEST_FILE, CA_BUNDLE)
 
 CA_COMMON_NAME = "headroom-ca"
 CA_VALID_DAYS = 3650
-PRIVATE_MODE = 0o600
-PUBLIC_MODE = 0o644
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_FORM = (
@@ -78,7 +77,7 @@ def generate(
     """Write a CA (or reuse the one in `out_dir`), a serving certificate for the Service
     `service` in `namespace`, a `kubernetes.io/tls` Secret manifest and the webhook caBundle."""
     name = secret_name if secret_name is not None else f"{service}-tls"
-    _validate(service=service, namespace=namespace, ips=ip_addresses, secret_name=name)
+    check_names(service=service, namespace=namespace, ips=ip_addresses, secret_name=name)
     _validate_options(force=force, reuse_ca=reuse_ca, valid_days=valid_days)
     files = _paths(out_dir, reused_ca=reuse_ca)
     ca = _load_ca(out_dir) if reuse_ca else None
@@ -138,7 +137,15 @@ def _write_serving(
     _write(files.ca_bundle, _b64(ca.cert_pem).encode() + b"\n", mode=PUBLIC_MODE)
 
 
-def _validate(*, service: str, namespace: str, ips: Sequence[str], secret_name: str) -> None:
+def check_names(
+    *,
+    service: str,
+    namespace: str,
+    ips: Sequence[str],
+    secret_name: str,
+    secret_flag: str = "--secret-name",  # noqa: S107 - a flag, no password
+) -> None:
+    """CertsError naming the flag when a Service, namespace, IP or Secret name is malformed."""
     for flag, value in (("--service", service), ("--namespace", namespace)):
         if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
             raise CertsError(f"{flag} {value!r} is not {_LABEL_FORM}")
@@ -148,10 +155,15 @@ def _validate(*, service: str, namespace: str, ips: Sequence[str], secret_name: 
         except ValueError:
             message = f"--ip {ip!r} is not an IPv4 or IPv6 address (e.g. 10.0.0.1 or fd00::1)"
             raise CertsError(message) from None
-    labels = secret_name.split(".")
-    if len(secret_name) > 253 or not all(_DNS1123_LABEL.fullmatch(label) for label in labels):
+    check_subdomain(secret_name, flag=secret_flag)
+
+
+def check_subdomain(name: str, *, flag: str) -> None:
+    """CertsError naming `flag` unless `name` is a DNS-1123 subdomain (an object's name)."""
+    labels = name.split(".")
+    if len(name) > 253 or not all(_DNS1123_LABEL.fullmatch(label) for label in labels):
         raise CertsError(
-            f"--secret-name {secret_name!r} is not a DNS-1123 subdomain: dot-separated "
+            f"{flag} {name!r} is not a DNS-1123 subdomain: dot-separated "
             "lowercase letters, digits and '-', at most 253 characters"
         )
 
@@ -226,20 +238,3 @@ def _serving_common_name(service: str, namespace: str) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _write(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace `path` with `data` atomically; the file never exists with a looser mode."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if mode == PRIVATE_MODE:
-                os.fchmod(handle.fileno(), PRIVATE_MODE)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

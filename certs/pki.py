@@ -2,7 +2,10 @@
 
 Everything here works on PEM bytes in memory and touches no files. Keys are ECDSA P-256, written
 as unencrypted PKCS#8 PEM; certificates are signed with SHA-256. Validity starts five minutes in
-the past so a peer whose clock is slightly behind still accepts a freshly issued certificate.
+the past (`CLOCK_SKEW`) so a peer whose clock is slightly behind still accepts a freshly issued
+certificate; a certificate's issue time is therefore its notBefore plus `CLOCK_SKEW`. Lifetimes are
+whole days (`valid_days`) or any positive `valid_for` (the self-managed mode's flags, and tests
+that rotate within minutes).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
     ]
 
 
-def new_ca(common_name: str, *, valid_days: int = 3650) -> KeyPair:
-    """A self-signed CA that may sign leaf certificates only (path length 0)."""
+def new_ca(
+    common_name: str, *, valid_days: int = 3650, valid_for: dt.timedelta | None = None
+) -> KeyPair:
+    """A self-signed CA that may sign leaf certificates only (path length 0); `valid_for`, when
+    given, is its lifetime instead of `valid_days`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
-        _validity(x509.CertificateBuilder(), valid_days)
+        _validity(x509.CertificateBuilder(), _lifetime(valid_days, valid_for))
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
@@ -71,15 +77,18 @@ def issue_serving_cert(
     dns_names: Sequence[str],
     ip_addresses: Sequence[str] = (),
     valid_days: int = 365,
+    valid_for: dt.timedelta | None = None,
 ) -> KeyPair:
-    """A TLS server certificate for `dns_names` and `ip_addresses`, signed by `ca`."""
+    """A TLS server certificate for `dns_names` and `ip_addresses`, signed by `ca`; `valid_for`,
+    when given, is its lifetime instead of `valid_days`."""
     alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     if not alt_names:
         raise ValueError("a serving certificate needs at least one DNS name or IP address")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     key = ec.generate_private_key(ec.SECP256R1())
-    builder = _leaf_builder(ca, subject, key, ExtendedKeyUsageOID.SERVER_AUTH, valid_days)
+    lifetime = _lifetime(valid_days, valid_for)
+    builder = _leaf_builder(ca, subject, key, ExtendedKeyUsageOID.SERVER_AUTH, lifetime)
     builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     return _sign(builder, key, signing_key=ca.private_key())
 
@@ -96,7 +105,7 @@ def issue_client_cert(
     attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     key = ec.generate_private_key(ec.SECP256R1())
     purpose = ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = _leaf_builder(ca, x509.Name(attributes), key, purpose, valid_days)
+    builder = _leaf_builder(ca, x509.Name(attributes), key, purpose, _lifetime(valid_days, None))
     return _sign(builder, key, signing_key=ca.private_key())
 
 
@@ -105,12 +114,12 @@ def _leaf_builder(
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
     purpose: x509.ObjectIdentifier,
-    days: int,
+    lifetime: dt.timedelta,
 ) -> x509.CertificateBuilder:
     """A certificate for `key` issued by `ca` for one purpose; callers add alternative names."""
     ca_cert = ca.certificate()
     return (
-        _validity(x509.CertificateBuilder(), days)
+        _validity(x509.CertificateBuilder(), lifetime)
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
@@ -131,11 +140,19 @@ def _authority_key_id(ca: KeyPair) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBuilder:
+def _lifetime(days: int, valid_for: dt.timedelta | None) -> dt.timedelta:
+    if valid_for is not None:
+        if valid_for <= dt.timedelta(0):
+            raise ValueError(f"validity must be above zero, got {valid_for}")
+        return valid_for
     if days < 1:
         raise ValueError(f"validity must be at least 1 day, got {days}")
+    return dt.timedelta(days=days)
+
+
+def _validity(builder: x509.CertificateBuilder, lifetime: dt.timedelta) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
-    return builder.not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=days))
+    return builder.not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime)
 
 
 def _key_usage(*, digital_signature: bool, cert_sign: bool) -> x509.KeyUsage:

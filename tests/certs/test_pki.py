@@ -208,3 +208,19 @@ def test_serving_cert_needs_a_name(ca: pki.KeyPair) -> None:
 def test_serving_cert_rejects_bad_ip(ca: pki.KeyPair) -> None:
     with pytest.raises(ValueError, match=r"300\.1\.1\.1"):
         pki.issue_serving_cert(ca, common_name="x", dns_names=["x"], ip_addresses=["300.1.1.1"])
+
+
+def test_a_lifetime_may_be_any_positive_timedelta(ca: pki.KeyPair) -> None:
+    short = pki.issue_serving_cert(
+        ca, common_name="x", dns_names=["x"], valid_for=dt.timedelta(minutes=2)
+    )
+    cert = x509.load_pem_x509_certificate(short.cert_pem)
+    left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(minutes=1) < left <= dt.timedelta(minutes=2)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == pki.CLOCK_SKEW + dt.timedelta(
+        minutes=2
+    )
+    ca_cert = pki.new_ca("short", valid_for=dt.timedelta(hours=1)).certificate()
+    assert ca_cert.not_valid_after_utc - ca_cert.not_valid_before_utc == dt.timedelta(minutes=65)
+    with pytest.raises(ValueError, match="validity must be above zero"):
+        pki.new_ca("never", valid_for=dt.timedelta(0))
