@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,6 @@ from typing import Any
 import pytest
 import yaml
 
-from certs.generate import generate
 from headroom import names
 from tests.waiting import wait_for
 from tooling.helm import CHART, run_helm
@@ -113,11 +114,8 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     objects, notes = install(cluster)
-    # The notes give the certificate step for the namespace installed into.
-    assert (
-        f"headroom certs generate --out headroom-tls/ --service headroom-webhook --namespace {NS}"
-        in notes
-    )
+    # Self-managed certificates (the default): the notes ask for no step.
+    assert "No step\nof yours" in notes and "headroom certs generate" not in notes
     assert {o["kind"] for o in objects} == KINDS
     missing = [resource(o) for o in objects if live(cluster, o) is None]
     assert missing == []
@@ -127,7 +125,7 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind(
     # The tag follows the cluster helm installed into, not the one helm was built for.
     assert images["kube-scheduler"] == f"registry.k8s.io/kube-scheduler:v{KUBERNETES_VERSION}"
 
-    ca_bundle = certificate_step(cluster, tmp_path)
+    ca_bundle, secret_data = sidecar_round(cluster, tmp_path)
     helm(
         cluster, "upgrade", RELEASE, str(CHART), "--reuse-values", "--wait=false",
         "--set", "webhook.failurePolicy=Ignore",
@@ -138,6 +136,8 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind(
     assert config is not None
     assert [h["failurePolicy"] for h in config["webhooks"]] == ["Ignore", "Ignore"]
     assert [h["clientConfig"].get("caBundle") for h in config["webhooks"]] == [ca_bundle] * 2
+    secret = live(cluster, find(objects, "Secret", "headroom-webhook-tls"))
+    assert secret is not None and secret["data"] == secret_data  # the upgrade kept the pair
     webhook = live(cluster, find(objects, "Deployment", "headroom-webhook"))
     scheduler = live(cluster, find(objects, "Deployment", "headroom-scheduler"))
     assert webhook is not None and scheduler is not None
@@ -160,8 +160,6 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind(
         message="nothing labelled as the release's",
     )
     assert helm(cluster, "list", "--all", "-q").strip() == ""
-    # The certificate step's Secret is the user's (the README's uninstall deletes it).
-    cluster.kubectl("delete", "secret", "headroom-webhook-tls", "-n", NS)
 
 
 def find(objects: list[Obj], kind: str, name: str) -> Obj:
@@ -169,22 +167,29 @@ def find(objects: list[Obj], kind: str, name: str) -> Obj:
     return found
 
 
-def certificate_step(cluster: LocalCluster, tmp_path: Path) -> str:
-    """The README's certificate step (self-managed mode): the Secret, then the caBundle patched
-    into both webhooks. Returns the caBundle."""
-    files = generate(tmp_path / "tls", service="headroom-webhook", namespace=NS)
-    cluster.kubectl("apply", "-f", str(files.secret))
-    ca_bundle = files.ca_bundle.read_text().strip()
-    base64.b64decode(ca_bundle, validate=True)
-    patch = [
-        {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_bundle}
-        for i in range(2)
-    ]
-    cluster.kubectl(
-        "patch", "mutatingwebhookconfiguration", "headroom-webhook", "--type=json",
-        "-p", json.dumps(patch),
+def sidecar_round(cluster: LocalCluster, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """What the webhook pods' `certs` sidecar does first (no kubelet runs it here): one round of
+    `headroom certs manage`, which fills the chart's empty Secret and both caBundles. Returns the
+    caBundle and the Secret's data."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "headroom"), "certs", "manage", "--once",
+         "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS,
+         "--out-dir", str(tmp_path / "tls")],
+        check=True, timeout=120,
     )  # fmt: skip
-    return ca_bundle
+    config = json.loads(
+        cluster.kubectl(
+            "get", "mutatingwebhookconfiguration", "headroom-webhook", "-o", "json"
+        ).stdout
+    )
+    bundles = {h["clientConfig"].get("caBundle") for h in config["webhooks"]}
+    (ca_bundle,) = bundles
+    base64.b64decode(ca_bundle, validate=True)
+    secret = json.loads(
+        cluster.kubectl("get", "secret", "headroom-webhook-tls", "-n", NS, "-o", "json").stdout
+    )
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    return ca_bundle, secret["data"]
 
 
 def test_kept_crds_and_the_users_aiscalers_outlive_an_uninstall(cluster: LocalCluster) -> None:

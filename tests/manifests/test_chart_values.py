@@ -121,11 +121,52 @@ def test_cert_manager_issues_the_secret_the_webhook_mounts_for_its_service() -> 
     assert issuers[ca["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
 
 
-def test_self_managed_certificates_render_what_the_certificate_step_completes() -> None:
-    rendered = template()
+def test_manual_certificates_render_what_the_certificate_step_completes() -> None:
+    rendered = template("certificates.mode=manual")
     assert rendered.of_kind("Certificate") == rendered.of_kind("Issuer") == []
+    tls = [o for o in rendered.objects if o["metadata"]["name"].startswith("headroom-webhook-")]
+    assert [o for o in tls if o["kind"] in ("Secret", "Role", "ClusterRole")] == []
     (config,) = rendered.of_kind("MutatingWebhookConfiguration")
     assert "annotations" not in config["metadata"]
+    assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
+    (deployment,) = [w for w in rendered.workloads() if w["metadata"]["name"] == "headroom-webhook"]
+    (tls,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "tls"]
+    assert tls["secret"] == {"secretName": "headroom-webhook-tls"}
+    assert "initContainers" not in pod_spec(deployment)
+
+
+def test_self_managed_certificates_come_from_a_sidecar_with_rbac_for_its_own_objects() -> None:
+    rendered = template(
+        "certificates.selfManaged.servingValidity=7d", "certificates.selfManaged.renewBefore=1/4"
+    )
+    assert rendered.of_kind("Certificate") == rendered.of_kind("Issuer") == []
+    (secret,) = [
+        o
+        for o in rendered.of_kind("Secret")
+        if o["metadata"]["name"].startswith("headroom-webhook")
+    ]
+    assert (secret["metadata"]["name"], secret["type"]) == ("headroom-webhook-tls", "Opaque")
+    assert "data" not in secret  # what the sidecar writes survives upgrades
+    (config,) = rendered.of_kind("MutatingWebhookConfiguration")
+    assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
+    (deployment,) = [w for w in rendered.workloads() if w["metadata"]["name"] == "headroom-webhook"]
+    spec = pod_spec(deployment)
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["restartPolicy"] == "Always" and "startupProbe" in sidecar
+    assert sidecar["args"][:2] == ["certs", "manage"]
+    assert {"--serving-validity=7d", "--renew-before=1/4", "--in-cluster"} <= set(sidecar["args"])
+    (tls,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert tls["emptyDir"]["medium"] == "Memory"
+    # Its RBAC: get and update on its own Secret and its own webhook configuration, nothing more.
+    rules = [r for kind in ("Role", "ClusterRole") for o in rendered.of_kind(kind)
+             if o["metadata"]["name"] == "headroom-webhook-certs" for r in o["rules"]]  # fmt: skip
+    assert rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["headroom-webhook-tls"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["admissionregistration.k8s.io"],
+         "resources": ["mutatingwebhookconfigurations"], "resourceNames": ["headroom-webhook"],
+         "verbs": ["get", "update"]},
+    ]  # fmt: skip
 
 
 # Each part, and the prefixes of the names of everything it renders.
@@ -195,7 +236,7 @@ def test_images_and_resources_come_from_the_values() -> None:
         "webhook.resources.limits.memory=1Gi",
     )
     ours = [c for w in rendered.workloads() for c in containers(w) if c["name"] != "kube-scheduler"]
-    assert len(ours) == 3
+    assert len(ours) == 4  # the node agent, the extender, the webhook and its certs sidecar
     for c in ours:
         assert (c["image"], c["imagePullPolicy"]) == (
             "registry.example.com/headroom:0.2.0",

@@ -79,7 +79,7 @@ def test_the_image_runs_as_a_numeric_non_root_user_the_manifests_agree_with() ->
             assert own.get("runAsUser", pod.get("runAsUser")) == uid, container["name"]
             assert own.get("runAsNonRoot", pod.get("runAsNonRoot")) is True, container["name"]
             checked += 1
-    assert checked == 3  # node agent, webhook, extender
+    assert checked == 4  # node agent, webhook, its certs sidecar, extender
 
 
 def dockerignore_patterns() -> list[str]:

@@ -139,10 +139,10 @@ def test_every_volume_and_file_flag_finds_its_file(
                     f"has {sorted(shown)}, not {first}"
                 )
             checked += 1
-    # The file flags this test exists for: the webhook's profiles and TLS pair, the
-    # scheduler's configuration.
+    # The file flags this test exists for: the webhook's profiles and TLS pair, its certs
+    # sidecar's --out-dir, the scheduler's configuration.
     expected = {
-        "Deployment headroom-system/headroom-webhook": 3,
+        "Deployment headroom-system/headroom-webhook": 4,
         "Deployment headroom-system/headroom-scheduler": 1,
     }
     assert checked == expected.get(workload_id, 0)
