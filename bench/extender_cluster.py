@@ -112,21 +112,54 @@ class Batch:
     """One batch of pods placed by one scheduler."""
 
     pods: int
-    seconds: float  # from the first create sent to the last pod seen bound
+    seconds: float  # from the clock's start (see run_batch) to the last pod seen bound
     created_seconds: float  # from the first create sent to the last one answered
+    held: bool = False  # the scheduler was stopped while the pods were created
 
     @property
     def pods_per_second(self) -> float:
         return self.pods / self.seconds
 
 
+class Hold:
+    """Keeps a scheduler process stopped (SIGSTOP) while a batch's pods are created, for
+    `max_seconds` at most: long enough for the creates, short of its leader Lease's renew
+    deadline (10 s by default), past which a scheduler that leads would exit on waking.
+    `release()` (again at once if it was already released) answers when it was."""
+
+    def __init__(self, pid: int, *, max_seconds: float = 6.0) -> None:
+        self.pid = pid
+        self.released_at: float | None = None
+        self._lock = threading.Lock()
+        os.kill(pid, signal.SIGSTOP)
+        self._timer = threading.Timer(max_seconds, self.release)
+        self._timer.start()
+
+    def release(self) -> float:
+        with self._lock:
+            if self.released_at is None:
+                self._timer.cancel()
+                os.kill(self.pid, signal.SIGCONT)
+                self.released_at = time.monotonic()
+            return self.released_at
+
+
 def run_batch(
-    kube: Kube, *, scheduler_name: str, namespace: str, pods: int, creators: int = 4
+    kube: Kube,
+    *,
+    scheduler_name: str,
+    namespace: str,
+    pods: int,
+    creators: int = 4,
+    hold_pid: int | None = None,
 ) -> Batch:
     """Create `pods` GPU pods for `scheduler_name` in a new `namespace` from `creators` threads
-    and time them until a watch has seen every one bound."""
+    and time them until a watch has seen every one bound: from the first create, or, with
+    `hold_pid` (the scheduler's process, stopped while the pods are created), from the moment it
+    resumes with the pods queued, so that the batch times the scheduler and not the creates."""
     make_namespace(kube, namespace)
     watch = BoundWatch(kube, namespace, expected=pods)
+    hold = None if hold_pid is None else Hold(hold_pid)
     start = time.monotonic()
     try:
         with ThreadPoolExecutor(creators) as pool:
@@ -136,12 +169,16 @@ def run_batch(
                 )
             )
         created = time.monotonic() - start
+        if hold is not None:
+            start = hold.release()
         done_at = watch.wait(timeout_seconds=600)
     finally:
+        if hold is not None:
+            hold.release()
         watch.stop()
     if done_at is None:
         raise RuntimeError(f"{scheduler_name}: {pods} pods not all bound within 600s")
-    return Batch(pods=pods, seconds=done_at - start, created_seconds=created)
+    return Batch(pods=pods, seconds=done_at - start, created_seconds=created, held=hold is not None)
 
 
 def make_namespace(kube: Kube, namespace: str) -> None:

@@ -13,10 +13,13 @@ names) runs these schedulers side by side, as a Headroom install runs beside a c
   `stock, qps 50` with that default, as a cluster's own scheduler runs.
 
 Every leg runs `--rounds` batches, in turn (AB BA ..., bench/runinfo.alternate): `--pods` pods
-created from four threads in a namespace of the batch's own, timed from the first create to the
-last pod a watch sees bound. The schedulers stay up throughout: an idle one only follows the other
-legs' pods through its informers, as it would in a cluster, whereas starting one per batch would
-time its cache sync and cold first cycles. Per batch, the schedulers' and the extender's /metrics
+created from four threads in a namespace of the batch's own while the leg's kube-scheduler is
+stopped (SIGSTOP, 6 s at most), timed from its resuming with them queued to the last pod a watch
+sees bound: the scheduler's own pace, not the API server's pace of creates (which on a busy
+machine is slower, and would cap both legs alike). `--no-hold` times from the first create, the
+scheduler running. The schedulers stay up throughout: an idle one only follows the other legs'
+pods through its informers, as it would in a cluster, whereas starting one per batch would time
+its cache sync and cold first cycles. Per batch, the schedulers' and the extender's /metrics
 and every process's CPU time are read before and after. `--variant FLAGS` adds a headroom leg
 whose extender runs with extra flags (restarted, and warmed up, when its turn comes): how a
 serving setting is measured against the shipped one in the same run.
@@ -30,7 +33,9 @@ keeps no metric per extender call): each verb as the scheduler waits on it, as g
 
 `--pin` runs the control plane (etcd, kube-apiserver, kube-controller-manager, the schedulers) on
 CPU 0 and Headroom's extender and this client on CPU 1, in every leg alike: as separate machines,
-sharing nothing (the Nodes are made before pinning, on both CPUs). Run: `.venv/bin/python -m
+sharing nothing (the Nodes are made before pinning, on both CPUs). With `--beside-extender`,
+headroom's kube-scheduler runs on CPU 1 instead, beside its extender, as the shipped Deployment
+runs the two in one pod. Run: `.venv/bin/python -m
 bench.scheduler [--pin] [--nodes 500 5000] [--pods N] [--rounds K]` (builds or uses the cached
 control plane).
 """
@@ -77,6 +82,7 @@ class Leg:
 
     label: str
     scheduler_name: str
+    scheduler_pid: int
     metrics_port: int
     extender_args: tuple[str, ...] | None = None
 
@@ -94,6 +100,7 @@ class Cluster:
     idle_cpu_per_second: dict[str, float] = field(default_factory=dict)
     batches: Iterator[int] = field(default_factory=itertools.count)
     extender_args: tuple[str, ...] | None = None
+    hold: bool = True  # each leg's scheduler stopped while its batch's pods are created
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def use_extender(self, args: tuple[str, ...], *, lead: bool = True) -> None:
@@ -140,6 +147,10 @@ class Options:
     pods: int
     rounds: int
     pin: bool
+    # Pinned, headroom's kube-scheduler on CPU 1 beside its extender (one pod in the Deployment)
+    # rather than on CPU 0 with the control plane.
+    beside_extender: bool = False
+    hold: bool = True  # time each batch from its scheduler resuming with the pods queued
     default_qps: bool = False  # also the `stock, qps 50` leg
     variant: tuple[str, ...] | None = None  # also a headroom leg with these extender flags
 
@@ -159,12 +170,16 @@ def cluster_with_legs(node_count: int, options: Options) -> Iterator[Cluster]:
         if options.pin:
             pin_processes([p.pid for p in local.processes.values()], {CONTROL_PLANE_CPU})
             local.cpus = frozenset({CONTROL_PLANE_CPU})  # the schedulers started from here on
-        cluster = Cluster(kube=kube, local=local, legs={}, extender_port=free_port())
+        cluster = Cluster(
+            kube=kube, local=local, legs={}, extender_port=free_port(), hold=options.hold
+        )
         stock = local.start_scheduler(stock_config("stock", qps=1000), name="stock-scheduler")
-        cluster.legs[STOCK] = Leg(STOCK, "stock", _port(stock.port))
+        cluster.legs[STOCK] = Leg(STOCK, "stock", stock.pid, _port(stock.port))
         if options.default_qps:
             qps50 = local.start_scheduler(stock_config("stock-qps50", qps=None), name="qps50")
-            cluster.legs[STOCK_QPS50] = Leg(STOCK_QPS50, "stock-qps50", _port(qps50.port))
+            cluster.legs[STOCK_QPS50] = Leg(
+                STOCK_QPS50, "stock-qps50", qps50.pid, _port(qps50.port)
+            )
         with cluster.stack:
             # As the Deployment runs it: its flags only, its access log on (to a file).
             cluster.use_extender((), lead=False)
@@ -175,12 +190,14 @@ def cluster_with_legs(node_count: int, options: Options) -> Iterator[Cluster]:
                 ),
                 name="headroom-scheduler",
             )
+            if options.pin and options.beside_extender:
+                pin_processes([headroom.pid], {HEADROOM_CPU})
             wait_leading(cluster.extender_port)
-            port = _port(headroom.port)
-            cluster.legs[HEADROOM] = Leg(HEADROOM, names.SCHEDULER_NAME, port, ())
+            pid, port = headroom.pid, _port(headroom.port)
+            cluster.legs[HEADROOM] = Leg(HEADROOM, names.SCHEDULER_NAME, pid, port, ())
             if options.variant is not None:
                 label = f"headroom {' '.join(options.variant)}"
-                cluster.legs[label] = Leg(label, names.SCHEDULER_NAME, port, options.variant)
+                cluster.legs[label] = Leg(label, names.SCHEDULER_NAME, pid, port, options.variant)
             cluster.pids |= {name: (p.pid, False) for name, p in local.processes.items()}
             cluster.pids["client"] = (os.getpid(), False)
             yield cluster
@@ -232,11 +249,15 @@ def measure(cluster: Cluster, leg: Leg, pods: int) -> Round:
     port = cluster.extender_port if leg.extender_args is not None else None
     scheduler_before = scrape_scheduler(leg)
     extender_before = scrape_extender(port) if port else {}
-    cpu_before = cpu_snapshot(cluster)
+    cpu_before, started = cpu_snapshot(cluster), time.monotonic()
     batch = run_batch(
-        cluster.kube, scheduler_name=leg.scheduler_name, namespace=namespace, pods=pods
+        cluster.kube,
+        scheduler_name=leg.scheduler_name,
+        namespace=namespace,
+        pods=pods,
+        hold_pid=leg.scheduler_pid if cluster.hold else None,
     )
-    cpu_after = cpu_snapshot(cluster)
+    cpu_after, wall_seconds = cpu_snapshot(cluster), time.monotonic() - started
     scheduler_after = scrape_scheduler(leg)
     verbs: dict[str, Histogram] = {}
     if port:
@@ -247,7 +268,7 @@ def measure(cluster: Cluster, leg: Leg, pods: int) -> Round:
             )
 
     def cpu_ms_per_pod(name: str) -> float:
-        idle = cluster.idle_cpu_per_second.get(name, 0.0) * batch.seconds
+        idle = cluster.idle_cpu_per_second.get(name, 0.0) * wall_seconds
         return 1000 * (cpu_after[name] - cpu_before[name] - idle) / pods
 
     attempts = "scheduler_schedule_attempts"
@@ -285,7 +306,7 @@ def run_node_count(node_count: int, options: Options) -> report.NodeCountResult:
         traced = traced_batch(cluster, options.pods)
     return report.NodeCountResult(
         node_count=node_count,
-        pinned=options.pin,
+        cpus=cpu_layout(options),
         pods=options.pods,
         rounds=results,
         traced=traced,
@@ -293,6 +314,14 @@ def run_node_count(node_count: int, options: Options) -> report.NodeCountResult:
         setup_seconds=setup_seconds,
         total_seconds=time.monotonic() - started,
     )
+
+
+def cpu_layout(options: Options) -> str:
+    if not options.pin:
+        return "shared"
+    if options.beside_extender:
+        return "pinned, headroom's kube-scheduler beside its extender"
+    return "pinned"
 
 
 def _leg_batch(cluster: Cluster, leg: Leg, pods: int) -> Callable[[], Round]:
@@ -348,6 +377,18 @@ def main(argv: list[str] | None = None) -> int:
         help="control plane on CPU 0, the extender and this client on CPU 1",
     )
     parser.add_argument(
+        "--beside-extender",
+        action="store_true",
+        help="with --pin: headroom's kube-scheduler on CPU 1 with its extender, as the "
+        "Deployment runs them in one pod (default: on CPU 0 with the control plane)",
+    )
+    parser.add_argument(
+        "--no-hold",
+        action="store_true",
+        help="time each batch from its first create, the scheduler running meanwhile "
+        "(default: the scheduler stopped while the pods are created, timed from its resuming)",
+    )
+    parser.add_argument(
         "--default-qps",
         action="store_true",
         help="one more leg: the stock scheduler with its client's default rate limit (qps 50)",
@@ -370,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         pods=args.pods,
         rounds=args.rounds,
         pin=args.pin,
+        beside_extender=args.beside_extender,
+        hold=not args.no_hold,
         default_qps=args.default_qps,
         variant=tuple(shlex.split(args.variant)) if args.variant else None,
     )
