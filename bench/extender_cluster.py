@@ -1,8 +1,9 @@
-"""The cluster side of bench/extender.py, shared with bench/requeue.py and bench/scaler.py:
-synthetic GPUNode reports and bound pods, Node objects with their GPUNodes on a real API server,
-pods created and timed until bound, `headroom extender` with the shipped kube-scheduler profile
-started as installed (and its server time per verb), and the p99 and Markdown table the
-benchmarks print."""
+"""The cluster side of bench/scheduler.py and bench/extender.py, shared with bench/requeue.py and
+the scaler benchmarks: synthetic GPUNode reports and bound pods, Node objects with their GPUNodes
+on a real API server, batches of pods created and timed until a watch sees them bound (the
+scheduler optionally held while they are created), `headroom extender` started with the shipped
+Deployment's flags and the shipped kube-scheduler profile calling it (and its server time per
+verb), and the p99 and Markdown table the benchmarks print."""
 
 from __future__ import annotations
 
