@@ -367,7 +367,11 @@ def gunicorn_ms(log_path: Path, offset: int) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--nodes", type=int, nargs="+", default=[500, 5000], help="Node objects, one cluster each"
+        "--nodes",
+        type=int,
+        nargs="+",
+        default=[500, 5000],
+        help="Node objects, one cluster each (default: 500 5000)",
     )
     parser.add_argument("--pods", type=int, default=200, help="pods per batch (default: 200)")
     parser.add_argument("--rounds", type=int, default=4, help="batches per leg (default: 4)")
@@ -403,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value in (("--pods", args.pods), ("--rounds", args.rounds)):
         if value < 1:
             parser.error(f"{flag}: expected a whole number of at least 1 (got {value})")
+    if args.beside_extender and not args.pin:
+        parser.error("--beside-extender: only with --pin")
     if args.pin:
         if len(os.sched_getaffinity(0) & {CONTROL_PLANE_CPU, HEADROOM_CPU}) < 2:
             parser.error("--pin: needs CPUs 0 and 1")
