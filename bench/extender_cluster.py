@@ -274,10 +274,10 @@ class BoundWatch:
 def extender_process(
     cluster: LocalCluster, *, port: int, extra_args: Sequence[str], log_path: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`headroom extender` on 127.0.0.1:`port` with the shipped deployment's flags (the leader
-    Lease; the address and kubeconfig filled in) and `extra_args`, once ready; its output to
-    `log_path` (default: this process's). GPU reports here are written once, so they must not
-    go stale: --staleness-seconds=3600."""
+    """`headroom extender` on 127.0.0.1:`port` with the shipped Deployment's flags (the leader
+    Lease, /metrics on a port of its own; the addresses and kubeconfig filled in) and
+    `extra_args`, once ready; its output to `log_path` (default: this process's). GPU reports
+    here are written once, so they must not go stale: --staleness-seconds=3600."""
     election = shipped.load(shipped.SCHEDULER_CONFIG)["leaderElection"]
     with contextlib.ExitStack() as stack:
         log = None if log_path is None else stack.enter_context(log_path.open("ab"))
@@ -289,6 +289,7 @@ def extender_process(
                 f"--kubeconfig={cluster.kubeconfig}",
                 "--staleness-seconds=3600",
                 f"--leader-lease={election['resourceNamespace']}/{election['resourceName']}",
+                f"--metrics-bind=127.0.0.1:{free_port()}",
                 *extra_args,
             ],
             stdout=log,
