@@ -12,8 +12,9 @@ Measures, each against a baseline taken in the same run:
      Budget: <= 1 % of a core.
    - RSS, against a Python process that only imports what the agent imports. Budget: <= 80 MiB.
    - API writes per minute, seen by a watch on the GPUNode, against 60 s / heartbeat.
-   The agents run at the same time (no alternation needed: one window, shared alike); the idle
-   agent's share is also given per 10 s part of the window, for its spread.
+   CPU is every thread's schedstat time (ns), not /proc/<pid>/stat's 10 ms ticks. The agents run
+   at the same time (no alternation needed: one window, shared alike); the idle agent's share is
+   also given per 10 s part of the window, for its spread.
 
 The first line printed names the versions the run used (bench/runinfo.py).
 
@@ -180,8 +181,8 @@ def proc_stat(pid: int) -> ProcStat:
 
 
 def task_cpu_ns(pid: int) -> int:
-    """CPU time of every thread of `pid`, in ns (schedstat's first field: a tick's resolution
-    would make a 0.03 % share over a 10 s window read as 0 or 0.1 %)."""
+    """CPU time of every thread of `pid`, in ns (schedstat's first field; /proc/<pid>/stat counts
+    in 10 ms ticks, which read an idle agent's minute as 0 or 1 tick)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -191,21 +192,24 @@ def task_cpu_ns(pid: int) -> int:
     return total
 
 
-def cpu_windows(pids: dict[str, int]) -> dict[str, list[float]]:
-    """Sleeps WINDOW_SECONDS in WINDOWS equal parts; {name: its % of a core in each part}: the
-    spread of a steady-state share over the window."""
+def cpu_windows(pids: dict[str, int]) -> dict[str, tuple[float, list[float]]]:
+    """Sleeps WINDOW_SECONDS in WINDOWS equal parts; {name: (its % of a core over the window,
+    its % in each part)}: the part's shares are the spread of a steady-state share."""
     part_seconds = WINDOW_SECONDS / WINDOWS
     shares: dict[str, list[float]] = {name: [] for name in pids}
-    before = {name: task_cpu_ns(pid) for name, pid in pids.items()}
+    first = {name: task_cpu_ns(pid) for name, pid in pids.items()}
+    before = dict(first)
+    started = time.monotonic()
     for _ in range(WINDOWS):
-        started = time.monotonic()
+        part_started = time.monotonic()
         time.sleep(part_seconds)
-        elapsed_ns = (time.monotonic() - started) * 1e9
+        elapsed_ns = (time.monotonic() - part_started) * 1e9
         for name, pid in pids.items():
             now_ns = task_cpu_ns(pid)
             shares[name].append(100 * (now_ns - before[name]) / elapsed_ns)
             before[name] = now_ns
-    return shares
+    window_ns = (time.monotonic() - started) * 1e9
+    return {name: (100 * (before[name] - first[name]) / window_ns, shares[name]) for name in pids}
 
 
 def start_agent(
@@ -277,7 +281,6 @@ def steady_state(work: Path) -> dict[str, Any]:
         )
         try:
             time.sleep(WARMUP_SECONDS)  # start-up (imports, first write) is not steady state
-            before = {p.pid: proc_stat(p.pid) for p in (busy, idle)}
             window_start = time.monotonic()
             windows = cpu_windows({"busy": busy.pid, "idle": idle.pid})
             after = {p.pid: proc_stat(p.pid) for p in (busy, idle, imports)}
@@ -297,20 +300,16 @@ def steady_state(work: Path) -> dict[str, Any]:
             ]
         span = window_end - window_start
         return {
-            "busy_cpu_percent": 100
-            * (after[busy.pid].cpu_seconds - before[busy.pid].cpu_seconds)
-            / span,
-            "idle_cpu_percent": 100
-            * (after[idle.pid].cpu_seconds - before[idle.pid].cpu_seconds)
-            / span,
+            "busy_cpu_percent": windows["busy"][0],
+            "idle_cpu_percent": windows["idle"][0],
             "busy_rss": after[busy.pid].rss_bytes,
             "busy_peak_rss": after[busy.pid].peak_rss_bytes,
             "imports_rss": after[imports.pid].rss_bytes,
             "writes_in_window": len(in_window),
             "window_minutes": span / 60,
             "median_gap": statistics.median(gaps) if gaps else float("nan"),
-            "busy_windows": windows["busy"],
-            "idle_windows": windows["idle"],
+            "busy_windows": windows["busy"][1],
+            "idle_windows": windows["idle"][1],
         }
 
 
@@ -353,7 +352,7 @@ def steady_rows(steady: dict[str, Any]) -> list[Row]:
         (
             "CPU, 1 s sampling, 60 s",
             f"{steady['busy_cpu_percent']:.2f} % of a core",
-            f"1/min sampling {steady['idle_cpu_percent']:.2f} %; per "
+            f"1/min sampling {steady['idle_cpu_percent']:.3f} %; per "
             f"{WINDOW_SECONDS / WINDOWS:.0f} s {idle.describe(' %', 3, over='parts')}",
             f"{steady['busy_cpu_percent'] / max(steady['idle_cpu_percent'], 0.01):.1f}x",
             "<= 1 %",
