@@ -42,14 +42,12 @@ def suggest(normal: Sequence[float], injected: Sequence[float]) -> float | None:
     highest, lowest = max(normal), bound(normal, injected)
     if highest >= lowest:
         return None
-    return round_up(math.sqrt(highest * lowest))
+    return two_digits(math.sqrt(highest * lowest))
 
 
-def round_up(value: float) -> float:
-    """Two significant digits, up."""
-    exponent = math.floor(math.log10(value)) - 1
-    scale = 10.0**exponent
-    return round(math.ceil(value / scale) * scale, max(0, -exponent))
+def two_digits(value: float) -> float:
+    """`value` to two significant digits."""
+    return float(f"{value:.2g}")
 
 
 def one_run(argv: Sequence[str], out: Path) -> dict[str, float]:
