@@ -30,8 +30,8 @@ legs, not in them. Each measure is the median over the legs of the leg's statist
 moves it little. The corpus has three light pods and three heavy ones, so a percentile over all
 review calls is bimodal (its median read 8.2 one run and 11.4 the next); per pod it is not.
 
-Run: `.venv/bin/python -m bench.quick [--json PATH] [--only GROUP ...]` (about 8 s of CPU; 15 s
-on an idle machine, 30-60 s at a load of 6-12 on its 2 cores).
+Run: `.venv/bin/python -m bench.quick [--json PATH] [--only GROUP ...]` (about 8 s of CPU: 12 s
+on a quiet machine, 20-30 s beside other work, near a minute at a load of 10 on its 2 cores).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ regression injected into each group's timed call reported as REGRESSED.
 
 Each run is a fresh `python -m bench.quick` process, as a developer runs it: the timing loops see
 no state the suite's other tests left behind. Marked `server` for its 180 s timeout: a run takes
-about 15 s on an idle 2-core machine and several times that on a busy one.
+about 12 s on a quiet 2-core machine and up to a minute on a busy one (a regressed group is
+measured twice).
 """
 
 from __future__ import annotations
