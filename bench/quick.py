@@ -17,11 +17,11 @@ Not here: the AIScaler round (bench/scaler.py): its baseline is `place_replicas`
 time, extrapolated, not a leg that could be timed alternately within the minute.
 
 `--inject-slowdown GROUP` makes that group's timed call do its work twice (a bench-only 2x
-regression, to prove a threshold trips); `--calibrate N` runs quick mode N times in fresh
-processes, and N/2 times injected, and prints each ratio's range and the threshold it suggests
-(bench/quick_calibrate.py).
-Exit status 1 when a ratio is above its threshold after one re-measure of its group (a regression
-repeats; a busy moment seldom does twice).
+regression, to prove a threshold trips); `--calibrate N` runs quick mode in fresh processes N
+times as is, N times beside cache-thrashing processes and N/2 times injected, and prints each
+ratio's ranges and the threshold it suggests (bench/quick_calibrate.py). The timing itself is
+bench/quick_timing.py. Exit status 1 when a ratio is above its threshold after one re-measure
+of its group (a regression repeats; a busy moment seldom does twice).
 
 Why these statistics (from calibration on the busy 2-core machine): by wall clock the review p99
 ratio ranged 8.1-57 over 12 runs, a call descheduled mid-way being timed whole; by CPU time,
@@ -38,17 +38,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench.runinfo import Spread, alternate, percentile, table, versions_line
+from bench.quick_timing import Options, Result, compare, per_call, quantile, run_legs, twice
+from bench.runinfo import table, versions_line
 
 # The thresholds. Calibrated on the shared 2-core machine (jsonpatch 1.48), with `--calibrate 8`
 # and the same statistics by hand: 16-36 runs per measure as is, at loads of 3 to 12 from the other
@@ -75,116 +75,6 @@ THRESHOLDS: dict[str, float] = {
 GROUPS = ("review", "extender", "nodeagent")
 EXTENDER_NODES = 5000
 VERSION = "0.1.0"
-
-
-@dataclass(frozen=True)
-class Result:
-    """One measure: ours and the baseline's statistic (ms, the median over the legs of each leg's
-    percentile), the baseline's spread over its legs, the ratio and its threshold."""
-
-    measure: str
-    value_ms: float
-    baseline_ms: float
-    baseline_spread: Spread
-    ratio: float
-    threshold: float
-    what: str = ""  # what the value is the cost of, if not one call
-    remeasured: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.ratio <= self.threshold
-
-
-@dataclass(frozen=True)
-class Options:
-    rounds: int  # alternating rounds per group
-    inject: frozenset[str]  # groups whose timed call does its work twice
-    clock: Callable[[], int]  # ns; wall (perf_counter_ns) or this thread's CPU time
-
-
-def timed(
-    calls: Sequence[Callable[[], object]], passes: int, clock: Callable[[], int]
-) -> list[float]:
-    """`passes` passes over `calls`, each call timed alone: ms."""
-    samples_ms = []
-    for _ in range(passes):
-        for call in calls:
-            started = clock()
-            call()
-            samples_ms.append((clock() - started) / 1e6)
-    return samples_ms
-
-
-def twice(call: Callable[[], object]) -> Callable[[], object]:
-    def both() -> object:
-        call()
-        return call()
-
-    return both
-
-
-def compare(
-    measure: str,
-    runs: dict[str, list[list[float]]],
-    *,
-    ours: str,
-    base: str,
-    statistic: Callable[[list[float]], float],
-    what: str = "",
-) -> Result:
-    """`statistic` of each leg, and the ratio of its medians over the legs: a busy moment spoils a
-    leg, not the measure (pooling every call, one leg's bad tail moved p99)."""
-    mine = Spread.of([statistic(leg) for leg in runs[ours]])
-    theirs = Spread.of([statistic(leg) for leg in runs[base]])
-    return Result(
-        measure=measure,
-        value_ms=mine.median,
-        baseline_ms=theirs.median,
-        baseline_spread=theirs,
-        ratio=mine.median / theirs.median,
-        threshold=THRESHOLDS[measure],
-        what=what,
-    )
-
-
-def quantile(q: float) -> Callable[[list[float]], float]:
-    return lambda samples: percentile(samples, q)
-
-
-def per_call(q: float, calls: int) -> Callable[[list[float]], float]:
-    """The sum over the leg's `calls` calls (taken in turn) of each one's `q` percentile."""
-    return lambda samples: sum(percentile(samples[i::calls], q) for i in range(calls))
-
-
-def run_legs(
-    legs: dict[str, Sequence[Callable[[], object]]], *, passes: int, options: Options
-) -> dict[str, list[list[float]]]:
-    """One untimed round to warm up, then `options.rounds` alternating rounds, each leg making
-    `passes` passes over its calls in each."""
-    clock = options.clock
-
-    def leg(calls: Sequence[Callable[[], object]]) -> Callable[[], list[float]]:
-        def one_leg() -> list[float]:
-            # The collector runs before the leg, not in it: a collection landing in one call made
-            # p99 a measure of the collector (noisy, and a 2x slower review moved it ~1.5x).
-            gc.collect()
-            gc.disable()
-            try:
-                return timed(calls, passes, clock)
-            finally:
-                gc.enable()
-
-        return one_leg
-
-    legs_timed = {name: leg(calls) for name, calls in legs.items()}
-    gc.collect()
-    gc.freeze()  # what exists now (imports, the view) is not scanned again by each leg's collect
-    try:
-        alternate(legs_timed, rounds=1)
-        return alternate(legs_timed, rounds=options.rounds)
-    finally:
-        gc.unfreeze()
 
 
 # -- the measures ---------------------------------------------------------------------------------
@@ -217,6 +107,7 @@ def review_measures(options: Options) -> list[Result]:
             ours="review",
             base="json",
             statistic=per_call(q, len(bodies)),
+            threshold=THRESHOLDS[name],
             what=what + label,
         )
         for name, q, label in (("review p50", 0.5, "median"), ("review p99", 0.99, "p99"))
@@ -268,7 +159,14 @@ def extender_measures(options: Options) -> list[Result]:
         options=options,
     )
     return [
-        compare(name, runs, ours="extender", base="pass-through", statistic=quantile(q))
+        compare(
+            name,
+            runs,
+            ours="extender",
+            base="pass-through",
+            statistic=quantile(q),
+            threshold=THRESHOLDS[name],
+        )
         for name, q in (("extender p50", 0.5), ("extender p99", 0.99))
     ]
 
@@ -292,7 +190,16 @@ def nodeagent_measures(options: Options) -> list[Result]:
             )
         finally:
             legs.close()
-    return [compare("nodeagent p50", runs, ours="full", base="bare", statistic=quantile(0.5))]
+    return [
+        compare(
+            "nodeagent p50",
+            runs,
+            ours="full",
+            base="bare",
+            statistic=quantile(0.5),
+            threshold=THRESHOLDS["nodeagent p50"],
+        )
+    ]
 
 
 MEASURES: dict[str, Callable[[Options], list[Result]]] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bench.quick import per_call
 from bench.quick_calibrate import bound, suggest, two_digits
 
 
@@ -24,9 +23,3 @@ def test_a_measure_whose_noise_reaches_the_regression_is_too_noisy() -> None:
 
 def test_two_digits() -> None:
     assert [two_digits(v) for v in (10.04, 13.05, 0.4321, 123.4)] == [10, 13, 0.43, 120]
-
-
-def test_per_call_sums_each_calls_percentile() -> None:
-    # two calls timed in turn: call 0 took 1, 3, 2 ms; call 1 took 10, 30, 20 ms
-    samples = [1.0, 10.0, 3.0, 30.0, 2.0, 20.0]
-    assert per_call(0.5, 2)(samples) == 2.0 + 20.0
