@@ -12,6 +12,11 @@ Then: the largest free block per node (mean), how many nodes are left with no re
 how many of 16 waiting pods of 60Gi on 4 GPUs (a large model on a whole node) can now be placed
 (`headroom.fit.place_replicas`): those that cannot stay Pending for memory. Three seeds, one run.
 
+A simulation, not a timing: seeded, no clock, the same numbers every run, so the two orders need no
+alternation. What varies is the cluster from seed to seed: the table gives means over the seeds,
+and the line under it the baseline's (stock order's) range over them. The first line printed names
+the versions the run used.
+
 Run: `.venv/bin/python -m bench.defrag_sim`.
 """
 
@@ -23,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.extender_cluster import table
+from bench.runinfo import Spread, table, versions_line
 from extender.scaler.defrag import deletion_costs
 from headroom.demand import GpuDemand
 from headroom.fit import NodeSnapshot, Policy, place_replicas, summarize
@@ -108,6 +113,7 @@ def after_scale_down(seed: int, order: Order) -> tuple[float, int, int]:
 
 
 def main() -> int:
+    print(versions_line())
     rows = []
     results: dict[str, list[tuple[float, int, int]]] = {"stock": [], "AIScaler": []}
     for seed in (1, 2, 3):
@@ -136,6 +142,14 @@ def main() -> int:
             ],
             rows,
         )
+    )
+    stock = results["stock"]
+    print(
+        f"stock order over the {len(stock)} seeds: largest free per node "
+        f"{Spread.of([r[0] for r in stock]).describe(' GiB', 1, over='seeds')}; nodes without a "
+        f"replica {Spread.of([r[1] for r in stock]).describe(digits=0, over='seeds')}; waiting "
+        f"left Pending "
+        f"{Spread.of([WAITING_PODS - r[2] for r in stock]).describe(digits=0, over='seeds')}"
     )
     return 0
 

@@ -7,6 +7,7 @@
 - `Spread`: a baseline's median with its range over the legs, so the reader sees how far the
   baseline itself moved in this run before reading a ratio against it.
 - `percentile`: the nearest-rank percentile every table uses.
+- `table`: the Markdown table every bench prints (columns padded, so it reads in a terminal too).
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ class Spread:
         """(high - low) / median: 0.1 means the legs differed by 10 % of the median."""
         return (self.high - self.low) / self.median if self.median else 0.0
 
-    def describe(self, unit: str = "", digits: int = 2) -> str:
-        """ "0.80 ms (0.76-0.91 over 5 legs, spread 19 %)"."""
+    def describe(self, unit: str = "", digits: int = 2, *, over: str = "legs") -> str:
+        """ "0.80 ms (0.76-0.91 over 5 legs, spread 19 %)"; `over` names what was counted
+        ("seeds", "parts")."""
         value = f"{self.median:.{digits}f}{unit}"
         if self.legs < 2:
-            return f"{value} (1 leg)"
+            return f"{value} (1 {over.removesuffix('s')})"
         return (
-            f"{value} ({self.low:.{digits}f}-{self.high:.{digits}f} over {self.legs} legs, "
+            f"{value} ({self.low:.{digits}f}-{self.high:.{digits}f} over {self.legs} {over}, "
             f"spread {self.relative:.0%})"
         )
 
@@ -109,3 +111,17 @@ def alternate(legs: Mapping[str, Callable[[], T]], *, rounds: int) -> dict[str, 
         for name in order if i % 2 == 0 else reversed(order):
             results[name].append(legs[name]())
     return results
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table, each column as wide as its widest cell."""
+    lines = [list(header), *(list(row) for row in rows)]
+    if any(len(line) != len(header) for line in lines):
+        raise ValueError(f"table: every row needs {len(header)} cells, as the header has")
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+
+    def render(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])

@@ -16,14 +16,18 @@ feasibility over the index, the count to write), each with its history from the 
 - cold: every summary the round needs is computed in it (the usual case: agents' heartbeats are
   shorter than the polling interval, so every report has changed); warm: the round before's index
   lends its summaries of unchanged snapshots (`CapacityIndex(..., previous=...)`). Each case times
-  `--rounds` rounds after one untimed round.
+  `--rounds` rounds after one untimed round, in `--legs` legs (each from fresh histories).
 
 Baseline, same run: the straightforward path (`feasible_replicas_by_placement`: place_replicas one
 replica at a time over every snapshot, then fit on every node), timed on one AIScaler per template
 and extrapolated to the round by template counts (placing 200 AIScalers that way takes far too
 long); the sampled answers are checked equal to the index's. Target: a round <= 1 s on 2 cores.
 
-Run: `.venv/bin/python -m bench.scaler` (`--quick`: 500 nodes, 40 AIScalers, 5 rounds).
+The three legs (cold, warm, baseline) alternate, `--legs` times each, so that a busy moment of the
+machine falls on all alike; the baseline is given with its spread over its legs, and the first line
+printed names the versions the run used.
+
+Run: `.venv/bin/python -m bench.scaler` (`--quick`: 500 nodes, 40 AIScalers, 6 rounds in 2 legs).
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bench.extender_cluster import p99, table
+from bench.runinfo import Spread, alternate, percentile, table, versions_line
 from bench.scaler_setup import Scaler, build_scalers, build_view
 from extender.scaler.decision import History, decide
 from extender.scaler.evaluate import ScalingOutcome, evaluate
@@ -100,7 +104,7 @@ def run_rounds(
     view: ClusterView, scalers: list[Scaler], *, rounds: int, now: float, warm: bool
 ) -> tuple[list[RoundTimes], list[ScalingOutcome]]:
     """Times rounds 1..rounds after an untimed round 0 (fresh histories), whose outcomes it
-    returns for the baseline to check."""
+    returns: the answers the baseline must give."""
     for scaler in scalers:
         scaler.history = History()
     _, previous, first = one_round(view, scalers, round_=0, now=now, previous=None)
@@ -165,18 +169,19 @@ def row(label: str, times: list[RoundTimes], *, nodes: int, scalers: int) -> lis
         f"{len(times)}",
         f"{statistics.median(t.index_ms for t in times):.1f}",
         f"{statistics.median(totals):.1f}",
-        f"{p99(totals):.1f}",
+        f"{percentile(totals, 0.99):.1f}",
         f"{max(totals):.1f}",
         f"{per_scaler_us:.0f}",
         f"{statistics.median(t.summarised for t in times):.0f}",
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--scalers", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per case")
+    parser.add_argument("--legs", type=int, default=3, help="alternating legs of each case")
     parser.add_argument(
         "--baseline-per-template",
         type=int,
@@ -184,22 +189,61 @@ def main(argv: list[str] | None = None) -> int:
         help="AIScalers per template timed the straightforward way",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a small run: 500 nodes, 40 AIScalers, 5 rounds"
+        "--quick",
+        action="store_true",
+        help="a small run: 500 nodes, 40 AIScalers, 6 rounds in 2 legs",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.nodes, args.scalers, args.rounds = 500, 40, 5
+        args.nodes, args.scalers, args.rounds, args.legs = 500, 40, 6, 2
+    if args.legs < 1 or args.rounds < args.legs:
+        parser.error(f"--legs: expected 1 to --rounds ({args.rounds}), got {args.legs}")
+    return args
+
+
+@dataclass
+class Measured:
+    view: ClusterView
+    first: list[ScalingOutcome]  # round 0's answers, which the baseline must give
+    cold: list[RoundTimes] = field(default_factory=list)
+    warm: list[RoundTimes] = field(default_factory=list)
+    baseline_ms: list[float] = field(default_factory=list)  # per leg, extrapolated to a round
+    baseline_timed: int = 0  # AIScalers the baseline timed per leg
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """The three legs, alternating."""
     now = time.time()
     view = build_view(args.nodes, now)
-    scalers = build_scalers(args.scalers, args.rounds)
+    per_leg = args.rounds // args.legs
+    scalers = build_scalers(args.scalers, per_leg)
     gc.collect()
     gc.freeze()  # what the extender does once its caches have synced
-    cold, first = run_rounds(view, scalers, rounds=args.rounds, now=now, warm=False)
-    warm, _ = run_rounds(view, scalers, rounds=args.rounds, now=now, warm=True)
-    base_ms, timed = baseline(
-        view, scalers, first, now=now, per_template=args.baseline_per_template
-    )
-    size = {"nodes": len(view.schedulable_nodes()), "scalers": args.scalers}
+    _, first = run_rounds(view, scalers, rounds=0, now=now, warm=False)  # deterministic
+    out = Measured(view, first)
+
+    def cold() -> None:
+        out.cold += run_rounds(view, scalers, rounds=per_leg, now=now, warm=False)[0]
+
+    def warm() -> None:
+        out.warm += run_rounds(view, scalers, rounds=per_leg, now=now, warm=True)[0]
+
+    def straightforward() -> None:
+        ms, out.baseline_timed = baseline(
+            view, scalers, first, now=now, per_template=args.baseline_per_template
+        )
+        out.baseline_ms.append(ms)
+
+    alternate({"cold": cold, "warm": warm, "baseline": straightforward}, rounds=args.legs)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    print(versions_line())
+    measured = measure(args)
+    cold, warm, first = measured.cold, measured.warm, measured.first
+    size = {"nodes": len(measured.view.schedulable_nodes()), "scalers": args.scalers}
     print("(a) one reconcile round, ms (target: <= 1000 ms for 200 AIScalers over 5,000 nodes)")
     print(
         table(
@@ -219,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     cold_p50 = statistics.median(t.total_ms for t in cold)
+    base = Spread.of(measured.baseline_ms)
     print(
-        f"\n(b) baseline: place_replicas one by one, timed on {timed} AIScalers (one per "
-        f"template), extrapolated by template counts; same answers checked"
+        f"\n(b) baseline: place_replicas one by one, timed on {measured.baseline_timed} "
+        f"AIScalers (one per template) in each of {args.legs} legs, extrapolated by template "
+        "counts; same answers checked"
     )
     print(
         table(
@@ -235,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             [
                 [
                     "place_replicas",
-                    f"{base_ms:.0f}",
-                    f"{base_ms / args.scalers:.0f}",
+                    base.describe(digits=0),
+                    f"{base.median / args.scalers:.0f}",
                     f"{cold_p50:.1f}",
-                    f"{base_ms / cold_p50:.0f}x",
+                    f"{base.median / cold_p50:.0f}x",
                 ]
             ],
         )

@@ -10,7 +10,9 @@ instant query, each in a process of its own. Two legs in the same run, alternati
 
 Reported: how long the tick takes, how many rounds it ended, and when the slow AIScaler's round
 ends. Target: the others' rounds end in under 1 s although one source takes 5 s (before this
-controller read metrics concurrently, a tick waited for every read in turn: over 5 s).
+controller read metrics concurrently, a tick waited for every read in turn: over 5 s). The legs
+alternate (baseline, one slow; one slow, baseline; ...) and the baseline's first tick is given
+with its spread over its legs; the first line printed names the versions the run used.
 
 Run: `.venv/bin/python -m bench.scaler_reads [--scalers 200] [--slow-seconds 5] [--legs 3]`.
 """
@@ -22,7 +24,7 @@ import statistics
 import sys
 import time
 
-from bench.extender_cluster import table
+from bench.runinfo import Spread, alternate, table, versions_line
 from extender.scaler.controller import ScalerController
 from extender.verbs import Settings
 from extender.view import ClusterView
@@ -65,23 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--legs", type=int, default=3, help="runs of each leg, alternating")
     args = parser.parse_args(argv)
+    print(versions_line())
     fast = PrometheusProcess(40)
     slow = PrometheusProcess(40, delay_seconds=args.slow_seconds)
-    first_tick: dict[str, list[float]] = {"baseline": [], "one slow": []}
-    all_done: dict[str, list[float]] = {"baseline": [], "one slow": []}
-    rounds_in_first: dict[str, list[int]] = {"baseline": [], "one slow": []}
     try:
-        for _ in range(args.legs):
-            for leg in ("baseline", "one slow"):
-                tick, ended, done = one_tick(
-                    args.scalers, fast=fast, slow=slow if leg == "one slow" else None
-                )
-                first_tick[leg].append(tick)
-                all_done[leg].append(done)
-                rounds_in_first[leg].append(ended)
+        runs = alternate(
+            {
+                "baseline": lambda: one_tick(args.scalers, fast=fast, slow=None),
+                "one slow": lambda: one_tick(args.scalers, fast=fast, slow=slow),
+            },
+            rounds=args.legs,
+        )
     finally:
         fast.close()
         slow.close()
+    first_tick = {leg: [tick for tick, _, _ in ticks] for leg, ticks in runs.items()}
+    rounds_in_first = {leg: [ended for _, ended, _ in ticks] for leg, ticks in runs.items()}
+    all_done = {leg: [done for _, _, done in ticks] for leg, ticks in runs.items()}
     rows = [
         [
             leg,
@@ -109,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     ratio = statistics.median(first_tick["one slow"]) / statistics.median(first_tick["baseline"])
-    print(f"first tick, one slow / baseline: {ratio:.2f}")
+    baseline_ms = Spread.of([seconds * 1000 for seconds in first_tick["baseline"]])
+    print(
+        f"first tick, one slow / baseline: {ratio:.2f}; baseline's first tick "
+        f"{baseline_ms.describe(' ms', 0)}"
+    )
     return 0
 
 

@@ -1,6 +1,9 @@
 """The inputs of bench/scaler.py: a large cluster view (mixed GPU kinds, stale and unreadable
 reports, unhealthy GPUs, bound pods as the watch cache delivers them, new empty nodes) and the
-AIScalers over six pod templates, with their observations precomputed per round."""
+AIScalers over six pod templates, with their observations precomputed per round.
+
+Seeded by the sizes asked for, and timing nothing itself: every run and every leg of
+bench/scaler.py gets the same inputs, so what varies between legs is the machine alone."""
 
 from __future__ import annotations
 

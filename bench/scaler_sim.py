@@ -17,6 +17,10 @@ capacity), GPU-hours held, and AIScaler / HPA ratios. Then the cold-start compar
 GPU-hours of the HPA-equivalent policy, the AIScaler, and the AIScaler with
 `coldStart.anticipate` (ratios to the HPA-equivalent). Run: `.venv/bin/python -m bench.scaler_sim`
 (`--png PATH` for the plot, default in the temp directory).
+
+A simulation, not a timing: the traces are seeded and nothing is measured by a clock, so every run
+prints the same numbers; its legs need no alternation and its baseline has no spread to report.
+The first line printed names the versions the run used.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.runinfo import versions_line
 from extender.scaler.decision import History, MetricObservation, Observations, PodState, decide
 from extender.scaler.feasibility import LimitReason, apply_feasibility, feasible_replicas
 from extender.scaler.spec import ScalerSpec, parse_spec
@@ -258,6 +263,7 @@ def main() -> None:
         "--png", type=Path, default=Path(tempfile.gettempdir()) / "headroom-scaler-sim.png"
     )
     args = parser.parse_args()
+    print(versions_line())
     steps = HOURS * 3600 // STEP_SECONDS
     load, tenant = load_trace(steps), tenant_trace(steps)
     spec = parse_spec({"spec": SPEC})
