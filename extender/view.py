@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,13 +132,15 @@ class ClusterView:
                 found = self._summaries[node_name] = summarize(self.snapshot(node_name))
             return found
 
-    def summaries(self, node_names: Iterable[str]) -> list[tuple[NodeSummary, str | None]]:
-        """Summaries and report errors of many nodes under one lock (a verb's whole request)."""
+    def summaries(self, node_names: Sequence[str]) -> tuple[list[NodeSummary], dict[str, str]]:
+        """Summaries of many nodes, in order, and the report errors of those that have one, under
+        one lock (a verb's whole request)."""
         with self._lock:
             if self._monotonic() >= self._next_expiry:
                 self._expire_inflight()
-            cached, errors = self._summaries, self._report_errors
-            return [(cached.get(n) or self.summary(n), errors.get(n)) for n in node_names]
+            cached, errors = self._summaries.get, self._report_errors
+            found = [cached(n) or self.summary(n) for n in node_names]
+            return found, {n: errors[n] for n in node_names if n in errors} if errors else {}
 
     def report(self, node_name: str) -> NodeReport | None:
         """The node's report as its agent wrote it (device taints not applied: a NoSchedule
