@@ -29,7 +29,6 @@ import functools
 import gc
 import json
 import os
-import platform
 import pstats
 import random
 import statistics
@@ -38,10 +37,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response
 
 from bench.extender_cluster import (
     GI,
@@ -55,7 +55,9 @@ from bench.extender_cluster import (
     table,
 )
 from bench.runinfo import Spread, alternate, percentile, versions_line
+from extender import jsonio
 from extender.app import Runtime, create_app
+from extender.jsonio import answer, request_json
 from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
@@ -145,42 +147,60 @@ def request_body(node_names: list[str]) -> dict[str, Any]:
 
 
 def passthrough_app() -> Flask:
-    """The baseline: the same routes decoding and encoding JSON as the extender does, with no
-    accounting (every node passes, every score is 0)."""
+    """The baseline: the same routes decoding and encoding JSON as the extender does (the same
+    functions, extender/jsonio.py), with no accounting: every node passes, every score is 0."""
     app = Flask("passthrough")
 
     @app.post("/filter")
-    def filter_() -> Any:
-        body = request.get_json()
-        return jsonify(
-            NodeNames=body["NodeNames"], FailedNodes={}, FailedAndUnresolvableNodes={}, Error=""
+    def filter_() -> Response:
+        names_ = _node_names(request_json())
+        return answer(
+            {"NodeNames": names_, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}, "Error": ""}
         )
 
     @app.post("/prioritize")
-    def prioritize_() -> Any:
-        body = request.get_json()
-        return jsonify([{"Host": n, "Score": 0} for n in body["NodeNames"]])
+    def prioritize_() -> Response:
+        return answer([{"Host": n, "Score": 0} for n in _node_names(request_json())])
 
     return app
 
 
-JSON_LIBRARY = f"json (stdlib, Python {platform.python_version()}) via Flask's get_json/jsonify"
+def _node_names(body: object) -> list[str]:
+    """The names, unchecked (a baseline: the bench sends them)."""
+    assert isinstance(body, dict)
+    names_: list[str] = body["NodeNames"]
+    return names_
+
+
+JSON_LIBRARY = f"{jsonio.JSON_LIBRARY} {metadata.version(jsonio.JSON_LIBRARY)} (extender/jsonio.py)"
 
 
 def time_requests(app: Flask, body: dict[str, Any], rounds: int) -> list[float]:
-    """Milliseconds of each of `rounds` filter + prioritize pairs. The body is encoded once up
-    front: that is the scheduler's work, not the server's."""
+    """Milliseconds (wall clock) of each of `rounds` filter + prioritize pairs."""
+    return [pair.wall_ms for pair in time_pairs(app, body, rounds)]
+
+
+@dataclass(frozen=True)
+class Pair:
+    wall_ms: float
+    cpu_ms: float  # this thread's CPU time: the wall time less any wait for a CPU
+
+
+def time_pairs(app: Flask, body: dict[str, Any], rounds: int) -> list[Pair]:
+    """`rounds` filter + prioritize pairs, timed. The body is encoded once up front: that is the
+    scheduler's work, not the server's."""
     client = app.test_client()
     data = json.dumps(body).encode()
     post = functools.partial(client.post, data=data, content_type="application/json")
     post("/filter")  # warm: summaries computed once
-    samples_ms = []
+    pairs = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         assert post("/filter").status_code == 200
         assert post("/prioritize").status_code == 200
-        samples_ms.append((time.perf_counter() - start) * 1000)
-    return samples_ms
+        wall_ms = (time.perf_counter() - start) * 1000
+        pairs.append(Pair(wall_ms, (time.thread_time() - start_cpu) * 1000))
+    return pairs
 
 
 def _fixed(now: float) -> Callable[[], float]:
@@ -230,23 +250,36 @@ def cases(node_count: int) -> list[tuple[str, dict[str, Any]]]:
 class CaseResult:
     nodes: int
     label: str
-    ours_ms: list[float]  # every pair, all legs
-    base_ms: list[float]
+    ours: list[Pair]  # every pair, all legs
+    base: list[Pair]
     base_legs: Spread  # the pass-through's p50 per leg
 
     @property
+    def p50_ms(self) -> float:
+        return statistics.median(p.wall_ms for p in self.ours)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile([p.wall_ms for p in self.ours], 0.99)
+
+    @property
+    def p99_cpu_ms(self) -> float:
+        return percentile([p.cpu_ms for p in self.ours], 0.99)
+
+    @property
     def ratio(self) -> float:
-        return statistics.median(self.ours_ms) / statistics.median(self.base_ms)
+        return self.p50_ms / statistics.median(p.wall_ms for p in self.base)
 
     def row(self, rss_view: float) -> list[str]:
         return [
             f"{self.nodes}",
             self.label,
-            f"{statistics.median(self.ours_ms):.2f}",
-            f"{percentile(self.ours_ms, 0.99):.2f}",
-            f"{statistics.median(self.base_ms):.2f}",
-            f"{percentile(self.base_ms, 0.99):.2f}",
-            f"{self.ratio:.1f}x",
+            f"{self.p50_ms:.2f}",
+            f"{self.p99_ms:.2f}",
+            f"{self.p99_cpu_ms:.2f}",
+            f"{statistics.median(p.wall_ms for p in self.base):.2f}",
+            f"{percentile([p.wall_ms for p in self.base], 0.99):.2f}",
+            f"{self.ratio:.2f}x",
             f"{rss_view:.0f}",
         ]
 
@@ -259,17 +292,17 @@ def run_case(
     per_leg = max(1, rounds // legs)
     results = alternate(
         {
-            "extender": lambda: time_requests(app, body, per_leg),
-            "pass-through": lambda: time_requests(base, body, per_leg),
+            "extender": lambda: time_pairs(app, body, per_leg),
+            "pass-through": lambda: time_pairs(base, body, per_leg),
         },
         rounds=legs,
     )
     return CaseResult(
         node_count,
         label,
-        [ms for leg in results["extender"] for ms in leg],
-        [ms for leg in results["pass-through"] for ms in leg],
-        Spread.of([statistics.median(leg) for leg in results["pass-through"]]),
+        [pair for leg in results["extender"] for pair in leg],
+        [pair for leg in results["pass-through"] for pair in leg],
+        Spread.of([statistics.median(p.wall_ms for p in leg) for leg in results["pass-through"]]),
     )
 
 
@@ -293,12 +326,13 @@ def part_a(rounds: int, *, legs: int) -> tuple[list[list[str]], list[str]]:
 
 
 def verdict(result: CaseResult) -> str:
-    p99 = percentile(result.ours_ms, 0.99)
     met = "met" if result.ratio <= TARGET_RATIO else "MISSED"
-    met_p99 = "met" if p99 <= TARGET_P99_MS else "MISSED"
+    met_p99 = "met" if result.p99_ms <= TARGET_P99_MS else "MISSED"
     return (
         f"targets at 5,000 nodes as sent: p50 {result.ratio:.2f}x the pass-through "
-        f"(<= {TARGET_RATIO:.0f}x): {met}; p99 {p99:.2f} ms (<= {TARGET_P99_MS:.0f} ms): {met_p99}"
+        f"(<= {TARGET_RATIO:.0f}x): {met}; p99 {result.p99_ms:.2f} ms (<= {TARGET_P99_MS:.0f} ms): "
+        f"{met_p99} (CPU time p99 {result.p99_cpu_ms:.2f} ms: the rest of the wall time waited "
+        "for a CPU)"
     )
 
 
@@ -390,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"JSON, extender and pass-through alike: {JSON_LIBRARY}")
         rows, notes = part_a(args.rounds, legs=args.legs)
-        header = ["nodes", "names sent", "p50", "p99", "pass-through p50", "pass-through p99"]
-        print(table([*header, "ratio (p50)", "view RSS MiB"], rows))
+        header = ["nodes", "names sent", "p50", "p99", "p99 CPU time"]
+        base = ["pass-through p50", "pass-through p99", "ratio (p50)", "view RSS MiB"]
+        print(table([*header, *base], rows))
         print("\n".join(notes))
     if not args.skip_scheduler and not args.profile:
         print(f"\n(b) real kube-scheduler {KUBERNETES_VERSION}, pods/s (target: ratio >= 0.8)")
