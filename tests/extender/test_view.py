@@ -111,3 +111,15 @@ def test_a_restarted_view_rebuilt_from_the_cluster_is_the_same() -> None:
     rebuilt = loaded(*pods)
     for name in ("n1", "n2"):
         assert incremental.snapshot(name) == rebuilt.snapshot(name)
+
+
+def test_summaries_come_in_order_with_the_errors_of_the_nodes_that_have_one() -> None:
+    view = loaded()
+    broken = gpunode("n2", [24])
+    broken["status"]["schemaVersion"] = 99
+    view.apply_gpunode(WatchEvent("MODIFIED", broken))
+    found, errors = view.summaries(["n2", "n1", "unknown", "n1"])
+    assert [s.report.node_name if s.report else None for s in found] == [None, "n1", None, "n1"]
+    assert list(errors) == ["n2"]
+    assert "status.schemaVersion" in errors["n2"]
+    assert view.summaries(["n1"])[1] == {}
