@@ -1,8 +1,10 @@
 """Filter and prioritize: answers computed from the cluster view, writing nothing anywhere.
 
-Each verb reads one snapshot per candidate node and calls the pure `fit` / `score`, so the answer
-is what DESIGN.md's accounting says, and the scaler's feasibility (which calls the same functions)
-cannot disagree with it.
+Each verb reads the summaries of the candidate nodes (one lock, computed once per change) and asks
+the pure accounting: `fits` / `scores` of them all in one pass (headroom/fit_many.py, the answers
+of `fit_summary` / `score_summary` node by node), then `fit_summary` of the nodes that fail, for
+their reason. So the answer is what DESIGN.md's accounting says, and the scaler's feasibility
+(which calls the same functions) cannot disagree with it.
 """
 
 from __future__ import annotations
