@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
 from headroom import names
@@ -59,8 +59,15 @@ class FilterOutcome:
     counts: dict[str, int]  # nodes by result: "passed" or a ReasonKind value
 
 
-# The nodes' summaries, in order, and the report errors of those whose report is unreadable.
-Summaries = Callable[[Sequence[str]], tuple[list[NodeSummary], dict[str, str]]]
+class Summaries(Protocol):
+    """The nodes' summaries, in order, and the report errors of those whose report is unreadable
+    (`ClusterView.summaries`); `after_filter` when asking about nodes a filter just passed."""
+
+    def __call__(
+        self, node_names: Sequence[str], /, *, after_filter: bool = False
+    ) -> tuple[list[NodeSummary], dict[str, str]]: ...
+
+
 # What a DRA pod gets beyond fit, per node (extender.dracheck.DraGate.check).
 DraCheck = Callable[[str, GpuDemand, PodGpus], Reason | None]
 
@@ -192,7 +199,7 @@ def prioritize(
     if pod_demand(pod, dra)[0] is None:
         return [{"Host": name, "Score": 0} for name in node_names]
     policy = pod_policy(pod, settings.policy)
-    found, _ = summaries(node_names)
+    found, _ = summaries(node_names, after_filter=True)
     return [
         {"Host": name, "Score": score}
         for name, score in zip(node_names, scores(found, policy=policy), strict=True)

@@ -103,7 +103,9 @@ class Case:
     claims: PodGpus  # allocated or not
     refused: set[str]  # where the DRA check refuses
 
-    def summaries(self, names_: Sequence[str]) -> tuple[list[NodeSummary], dict[str, str]]:
+    def summaries(
+        self, names_: Sequence[str], *, after_filter: bool = False
+    ) -> tuple[list[NodeSummary], dict[str, str]]:
         return [self.by_name[n] for n in names_], {
             n: self.errors[n] for n in names_ if n in self.errors
         }
@@ -183,7 +185,7 @@ def test_prioritize_scores_each_node_by_score_summary(
             scores = prioritize(
                 pod_of(policy),
                 node_names,
-                summaries=lambda asked: ([by_name[n] for n in asked], {}),
+                summaries=Case(by_name, {}, demand, [], policy, None, PodGpus(), set()).summaries,
                 settings=Settings(),
             )
         expected: list[HostPriority] = [
