@@ -200,6 +200,13 @@ class ClusterView:
         with self._lock:
             return {n: r.reported_at_unix_seconds for n, r in self._reports.items()}
 
+    def summarize_all(self) -> None:
+        """Make every known node's summary now, as the first requests would (then the extender
+        freezes them with the rest of the view: bench/extender.py)."""
+        with self._lock:
+            for name in self._nodes | self._reports.keys():
+                self.summary(name)
+
     def schedulable_nodes(self) -> list[str]:
         """Nodes that exist, are not cordoned and have a GPU report: where replicas could go."""
         with self._lock:

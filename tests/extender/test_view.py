@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender.view import ClusterView
 from headroom.demand import GpuDemand
-from headroom.fit import Fit, PodClaim, Reason, fit
+from headroom.fit import Fit, PodClaim, Reason, fit, summarize
 from kubeapi.cache import DELETED, WatchEvent
 from tests.extender.builders import GI, NOW, gpunode, node, pod
 
@@ -158,3 +160,12 @@ def test_summaries_are_always_the_current_ones_whatever_was_asked_before(
             found, _ = view.summaries(asked, after_filter=True)
             assert [id(s) for s in found] == [id(view.summary(n)) for n in asked]
         last = list(map(str, step))
+
+
+def test_summarize_all_makes_every_known_nodes_summary_so_requests_make_none() -> None:
+    view = loaded()
+    with mock.patch("extender.view.summarize", wraps=summarize) as made:
+        view.summarize_all()
+        assert sorted(c.args[0].name for c in made.call_args_list) == ["cordoned", "n1", "n2"]
+        view.summaries(["n1", "n2", "cordoned"])
+        assert made.call_count == 3
