@@ -14,8 +14,10 @@ JSON. Answers keep the keys sorted, as Flask's `jsonify` wrote them.
 
 from __future__ import annotations
 
+import json
+
 from flask import Response, request
-from orjson import OPT_SORT_KEYS, JSONDecodeError, dumps, loads
+from orjson import OPT_SORT_KEYS, JSONDecodeError, JSONEncodeError, dumps, loads
 
 from extender.wire import WireError
 
@@ -43,7 +45,13 @@ def request_json() -> object:
 
 
 def encode(value: object) -> bytes:
-    return dumps(value, option=OPT_SORT_KEYS)
+    """`value` as JSON, keys sorted. orjson writes 254 levels of nesting at most; a value nested
+    deeper (only a Node object echoed from the request could be) is written by the standard
+    library, as before."""
+    try:
+        return dumps(value, option=OPT_SORT_KEYS)
+    except JSONEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def answer(value: object, status: int = 200) -> Response:

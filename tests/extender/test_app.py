@@ -355,3 +355,14 @@ def test_gc_freeze_waits_for_the_caches_then_makes_the_summaries_and_freezes() -
         gc.unfreeze()
     assert cache.asked == 3
     assert made == [frozen_before]  # the summaries were made before the freeze
+
+
+def test_full_node_objects_nested_deep_are_answered_as_sent() -> None:
+    client, _ = make_client()
+    deep: object = "x"
+    for _ in range(400):  # deeper than orjson writes (254)
+        deep = [deep]
+    items = [{"metadata": {"name": "gpu-node-2"}, "spec": {"deep": deep}}]
+    response = client.post("/filter", json={"Pod": {"metadata": {}}, "Nodes": {"items": items}})
+    assert response.status_code == 200
+    assert response.get_json()["Nodes"]["items"] == items

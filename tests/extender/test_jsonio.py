@@ -43,6 +43,13 @@ def test_answers_are_the_values_jsonify_wrote_with_keys_sorted() -> None:
     assert written.index(b'"a"') < written.index(b'"z"')
 
 
+def test_a_value_nested_deeper_than_orjson_writes_is_still_written() -> None:
+    deep: object = "bottom"
+    for _ in range(300):
+        deep = {"in": deep}
+    assert json.loads(encode({"Nodes": {"items": [deep]}})) == {"Nodes": {"items": [deep]}}
+
+
 def echo_app(max_bytes: int) -> Flask:
     app = Flask("echo")
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
