@@ -34,6 +34,12 @@ def fits(
             for s in summaries
         ]
     shared = demand.shared
+    if count == 1:  # most pods: the pool's most free GPU has room (never, in an empty pool)
+        return [
+            now_unix_seconds - s.acting_since_unix_seconds <= staleness_seconds
+            and (s.shared_most_free if shared else s.exclusive_most_free) >= memory_bytes
+            for s in summaries
+        ]
     return [
         now_unix_seconds - s.acting_since_unix_seconds <= staleness_seconds
         and len(frees := s.shared_free if shared else s.exclusive_free) >= count

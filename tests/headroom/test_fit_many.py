@@ -20,7 +20,7 @@ from headroom.fit import (
     summarize,
 )
 from headroom.fit_many import fits, scores
-from tests.headroom.builders import NOW, node
+from tests.headroom.builders import NOW, gpu, node
 from tests.headroom.strategies import STALE, demands, snapshots
 
 
@@ -66,3 +66,15 @@ def test_a_node_without_a_report_or_with_nvml_unreadable_never_fits() -> None:
         False,
         False,
     ]
+
+
+def test_no_gpu_with_room_means_no_fit_even_for_a_demand_of_no_memory() -> None:
+    no_gpus = summarize(node("empty"))
+    all_sick = summarize(node("sick-gpus", gpu(0, healthy=False), gpu(1, healthy=False)))
+    for demand in (GpuDemand(1), GpuDemand(1, 0, shared=True), GpuDemand(2, 0, shared=True)):
+        answers = fits(demand, [no_gpus, all_sick], now_unix_seconds=NOW, staleness_seconds=STALE)
+        assert answers == [False, False]
+        assert not any(
+            isinstance(fit_summary(demand, s, now_unix_seconds=NOW, staleness_seconds=STALE), Fit)
+            for s in (no_gpus, all_sick)
+        )
