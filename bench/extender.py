@@ -254,6 +254,9 @@ def cases(node_count: int) -> list[tuple[str, list[dict[str, Any]]]]:
     ]
     return [
         (f"{share:.0%} (as sent)", [request_body(names_) for names_ in sent]),
+        # The same window every time, as this benchmark sent before: the same nodes' state stays
+        # in the CPU's caches from one request to the next.
+        (f"{share:.0%} (one window, again)", [request_body(sent[0])]),
         ("all", [request_body(all_names)]),
         (f"{share:.0%} (as sent), claim pod", [claim_request_body(names_) for names_ in sent]),
     ]
@@ -345,7 +348,7 @@ def part_a(rounds: int, *, legs: int) -> tuple[list[list[str]], list[str]]:
             rows.append(result.row(rss_view))
             spread = result.base_legs.describe(" ms")
             notes.append(f"{node_count} nodes, {label}: pass-through p50 per leg {spread}")
-            if node_count == 5000 and label.endswith("(as sent)"):
+            if node_count == 5000 and label.endswith(("(as sent)", "again)")):
                 notes.append(verdict(result))
     return rows, notes
 
@@ -354,7 +357,7 @@ def verdict(result: CaseResult) -> str:
     met = "met" if result.ratio <= TARGET_RATIO else "MISSED"
     met_p99 = "met" if result.p99_ms <= TARGET_P99_MS else "MISSED"
     return (
-        f"targets at 5,000 nodes as sent: p50 {result.ratio:.2f}x the pass-through "
+        f"targets at 5,000 nodes, {result.label}: p50 {result.ratio:.2f}x the pass-through "
         f"(<= {TARGET_RATIO:.0f}x): {met}; p99 {result.p99_ms:.2f} ms (<= {TARGET_P99_MS:.0f} ms): "
         f"{met_p99}. In CPU time (waits for a CPU left out): p50 {result.cpu_ratio:.2f}x, "
         f"p99 {result.p99_cpu_ms:.2f} ms"
