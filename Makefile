@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CACHE  ?= $(HOME)/.cache/headroom
 
-.PHONY: test demo venv lock control-plane mock-nvml helm manifests lint unit e2e cluster-up cluster-down clean
+.PHONY: test demo docs venv lock control-plane mock-nvml helm manifests lint unit e2e cluster-up cluster-down clean
 
 test: lint control-plane mock-nvml helm
 	$(BIN)/pytest
@@ -22,6 +22,12 @@ lint: venv
 SCENARIO ?= tooling/demo/scenarios/default.yaml
 demo: venv control-plane
 	$(BIN)/python -m tooling.demo --scenario $(SCENARIO)
+
+# The documentation site (mkdocs.yml, docs/) into site/. --strict makes every warning fatal, and
+# mkdocs.yml's validation makes a broken link or anchor a warning; tests/test_docs.py builds it too.
+# `$(BIN)/mkdocs serve` serves it while you edit.
+docs: venv
+	$(BIN)/mkdocs build --strict -d site/
 
 # The venv holds exactly the test lock's versions (every file checked against its sha256), then
 # the project itself without resolving anything more; a new lock reinstalls.

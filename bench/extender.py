@@ -12,15 +12,10 @@
     work). Targets (issue #15), at 5,000 nodes as sent: p50 within 2x the pass-through, p99 <= 5
     ms. `--profile` prints the extender's cProfile for that case instead. Memory: the RSS the
     view adds.
-(b) the real kube-scheduler (the version `tooling/controlplane/versions.env` names) placing pods
-    on 500 and on 5,000 Node objects: pods/s of the shipped `headroom` profile with the extender
-    (`headroom extender` under gunicorn) divided by a stock profile without it, same cluster, same
-    run, one scheduler running at a time. `--pin` runs the control plane (etcd, kube-apiserver,
-    kube-controller-manager, kube-scheduler) on CPU 0 and Headroom's processes and this client on
-    CPU 1, in both legs alike: how separate machines share nothing.
 
-Run: `.venv/bin/python -m bench.extender [--pin] [--skip-scheduler] [--profile]` (part (b)
-builds/uses the cached control plane).
+The real kube-scheduler with and without the extender is bench/scheduler.py's.
+
+Run: `.venv/bin/python -m bench.extender [--profile]`.
 """
 
 from __future__ import annotations
@@ -30,12 +25,10 @@ import cProfile
 import functools
 import gc
 import json
-import os
 import pstats
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,17 +38,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from bench.extender_cluster import (
-    GI,
-    GPUS_PER_NODE,
-    add_nodes,
-    bound_pod,
-    gpunode,
-    headroom_scheduler,
-    schedule,
-    server_times,
-    table,
-)
+from bench.extender_cluster import GI, GPUS_PER_NODE, bound_pod, gpunode, table
 from bench.runinfo import Spread, alternate, percentile, versions_line
 from extender import jsonio
 from extender.app import Runtime, create_app
@@ -66,9 +49,7 @@ from extender.view import ClusterView
 from headroom import names
 from headroom.dra import NVIDIA_GPU_DRIVER
 from kubeapi.cache import ADDED, WatchEvent
-from kubeapi.client import Kube, load_api_client
 from tooling.dra import claim_template, resource_slice
-from tooling.localcluster import KUBERNETES_VERSION, LocalCluster, ensure_binaries
 
 
 class _Synced:
@@ -376,103 +357,32 @@ def profile_as_sent(rounds: int, *, top: int = 25) -> None:
         pstats.Stats(profiler, stream=sys.stdout).strip_dirs().sort_stats(order).print_stats(top)
 
 
-# -- (b) the real scheduler ------------------------------------------------------------------------
-CONTROL_PLANE_CPU, HEADROOM_CPU = 0, 1
-
-
-def part_b(node_count: int, pods: int, *, pin: bool) -> list[str]:
-    ensure_binaries()
-    if pin:  # this client and the extender it starts; the control plane gets the other CPU
-        os.sched_setaffinity(0, {HEADROOM_CPU})
-    cpus = frozenset({CONTROL_PLANE_CPU}) if pin else None
-    root = Path(__file__).resolve().parents[1] / "manifests"
-    with LocalCluster(Path(tempfile.mkdtemp(prefix="bench-extender-")), cpus=cpus) as cluster:
-        kube = Kube(load_api_client(str(cluster.kubeconfig)))
-        cluster.kubectl("apply", "-f", str(root / "crds"), "-f", str(root / "namespace.yaml"))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd/gpunodes.headroom.dev"
-        )
-        add_nodes(kube, node_count)
-        plain = {
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "leaderElection": {"leaderElect": False},
-            "profiles": [{"schedulerName": "plain"}],
-        }
-        scheduler = cluster.start_scheduler(plain, name="plain-scheduler")
-        without = schedule(kube, "plain", "bench-plain", pods)
-        scheduler.stop()
-        with headroom_scheduler(cluster) as (port, _):
-            with_extender = schedule(kube, names.SCHEDULER_NAME, "bench-headroom", pods)
-            verb_times = server_times(port)
-    return [
-        f"{node_count}",
-        "pinned" if pin else "shared",
-        f"{pods}",
-        f"{with_extender:.1f}",
-        f"{without:.1f}",
-        f"{with_extender / without:.2f}",
-        verb_times,
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=200, help="(a): filter + prioritize pairs per case and app"
+        "--rounds", type=int, default=200, help="filter + prioritize pairs per case and app"
     )
-    parser.add_argument("--legs", type=int, default=10, help="(a): alternating legs per case")
+    parser.add_argument("--legs", type=int, default=10, help="alternating legs per case")
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="(a): only the cProfile of the extender at 5,000 nodes, names as sent",
+        help="only the cProfile of the extender at 5,000 nodes, names as sent",
     )
-    parser.add_argument(
-        "--nodes",
-        type=int,
-        nargs="+",
-        default=[500, 5000],
-        help="Node objects for (b), one run each (default: 500 5000)",
-    )
-    parser.add_argument("--pods", type=int, default=200, help="pods per scheduler for (b)")
-    parser.add_argument(
-        "--pin",
-        action="store_true",
-        help="(b): control plane on CPU 0, Headroom and this client on CPU 1",
-    )
-    parser.add_argument("--skip-scheduler", action="store_true", help="only part (a)")
-    parser.add_argument("--skip-requests", action="store_true", help="only part (b)")
     args = parser.parse_args(argv)
     print(versions_line())
     if args.profile:
         profile_as_sent(args.rounds)
-    elif not args.skip_requests:
-        print(
-            "(a) filter + prioritize server time, ms, in-process; extender and pass-through in "
-            f"{args.legs} alternating legs of {args.rounds // args.legs} pairs per case"
-        )
-        print(f"JSON, extender and pass-through alike: {JSON_LIBRARY}")
-        rows, notes = part_a(args.rounds, legs=args.legs)
-        header = ["nodes", "names sent", "p50", "p99", "p99 CPU time"]
-        base = ["pass-through p50", "pass-through p99", "ratio (p50)", "ratio (p50 CPU time)"]
-        print(table([*header, *base, "view RSS MiB"], rows))
-        print("\n".join(notes))
-    if not args.skip_scheduler and not args.profile:
-        print(f"\n(b) real kube-scheduler {KUBERNETES_VERSION}, pods/s (target: ratio >= 0.8)")
-        print(
-            table(
-                [
-                    "nodes",
-                    "CPUs",
-                    "pods",
-                    "with extender",
-                    "without",
-                    "ratio",
-                    "extender server time (mean)",
-                ],
-                [part_b(n, args.pods, pin=args.pin) for n in args.nodes],
-            )
-        )
+        return 0
+    print(
+        "(a) filter + prioritize server time, ms, in-process; extender and pass-through in "
+        f"{args.legs} alternating legs of {args.rounds // args.legs} pairs per case"
+    )
+    print(f"JSON, extender and pass-through alike: {JSON_LIBRARY}")
+    rows, notes = part_a(args.rounds, legs=args.legs)
+    header = ["nodes", "names sent", "p50", "p99", "p99 CPU time"]
+    base = ["pass-through p50", "pass-through p99", "ratio (p50)", "ratio (p50 CPU time)"]
+    print(table([*header, *base, "view RSS MiB"], rows))
+    print("\n".join(notes))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Regenerates docs/architecture.png, the README's architecture picture, with Graphviz.
+"""Regenerates docs/architecture.png, the architecture picture of the README and
+docs/concepts.md, with Graphviz.
 
     apt-get install graphviz      # Debian's `dot`; only needed to regenerate the picture
     python3 docs/architecture.py  # writes docs/architecture.png (and .dot beside it, --dot)

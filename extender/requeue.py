@@ -16,7 +16,7 @@ pod is parked, and on a slow sweep. How many: only the pods the current headroom
 simulated one after another in the scheduler's queue order (priority, then age). When 200 pods
 wait for room that holds 3, three pods are written, not 200; a Node update would wake all 200 with
 one write, but needs the right to patch Nodes and sends every parked pod of every profile back
-through scheduling (see README, "Fast retry").
+through scheduling (see docs/components/extender.md, "Fast retry").
 
 Each pass also notes the parked pods the headroom cannot place, with when each was first refused
 (`waiting_since`), which /metrics shows as the pods waiting for GPU memory.

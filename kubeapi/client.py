@@ -116,10 +116,13 @@ def load_api_client(
     if found:
         if context is not None:
             _require_context(found, context)
-        api_client: client.ApiClient = config.new_client_from_config(
-            config_file=found, context=context or _current_context(found)
+        configuration = client.Configuration()
+        config.load_kube_config(
+            config_file=found,
+            context=context or _current_context(found),
+            client_configuration=configuration,
         )
-        return api_client
+        return _api_client(configuration)
     if context is not None:
         raise ConfigException(f"--context {context!r}: no kubeconfig to find it in")
     try:
@@ -130,6 +133,17 @@ def load_api_client(
             "no cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, "
             f"or run inside a cluster ({exc})"
         ) from exc
+    return _api_client(configuration)
+
+
+# Connections kept per API server. The client's default (5 per CPU: 10 on two cores) is taken up
+# by a component's long-lived watches (the extender holds eight), after which every other request
+# opened a new TLS connection and dropped it ("Connection pool is full").
+CONNECTION_POOL_SIZE = 64
+
+
+def _api_client(configuration: client.Configuration) -> client.ApiClient:
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return client.ApiClient(configuration)
 
 

@@ -70,7 +70,7 @@ def helm(cluster: LocalCluster, *args: str) -> str:
 
 
 def install(cluster: LocalCluster, *values: str) -> tuple[list[Obj], str]:
-    """`helm install` as the README says: the objects of the release as helm recorded them, and
+    """`helm install` as docs/install.md says: the objects of the release as helm recorded them, and
     what helm printed (the chart's notes)."""
     sets = [a for v in values for a in ("--set", v)]
     out = helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--wait=false", *sets)

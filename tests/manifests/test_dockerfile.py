@@ -242,8 +242,8 @@ def test_the_manifests_command_lines_parse(component: str) -> None:
     assert args.command == component
 
 
-def test_the_readme_documents_the_image_the_manifests_run() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_install_page_documents_the_image_the_manifests_run() -> None:
+    page = (ROOT / "docs" / "install.md").read_text()
     build = f"docker build -t {our_image()} ."
-    assert build in readme
+    assert build in page
     assert build in (ROOT / "Dockerfile").read_text()

@@ -16,8 +16,8 @@ from certs.generate import generate
 from headroom import names
 from tests.manifests.render import ROOT, Obj, Rendered, containers, object_id, pod_spec, render
 
-# Secrets that `kubectl apply -k manifests/` does not create: the README's certificate step
-# (`headroom certs generate ... | kubectl apply -f secret.yaml`) does.
+# Secrets that `kubectl apply -k manifests/` does not create: the manual certificate step of
+# docs/install.md (`headroom certs generate ... | kubectl apply -f secret.yaml`) does.
 CERTIFICATE_STEP_SECRETS = {"headroom-webhook-tls"}
 # Roles every cluster has (the API server's bootstrap RBAC policy).
 BUILTIN_CLUSTER_ROLES = {"system:kube-scheduler", "system:volume-scheduler"}
@@ -29,7 +29,7 @@ FILE_FLAG = re.compile(r"^(?:--?[\w-]+=)?(/[^\s=]+)$")
 
 
 def our_image() -> str:
-    """The image the README and the Dockerfile document: headroom/headroom:<package version>."""
+    """The image docs/install.md and the Dockerfile document: headroom/headroom:<version>."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     return f"headroom/headroom:{version}"
 
@@ -41,7 +41,7 @@ def rendered() -> Rendered:
 
 @pytest.fixture(scope="module")
 def certificate_step_secret(tmp_path_factory: pytest.TempPathFactory) -> Obj:
-    """The Secret the README's certificate step makes, made by the real `generate`."""
+    """The Secret docs/install.md's manual certificate step makes, made by the real `generate`."""
     out = tmp_path_factory.mktemp("certs")
     files = generate(out, service="headroom-webhook", namespace=names.SYSTEM_NAMESPACE)
     secret: Obj = yaml.safe_load(files.secret.read_text())

@@ -53,7 +53,14 @@ def test_the_deployment_is_ha_unprivileged_and_runs_a_valid_command() -> None:
     assert args.bind.endswith(f":{container['ports'][0]['containerPort']}")
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["profiles"]["configMap"]["name"] == "headroom-webhook-profiles"
-    assert volumes["tls"]["secret"]["secretName"] == "headroom-webhook-tls"
+    # Self-managed certificates: the certs sidecar writes the pair into a memory volume it shares
+    # with the webhook, from the Secret it keeps.
+    assert volumes["tls"]["emptyDir"]["medium"] == "Memory"
+    (sidecar,) = pod["initContainers"]
+    sidecar_args = build_parser().parse_args(sidecar["args"])
+    assert sidecar_args.secret == "headroom-webhook-tls"
+    assert {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}["tls"] == mounts["tls"]
+    assert Path(sidecar_args.out_dir) == Path(mounts["tls"])
 
 
 def test_the_service_account_mounts_no_token_in_other_pods() -> None:

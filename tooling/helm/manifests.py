@@ -73,14 +73,14 @@ name (a hash of its content), which rolls the Deployment.""",
 # What each kustomization installs, said atop it.
 PURPOSES = {
     Path("kustomization.yaml"): """\
-`kubectl apply -k manifests/` installs Headroom into headroom-system (after the one
-certificate step in the README). Each component's directory also applies on its own.""",
+`kubectl apply -k manifests/` installs Headroom into headroom-system (docs/install.md;
+the webhook keeps its own certificate). Each component's directory also applies on its own.""",
     Path("nodeagent/kustomization.yaml"): """\
 The node agent: a DaemonSet on GPU nodes, its ServiceAccount, its RBAC and its admission
 policies (the headroom-system namespace must exist).""",
     Path("webhook/kustomization.yaml"): """\
-The mutating admission webhook (after creating the namespace and the TLS Secret with
-`headroom certs generate`; see the README).""",
+The mutating admission webhook (after creating the namespace), with the empty TLS Secret its
+pods' `certs` sidecar fills (docs/components/certificates.md).""",
     Path("extender/kustomization.yaml"): """\
 The headroom kube-scheduler with the extender sidecar, and both identities' RBAC.""",
 }

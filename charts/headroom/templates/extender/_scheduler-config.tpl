@@ -23,7 +23,7 @@ extenders:
     # Scores are 0..10; the weight makes GPU packing outweigh the default plugins' preferences.
     weight: 5
     nodeCacheCapable: true
-    # Measured worst case for filter+prioritize+bind is well under a second (README, benchmarks).
+    # Measured worst case for filter+prioritize+bind is well under a second (docs/benchmarks.md).
     httpTimeout: 5s
     enableHTTPS: false  # loopback inside the pod
     ignorable: false  # without the extender, GPU pods wait rather than land blind
