@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
@@ -26,6 +26,7 @@ from extender.config import ExtenderConfig
 from extender.dracache import DraCache
 from extender.dracheck import DraGate
 from extender.gate import GateController
+from extender.jsonio import answer, request_json
 from extender.leader import Leadership
 from extender.metrics import ExtenderMetrics, MetricsListener
 from extender.requeue import Requeuer, parked_pods
@@ -161,7 +162,15 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
         binder=binder,
         requeuer=requeuer,
         caches=caches,
-        parts=[*caches, GcFreeze(caches), leadership, requeuer, gate, scalers, scaler],
+        parts=[
+            *caches,
+            GcFreeze(caches, before=view.summarize_all),
+            leadership,
+            requeuer,
+            gate,
+            scalers,
+            scaler,
+        ],
     )
     runtime.metrics.track(
         reservations=view.reservations,
@@ -183,11 +192,13 @@ def build_runtime(kube: KubeApi, config: ExtenderConfig) -> Runtime:
 class GcFreeze:
     """Once the caches hold the cluster, move those long-lived objects out of the garbage
     collector's sight: a full collection over a large cluster's view took 100+ ms, and landed in
-    the middle of filter requests (bench/extender.py, p99). Objects made later are collected as
-    usual."""
+    the middle of filter requests (bench/extender.py, p99). Every node's summary is made first
+    (`before`), so those are frozen too rather than made by the first requests and scanned by
+    every collection after. Objects made later are collected as usual."""
 
-    def __init__(self, caches: list[WatchCache]) -> None:
+    def __init__(self, caches: list[WatchCache], *, before: Callable[[], None]) -> None:
         self.caches = caches
+        self.before = before
         self.worker = Worker(self._run, name="gc-freeze")
 
     def start(self) -> None:
@@ -201,6 +212,7 @@ class GcFreeze:
             while not cache.wait_synced(1.0):
                 if self.worker.stopped.is_set():
                     return
+        self.before()
         gc.collect()
         gc.freeze()
 
@@ -232,8 +244,8 @@ def create_app(config: ExtenderConfig | None = None, *, runtime: Runtime | None 
     app.register_blueprint(verbs)
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify(error=exc.description), exc.code or 500
+    def http_error(exc: HTTPException) -> Response:
+        return answer({"error": exc.description}, exc.code or 500)
 
     return app
 
@@ -246,19 +258,9 @@ def runtime() -> Runtime:
     return found
 
 
-def bad_request(verb: str, message: str) -> tuple[Response, int]:
+def bad_request(verb: str, message: str) -> Response:
     runtime().metrics.requests_refused.labels(verb).inc()
-    return jsonify(error=message), 400
-
-
-def body() -> object:
-    try:
-        data = request.get_json(silent=True)
-    except RecursionError as exc:  # the decoder recurses once per level of nesting
-        raise WireError("body", "JSON nested too deeply") from exc
-    if data is None:
-        raise WireError("body", "expected JSON (Content-Type application/json)")
-    return data
+    return answer({"error": message}, 400)
 
 
 def not_acting() -> str | None:
@@ -271,16 +273,16 @@ def not_acting() -> str | None:
 
 
 @verbs.post("/filter")
-def filter_verb() -> Any:
+def filter_verb() -> Response:
     rt = runtime()
     with rt.metrics.verb_seconds.labels("filter").time():
         try:
-            pod, node_names, nodes = parse_args(body())
+            pod, node_names, nodes = parse_args(request_json())
         except WireError as exc:
             return bad_request("filter", str(exc))
         refusal = not_acting()
         if refusal:
-            return jsonify(Error=refusal)
+            return answer({"Error": refusal})
         try:
             gate, uid = rt.dra_gate, str((pod.get("metadata") or {}).get("uid") or "")
             outcome = filter_nodes(
@@ -296,23 +298,23 @@ def filter_verb() -> Any:
                 else lambda node, demand, claims: gate.check(node, demand, claims, pod_uid=uid),
             )
         except (DemandError, PolicyError) as exc:
-            return jsonify(Error=str(exc))
+            return answer({"Error": str(exc)})
         for kind, count in outcome.counts.items():
             rt.metrics.filter_nodes.labels(kind).inc(count)
-        return jsonify(outcome.result)
+        return answer(outcome.result)
 
 
 @verbs.post("/prioritize")
-def prioritize_verb() -> Any:
+def prioritize_verb() -> Response:
     rt = runtime()
     with rt.metrics.verb_seconds.labels("prioritize").time():
         try:
-            pod, node_names, _ = parse_args(body())
+            pod, node_names, _ = parse_args(request_json())
         except WireError as exc:
             return bad_request("prioritize", str(exc))
         refusal = not_acting()
         if refusal:  # the scheduler ignores a failed prioritize and goes on without it
-            return jsonify(error=refusal), 503
+            return answer({"error": refusal}, 503)
         try:
             scores = prioritize(
                 pod,
@@ -323,36 +325,36 @@ def prioritize_verb() -> Any:
             )
         except (DemandError, PolicyError) as exc:
             return bad_request("prioritize", str(exc))
-        return jsonify(scores)
+        return answer(scores)
 
 
 @verbs.post("/bind")
-def bind_verb() -> Any:
+def bind_verb() -> Response:
     rt = runtime()
     with rt.metrics.verb_seconds.labels("bind").time():
         try:
-            args = parse_binding(body())
+            args = parse_binding(request_json())
         except WireError as exc:
             return bad_request("bind", str(exc))
         refusal = not_acting() or (None if rt.binder else "this extender does not bind")
         if refusal or rt.binder is None:
             rt.metrics.binds.labels("refused").inc()
-            return jsonify(Error=refusal)
+            return answer({"Error": refusal})
         result = rt.binder.bind(args)
         rt.metrics.binds.labels("error" if result.get("Error") else "bound").inc()
-        return jsonify(result)
+        return answer(result)
 
 
 @verbs.get("/healthz")
-def healthz() -> Any:
-    return jsonify(status="ok")
+def healthz() -> Response:
+    return answer({"status": "ok"})
 
 
 @verbs.get("/readyz")
-def readyz() -> Any:
+def readyz() -> Response:
     if runtime().ready():
-        return jsonify(status="ready")
-    return jsonify(status="caches syncing"), 503
+        return answer({"status": "ready"})
+    return answer({"status": "caches syncing"}, 503)
 
 
 @verbs.get("/metrics")

@@ -1,29 +1,31 @@
 """Filter and prioritize: answers computed from the cluster view, writing nothing anywhere.
 
-Each verb reads one snapshot per candidate node and calls the pure `fit` / `score`, so the answer
-is what DESIGN.md's accounting says, and the scaler's feasibility (which calls the same functions)
-cannot disagree with it.
+Each verb reads the summaries of the candidate nodes (one lock, computed once per change) and asks
+the pure accounting: `fits` / `scores` of them all in one pass (headroom/fit_many.py, the answers
+of `fit_summary` / `score_summary` node by node), then `fit_summary` of the nodes that fail, for
+their reason. So the answer is what DESIGN.md's accounting says, and the scaler's feasibility
+(which calls the same functions) cannot disagree with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from extender.wire import ExtenderFilterResult, HostPriority, JsonObject
 from headroom import names
 from headroom.demand import DemandError, GpuDemand
 from headroom.fields import FieldError
 from headroom.fit import (
-    Fit,
     NodeSummary,
     Policy,
     Reason,
     ReasonKind,
     fit_summary,
-    score_summary,
 )
+from headroom.fit_many import fits, scores
 from headroom.podclaims import NO_GPUS, NO_LOOKUPS, DraLookups, PodGpus, has_claims, pod_gpus
 
 
@@ -57,7 +59,15 @@ class FilterOutcome:
     counts: dict[str, int]  # nodes by result: "passed" or a ReasonKind value
 
 
-Summaries = Callable[[Sequence[str]], list[tuple[NodeSummary, str | None]]]
+class Summaries(Protocol):
+    """The nodes' summaries, in order, and the report errors of those whose report is unreadable
+    (`ClusterView.summaries`); `after_filter` when asking about nodes a filter just passed."""
+
+    def __call__(
+        self, node_names: Sequence[str], /, *, after_filter: bool = False
+    ) -> tuple[list[NodeSummary], dict[str, str]]: ...
+
+
 # What a DRA pod gets beyond fit, per node (extender.dracheck.DraGate.check).
 DraCheck = Callable[[str, GpuDemand, PodGpus], Reason | None]
 
@@ -95,56 +105,84 @@ def filter_nodes(
     if demand is None:  # a pod without GPUs: Headroom has no say
         everyone = ExtenderFilterResult(FailedNodes={}, FailedAndUnresolvableNodes={}, Error="")
         return FilterOutcome(
-            _answer(everyone, node_names, nodes, range(len(node_names))),
+            _answer(everyone, node_names, nodes, ()),
             counts={"passed": len(node_names)},
         )
-    passed: list[int] = []
+    found, errors = summaries(node_names)
+    # Once its claims are allocated, the pod's GPUs are chosen: every node with a report passes
+    # fit (and `dra_check` decides). Otherwise one pass over all nodes says which fit, and only
+    # the others are asked again, for their reason: `fit_summary` decides, `fits` spares asking
+    # it of every node.
+    passes = (
+        [True] * len(found)
+        if claims.allocated
+        else fits(
+            demand,
+            found,
+            now_unix_seconds=now_unix_seconds,
+            staleness_seconds=settings.staleness_seconds,
+        )
+    )
+    reasons = {
+        i: Reason(errors[n], kind=ReasonKind.NO_REPORT) for i, n in _among(node_names, errors)
+    }
+    explain = partial(
+        fit_summary,
+        demand,
+        now_unix_seconds=now_unix_seconds,
+        staleness_seconds=settings.staleness_seconds,
+        policy=policy,
+    )
+    for i in [i for i, passed in enumerate(passes) if not passed and i not in reasons]:
+        verdict = explain(found[i])
+        if isinstance(verdict, Reason):
+            reasons[i] = verdict
+    if demand.dra and dra_check is not None:  # on every node that fits
+        for i, name in enumerate(node_names):
+            reason = None if i in reasons else dra_check(name, demand, claims)
+            if reason is not None:
+                reasons[i] = reason
+    return _outcome(node_names, nodes, reasons)
+
+
+def _among(node_names: Sequence[str], errors: Mapping[str, str]) -> list[tuple[int, str]]:
+    """(index, name) of the nodes that have an error (none, mostly: not a pass over them all)."""
+    return [(i, n) for i, n in enumerate(node_names) if n in errors] if errors else []
+
+
+def _outcome(
+    node_names: Sequence[str], nodes: Sequence[JsonObject] | None, reasons: dict[int, Reason]
+) -> FilterOutcome:
+    """The answer to the scheduler: the nodes without a reason pass."""
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
     counts: dict[str, int] = {}
-    for i, (name, (summary, error)) in enumerate(
-        zip(node_names, summaries(node_names), strict=True)
-    ):
-        verdict: Fit | Reason = (
-            Reason(error, kind=ReasonKind.NO_REPORT)
-            if error
-            else Fit(claims.gpu_uuids)
-            if claims.allocated
-            else fit_summary(
-                demand,
-                summary,
-                now_unix_seconds=now_unix_seconds,
-                staleness_seconds=settings.staleness_seconds,
-                policy=policy,
-            )
-        )
-        if isinstance(verdict, Fit) and demand.dra and dra_check is not None:
-            verdict = dra_check(name, demand, claims) or verdict
-        if isinstance(verdict, Fit):
-            passed.append(i)
-            continue
-        counts[verdict.kind.value] = counts.get(verdict.kind.value, 0) + 1
-        failed[name] = verdict.message
-        if not verdict.resolvable:
-            unresolvable[name] = verdict.message
-    counts["passed"] = len(passed)
+    for i, reason in reasons.items():
+        counts[reason.kind.value] = counts.get(reason.kind.value, 0) + 1
+        failed[node_names[i]] = reason.message
+        if not reason.resolvable:
+            unresolvable[node_names[i]] = reason.message
+    counts["passed"] = len(node_names) - len(reasons)
     result = ExtenderFilterResult(
         FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable, Error=""
     )
-    return FilterOutcome(_answer(result, node_names, nodes, passed), counts=counts)
+    return FilterOutcome(_answer(result, node_names, nodes, reasons), counts=counts)
 
 
 def _answer(
     result: ExtenderFilterResult,
     node_names: Sequence[str],
     nodes: Sequence[JsonObject] | None,
-    passed: Iterable[int],
+    failed: Collection[int],
 ) -> ExtenderFilterResult:
-    """Names when names were sent, full Node objects when those were."""
+    """Names when names were sent, full Node objects when those were; the passed ones, in
+    order: all but the indexes in `failed`."""
     if nodes is None:
-        result["NodeNames"] = [node_names[i] for i in passed]
+        names = [n for i, n in enumerate(node_names) if i not in failed] if failed else node_names
+        result["NodeNames"] = list(names)
     else:
-        result["Nodes"] = {"items": [nodes[i] for i in passed]}
+        items = [node for i, node in enumerate(nodes) if i not in failed] if failed else nodes
+        result["Nodes"] = {"items": list(items)}
     return result
 
 
@@ -159,9 +197,10 @@ def prioritize(
     """0..10 per node by the pod's policy. The scheduler asks only about nodes the filter
     passed, so fit is not checked again here; a pod without GPUs scores 0 everywhere."""
     if pod_demand(pod, dra)[0] is None:
-        return [HostPriority(Host=name, Score=0) for name in node_names]
+        return [{"Host": name, "Score": 0} for name in node_names]
     policy = pod_policy(pod, settings.policy)
+    found, _ = summaries(node_names, after_filter=True)
     return [
-        HostPriority(Host=name, Score=score_summary(summary, policy=policy))
-        for name, (summary, _) in zip(node_names, summaries(node_names), strict=True)
+        {"Host": name, "Score": score}
+        for name, score in zip(node_names, scores(found, policy=policy), strict=True)
     ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,32 @@ def _log_unreadable(uid: str, exc: DemandError) -> None:
     log.warning("pod %s: %s; counting it as one whole GPU", uid, exc)
 
 
+class Recent:
+    """The nodes a filter asked about, and their summaries then, for the prioritize after it.
+
+    The scheduler sends prioritize the nodes filter has just passed: the same list, or part of
+    it. Reading those summaries from the list the filter has just walked spares a lookup per node
+    in the view's dictionaries, cold by then (bench/extender.py). The view forgets this when one
+    of the nodes changes.
+    """
+
+    def __init__(self, node_names: list[str], found: list[NodeSummary]) -> None:
+        self.names = node_names
+        self.found = found
+        self._index: dict[str, int] | None = None  # made when first asked for part of the list
+
+    def among(self, node_names: Sequence[str]) -> list[NodeSummary] | None:
+        """The summaries of `node_names` if they are among these names; None otherwise."""
+        if node_names == self.names:
+            return list(self.found)
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self.names)}
+        try:
+            return [self.found[self._index[name]] for name in node_names]
+        except KeyError:
+            return None
+
+
 class ClusterView:
     """Thread-safe; every method may be called from any thread."""
 
@@ -86,6 +112,8 @@ class ClusterView:
         self._inflight: dict[str, tuple[str, PodClaim, float]] = {}
         self._snapshots: dict[str, NodeSnapshot] = {}
         self._summaries: dict[str, NodeSummary] = {}
+        self._recent: Recent | None = None
+        self._touched_since_recent: set[str] = set()
         self._next_expiry = float("inf")
         self._inflight_ttl_seconds = inflight_ttl_seconds
         self._monotonic = monotonic
@@ -132,13 +160,29 @@ class ClusterView:
                 found = self._summaries[node_name] = summarize(self.snapshot(node_name))
             return found
 
-    def summaries(self, node_names: Iterable[str]) -> list[tuple[NodeSummary, str | None]]:
-        """Summaries and report errors of many nodes under one lock (a verb's whole request)."""
+    def summaries(
+        self, node_names: Sequence[str], *, after_filter: bool = False
+    ) -> tuple[list[NodeSummary], dict[str, str]]:
+        """Summaries of many nodes, in order, and the report errors of those that have one, under
+        one lock (a verb's whole request). `after_filter`: these nodes are likely among those the
+        last request (a filter) asked about, whose summaries are at hand unless they changed."""
         with self._lock:
             if self._monotonic() >= self._next_expiry:
                 self._expire_inflight()
-            cached, errors = self._summaries, self._report_errors
-            return [(cached.get(n) or self.summary(n), errors.get(n)) for n in node_names]
+            found = self._remembered(node_names) if after_filter else None
+            if found is None:
+                cached = self._summaries.get
+                found = [cached(n) or self.summary(n) for n in node_names]
+                self._recent, self._touched_since_recent = Recent(list(node_names), found), set()
+            errors = self._report_errors
+            return found, {n: errors[n] for n in node_names if n in errors} if errors else {}
+
+    def _remembered(self, node_names: Sequence[str]) -> list[NodeSummary] | None:
+        """The summaries the last request read, if these nodes are among them and unchanged."""
+        touched = self._touched_since_recent
+        if self._recent is None or (touched and not touched.isdisjoint(node_names)):
+            return None
+        return self._recent.among(node_names)
 
     def report(self, node_name: str) -> NodeReport | None:
         """The node's report as its agent wrote it (device taints not applied: a NoSchedule
@@ -155,6 +199,13 @@ class ClusterView:
         """When each node's readable report was sampled (unix seconds), for /metrics."""
         with self._lock:
             return {n: r.reported_at_unix_seconds for n, r in self._reports.items()}
+
+    def summarize_all(self) -> None:
+        """Make every known node's summary now, as the first requests would (then the extender
+        freezes them with the rest of the view: bench/extender.py)."""
+        with self._lock:
+            for name in self._nodes | self._reports.keys():
+                self.summary(name)
 
     def schedulable_nodes(self) -> list[str]:
         """Nodes that exist, are not cordoned and have a GPU report: where replicas could go."""
@@ -316,6 +367,8 @@ class ClusterView:
     def _touch(self, node_name: str) -> None:
         self._snapshots.pop(node_name, None)
         self._summaries.pop(node_name, None)
+        if self._recent is not None:
+            self._touched_since_recent.add(node_name)
 
     def _notify(self, node_name: str, why: str) -> None:
         for listener in list(self.listeners):

@@ -7,6 +7,7 @@ kind. `FailedAndUnresolvableNodes` names nodes where preemption cannot help (GPU
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, TypedDict
 
 from headroom.fields import FieldError, read_mapping, read_str
@@ -63,7 +64,7 @@ def parse_args(body: object) -> tuple[JsonObject, list[str], list[JsonObject] | 
     names = args.get("NodeNames")
     nodes = args.get("Nodes")
     if names is not None:
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not isinstance(names, list) or not all(map(isinstance, names, repeat(str))):
             raise WireError("NodeNames", "expected a list of node names")
         return pod, list(names), None
     if isinstance(nodes, dict) and isinstance(nodes.get("items"), list):

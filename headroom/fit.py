@@ -17,6 +17,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from math import nan
 
 from headroom.demand import GpuDemand
 from headroom.quantity import format_bytes
@@ -144,7 +145,7 @@ def _add_claim(book: GpuLedger, demand: GpuDemand) -> GpuLedger:
 Candidate = tuple[int, int, str]  # (free bytes, GPU index, UUID)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeSummary:
     """Everything `fit` and `score` need of a node, computed once per snapshot.
 
@@ -165,6 +166,12 @@ class NodeSummary:
     any_empty: bool
     fullness: float  # committed fraction of healthy memory, claims included
     binpack_score: int  # round(MAX_SCORE * fullness), kept: it is asked for every request
+    # For `fits`, which asks them of thousands of nodes per pod: fewer objects to read per node.
+    # The report's time when there is a healthy report, else NaN (no `now - NaN <= staleness`
+    # holds); the most free memory of each pool's candidates, -1 when there is none.
+    acting_since_unix_seconds: float
+    shared_most_free: int
+    exclusive_most_free: int
 
 
 def summarize(snapshot: NodeSnapshot) -> NodeSummary:
@@ -200,6 +207,13 @@ def summarize(snapshot: NodeSnapshot) -> NodeSummary:
         any_empty=any(b.empty for b in available if b.usable),
         fullness=committed,
         binpack_score=round(MAX_SCORE * committed),
+        acting_since_unix_seconds=(
+            snapshot.report.reported_at_unix_seconds
+            if snapshot.report is not None and snapshot.report.healthy
+            else nan
+        ),
+        shared_most_free=shared[-1][0] if shared else -1,
+        exclusive_most_free=exclusive[-1][0] if exclusive else -1,
     )
 
 

@@ -5,6 +5,7 @@ The runtime here has no API client at all: filter and prioritize cannot write to
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extender.app import Runtime, create_app
+from extender.app import GcFreeze, Runtime, create_app
 from extender.leader import Leadership
 from extender.verbs import Settings
 from extender.view import ClusterView
 from kubeapi.cache import WatchCache, WatchEvent
 from serving.server import LIFECYCLE_KEY
 from tests.extender.builders import NOW, gpunode, node, pod
+from tests.waiting import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -329,3 +331,38 @@ def test_building_the_app_starts_nothing_and_the_serving_edge_owns_the_lifecycle
 def test_the_app_needs_a_config_or_a_runtime() -> None:
     with pytest.raises(TypeError, match="ExtenderConfig"):
         create_app()
+
+
+def test_gc_freeze_waits_for_the_caches_then_makes_the_summaries_and_freezes() -> None:
+    made: list[int] = []
+
+    class Syncing:
+        def __init__(self) -> None:
+            self.asked = 0
+
+        def wait_synced(self, timeout_seconds: float) -> bool:
+            self.asked += 1
+            return self.asked > 2  # synced at the third look
+
+    cache = Syncing()
+    freeze = GcFreeze([cache], before=lambda: made.append(gc.get_freeze_count()))  # type: ignore[list-item]
+    frozen_before = gc.get_freeze_count()
+    freeze.start()
+    try:
+        wait_for(lambda: gc.get_freeze_count() > frozen_before, timeout_seconds=10)
+    finally:
+        freeze.stop()
+        gc.unfreeze()
+    assert cache.asked == 3
+    assert made == [frozen_before]  # the summaries were made before the freeze
+
+
+def test_full_node_objects_nested_deep_are_answered_as_sent() -> None:
+    client, _ = make_client()
+    deep: object = "x"
+    for _ in range(400):  # deeper than orjson writes (254)
+        deep = [deep]
+    items = [{"metadata": {"name": "gpu-node-2"}, "spec": {"deep": deep}}]
+    response = client.post("/filter", json={"Pod": {"metadata": {}}, "Nodes": {"items": items}})
+    assert response.status_code == 200
+    assert response.get_json()["Nodes"]["items"] == items

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from extender.view import ClusterView
 from headroom.demand import GpuDemand
-from headroom.fit import Fit, PodClaim, Reason, fit
+from headroom.fit import Fit, PodClaim, Reason, fit, summarize
 from kubeapi.cache import DELETED, WatchEvent
 from tests.extender.builders import GI, NOW, gpunode, node, pod
 
@@ -111,3 +116,56 @@ def test_a_restarted_view_rebuilt_from_the_cluster_is_the_same() -> None:
     rebuilt = loaded(*pods)
     for name in ("n1", "n2"):
         assert incremental.snapshot(name) == rebuilt.snapshot(name)
+
+
+def test_summaries_come_in_order_with_the_errors_of_the_nodes_that_have_one() -> None:
+    view = loaded()
+    broken = gpunode("n2", [24])
+    broken["status"]["schemaVersion"] = 99
+    view.apply_gpunode(WatchEvent("MODIFIED", broken))
+    found, errors = view.summaries(["n2", "n1", "unknown", "n1"])
+    assert [s.report.node_name if s.report else None for s in found] == [None, "n1", None, "n1"]
+    assert list(errors) == ["n2"]
+    assert "status.schemaVersion" in errors["n2"]
+    assert view.summaries(["n1"])[1] == {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(st.sampled_from(["n1", "n2", "n3", "n4"]), max_size=6).map(tuple),
+            st.tuples(st.sampled_from(["n1", "n2", "n3", "n4"]), st.integers(0, 80)),
+        ),
+        max_size=12,
+    )
+)
+def test_summaries_are_always_the_current_ones_whatever_was_asked_before(
+    steps: list[tuple[str, ...] | tuple[str, int]],
+) -> None:
+    """Asked again (the same nodes, or some of them in order: prioritize after filter) or after a
+    node changed, the view answers what it would answer asked afresh."""
+    view = ClusterView()
+    view.load(
+        gpunodes=[gpunode(n, [80]) for n in ("n1", "n2", "n3")],
+        nodes=[node(n) for n in ("n1", "n2", "n3")],
+        pods=[],
+    )
+    last: list[str] = []
+    for step in steps:
+        if len(step) == 2 and isinstance(step[1], int):  # a node's report changes
+            view.apply_gpunode(WatchEvent("MODIFIED", gpunode(str(step[0]), [80], used_gi=step[1])))
+            continue
+        for asked in (list(map(str, step)), last[::2], last):
+            found, _ = view.summaries(asked, after_filter=True)
+            assert [id(s) for s in found] == [id(view.summary(n)) for n in asked]
+        last = list(map(str, step))
+
+
+def test_summarize_all_makes_every_known_nodes_summary_so_requests_make_none() -> None:
+    view = loaded()
+    with mock.patch("extender.view.summarize", wraps=summarize) as made:
+        view.summarize_all()
+        assert sorted(c.args[0].name for c in made.call_args_list) == ["cordoned", "n1", "n2"]
+        view.summaries(["n1", "n2", "cordoned"])
+        assert made.call_count == 3
