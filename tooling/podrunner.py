@@ -18,10 +18,12 @@ some values are replaced, and nothing else is (as tooling/shipped.py fills in ad
 1. Mount paths: wherever `command`, `args`, an `env` value, an exec probe or a preStop hook names
    a volumeMount's path (/etc/headroom/tls/tls.crt), the volume's directory on this host stands
    in its place.
-2. In-cluster access: clients read the account's token at fixed paths, so `--in-cluster` becomes
-   `--kubeconfig=FILE`, and KUBECONFIG=FILE is set, for a container that mounts the ServiceAccount
-   directory; FILE names the API server's address, the CA and the token (tokenFile) in that
-   container's own volume: the pod's identity, nothing more.
+2. In-cluster access: clients read the account's token at fixed paths, so for a container that
+   mounts the ServiceAccount directory a kubeconfig FILE is written naming the API server's
+   address, the CA and the token (tokenFile) of that container's own volume (the pod's identity,
+   nothing more), and given as the image's program takes one: `--in-cluster` becomes
+   `--kubeconfig=FILE` and KUBECONFIG=FILE is set (Headroom); the file `--config` names is copied
+   with clientConnection.kubeconfig set to FILE (kube-scheduler, which reads no other).
 3. The image: its programs come from the venv's bin directory (Headroom) or the control plane's
    binaries (kube-scheduler); only the tags that match them run. PATH names those directories;
    the image's ENV (the Dockerfile's) is set; PYTHONPATH, when the runner has one, is passed on so
@@ -30,11 +32,17 @@ some values are replaced, and nothing else is (as tooling/shipped.py fills in ad
 4. The network: every pod has this host's address (podIP = hostIP, as a hostNetwork pod would),
    so two pods cannot listen on one port: a declared port already taken keeps the container
    waiting with reason PortInUse and a message saying so.
+5. The GPU driver: a container that asks the NVIDIA runtime for it (NVIDIA_VISIBLE_DEVICES) gets
+   `nvidia_env` (the fake NVML's library path and state), as that runtime mounts the driver's
+   library into it.
 
-Not enforced, since processes run as this user on this host: securityContext (runAsNonRoot,
-runAsUser, readOnlyRootFilesystem, capabilities, seccomp), resources, readOnly mounts, emptyDir's
-medium and sizeLimit, hostPID (every process sees the host's PIDs anyway). Not done: Service
-environment variables, image pulls, grpc probes, postStart hooks, Succeeded/Failed phases.
+Each container gets the pod's hostname in a UTS namespace of its own, as in a pod (the
+scheduler's Lease holder, which the extender follows, is named by it), where this host allows
+`unshare --uts`; elsewhere processes see the host's name. Not enforced, since processes run as
+this user on this host: securityContext (runAsNonRoot, runAsUser, readOnlyRootFilesystem,
+capabilities, seccomp), resources, readOnly mounts, emptyDir's medium and sizeLimit, hostPID
+(every process sees the host's PIDs anyway). Not done: Service environment variables, image
+pulls, grpc probes, postStart hooks, Succeeded/Failed phases, changes to a running pod's spec.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import ipaddress
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,6 +93,7 @@ def default_images() -> tuple[Image, ...]:
             repository="registry.k8s.io/kube-scheduler",
             tag=f"v{KUBERNETES_VERSION}",
             bin_dirs=(BIN_DIR,),
+            config_file_access=True,
         ),
     )
 
@@ -108,12 +118,31 @@ def host_ipv4() -> str | None:
     return None
 
 
-def node_object(name: str, *, host_ip: str, labels: Mapping[str, str]) -> JsonDict:
-    """A Ready Node for this host: its CPUs and memory, the pod IP as its address."""
+def uts_unshare() -> str | None:
+    """`unshare` when it may make a UTS namespace here (it needs CAP_SYS_ADMIN), else None."""
+    found = shutil.which("unshare")
+    if found is None:
+        return None
+    result = subprocess.run(
+        [found, "--uts", "--", "true"], capture_output=True, check=False, timeout=10
+    )
+    return found if result.returncode == 0 else None
+
+
+def node_object(
+    name: str, *, host_ip: str, labels: Mapping[str, str], capacity: Mapping[str, str]
+) -> JsonDict:
+    """A Ready Node for this host: its CPUs and memory (and `capacity`, e.g. nvidia.com/gpu, as
+    a device plugin would add it), the pod IP as its address."""
     memory_kib = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         memory_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
-    capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib}Ki", "pods": "110"}
+    capacity = {
+        "cpu": str(os.cpu_count() or 1),
+        "memory": f"{memory_kib}Ki",
+        "pods": "110",
+        **capacity,
+    }
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     return {
         "apiVersion": "v1",
@@ -176,12 +205,15 @@ class PodRunner:
         workdir: Path,
         host_ip: str,
         node_labels: Mapping[str, str] | None = None,
+        node_capacity: Mapping[str, str] | None = None,
+        nvidia_env: Mapping[str, str] | None = None,
         images: tuple[Image, ...] | None = None,
         backoff: Backoff | None = None,
         sync_seconds: float = 2.0,
     ) -> None:
         self.kube, self.node_name, self.workdir = kube, node_name, workdir
         self.node_labels = dict(node_labels or {})
+        self.node_capacity = dict(node_capacity or {})
         self.host_ip = host_ip
         passed = {k: os.environ[k] for k in ("PYTHONPATH",) if os.environ.get(k)}
         self.ctx = NodeContext(
@@ -193,6 +225,8 @@ class PodRunner:
             lookup=Lookup(config_map=self._config_map, secret=self._secret),
             tokens=self._token,
             base_env=passed,
+            nvidia_env=dict(nvidia_env or {}),
+            unshare=uts_unshare(),
             backoff=backoff or Backoff(),
             sync_seconds=sync_seconds,
         )
@@ -245,7 +279,12 @@ class PodRunner:
                 self.kube.request("DELETE", f"/api/v1/nodes/{self.node_name}")
 
     def _register_node(self) -> None:
-        body = node_object(self.node_name, host_ip=self.host_ip, labels=self.node_labels)
+        body = node_object(
+            self.node_name,
+            host_ip=self.host_ip,
+            labels=self.node_labels,
+            capacity=self.node_capacity,
+        )
         try:
             self.kube.request("POST", "/api/v1/nodes", body=body)
         except Conflict:
@@ -326,6 +365,7 @@ class PodRunner:
             self._event("MODIFIED", pod)
 
     def _event(self, kind: str, pod: JsonDict) -> None:
+        self._reap()
         uid = pod["metadata"]["uid"]
         with self._lock:
             worker = self.pods.get(uid)

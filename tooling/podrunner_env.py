@@ -40,7 +40,9 @@ class Lookup:
 @dataclass(frozen=True)
 class Image:
     """An image the podrunner can run, and where its programs are on this host. `env` is the
-    image's own ENV; `tag` the only tag it has here."""
+    image's own ENV; `tag` the only tag it has here. `config_file_access`: its program takes the
+    API server's address from the file its `--config` names (kube-scheduler's
+    clientConnection.kubeconfig) rather than from a flag or KUBECONFIG."""
 
     repository: str
     tag: str
@@ -48,6 +50,7 @@ class Image:
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    config_file_access: bool = False
 
 
 def find_image(reference: str, images: Sequence[Image], *, where: str) -> Image:
@@ -226,3 +229,22 @@ def argv(
     if kubeconfig is not None:
         out = [f"--kubeconfig={kubeconfig}" if w == IN_CLUSTER_FLAG else w for w in out]
     return out
+
+
+def config_flag(words: Sequence[str]) -> tuple[int, str] | None:
+    """Where `--config=FILE` (or `--config FILE`) is in `words`: (index of FILE's word, FILE)."""
+    for i, word in enumerate(words):
+        if word.startswith("--config="):
+            return i, word.removeprefix("--config=")
+        if word == "--config" and i + 1 < len(words):
+            return i + 1, words[i + 1]
+    return None
+
+
+def with_client_kubeconfig(config: JsonDict, kubeconfig: Path) -> JsonDict:
+    """The fill-in for a component configured by file (kube-scheduler): its
+    clientConnection.kubeconfig set to `kubeconfig`, unless the file names one already (then the
+    pod chose its access itself)."""
+    connection = dict(config.get("clientConnection") or {})
+    connection["kubeconfig"] = connection.get("kubeconfig") or str(kubeconfig)
+    return {**config, "clientConnection": connection}

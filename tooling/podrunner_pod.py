@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -38,8 +38,10 @@ from tooling.podrunner_env import (
     MountMap,
     SpecError,
     argv,
+    config_flag,
     container_env,
     find_image,
+    with_client_kubeconfig,
 )
 from tooling.podrunner_probes import Probe, translate
 from tooling.podrunner_status import pod_status
@@ -48,6 +50,8 @@ from tooling.podrunner_volumes import TokenSource, Volumes
 log = logging.getLogger(__name__)
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 PROBES = ("startup", "readiness", "liveness")
+# Run by `unshare --uts` before the container's program: the pod's hostname, then the program.
+_SET_HOSTNAME = 'hostname "$0" && exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class NodeContext:
     lookup: Lookup
     tokens: TokenSource
     base_env: Mapping[str, str]  # added to every container before the image's ENV
+    # What the NVIDIA container runtime gives a container that asks for the driver
+    # (NVIDIA_VISIBLE_DEVICES): here, the environment that loads the fake NVML.
+    nvidia_env: Mapping[str, str] = field(default_factory=dict)
+    # The `unshare` that gives each container a UTS namespace with the pod's hostname, as a
+    # pod has; None where this host does not allow one (then processes see the host's name).
+    unshare: str | None = None
     backoff: Backoff = DEFAULT_BACKOFF
     sync_seconds: float = 2.0
     step_seconds: float = 0.25
@@ -195,8 +205,24 @@ class PodWorker:
         env.update({name: mounts.rewrite(value) for name, value in own.items()})
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
+        if env.get("NVIDIA_VISIBLE_DEVICES", "") not in ("", "void", "none"):
+            env.update(self.ctx.nvidia_env)
         words = argv(c.spec, image, env=env, mounts=mounts, kubeconfig=kubeconfig)
         words[0] = which(words[0], env["PATH"], where=f"{c.where}.command")
+        if image.config_file_access and kubeconfig is not None:
+            words = self._fill_config_file(c, words, kubeconfig)
+        if self.ctx.unshare is not None:
+            hostname = env["HOSTNAME"]
+            words = [
+                self.ctx.unshare,
+                "--uts",
+                "--",
+                "/bin/sh",
+                "-c",
+                _SET_HOSTNAME,
+                hostname,
+                *words,
+            ]
         probes = {
             kind: translate(
                 c.spec[f"{kind}Probe"],
@@ -212,6 +238,24 @@ class PodWorker:
         pre_stop = tuple(mounts.rewrite(word) for word in hook.get("command") or [])
         log_path = self.ctx.workdir / "logs" / f"{self.key.replace('/', '_')}_{c.name}.log"
         return Launch(tuple(words), env, home, log_path, pre_stop), probes
+
+    def _fill_config_file(self, c: Container, words: list[str], kubeconfig: Path) -> list[str]:
+        """The fill-in for a component configured by file: a copy of the file its --config
+        names, with the kubeconfig standing in for in-cluster access, in its place."""
+        found = config_flag(words)
+        if found is None:
+            return words
+        index, path = found
+        try:
+            config = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SpecError(f"{c.where}.command", f"--config {path}: {exc}") from exc
+        if not isinstance(config, dict):
+            raise SpecError(f"{c.where}.command", f"--config {path}: not a YAML mapping")
+        copy = self.dir / "configs" / c.name / Path(path).name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(yaml.safe_dump(with_client_kubeconfig(config, kubeconfig)))
+        return [*words[:index], words[index].replace(path, str(copy)), *words[index + 1 :]]
 
     def _mounts(self, c: Container) -> MountMap:
         names = {v["name"] for v in self.pod["spec"].get("volumes") or []}

@@ -1,17 +1,23 @@
-"""`helm install` on the real control plane gives a working Headroom, with no other command:
-the chart's webhook pod runs (tooling/podrunner.py, a kubelet for Headroom's pods, on a Node of
-its own; the stock kube-scheduler places the pod there), becomes Ready by its own readiness probe,
-the endpoint-slice controller gives its Service the endpoint, and the API server calls it through
-that Service (`--enable-aggregator-routing`: by endpoint, since nothing routes a ClusterIP here)
-for the first managed GPU pod, which is mutated.
+"""`helm install` on the real control plane gives a working Headroom, with no other command.
 
-The webhook runs as the chart's ServiceAccount with the chart's RBAC: its kubeconfig (the
-podrunner's stand-in for --in-cluster) carries the token the TokenRequest API bound to its pod,
-and the API server names that account when asked who it is.
+The chart's pods run: tooling/podrunner.py is a kubelet for Headroom's pods on a GPU Node of its
+own (one fake GPU: the fake NVML stands in for the driver the NVIDIA runtime would mount into
+the node agent), and the stock kube-scheduler places them there. Each becomes Ready by its own
+probes; the endpoint-slice controller gives the webhook's Service its endpoint, and the API
+server calls the webhook through that Service (`--enable-aggregator-routing`: by endpoint, since
+nothing routes a ClusterIP here). Then:
+
+- the first managed GPU pod is mutated;
+- it is placed by Headroom's own scheduler (the chart's kube-scheduler and extender pod), on the
+  GPU the chart's node agent reported;
+- each component runs as its chart ServiceAccount: the API server names that account when asked
+  with the credentials the podrunner gave the process (a token the TokenRequest API bound to the
+  pod, in the kubeconfig that stands in for in-cluster access);
+- a deleted webhook pod is replaced by its ReplicaSet and the replacement serves.
 
 A control plane of this module's own, as tests/e2e/test_chart.py has (helm refuses to adopt the
-session cluster's CRDs). One webhook replica: every pod here shares the host's network, so two
-would both want port 8443.
+session cluster's CRDs). One replica each: every pod here shares the host's network, so two
+webhooks would both want port 8443.
 
 UNTIL the webhook's certificate sidecar (`headroom certs manage`) is in the chart, the test makes
 the certificates itself, as the README's manual step does: `manual_certificates` below, the one
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,7 @@ from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e.waiting import eventually
 from tests.webhook.helpers import gpu_pod
+from tooling.fakenvml import GIB, STATE_ENV, FakeNvml, build, device
 from tooling.helm import CHART, run_helm
 from tooling.helm.manifests import RELEASE
 from tooling.localcluster import LocalCluster, ensure_binaries
@@ -40,10 +48,16 @@ from tooling.podrunner import PodRunner, host_ipv4
 from webhook.mutate import MUTATED_BY_ANNOTATION
 
 NS = names.SYSTEM_NAMESPACE
-NODE = "headroom-podrunner"
-WEBHOOK_ACCOUNT = f"system:serviceaccount:{NS}:headroom-webhook"
-# Only what the test asks for runs: the webhook, one replica (see the module docstring).
-VALUES = ("webhook.replicas=1", "extender.enabled=false", "nodeagent.enabled=false")
+NODE = "gpu-node-1"
+GPU_MIB = 24 * 1024
+# Only what one host can hold: one replica of each Deployment (see the module docstring).
+VALUES = ("webhook.replicas=1", "extender.replicas=1")
+COMPONENTS = {  # the pods' app.kubernetes.io/component, and the account each container runs as
+    "webhook": {"webhook": "headroom-webhook"},
+    "scheduler": {"kube-scheduler": "headroom-scheduler", "extender": "headroom-extender"},
+    "nodeagent": {"nodeagent": "headroom-nodeagent"},
+}
+Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +86,27 @@ def runner(
     cluster: LocalCluster, host_ip: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PodRunner]:
     workdir = tmp_path_factory.mktemp("podrunner")
-    with PodRunner.for_cluster(cluster, node_name=NODE, workdir=workdir, host_ip=host_ip) as run:
+    gpus = FakeNvml(workdir / "nvml.json", {"devices": [device(0, total=24 * GIB)]})
+    library = build()
+    with PodRunner.for_cluster(
+        cluster,
+        node_name=NODE,
+        workdir=workdir,
+        host_ip=host_ip,
+        # As GPU feature discovery and the device plugin would label and size a node with it.
+        node_labels={
+            names.GPU_PRESENT_NODE_LABEL: "true",
+            names.GPU_MEMORY_NODE_LABEL: str(GPU_MIB),
+        },
+        node_capacity={"nvidia.com/gpu": "1"},
+        nvidia_env={"LD_LIBRARY_PATH": str(library.parent), STATE_ENV: str(gpus.path)},
+    ) as run:
         yield run
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def kube(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig)))
-
-
-def helm_install(cluster: LocalCluster, *values: str) -> None:
-    sets = [a for v in values for a in ("--set", v)]
-    run_helm(
-        [
-            "install", RELEASE, str(CHART), "--namespace", NS, "--create-namespace",
-            "--wait=false", "--kubeconfig", str(cluster.kubeconfig), *sets,
-        ],
-        timeout_seconds=300,
-    )  # fmt: skip
 
 
 def manual_certificates(cluster: LocalCluster, directory: Path) -> None:
@@ -109,18 +126,59 @@ def manual_certificates(cluster: LocalCluster, directory: Path) -> None:
     )  # fmt: skip
 
 
-def webhook_pods(kube: Kube) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kube.request(
-        "GET",
-        f"/api/v1/namespaces/{NS}/pods",
-        query={"labelSelector": "app.kubernetes.io/name=headroom-webhook"},
+@pytest.fixture(scope="module")
+def installed(
+    cluster: LocalCluster,
+    runner: PodRunner,
+    kube: Kube,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PodRunner:
+    """`helm install`, and every component's pod Ready on the node."""
+    sets = [a for v in VALUES for a in ("--set", v)]
+    run_helm(
+        [
+            "install", RELEASE, str(CHART), "--namespace", NS, "--create-namespace",
+            "--wait=false", "--kubeconfig", str(cluster.kubeconfig), *sets,
+        ],
+        timeout_seconds=300,
+    )  # fmt: skip
+    manual_certificates(cluster, tmp_path_factory.mktemp("tls"))  # TEMPORARY: see the function
+    with explained(runner):
+        eventually(
+            lambda: {c: ready_pods(kube, c) for c in COMPONENTS} == {c: 1 for c in COMPONENTS},
+            timeout_seconds=300,
+            what="one Ready pod of each component",
+        )
+    return runner
+
+
+@contextmanager
+def explained(runner: PodRunner) -> Iterator[None]:
+    """On a failure, print what the podrunner saw: each container's state and log tail."""
+    try:
+        yield
+    except BaseException:
+        print(runner.describe())
+        raise
+
+
+def pods(kube: Kube, component: str) -> list[Obj]:
+    selector = f"app.kubernetes.io/part-of=headroom,app.kubernetes.io/component={component}"
+    items: list[Obj] = kube.request(
+        "GET", f"/api/v1/namespaces/{NS}/pods", query={"labelSelector": selector}
     )["items"]
     return items
 
 
-def ready(pod: dict[str, Any]) -> bool:
+def is_ready(pod: Obj) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+    )
+
+
+def ready_pods(kube: Kube, component: str) -> int:
+    return sum(is_ready(p) for p in pods(kube, component))
 
 
 def endpoint_addresses(kube: Kube) -> list[str]:
@@ -138,8 +196,7 @@ def endpoint_addresses(kube: Kube) -> list[str]:
     ]
 
 
-def managed_namespace(kube: Kube) -> str:
-    name = "llm"
+def managed_namespace(kube: Kube, name: str) -> str:
     kube.request(
         "POST",
         "/api/v1/namespaces",
@@ -153,13 +210,16 @@ def managed_namespace(kube: Kube) -> str:
     return name
 
 
-def create_first_pod(kube: Kube, namespace: str) -> dict[str, Any]:
-    """Create the managed GPU pod. With failurePolicy Fail the API server refuses it until it
-    reaches the webhook (its view of the endpoints may lag the EndpointSlice by a moment): such
-    a refusal is retried, and only it."""
-    pod = gpu_pod(annotations={"headroom.dev/gpu-memory": "10Gi"})
-    pod["metadata"]["name"] = "first"
-    created: list[dict[str, Any]] = []
+def create_pod(kube: Kube, namespace: str, name: str) -> Obj:
+    """Create a managed pod sharing a GPU (10Gi of it). With failurePolicy Fail the API server
+    refuses it until it reaches the webhook (its view of the endpoints may lag the EndpointSlice
+    by a moment): that refusal is retried, and only it."""
+    pod = gpu_pod(
+        gpus=None,
+        annotations={names.GPU_MEMORY_ANNOTATION: "10Gi", names.GPU_SHARING_ANNOTATION: "true"},
+    )
+    pod["metadata"]["name"] = name
+    created: list[Obj] = []
 
     def attempt() -> bool:
         try:
@@ -171,47 +231,64 @@ def create_first_pod(kube: Kube, namespace: str) -> dict[str, Any]:
             return False
         return True
 
-    eventually(attempt, timeout_seconds=60, what="the first managed pod admitted")
+    eventually(attempt, timeout_seconds=60, what=f"pod {name} admitted")
     return created[0]
 
 
-def test_helm_install_alone_gives_a_webhook_that_mutates_the_first_managed_pod(
-    cluster: LocalCluster, runner: PodRunner, kube: Kube, tmp_path: Path
+def get_pod(kube: Kube, namespace: str, name: str) -> Obj:
+    pod: Obj = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+    return pod
+
+
+def test_the_first_managed_pod_is_mutated_and_placed_by_headrooms_scheduler(
+    installed: PodRunner, kube: Kube
 ) -> None:
-    helm_install(cluster, *VALUES)
-    manual_certificates(cluster, tmp_path / "tls")  # TEMPORARY: see the function
-    try:
+    with explained(installed):
+        (webhook,) = pods(kube, "webhook")
+        assert webhook["spec"]["nodeName"] == NODE
+        assert webhook["status"]["podIP"] == installed.host_ip
         eventually(
-            lambda: [ready(p) for p in webhook_pods(kube)] == [True],
-            timeout_seconds=240,
-            what="the webhook pod Ready",
-        )
-        (pod,) = webhook_pods(kube)
-        assert pod["spec"]["nodeName"] == NODE
-        assert pod["status"]["podIP"] == runner.host_ip
-        eventually(
-            lambda: endpoint_addresses(kube) == [runner.host_ip],
+            lambda: endpoint_addresses(kube) == [installed.host_ip],
             timeout_seconds=60,
-            what="the Service's endpoint",
+            what="the webhook Service's endpoint",
         )
-        namespace = managed_namespace(kube)
-        first = create_first_pod(kube, namespace)
-    except BaseException:
-        print(runner.describe())
-        raise
-    assert MUTATED_BY_ANNOTATION in first["metadata"]["annotations"]
-    assert first["spec"]["schedulerName"] == "headroom"
-    assert {"conditionType": "headroom.dev/gpu-ready"} in first["spec"]["readinessGates"]
-    assert whoami(runner, pod) == WEBHOOK_ACCOUNT
-    print(runner.describe())
+        first = create_pod(kube, managed_namespace(kube, "llm"), "first")
+        assert MUTATED_BY_ANNOTATION in first["metadata"]["annotations"]
+        assert first["spec"]["schedulerName"] == "headroom"
+        assert {"conditionType": "headroom.dev/gpu-ready"} in first["spec"]["readinessGates"]
+        # Placed by the chart's scheduler pod: its extender gives it the GPU the chart's node
+        # agent reported (the fake's one GPU, by its UUID).
+        eventually(
+            lambda: bool(get_pod(kube, "llm", "first")["spec"].get("nodeName")),
+            timeout_seconds=120,
+            what="the pod placed",
+        )
+        placed = get_pod(kube, "llm", "first")
+        assert placed["spec"]["nodeName"] == NODE
+        annotations = placed["metadata"]["annotations"]
+        assert annotations[names.ASSIGNED_GPUS_ANNOTATION] == device(0)["uuid"]
 
 
-def whoami(runner: PodRunner, pod: dict[str, Any]) -> str:
-    """Who the API server says the webhook container is, asked with the kubeconfig the
-    podrunner gave it in place of --in-cluster (a SelfSubjectReview)."""
+def test_each_component_runs_as_its_chart_service_account(installed: PodRunner, kube: Kube) -> None:
+    with explained(installed):
+        found = {}
+        for component, accounts in COMPONENTS.items():
+            (pod,) = [p for p in pods(kube, component) if is_ready(p)]
+            for container in accounts:
+                found[container] = whoami(installed, pod, container)
+        assert found == {
+            container: f"system:serviceaccount:{NS}:{account}"
+            for accounts in COMPONENTS.values()
+            for container, account in accounts.items()
+        }
+
+
+def whoami(runner: PodRunner, pod: Obj, container: str) -> str:
+    """Who the API server says `container` is, asked with the kubeconfig the podrunner gave it
+    in place of in-cluster access (a SelfSubjectReview)."""
     meta = pod["metadata"]
     (kubeconfig,) = (runner.workdir / "pods").glob(
-        f"{meta['namespace']}_{meta['name']}_*/kubeconfigs/webhook.yaml"
+        f"{meta['namespace']}_{meta['name']}_*/kubeconfigs/{container}.yaml"
     )
     config = yaml.safe_load(kubeconfig.read_text())
     assert config["clusters"][0]["cluster"]["server"].startswith("https://127.0.0.1:")
@@ -222,3 +299,22 @@ def whoami(runner: PodRunner, pod: dict[str, Any]) -> str:
     )
     username: str = review["status"]["userInfo"]["username"]
     return username
+
+
+def test_a_deleted_webhook_pod_is_replaced_and_the_replacement_serves(
+    installed: PodRunner, kube: Kube
+) -> None:
+    with explained(installed):
+        (old,) = pods(kube, "webhook")
+        kube.request("DELETE", f"/api/v1/namespaces/{NS}/pods/{old['metadata']['name']}")
+
+        def replaced() -> bool:
+            current = pods(kube, "webhook")
+            uids = [p["metadata"]["uid"] for p in current if is_ready(p)]
+            return len(current) == 1 and uids not in ([], [old["metadata"]["uid"]])
+
+        # The old pod's preStop hook (5 s), its graceful stop and the new one's start (its port
+        # is free once the old process is gone): well within this.
+        eventually(replaced, timeout_seconds=120, what="a new Ready webhook pod, the old one gone")
+        created = create_pod(kube, "llm", "second")
+        assert MUTATED_BY_ANNOTATION in created["metadata"]["annotations"]

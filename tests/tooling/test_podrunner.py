@@ -45,7 +45,12 @@ def test_the_host_address_is_never_loopback_or_link_local() -> None:
 
 
 def test_the_node_is_ready_with_this_hosts_address_and_labels() -> None:
-    node = node_object("n1", host_ip="192.0.2.2", labels={"nvidia.com/gpu.present": "true"})
+    node = node_object(
+        "n1",
+        host_ip="192.0.2.2",
+        labels={"nvidia.com/gpu.present": "true"},
+        capacity={"nvidia.com/gpu": "1"},
+    )
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
     status = node["status"]
@@ -54,3 +59,4 @@ def test_the_node_is_ready_with_this_hosts_address_and_labels() -> None:
     assert ready == [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
     assert int(status["allocatable"]["cpu"]) >= 1
     assert status["allocatable"]["memory"].endswith("Ki")
+    assert status["allocatable"]["nvidia.com/gpu"] == "1"

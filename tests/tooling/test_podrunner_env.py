@@ -14,11 +14,13 @@ from tooling.podrunner_env import (
     MountMap,
     SpecError,
     argv,
+    config_flag,
     container_env,
     expand,
     field_value,
     find_image,
     split_image,
+    with_client_kubeconfig,
 )
 
 CONFIG_MAPS = {("ns", "settings"): {"level": b"debug", "mode": b"fast"}}
@@ -203,3 +205,16 @@ def test_find_image_refuses_other_images_and_tags() -> None:
         find_image("headroom/headroom:0.2.0", [HEADROOM], where="i")
     with pytest.raises(SpecError, match=r"nginx:1: podrunner runs only headroom/headroom:0.1.0"):
         find_image("nginx:1", [HEADROOM], where="i")
+
+
+def test_the_config_file_fill_in_finds_the_flag_and_keeps_a_chosen_kubeconfig() -> None:
+    assert config_flag(["kube-scheduler", "--config=/etc/s.yaml"]) == (1, "/etc/s.yaml")
+    assert config_flag(["kube-scheduler", "--config", "/etc/s.yaml", "-v=1"]) == (2, "/etc/s.yaml")
+    assert config_flag(["kube-scheduler", "--config"]) is None
+    config = {"kind": "KubeSchedulerConfiguration", "clientConnection": {"qps": 50}}
+    assert with_client_kubeconfig(config, Path("/w/k")) == {
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"qps": 50, "kubeconfig": "/w/k"},
+    }
+    chosen = {"clientConnection": {"kubeconfig": "/etc/own"}}
+    assert with_client_kubeconfig(chosen, Path("/w/k")) == chosen

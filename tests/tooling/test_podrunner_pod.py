@@ -5,9 +5,11 @@ containers in order, a native sidecar's startup probe holding the containers bac
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import yaml
 
 from tests.kubeapi.fake import Call, FakeKube
 from tests.waiting import wait_for
+from tooling.podrunner import uts_unshare
 from tooling.podrunner_containers import Backoff
 from tooling.podrunner_env import Image, Lookup
 from tooling.podrunner_pod import NodeContext, PodWorker
@@ -66,7 +69,10 @@ def api() -> Api:
 
 
 def context(api: Api, workdir: Path) -> NodeContext:
-    secrets = {("ns", "creds"): {"password": b"s3cret"}}
+    secrets = {
+        ("ns", "creds"): {"password": b"s3cret"},
+        ("ns", "config"): {"config.yaml": b"kind: KubeSchedulerConfiguration\n"},
+    }
 
     def token(request: TokenRequest) -> str:
         return f"token-for-{request.service_account}-{request.pod_name}"
@@ -305,3 +311,69 @@ def test_a_missing_secret_keeps_the_pod_creating_until_it_exists(
     assert "spec.volumes[2].secret: secret ns/later does not exist" in waiting["message"]
     assert "secret ns/later does not exist" in worker.describe()
     assert worker.containers[0].process is None
+
+
+def test_the_pod_hostname_the_nvidia_runtime_and_a_component_configured_by_file(
+    api: Api, tmp_path: Path, run: list[PodWorker]
+) -> None:
+    unshare = uts_unshare()
+    if unshare is None:
+        print("this host allows no UTS namespace: processes keep the host's name")
+    scheduler_like = Image(
+        repository="test/configured", tag="1", bin_dirs=PYTHON.bin_dirs, config_file_access=True
+    )
+    ctx = replace(
+        context(api, tmp_path),
+        images=(PYTHON, scheduler_like),
+        unshare=unshare,
+        nvidia_env={"LD_LIBRARY_PATH": "/fake/nvml"},
+    )
+    report = (
+        "import json, os, socket, sys, time; "
+        "open(os.environ['HOME'] + '/seen', 'w').write(json.dumps({"
+        "'host': socket.gethostname(), 'lib': os.environ.get('LD_LIBRARY_PATH'), "
+        "'config': open(sys.argv[1].removeprefix('--config=')).read()})); time.sleep(600)"
+    )
+    account = {"name": "kube-api-access", "mountPath": SA_DIR}
+    containers = [
+        {
+            "name": name,
+            "image": image,
+            "command": ["python3", "-c", report, "--config=/etc/cfg/config.yaml"],
+            "env": env,
+            "volumeMounts": [account, {"name": "cfg", "mountPath": "/etc/cfg"}],
+        }
+        for name, image, env in (
+            ("gpu", "test/python:1", [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]),
+            ("configured", "test/configured:1", []),
+        )
+    ]
+    spec = pod(containers=containers)
+    spec["spec"]["volumes"] += [
+        {
+            "name": "kube-api-access",
+            "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]},
+        },
+        {"name": "cfg", "secret": {"secretName": "config"}},
+    ]
+    worker = PodWorker(spec, ctx)
+    run.append(worker)
+    worker.worker.start()
+    seen = {c: worker.dir / "home" / c / "seen" for c in ("gpu", "configured")}
+    try:
+        wait_for(lambda: all(p.exists() for p in seen.values()), timeout_seconds=30, message="both")
+    finally:
+        print(worker.describe())
+    gpu, configured = (json.loads(p.read_text()) for p in seen.values())
+    if unshare is not None:
+        assert gpu["host"] == configured["host"] == "p"
+    assert gpu["lib"] == "/fake/nvml"
+    assert configured["lib"] is None
+    # A plain image's --config path is only rewritten; one configured by file gets a copy that
+    # names the kubeconfig.
+    assert gpu["config"] == "kind: KubeSchedulerConfiguration\n"
+    kubeconfig = worker.dir / "kubeconfigs" / "configured.yaml"
+    assert yaml.safe_load(configured["config"]) == {
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+    }
