@@ -197,7 +197,7 @@ class Container:
     def _probe(self, tracker: ProbeTracker) -> None:
         if self.launch is not None:
             ok, message = run_probe(tracker.probe, env=self.launch.env, cwd=self.launch.cwd)
-            tracker.record(ok, time.monotonic(), message)
+            tracker.record(ok, time.monotonic(), message=message)
 
     def _kill(self, why: str) -> None:
         if self.process is not None and self.launch is not None:

@@ -210,7 +210,7 @@ class PodWorker:
         words = argv(c.spec, image, env=env, mounts=mounts, kubeconfig=kubeconfig)
         words[0] = which(words[0], env["PATH"], where=f"{c.where}.command")
         if image.config_file_access and kubeconfig is not None:
-            words = self._fill_config_file(c, words, kubeconfig)
+            words = self._fill_config_file(c, words, kubeconfig=kubeconfig)
         if self.ctx.unshare is not None:
             hostname = env["HOSTNAME"]
             words = [
@@ -239,7 +239,7 @@ class PodWorker:
         log_path = self.ctx.workdir / "logs" / f"{self.key.replace('/', '_')}_{c.name}.log"
         return Launch(tuple(words), env, home, log_path, pre_stop), probes
 
-    def _fill_config_file(self, c: Container, words: list[str], kubeconfig: Path) -> list[str]:
+    def _fill_config_file(self, c: Container, words: list[str], *, kubeconfig: Path) -> list[str]:
         """The fill-in for a component configured by file: a copy of the file its --config
         names, with the kubeconfig standing in for in-cluster access, in its place."""
         found = config_flag(words)

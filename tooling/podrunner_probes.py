@@ -112,7 +112,7 @@ class ProbeTracker:
     def due(self, now: float) -> bool:
         return now >= self.next_at
 
-    def record(self, ok: bool, now: float, message: str = "") -> None:
+    def record(self, ok: bool, now: float, *, message: str = "") -> None:
         self.next_at = now + self.probe.timing.period_seconds
         self.last_message = message
         if ok:

@@ -104,7 +104,10 @@ def pod_status(
         "ContainersReady": containers_ready,
         "Ready": containers_ready and gates_true,
     }
-    conditions = [_condition(kind, value, previous.get(kind), now) for kind, value in ours.items()]
+    conditions = [
+        _condition(kind, value, previous=previous.get(kind), now=now)
+        for kind, value in ours.items()
+    ]
     running = initialized and all(v.started or v.restart_count for v in containers)
     status: JsonDict = {
         "phase": "Running" if running else "Pending",
@@ -121,7 +124,7 @@ def pod_status(
     return status
 
 
-def _condition(kind: str, value: bool, previous: JsonDict | None, now: str) -> JsonDict:
+def _condition(kind: str, value: bool, *, previous: JsonDict | None, now: str) -> JsonDict:
     text = "True" if value else "False"
     unchanged = previous is not None and previous.get("status") == text
     since = previous.get("lastTransitionTime", now) if unchanged and previous else now

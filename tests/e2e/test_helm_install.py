@@ -44,7 +44,8 @@ from tooling.fakenvml import GIB, STATE_ENV, FakeNvml, build, device
 from tooling.helm import CHART, run_helm
 from tooling.helm.manifests import RELEASE
 from tooling.localcluster import LocalCluster, ensure_binaries
-from tooling.podrunner import PodRunner, host_ipv4
+from tooling.podrunner import PodRunner
+from tooling.podrunner_host import host_ipv4
 from webhook.mutate import MUTATED_BY_ANNOTATION
 
 NS = names.SYSTEM_NAMESPACE

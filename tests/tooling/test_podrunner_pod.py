@@ -18,9 +18,9 @@ import yaml
 
 from tests.kubeapi.fake import Call, FakeKube
 from tests.waiting import wait_for
-from tooling.podrunner import uts_unshare
 from tooling.podrunner_containers import Backoff
 from tooling.podrunner_env import Image, Lookup
+from tooling.podrunner_host import uts_unshare
 from tooling.podrunner_pod import NodeContext, PodWorker
 from tooling.podrunner_volumes import TokenRequest
 from tooling.process import free_port

@@ -67,7 +67,7 @@ def test_the_tracker_waits_the_initial_delay_and_applies_both_thresholds() -> No
     tracker.record(False, 135.0)
     tracker.record(False, 140.0)
     assert not tracker.failed
-    tracker.record(False, 145.0, "connection refused")
+    tracker.record(False, 145.0, message="connection refused")
     assert tracker.failed and not tracker.succeeded
     assert tracker.last_message == "connection refused"
 

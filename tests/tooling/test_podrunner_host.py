@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tooling.localcluster import KUBERNETES_VERSION
-from tooling.podrunner import HEADROOM_IMAGE_ENV, default_images, host_ipv4, node_object
+from tooling.podrunner_host import HEADROOM_IMAGE_ENV, default_images, host_ipv4, node_object
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
