@@ -108,7 +108,8 @@ def pod_status(
         _condition(kind, value, previous=previous.get(kind), now=now)
         for kind, value in ours.items()
     ]
-    running = initialized and all(v.started or v.restart_count for v in containers)
+    # Running once every container has run (an exit awaiting its restart does not undo that).
+    running = initialized and all(v.container_id for v in containers)
     status: JsonDict = {
         "phase": "Running" if running else "Pending",
         "hostIP": host_ip,

@@ -27,7 +27,9 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
 
 
 def running(name: str, *, ready: bool) -> ContainerView:
-    return ContainerView(name, "i", state="running", started_at=T0, started=True, ready=ready)
+    return ContainerView(
+        name, "i", state="running", started_at=T0, started=True, ready=ready, container_id="c://1"
+    )
 
 
 def test_a_pod_whose_volumes_wait_is_pending_without_an_ip() -> None:
@@ -89,6 +91,14 @@ def test_ready_needs_the_containers_the_started_sidecar_and_the_readiness_gates(
         now=T0,
     )
     assert conditions(status)["Initialized"] == "False" and status["phase"] == "Pending"
+
+
+def test_a_pod_stays_running_while_an_exited_container_waits_for_its_restart() -> None:
+    main = running("main", ready=True)
+    main.terminate(exit_code=1, finished_at=T1, message="")
+    status = pod_status(pod(), host_ip="h", sandbox_ready=True, init=[], containers=[main], now=T1)
+    assert status["phase"] == "Running"
+    assert conditions(status)["ContainersReady"] == "False"
 
 
 def test_a_condition_keeps_its_transition_time_until_it_changes() -> None:
