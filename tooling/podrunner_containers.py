@@ -81,7 +81,11 @@ def which(program: str, path: str, *, where: str) -> str:
     """`program` (argv[0]) found on the container's PATH; SpecError naming it otherwise."""
     found = shutil.which(program, path=path) if "/" not in program else program
     if found is None or not Path(found).exists():
-        raise SpecError(where, f"{program!r}: not found in the image's directories ({path})")
+        raise SpecError(
+            where,
+            f"{program!r}: not found in the image's directories ({path})",
+            reason="RunContainerError",
+        )
     return found
 
 

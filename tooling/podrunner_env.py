@@ -20,10 +20,13 @@ IN_CLUSTER_FLAG = "--in-cluster"
 
 
 class SpecError(ValueError):
-    """A pod field the podrunner cannot run as it is; the message starts with the field."""
+    """A pod field the podrunner cannot run as it is; the message starts with the field.
+    `reason` is the waiting reason a kubelet would give the container for it."""
 
-    def __init__(self, where: str, message: str) -> None:
-        self.where = where
+    def __init__(
+        self, where: str, message: str, *, reason: str = "CreateContainerConfigError"
+    ) -> None:
+        self.where, self.reason = where, reason
         super().__init__(f"{where}: {message}")
 
 
@@ -60,10 +63,13 @@ def find_image(reference: str, images: Sequence[Image], *, where: str) -> Image:
     for image in images:
         if image.repository == repository:
             if tag and tag != image.tag:
-                raise SpecError(where, f"image {reference}: only tag {image.tag!r} is on this host")
+                message = f"image {reference}: only tag {image.tag!r} is on this host"
+                raise SpecError(where, message, reason="ErrImageNeverPull")
             return image
     known = ", ".join(f"{i.repository}:{i.tag}" for i in images)
-    raise SpecError(where, f"image {reference}: podrunner runs only {known}")
+    raise SpecError(
+        where, f"image {reference}: podrunner runs only {known}", reason="ErrImageNeverPull"
+    )
 
 
 def split_image(reference: str) -> tuple[str, str]:

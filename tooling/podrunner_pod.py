@@ -181,7 +181,8 @@ class PodWorker:
         try:
             launch, probes = self._launch(c)
         except (SpecError, ApiError) as exc:
-            c.wait("CreateContainerConfigError", str(exc))
+            reason = exc.reason if isinstance(exc, SpecError) else "CreateContainerConfigError"
+            c.wait(reason, str(exc))
             c.restart_at = time.monotonic() + self.ctx.backoff.initial_seconds
             return
         started = c.restart(launch, probes) if restart else c.start(launch, probes)

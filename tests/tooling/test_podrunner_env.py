@@ -203,8 +203,11 @@ def test_find_image_refuses_other_images_and_tags() -> None:
     assert find_image("headroom/headroom:0.1.0", [HEADROOM], where="i") is HEADROOM
     with pytest.raises(SpecError, match=r"^i: image headroom/headroom:0.2.0: only tag '0.1.0'"):
         find_image("headroom/headroom:0.2.0", [HEADROOM], where="i")
-    with pytest.raises(SpecError, match=r"nginx:1: podrunner runs only headroom/headroom:0.1.0"):
+    with pytest.raises(
+        SpecError, match=r"nginx:1: podrunner runs only headroom/headroom:0.1.0"
+    ) as refused:
         find_image("nginx:1", [HEADROOM], where="i")
+    assert refused.value.reason == "ErrImageNeverPull"  # the container's waiting reason
 
 
 def test_the_config_file_fill_in_finds_the_flag_and_keeps_a_chosen_kubeconfig() -> None:

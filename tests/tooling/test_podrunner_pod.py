@@ -377,3 +377,22 @@ def test_the_pod_hostname_the_nvidia_runtime_and_a_component_configured_by_file(
         "kind": "KubeSchedulerConfiguration",
         "clientConnection": {"kubeconfig": str(kubeconfig)},
     }
+
+
+def test_an_image_not_on_this_host_waits_with_the_kubelets_reason(
+    api: Api, tmp_path: Path, run: list[PodWorker]
+) -> None:
+    other = {"name": "web", "image": "nginx:1.27", "command": ["nginx"]}
+    start(run, api, tmp_path, pod(containers=[other]))
+    wait_for(
+        lambda: bool(api.status) and "waiting" in api.container("web")["state"],
+        timeout_seconds=30,
+        message="a status",
+    )
+    wait_for(
+        lambda: api.container("web")["state"]["waiting"]["reason"] == "ErrImageNeverPull",
+        timeout_seconds=30,
+        message="ErrImageNeverPull",
+    )
+    message = api.container("web")["state"]["waiting"]["message"]
+    assert message.startswith("spec.containers[0].image: image nginx:1.27: podrunner runs only")
