@@ -27,8 +27,10 @@ step that is not `helm install`, to be deleted with the sidecar's arrival.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +129,21 @@ def manual_certificates(cluster: LocalCluster, directory: Path) -> None:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Installed:
+    runner: PodRunner
+    started: float  # when `helm install` was run, monotonic seconds
+
+
 @pytest.fixture(scope="module")
 def installed(
     cluster: LocalCluster,
     runner: PodRunner,
     kube: Kube,
     tmp_path_factory: pytest.TempPathFactory,
-) -> PodRunner:
+) -> Installed:
     """`helm install`, and every component's pod Ready on the node."""
+    started = time.monotonic()
     sets = [a for v in VALUES for a in ("--set", v)]
     run_helm(
         [
@@ -150,7 +159,8 @@ def installed(
             timeout_seconds=300,
             what="one Ready pod of each component",
         )
-    return runner
+    print(f"helm install to every pod Ready: {time.monotonic() - started:.1f}s")
+    return Installed(runner, started)
 
 
 @contextmanager
@@ -242,18 +252,20 @@ def get_pod(kube: Kube, namespace: str, name: str) -> Obj:
 
 
 def test_the_first_managed_pod_is_mutated_and_placed_by_headrooms_scheduler(
-    installed: PodRunner, kube: Kube
+    installed: Installed, kube: Kube
 ) -> None:
-    with explained(installed):
+    runner = installed.runner
+    with explained(runner):
         (webhook,) = pods(kube, "webhook")
         assert webhook["spec"]["nodeName"] == NODE
-        assert webhook["status"]["podIP"] == installed.host_ip
+        assert webhook["status"]["podIP"] == runner.host_ip
         eventually(
-            lambda: endpoint_addresses(kube) == [installed.host_ip],
+            lambda: endpoint_addresses(kube) == [runner.host_ip],
             timeout_seconds=60,
             what="the webhook Service's endpoint",
         )
         first = create_pod(kube, managed_namespace(kube, "llm"), "first")
+        print(f"helm install to the first mutated pod: {time.monotonic() - installed.started:.1f}s")
         assert MUTATED_BY_ANNOTATION in first["metadata"]["annotations"]
         assert first["spec"]["schedulerName"] == "headroom"
         assert {"conditionType": "headroom.dev/gpu-ready"} in first["spec"]["readinessGates"]
@@ -270,13 +282,13 @@ def test_the_first_managed_pod_is_mutated_and_placed_by_headrooms_scheduler(
         assert annotations[names.ASSIGNED_GPUS_ANNOTATION] == device(0)["uuid"]
 
 
-def test_each_component_runs_as_its_chart_service_account(installed: PodRunner, kube: Kube) -> None:
-    with explained(installed):
+def test_each_component_runs_as_its_chart_service_account(installed: Installed, kube: Kube) -> None:
+    with explained(installed.runner):
         found = {}
         for component, accounts in COMPONENTS.items():
             (pod,) = [p for p in pods(kube, component) if is_ready(p)]
             for container in accounts:
-                found[container] = whoami(installed, pod, container)
+                found[container] = whoami(installed.runner, pod, container)
         assert found == {
             container: f"system:serviceaccount:{NS}:{account}"
             for accounts in COMPONENTS.values()
@@ -303,9 +315,9 @@ def whoami(runner: PodRunner, pod: Obj, container: str) -> str:
 
 
 def test_a_deleted_webhook_pod_is_replaced_and_the_replacement_serves(
-    installed: PodRunner, kube: Kube
+    installed: Installed, kube: Kube
 ) -> None:
-    with explained(installed):
+    with explained(installed.runner):
         (old,) = pods(kube, "webhook")
         kube.request("DELETE", f"/api/v1/namespaces/{NS}/pods/{old['metadata']['name']}")
 
