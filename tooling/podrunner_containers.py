@@ -152,7 +152,9 @@ class Container:
         if self.process is None or self.exited or self.process.alive():
             return False
         code = self.process.popen.returncode
-        message = "" if code == 0 else self.process.log_tail(10)
+        code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as runtimes say
+        # FallbackToLogsOnError: the log's tail, within the API's bound on a message.
+        message = "" if code == 0 else self.process.log_tail(10)[-2048:]
         self.view.terminate(exit_code=code, finished_at=format_time(time.time()), message=message)
         self.view.started = False
         self.exited = True

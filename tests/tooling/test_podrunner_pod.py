@@ -396,3 +396,27 @@ def test_an_image_not_on_this_host_waits_with_the_kubelets_reason(
     )
     message = api.container("web")["state"]["waiting"]["message"]
     assert message.startswith("spec.containers[0].image: image nginx:1.27: podrunner runs only")
+
+
+def test_a_failing_liveness_probe_kills_and_restarts_the_container(
+    api: Api, tmp_path: Path, run: list[PodWorker]
+) -> None:
+    stuck = {
+        "name": "stuck",
+        "image": "test/python:1",
+        "command": py("import time; time.sleep(600)"),
+        "livenessProbe": {
+            "exec": {"command": ["false"]},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        },
+    }
+    start(run, api, tmp_path, pod(containers=[stuck]))
+    wait_for(
+        lambda: bool(api.status) and api.container("stuck")["restartCount"] >= 1,
+        timeout_seconds=60,
+        message="a restart",
+    )
+    last = api.container("stuck")["lastState"]["terminated"]
+    assert last["exitCode"] == 128 + 15  # SIGTERM, as a runtime reports it
+    assert "liveness probe failed: exit 1" in last["message"]
