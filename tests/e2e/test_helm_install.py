@@ -7,6 +7,9 @@ probes; the endpoint-slice controller gives the webhook's Service its endpoint, 
 server calls the webhook through that Service (`--enable-aggregator-routing`: by endpoint, since
 nothing routes a ClusterIP here). Then:
 
+- the webhook's serving certificate is the chart's own sidecar's (`headroom certs manage`, a
+  native sidecar whose startup probe holds the webhook back until the pair is written): the
+  caBundle it patched is what the API server trusts;
 - the first managed GPU pod is mutated;
 - it is placed by Headroom's own scheduler (the chart's kube-scheduler and extender pod), on the
   GPU the chart's node agent reported;
@@ -18,26 +21,20 @@ nothing routes a ClusterIP here). Then:
 A control plane of this module's own, as tests/e2e/test_chart.py has (helm refuses to adopt the
 session cluster's CRDs). One replica each: every pod here shares the host's network, so two
 webhooks would both want port 8443.
-
-UNTIL the webhook's certificate sidecar (`headroom certs manage`) is in the chart, the test makes
-the certificates itself, as the README's manual step does: `manual_certificates` below, the one
-step that is not `helm install`, to be deleted with the sidecar's arrival.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from certs.generate import generate
 from headroom import names
 from kubeapi.client import ApiError, Kube, load_api_client
 from tests.e2e.waiting import eventually
@@ -56,7 +53,7 @@ GPU_MIB = 24 * 1024
 # Only what one host can hold: one replica of each Deployment (see the module docstring).
 VALUES = ("webhook.replicas=1", "extender.replicas=1")
 COMPONENTS = {  # the pods' app.kubernetes.io/component, and the account each container runs as
-    "webhook": {"webhook": "headroom-webhook"},
+    "webhook": {"certs": "headroom-webhook", "webhook": "headroom-webhook"},
     "scheduler": {"kube-scheduler": "headroom-scheduler", "extender": "headroom-extender"},
     "nodeagent": {"nodeagent": "headroom-nodeagent"},
 }
@@ -112,23 +109,6 @@ def kube(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig)))
 
 
-def manual_certificates(cluster: LocalCluster, directory: Path) -> None:
-    """TEMPORARY, until the chart runs `headroom certs manage` beside the webhook: the README's
-    manual certificate step (`headroom certs generate`, its Secret applied, the caBundle patched
-    into both webhooks). Delete this function and its call then; nothing else changes."""
-    files = generate(directory, service="headroom-webhook", namespace=NS)
-    cluster.kubectl("apply", "-f", str(files.secret))
-    ca_bundle = files.ca_bundle.read_text().strip()
-    patch = [
-        {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_bundle}
-        for i in range(2)
-    ]
-    cluster.kubectl(
-        "patch", "mutatingwebhookconfiguration", "headroom-webhook", "--type=json",
-        "-p", json.dumps(patch),
-    )  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Installed:
     runner: PodRunner
@@ -140,7 +120,6 @@ def installed(
     cluster: LocalCluster,
     runner: PodRunner,
     kube: Kube,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> Installed:
     """`helm install`, and every component's pod Ready on the node."""
     started = time.monotonic()
@@ -152,7 +131,6 @@ def installed(
         ],
         timeout_seconds=300,
     )  # fmt: skip
-    manual_certificates(cluster, tmp_path_factory.mktemp("tls"))  # TEMPORARY: see the function
     with explained(runner):
         eventually(
             lambda: {c: ready_pods(kube, c) for c in COMPONENTS} == {c: 1 for c in COMPONENTS},
@@ -246,6 +224,19 @@ def create_pod(kube: Kube, namespace: str, name: str) -> Obj:
     return created[0]
 
 
+def ca_bundles(kube: Kube) -> list[bytes]:
+    config = kube.request(
+        "GET",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/headroom-webhook",
+    )
+    return [base64.b64decode(h["clientConfig"].get("caBundle", "")) for h in config["webhooks"]]
+
+
+def secret_ca(kube: Kube) -> bytes:
+    secret = kube.request("GET", f"/api/v1/namespaces/{NS}/secrets/headroom-webhook-tls")
+    return base64.b64decode(secret["data"]["ca.crt"])
+
+
 def get_pod(kube: Kube, namespace: str, name: str) -> Obj:
     pod: Obj = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
     return pod
@@ -264,6 +255,10 @@ def test_the_first_managed_pod_is_mutated_and_placed_by_headrooms_scheduler(
             timeout_seconds=60,
             what="the webhook Service's endpoint",
         )
+        assert [c["started"] for c in webhook["status"]["initContainerStatuses"]] == [True]
+        # The webhook started once the sidecar's pair was there: it never had to restart.
+        assert [c["restartCount"] for c in webhook["status"]["containerStatuses"]] == [0]
+        assert ca_bundles(kube) == [secret_ca(kube)] * 2  # the sidecar's CA, in both webhooks
         first = create_pod(kube, managed_namespace(kube, "llm"), "first")
         print(f"helm install to the first mutated pod: {time.monotonic() - installed.started:.1f}s")
         assert MUTATED_BY_ANNOTATION in first["metadata"]["annotations"]
