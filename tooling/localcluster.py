@@ -187,6 +187,10 @@ class LocalCluster:
                 # The `kubernetes` Service's endpoint would be this loopback address, which the
                 # reconciler refuses; nothing here routes to that Service anyway.
                 "--endpoint-reconciler-type=none",
+                # Webhooks (and aggregated APIs) called through a Service go to one of its
+                # endpoints, not its ClusterIP: nothing here routes a ClusterIP, but a pod's IP
+                # (tooling/podrunner.py) is this host's.
+                "--enable-aggregator-routing=true",
                 f"--cert-dir={d}",
                 f"--tls-cert-file={d / 'apiserver.crt'}",
                 f"--tls-private-key-file={d / 'apiserver.key'}",
