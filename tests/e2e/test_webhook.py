@@ -365,6 +365,12 @@ def test_the_manifests_are_accepted_by_the_api_server(cluster: LocalCluster) -> 
             "deployment.apps",
             "poddisruptionbudget.policy",
             "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+            # the certs sidecar's Secret and its access to that Secret and the configuration
+            "secret",
+            "role.rbac.authorization.k8s.io",
+            "rolebinding.rbac.authorization.k8s.io",
+            "clusterrole.rbac.authorization.k8s.io",
+            "clusterrolebinding.rbac.authorization.k8s.io",
         ]
     ), result.stdout
 
