@@ -284,6 +284,23 @@ def test_another_namespace_is_used_everywhere_the_namespace_is_named() -> None:
         ("webhook.failurePolicy=Sometimes", "at '/webhook/failurePolicy': value must be one of"),
         ("platform=aks", "at '/platform': value must be one of 'generic', 'gke'"),
         ("certificates.mode=vault", "at '/certificates/mode': value must be one of"),
+        (
+            "certificates.selfManaged.servingValidity=soon",
+            "at '/certificates/selfManaged/servingValidity'",
+        ),
+        ("certificates.selfManaged.renewBefore=half", "at '/certificates/selfManaged/renewBefore'"),
+        (
+            "certificates.selfManaged.rotationGrace=1w",
+            "at '/certificates/selfManaged/rotationGrace'",
+        ),
+        (
+            "certificates.selfManaged.resources.limits.memory=lots",
+            "at '/certificates/selfManaged/resources/limits/memory'",
+        ),
+        (
+            "certificates.selfManged.resync=1m",
+            "at '/certificates': additional properties 'selfManged'",
+        ),
         ("extender.flags.polcy=spread", "at '/extender/flags': additional properties 'polcy'"),
         ("extender.flags.bind=0.0.0.0:80", "at '/extender/flags': additional properties 'bind'"),
         ("extender.flags.policy=pack", "at '/extender/flags/policy': value must be one of"),
